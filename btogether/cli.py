@@ -1,0 +1,73 @@
+"""The ``btogether`` command: one entry point, a subcommand per job.
+
+Each command group lives with the package it belongs to and exposes
+``add_arguments(parser)``, which registers its options and sets ``func`` (a callable
+taking the parsed namespace and returning an exit code) as a parser default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+from btogether.logs import configure_logging
+
+# (command, module, one-line help). A module that is not there yet is skipped.
+COMMAND_GROUPS: tuple[tuple[str, str, str], ...] = (
+    ("demo", "btogether.demo", "run the whole Better Together story on simulated hardware"),
+    ("air", "hw.sim.cli", "simulate BlueZ for several hosts sharing one (simulated) air"),
+    ("beacon", "beacon.cli", "the beacon daemon for room systems and desk phones"),
+    ("client", "client.cli", "the laptop client: scan, nearby devices, pairing, audio"),
+    ("relay", "relay.cli", "run the relay service"),
+    ("admin", "relay.admin_cli", "administer a running relay (tenants, users, devices, codes)"),
+    ("sim", "client.sim_cli", "score the proximity tracker against simulated floors"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="btogether",
+        description=(
+            "btogether: proximity join and Better Together for any meeting room. "
+            "Bluetooth LE is used only for discovery; everything else goes through the relay."
+        ),
+    )
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
+        help="how much to log to stderr (default: warning)",
+    )
+    parser.add_argument("--log-json", action="store_true", help="log as JSON lines")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name, help_text in COMMAND_GROUPS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue
+            raise
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        add_arguments: Callable[[argparse.ArgumentParser], None] = module.add_arguments
+        add_arguments(cmd)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level, args.log_json)
+    func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Set up btogether on a Debian machine (system packages, a virtualenv), then run a job:
+#   ./dev.sh demo [ARGS]   the whole story on simulated hardware
+#   ./dev.sh test [ARGS]   lint, type-check, generated-docs check and the whole test suite
+#   ./dev.sh setup         only set up
+#   ./dev.sh bench NAME    run bench/NAME.py
+set -euo pipefail
+cd "$(dirname "$0")"
+
+job=${1:-help}
+[ $# -gt 0 ] && shift
+
+# Debian packages: dbus-daemon for the simulated BlueZ; the rest lets the tests use the
+# real OS stand-ins (PulseAudio, Xvfb with a tray host) instead of skipping them.
+apt_needed=()
+command -v dbus-daemon >/dev/null 2>&1 || apt_needed+=(dbus)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_needed+=(python3-venv python3-pip)
+if [ "$job" = test ]; then
+    command -v pulseaudio >/dev/null 2>&1 || apt_needed+=(pulseaudio)
+    command -v Xvfb >/dev/null 2>&1 || apt_needed+=(xvfb)
+    command -v trayer >/dev/null 2>&1 || apt_needed+=(trayer)
+    command -v openssl >/dev/null 2>&1 || apt_needed+=(openssl)
+fi
+if [ ${#apt_needed[@]} -gt 0 ]; then
+    echo "dev.sh: installing Debian packages: ${apt_needed[*]}" >&2
+    sudo_cmd=()
+    [ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2 \
+        || echo "dev.sh: apt-get update failed; trying to install anyway" >&2
+    if ! "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${apt_needed[@]}" >&2; then
+        echo "dev.sh: could not install ${apt_needed[*]}; tests that need them will be skipped" >&2
+        command -v dbus-daemon >/dev/null 2>&1 || { echo "dev.sh: dbus-daemon is required" >&2; exit 1; }
+    fi
+fi
+
+python=${PYTHON:-}
+if [ -z "$python" ]; then
+    for candidate in python3.11 python3.12 python3.13 python3; do
+        if command -v "$candidate" >/dev/null 2>&1; then python=$candidate; break; fi
+    done
+fi
+[ -n "$python" ] || { echo "dev.sh: Python 3.11 or newer is required" >&2; exit 1; }
+
+venv=.venv
+stamp=$venv/.installed
+if [ ! -x "$venv/bin/python" ]; then
+    echo "dev.sh: creating $venv with $python" >&2
+    "$python" -m venv "$venv"
+fi
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "dev.sh: installing btogether and its dependencies into $venv" >&2
+    "$venv/bin/python" -m pip install -q --upgrade pip >&2
+    "$venv/bin/python" -m pip install -q -e '.[dev]' >&2
+    touch "$stamp"
+fi
+export PATH="$PWD/$venv/bin:$PATH"
+
+case "$job" in
+    setup) echo "dev.sh: ready; activate with: . $venv/bin/activate" >&2 ;;
+    demo) exec btogether demo "$@" ;;
+    test)
+        echo "== ruff" >&2; ruff check .
+        echo "== mypy" >&2; mypy
+        if [ -f relay/protocol/docgen.py ]; then
+            echo "== protocol document is current" >&2
+            python -m relay.protocol.docgen --check
+        fi
+        echo "== pytest" >&2
+        exec python -m pytest "$@"
+        ;;
+    bench) name=${1:?usage: ./dev.sh bench NAME}; shift; exec python "bench/$name.py" "$@" ;;
+    *) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac
