@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name == module_name:
+            if exc.name is not None and (module_name + ".").startswith(exc.name + "."):
                 continue
             raise
         cmd = sub.add_parser(name, help=help_text, description=help_text)
