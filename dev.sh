@@ -17,6 +17,7 @@ command -v dbus-daemon >/dev/null 2>&1 || apt_needed+=(dbus)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_needed+=(python3-venv python3-pip)
 if [ "$job" = test ]; then
     command -v pulseaudio >/dev/null 2>&1 || apt_needed+=(pulseaudio)
+    command -v pacat >/dev/null 2>&1 || apt_needed+=(pulseaudio-utils)
     command -v Xvfb >/dev/null 2>&1 || apt_needed+=(xvfb)
     command -v trayer >/dev/null 2>&1 || apt_needed+=(trayer)
     command -v openssl >/dev/null 2>&1 || apt_needed+=(openssl)

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from hw.dbus_daemon import PrivateBus, start_private_bus
 from hw.lock import LockEvent
+from hw.standin.pulseaudio import (
+    HeadlessPulseAudio,
+    PulseAudioUnavailable,
+    start_headless_pulseaudio,
+)
 
 
 @pytest.fixture
@@ -38,3 +44,19 @@ class EventReader:
         except TimeoutError:
             return
         raise AssertionError(f"unexpected lock event {event}")
+
+
+@pytest.fixture
+def pulse() -> Iterator[HeadlessPulseAudio]:
+    """A headless PulseAudio with a laptop's and a desk phone's null devices."""
+    if shutil.which("pacat") is None:
+        pytest.skip("pacat is missing (Debian: pulseaudio-utils); the tests need running streams")
+    try:
+        server = start_headless_pulseaudio(
+            sinks=("laptop_speaker", "phone_speaker", "headset"),
+            sources=("laptop_mic", "phone_mic"),
+        )
+    except PulseAudioUnavailable as exc:
+        pytest.skip(f"this machine cannot run PulseAudio: {exc}")
+    with server:
+        yield server
