@@ -1,0 +1,86 @@
+"""Relay settings: defaults < TOML file < ``BTOGETHER_*`` environment variables < flags.
+
+The TOML file holds the settings at top level or in a ``[relay]`` table, with the
+field names below (``port = 8765``, ``db = "/var/lib/btogether/relay.sqlite3"``).
+Environment variables are the upper-cased names with the ``BTOGETHER_`` prefix
+(``BTOGETHER_PORT=9000``). Command-line flags win over both.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+
+class ConfigFileError(ValueError):
+    """The config file cannot be read or is not valid TOML."""
+
+
+class RelaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BTOGETHER_", extra="forbid")
+
+    host: str = Field(default="127.0.0.1", description="address to listen on")
+    port: int = Field(default=8765, ge=0, le=65535, description="TCP port (0 picks a free one)")
+    db: Path = Field(default=Path("relay.sqlite3"), description="SQLite database file")
+    max_message_bytes: int = Field(default=64 * 1024, ge=1024, description="larger: close 1009")
+    rate_per_second: float = Field(
+        default=100.0, gt=0, description="sustained requests/s per connection"
+    )
+    rate_burst: float = Field(default=200.0, ge=1, description="requests allowed in a burst")
+    rate_strikes: int = Field(default=50, ge=1, description="rate_limited errors before close 1008")
+    sighting_freshness_s: float = Field(
+        default=120.0, gt=0, description="how long a sighting counts"
+    )
+    pair_request_ttl_s: float = Field(default=120.0, gt=0, description="pair request lifetime")
+    join_prompt_ttl_s: float = Field(default=60.0, gt=0, description="join prompt lifetime")
+    eid_neighbours: int = Field(default=1, ge=0, le=4, description="EID windows accepted each side")
+    ping_interval_s: float = Field(default=20.0, gt=0, description="websocket keepalive ping")
+    directory_check_s: float = Field(
+        default=1.0, gt=0, description="how often to notice admin edits"
+    )
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigFileError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigFileError(f"config file {path} is not valid TOML: {exc}") from exc
+    relay_table = data.get("relay", data)
+    if not isinstance(relay_table, dict):
+        raise ConfigFileError(f"config file {path}: [relay] must be a table")
+    return relay_table
+
+
+def load_settings(
+    config_file: Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> RelaySettings:
+    """Settings from all sources; raises ConfigFileError or pydantic's ValidationError."""
+    file_values = read_config_file(config_file) if config_file else {}
+
+    class _Loaded(RelaySettings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, InitSettingsSource(settings_cls, file_values))
+
+    loaded = _Loaded(**{k: v for k, v in (overrides or {}).items() if v is not None})
+    return RelaySettings.model_construct(**loaded.model_dump())

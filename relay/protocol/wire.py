@@ -1,0 +1,586 @@
+"""The relay's wire protocol: every message a client and the relay exchange, as pydantic models.
+
+One JSON object per websocket text message, discriminated by ``type``.
+
+* A client sends **requests**. Each carries an ``id`` (a non-negative integer the
+  client chooses, unique among its requests in flight) and gets exactly one reply
+  with the same ``id``: a ``result`` or an ``error`` (a stable machine-readable
+  ``code`` from :class:`ErrorCode` and a human ``message``).
+* The relay pushes **events** (no ``id``): the ``welcome`` on connect, pair prompts,
+  lock and audio commands, join prompts and outcomes.
+
+The protocol version is negotiated as the websocket subprotocol (:data:`SUBPROTOCOL`);
+the ``welcome`` event repeats it. A new incompatible version gets a new subprotocol
+name, so old and new clients can be served side by side.
+
+This module is shared by the relay and its clients (beacon daemon, laptop client,
+admin tools); it is pure data and holds no I/O.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+PROTOCOL_VERSION = 1
+SUBPROTOCOL = f"btogether.v{PROTOCOL_VERSION}"
+CLIENT_ID_HEADER = "Btogether-Client-Id"
+CLIENT_NAME_HEADER = "Btogether-Client-Name"
+MAX_REQUEST_ID = 2**53 - 1  # the largest integer a JavaScript client can hold exactly
+MAX_SIGHTINGS_PER_REPORT = 64
+
+Role = Literal["laptop", "device"]
+LockState = Literal["locked", "unlocked"]
+DeviceKind = Literal["room_system", "conference_phone", "desk_phone"]
+DeviceMode = Literal["personal", "common_area", "meeting_room"]
+ShortText = Annotated[str, Field(min_length=1, max_length=128)]
+Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+RequestId = Annotated[int, Field(ge=0, le=MAX_REQUEST_ID)]
+
+
+class ErrorCode(StrEnum):
+    """Stable machine-readable error codes; the human message may change, these do not."""
+
+    BAD_JSON = "bad_json"
+    UNKNOWN_TYPE = "unknown_type"
+    INVALID_REQUEST = "invalid_request"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    WRONG_ACCOUNT = "wrong_account"
+    POLICY_DENIED = "policy_denied"
+    NO_FRESH_SIGHTING = "no_fresh_sighting"
+    NOT_PAIRED = "not_paired"
+    WRONG_STATE = "wrong_state"
+    EXPIRED = "expired"
+    DEVICE_OFFLINE = "device_offline"
+    BUSY = "busy"
+    RATE_LIMITED = "rate_limited"
+    INTERNAL = "internal_error"
+
+
+ERROR_DESCRIPTIONS: dict[ErrorCode, str] = {
+    ErrorCode.BAD_JSON: "The message is not a JSON object (``id`` is null in the reply).",
+    ErrorCode.UNKNOWN_TYPE: "The ``type`` is missing or not one this protocol version knows.",
+    ErrorCode.INVALID_REQUEST: "A field is missing, of the wrong type, or out of range.",
+    ErrorCode.FORBIDDEN: "This kind of connection (laptop or device) may not send this request.",
+    ErrorCode.NOT_FOUND: (
+        "No such device, request, pairing or hand-off that the caller may know about. "
+        "Ids of another tenant get this too, so nothing leaks across tenants."
+    ),
+    ErrorCode.WRONG_ACCOUNT: (
+        "The phone is in the caller's tenant but signed in to another account."
+    ),
+    ErrorCode.POLICY_DENIED: "The account's or the device's policy does not allow this.",
+    ErrorCode.NO_FRESH_SIGHTING: "The caller has not reported a recent sighting of the device.",
+    ErrorCode.NOT_PAIRED: "The laptop and the phone are not paired.",
+    ErrorCode.WRONG_STATE: "The request does not fit the current state (e.g. confirming twice).",
+    ErrorCode.EXPIRED: "The pair request or join prompt has expired.",
+    ErrorCode.DEVICE_OFFLINE: "The device is not connected to the relay.",
+    ErrorCode.BUSY: "The phone is already the audio device of another laptop.",
+    ErrorCode.RATE_LIMITED: "Too many requests; this one was dropped unprocessed. Slow down.",
+    ErrorCode.INTERNAL: "The relay failed; nothing was changed. Retrying may help.",
+}
+
+
+class CloseCode(IntEnum):
+    """Websocket close codes the relay uses."""
+
+    GOING_AWAY = 1001
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    REPLACED = 4000
+
+
+CLOSE_DESCRIPTIONS: dict[CloseCode, str] = {
+    CloseCode.GOING_AWAY: "The relay is shutting down (SIGTERM); reconnect with backoff.",
+    CloseCode.POLICY_VIOLATION: (
+        "Flood: the connection kept sending after ``rate_limited`` errors, or sent binary frames."
+    ),
+    CloseCode.MESSAGE_TOO_BIG: "A message exceeded the relay's ``max_message_bytes``.",
+    CloseCode.INTERNAL_ERROR: "Unexpected relay failure.",
+    CloseCode.REPLACED: (
+        "The same device or laptop connected again; the older connection is closed."
+    ),
+}
+
+HANDSHAKE_REFUSALS: dict[int, str] = {
+    400: (
+        f"Missing or unsupported subprotocol (offer ``{SUBPROTOCOL}``), or a laptop "
+        f"connection without a valid ``{CLIENT_ID_HEADER}`` header."
+    ),
+    401: (
+        "No ``Authorization: Bearer <credential>`` header, or the credential is unknown or revoked."
+    ),
+    503: "The relay is starting or shutting down.",
+}
+
+
+class Message(BaseModel):
+    """Base of every wire message: unknown fields are refused, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- shared descriptors --------------------------------------------------------------
+
+
+class Sighting(Message):
+    """One advert a laptop heard."""
+
+    eid: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{16}$", description="8-byte EID, hex")]
+    rssi: Annotated[int, Field(ge=-127, le=20, description="received power, dBm")]
+
+
+class DeviceDescriptor(Message):
+    """What a laptop may know about a device it sighted."""
+
+    device_id: str
+    eid: str = Field(description="the sighted EID this descriptor answers")
+    name: str
+    kind: DeviceKind
+    mode: DeviceMode
+    location: str
+    capabilities: list[str]
+    own: bool = Field(description="true when this is the caller's own personal phone")
+    rssi: int
+
+
+class PairingInfo(Message):
+    """One stored Better Together pairing."""
+
+    laptop_id: str
+    laptop_name: str
+    phone_id: str
+    phone_name: str
+    created_at: float
+
+
+class PrincipalInfo(Message):
+    """Who the relay authenticated on this connection."""
+
+    role: Role
+    tenant_id: str
+    user_id: str | None = Field(description="the account (laptops, and signed-in devices)")
+    device_id: str | None = Field(default=None, description="devices only")
+    laptop_id: str | None = Field(default=None, description="laptops only: the client id")
+
+
+class PhoneLockSeq(Message):
+    phone_id: str
+    seq: int
+
+
+# --- requests (client → relay) -----------------------------------------------------
+
+
+class Request(Message):
+    """Base of every request: carries an ``id`` that its one reply repeats."""
+
+    senders: ClassVar[tuple[Role, ...]] = ("laptop", "device")
+    type: str
+    id: RequestId
+
+
+class Ping(Request):
+    """Liveness check; the result is ``pong`` with the relay's clock."""
+
+    type: Literal["ping"] = "ping"
+
+
+class SightingsReport(Request):
+    """A batch of adverts the laptop heard; the result describes those it may know about."""
+
+    senders: ClassVar[tuple[Role, ...]] = ("laptop",)
+    type: Literal["sightings.report"] = "sightings.report"
+    sightings: list[Sighting] = Field(max_length=MAX_SIGHTINGS_PER_REPORT)
+
+
+class PairRequest(Request):
+    """Laptop asks to pair with the caller's phone (Better Together)."""
+
+    senders: ClassVar[tuple[Role, ...]] = ("laptop",)
+    type: Literal["pair.request"] = "pair.request"
+    phone_id: Identifier
+
+
+class PairConfirm(Request):
+    """Phone or laptop accepts or declines a pending pair request."""
+
+    type: Literal["pair.confirm"] = "pair.confirm"
+    request_id: Identifier
+    accept: bool
+
+
+class PairRemove(Request):
+    """Either side unpairs: a laptop names the phone, a phone names the laptop."""
+
+    type: Literal["pair.remove"] = "pair.remove"
+    peer_id: Identifier = Field(description="phone_id (from a laptop) or laptop_id (from a phone)")
+
+
+class PairingsList(Request):
+    """The caller's stored pairings."""
+
+    type: Literal["pairings.list"] = "pairings.list"
+
+
+class LockSet(Request):
+    """Paired laptop reports it locked or unlocked; replied to only once durable."""
+
+    senders: ClassVar[tuple[Role, ...]] = ("laptop",)
+    type: Literal["lock.set"] = "lock.set"
+    state: LockState
+
+
+class LockAck(Request):
+    """Phone acknowledges it applied the ``lock.command`` with this ``seq``."""
+
+    senders: ClassVar[tuple[Role, ...]] = ("device",)
+    type: Literal["lock.ack"] = "lock.ack"
+    seq: Annotated[int, Field(ge=1)]
+
+
+class AudioSelect(Request):
+    """Paired laptop asks to use the phone as the audio device for a meeting."""
+
+    senders: ClassVar[tuple[Role, ...]] = ("laptop",)
+    type: Literal["audio.select"] = "audio.select"
+    phone_id: Identifier
+    meeting_id: ShortText
+
+
+class AudioRelease(Request):
+    """Laptop gives the phone back."""
+
+    senders: ClassVar[tuple[Role, ...]] = ("laptop",)
+    type: Literal["audio.release"] = "audio.release"
+    handoff_id: Identifier
+
+
+class AudioAck(Request):
+    """Phone reports whether it took over (or released) the audio of a hand-off."""
+
+    senders: ClassVar[tuple[Role, ...]] = ("device",)
+    type: Literal["audio.ack"] = "audio.ack"
+    handoff_id: Identifier
+    ok: bool
+    detail: Annotated[str, Field(max_length=256)] = ""
+
+
+class JoinRequest(Request):
+    """User who sighted a room asks to add it to a meeting (proximity join)."""
+
+    senders: ClassVar[tuple[Role, ...]] = ("laptop",)
+    type: Literal["join.request"] = "join.request"
+    room_id: Identifier
+    meeting_id: ShortText
+
+
+class JoinRespond(Request):
+    """Room answers a ``join.prompt``."""
+
+    senders: ClassVar[tuple[Role, ...]] = ("device",)
+    type: Literal["join.respond"] = "join.respond"
+    join_id: Identifier
+    accept: bool
+
+
+AnyRequest = Annotated[
+    Ping
+    | SightingsReport
+    | PairRequest
+    | PairConfirm
+    | PairRemove
+    | PairingsList
+    | LockSet
+    | LockAck
+    | AudioSelect
+    | AudioRelease
+    | AudioAck
+    | JoinRequest
+    | JoinRespond,
+    Field(discriminator="type"),
+]
+REQUEST_ADAPTER: TypeAdapter[AnyRequest] = TypeAdapter(AnyRequest)
+REQUEST_TYPES: dict[str, type[Request]] = {
+    cls.model_fields["type"].default: cls
+    for cls in (
+        Ping,
+        SightingsReport,
+        PairRequest,
+        PairConfirm,
+        PairRemove,
+        PairingsList,
+        LockSet,
+        LockAck,
+        AudioSelect,
+        AudioRelease,
+        AudioAck,
+        JoinRequest,
+        JoinRespond,
+    )
+}
+
+
+# --- results (the ``result`` member of a reply, per request type) ----------------------
+
+
+class Pong(Message):
+    server_time: float
+
+
+class SightingsResult(Message):
+    devices: list[DeviceDescriptor]
+
+
+class PairRequestResult(Message):
+    request_id: str
+    code: str = Field(description="6 digits shown on both screens, to compare before confirming")
+    expires_at: float
+
+
+class PairConfirmResult(Message):
+    state: str = Field(description="the pair request's state after this confirmation")
+
+
+class Done(Message):
+    """Empty result: the request was carried out."""
+
+
+class PairingsResult(Message):
+    pairings: list[PairingInfo]
+
+
+class LockSetResult(Message):
+    """The desired state is durable; each paired phone gets it (now or on reconnect)."""
+
+    state: LockState
+    phones: list[PhoneLockSeq]
+
+
+class AudioSelectResult(Message):
+    handoff_id: str
+    state: Literal["pending"] = "pending"
+
+
+class JoinRequestResult(Message):
+    join_id: str
+    outcome: Literal["accepted", "pending"] = Field(
+        description="accepted: the room was told to join; pending: the room was asked"
+    )
+
+
+RESULT_TYPES: dict[str, type[Message]] = {
+    "ping": Pong,
+    "sightings.report": SightingsResult,
+    "pair.request": PairRequestResult,
+    "pair.confirm": PairConfirmResult,
+    "pair.remove": Done,
+    "pairings.list": PairingsResult,
+    "lock.set": LockSetResult,
+    "lock.ack": Done,
+    "audio.select": AudioSelectResult,
+    "audio.release": Done,
+    "audio.ack": Done,
+    "join.request": JoinRequestResult,
+    "join.respond": Done,
+}
+
+
+# --- replies (relay → client) ------------------------------------------------------
+
+
+class Result(Message):
+    """Successful reply; ``result`` is the request type's result object."""
+
+    type: Literal["result"] = "result"
+    id: RequestId
+    result: dict[str, object]
+
+
+class Error(Message):
+    """Failed reply; nothing was changed. ``id`` is null when the request had no readable id."""
+
+    type: Literal["error"] = "error"
+    id: RequestId | None
+    code: ErrorCode
+    message: str
+
+
+# --- events (relay → client, pushed) -----------------------------------------------
+
+
+class Event(Message):
+    """Base of every pushed event."""
+
+    recipients: ClassVar[tuple[Role, ...]] = ("laptop", "device")
+    type: str
+
+
+class Welcome(Event):
+    """First message on every connection."""
+
+    type: Literal["welcome"] = "welcome"
+    protocol: int = PROTOCOL_VERSION
+    principal: PrincipalInfo
+    server_time: float
+
+
+class PairPrompt(Event):
+    """Asks the phone (and the laptop's user) to confirm a pair request."""
+
+    type: Literal["pair.prompt"] = "pair.prompt"
+    request_id: str
+    code: str
+    laptop_id: str
+    laptop_name: str
+    phone_id: str
+    phone_name: str
+    user_name: str
+    expires_at: float
+
+
+class PairCompleted(Event):
+    """Both sides confirmed; the pairing is stored."""
+
+    type: Literal["pair.completed"] = "pair.completed"
+    request_id: str
+    pairing: PairingInfo
+
+
+class PairEnded(Event):
+    """A pair request ended without a pairing."""
+
+    type: Literal["pair.ended"] = "pair.ended"
+    request_id: str
+    reason: Literal["declined", "expired"]
+
+
+class PairRemoved(Event):
+    """The other side unpaired."""
+
+    type: Literal["pair.removed"] = "pair.removed"
+    laptop_id: str
+    phone_id: str
+
+
+class LockCommand(Event):
+    """Phone: apply this state unless you have applied a higher ``seq``; then ``lock.ack``."""
+
+    recipients: ClassVar[tuple[Role, ...]] = ("device",)
+    type: Literal["lock.command"] = "lock.command"
+    seq: int = Field(description="per phone, strictly increasing; ignore seq <= last applied")
+    state: LockState
+    laptop_id: str
+
+
+class LockApplied(Event):
+    """Laptop: the phone acknowledged a lock state."""
+
+    recipients: ClassVar[tuple[Role, ...]] = ("laptop",)
+    type: Literal["lock.applied"] = "lock.applied"
+    phone_id: str
+    seq: int
+    state: LockState
+
+
+class AudioCommand(Event):
+    """Phone: take over the audio of a meeting, or give it back; then ``audio.ack``."""
+
+    recipients: ClassVar[tuple[Role, ...]] = ("device",)
+    type: Literal["audio.command"] = "audio.command"
+    handoff_id: str
+    action: Literal["take", "release"]
+    meeting_id: str
+    laptop_id: str
+    reason: str = ""
+
+
+class AudioState(Event):
+    """Laptop: where a hand-off stands."""
+
+    recipients: ClassVar[tuple[Role, ...]] = ("laptop",)
+    type: Literal["audio.state"] = "audio.state"
+    handoff_id: str
+    phone_id: str
+    state: Literal["active", "failed", "released"]
+    reason: str = ""
+
+
+class JoinPrompt(Event):
+    """Room: a user asks to add you to a meeting; answer with ``join.respond``."""
+
+    recipients: ClassVar[tuple[Role, ...]] = ("device",)
+    type: Literal["join.prompt"] = "join.prompt"
+    join_id: str
+    meeting_id: str
+    user_name: str
+    expires_at: float
+
+
+class JoinCommand(Event):
+    """Room: join this meeting now."""
+
+    recipients: ClassVar[tuple[Role, ...]] = ("device",)
+    type: Literal["join.command"] = "join.command"
+    join_id: str
+    meeting_id: str
+    user_name: str
+
+
+class JoinResult(Event):
+    """Laptop: the outcome of a prompted join request."""
+
+    recipients: ClassVar[tuple[Role, ...]] = ("laptop",)
+    type: Literal["join.result"] = "join.result"
+    join_id: str
+    room_id: str
+    outcome: Literal["accepted", "declined", "expired"]
+
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    Welcome,
+    PairPrompt,
+    PairCompleted,
+    PairEnded,
+    PairRemoved,
+    LockCommand,
+    LockApplied,
+    AudioCommand,
+    AudioState,
+    JoinPrompt,
+    JoinCommand,
+    JoinResult,
+)
+
+AnyServerMessage = Annotated[
+    Result
+    | Error
+    | Welcome
+    | PairPrompt
+    | PairCompleted
+    | PairEnded
+    | PairRemoved
+    | LockCommand
+    | LockApplied
+    | AudioCommand
+    | AudioState
+    | JoinPrompt
+    | JoinCommand
+    | JoinResult,
+    Field(discriminator="type"),
+]
+SERVER_MESSAGE_ADAPTER: TypeAdapter[AnyServerMessage] = TypeAdapter(AnyServerMessage)
+
+
+def encode_result(request_id: int, result: Message) -> str:
+    """The JSON text of a successful reply (assembled directly: this is the hot path)."""
+    return f'{{"type":"result","id":{request_id},"result":{result.model_dump_json()}}}'
+
+
+def encode_error(request_id: int | None, code: ErrorCode, message: str) -> str:
+    """The JSON text of an error reply."""
+    return Error(id=request_id, code=code, message=message).model_dump_json()
