@@ -1,0 +1,277 @@
+"""The laptop tray's menu, built from what the client knows (pure: no toolkit, no I/O).
+
+:func:`build_menu` turns a :class:`TrayState` into :class:`MenuEntry` rows; each actionable
+row carries an :class:`Action` naming a client command and its arguments, which the client
+carries out through the :class:`TrayActions` interface (:func:`dispatch_action`). The tray
+(:mod:`client.tray`) only draws the rows; tests and other front ends call the builder.
+
+Rooms and phones are shown in the order given: the client ranks them (nearest first).
+Everything that needs the relay is greyed out while it is unreachable; Quit never is.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+ActionCommand = Literal[
+    "join_room",
+    "connect_phone",
+    "confirm_pairing",
+    "decline_pairing",
+    "audio_on",
+    "audio_off",
+    "lock_sync",
+    "unpair",
+    "quit",
+]
+
+MAX_ROOMS = 5
+MAX_PHONES = 3
+MAX_NAME = 40
+
+
+@dataclass(frozen=True)
+class Action:
+    """A client command and its arguments, e.g. ``Action("join_room", ("room-1",))``."""
+
+    command: ActionCommand
+    args: tuple[str | bool, ...] = ()
+
+
+@dataclass(frozen=True)
+class NearbyRoom:
+    room_id: str
+    name: str
+    distance_m: float | None = None
+
+
+@dataclass(frozen=True)
+class NearbyPhone:
+    """A phone of mine heard nearby and not paired yet."""
+
+    phone_id: str
+    name: str
+    distance_m: float | None = None
+
+
+@dataclass(frozen=True)
+class PairedPhone:
+    phone_id: str
+    name: str
+    online: bool = True
+
+
+@dataclass(frozen=True)
+class PendingPairing:
+    """A pairing waiting for a confirmation: mine (``needs_my_confirmation``) or the phone's."""
+
+    phone_id: str
+    name: str
+    needs_my_confirmation: bool
+
+
+@dataclass(frozen=True)
+class TrayState:
+    """What the laptop client knows and the tray shows."""
+
+    relay_connected: bool = False
+    rooms: tuple[NearbyRoom, ...] = ()
+    phones: tuple[NearbyPhone, ...] = ()
+    paired: tuple[PairedPhone, ...] = ()
+    pending: PendingPairing | None = None
+    lock_sync: bool = False
+    audio_phone_id: str | None = None
+    meeting_id: str | None = None
+
+
+@dataclass(frozen=True)
+class MenuEntry:
+    """One row: ``checked`` None is a plain item; ``separator`` rows have no label or action."""
+
+    label: str
+    action: Action | None = None
+    enabled: bool = True
+    checked: bool | None = None
+    separator: bool = False
+
+
+SEPARATOR = MenuEntry(label="", enabled=False, separator=True)
+
+
+class TrayActions(Protocol):
+    """What the client does for each menu action (one method per :data:`ActionCommand`)."""
+
+    async def join_room(self, room_id: str) -> None: ...
+
+    async def connect_phone(self, phone_id: str) -> None: ...
+
+    async def confirm_pairing(self, phone_id: str) -> None: ...
+
+    async def decline_pairing(self, phone_id: str) -> None: ...
+
+    async def audio_on(self, phone_id: str) -> None: ...
+
+    async def audio_off(self, phone_id: str) -> None: ...
+
+    async def lock_sync(self, enabled: bool) -> None: ...
+
+    async def unpair(self, phone_id: str) -> None: ...
+
+    async def quit(self) -> None: ...
+
+
+async def dispatch_action(action: Action, actions: TrayActions) -> None:
+    """Carry out ``action`` through ``actions``; a malformed action raises ValueError."""
+    command, args = action.command, action.args
+    if command == "quit" and not args:
+        await actions.quit()
+        return
+    if command == "lock_sync" and len(args) == 1 and isinstance(args[0], bool):
+        await actions.lock_sync(args[0])
+        return
+    if len(args) != 1 or not isinstance(args[0], str):
+        raise ValueError(f"malformed tray action {action!r}")
+    target = args[0]
+    if command == "join_room":
+        await actions.join_room(target)
+    elif command == "connect_phone":
+        await actions.connect_phone(target)
+    elif command == "confirm_pairing":
+        await actions.confirm_pairing(target)
+    elif command == "decline_pairing":
+        await actions.decline_pairing(target)
+    elif command == "audio_on":
+        await actions.audio_on(target)
+    elif command == "audio_off":
+        await actions.audio_off(target)
+    elif command == "unpair":
+        await actions.unpair(target)
+    else:
+        raise ValueError(f"malformed tray action {action!r}")
+
+
+def display_name(name: str) -> str:
+    """A device name fit for a menu: no control characters, bounded length."""
+    cleaned = "".join(
+        " " if unicodedata.category(ch).startswith("C") else ch for ch in name
+    ).strip()
+    cleaned = " ".join(cleaned.split()) or "(unnamed)"
+    return cleaned if len(cleaned) <= MAX_NAME else cleaned[: MAX_NAME - 1] + "…"
+
+
+def format_distance(distance_m: float | None) -> str:
+    if distance_m is None or distance_m != distance_m or distance_m < 0:
+        return "distance unknown"
+    if distance_m < 1.0:
+        return "under 1 m"
+    return f"{distance_m:.1f} m" if distance_m < 10 else f"{distance_m:.0f} m"
+
+
+def build_menu(state: TrayState) -> list[MenuEntry]:
+    """The tray menu for ``state`` (see the module docstring)."""
+    online = state.relay_connected
+    entries = [
+        MenuEntry(
+            "Connected to the relay" if online else "Relay unreachable, reconnecting…",
+            enabled=False,
+        ),
+        MenuEntry(
+            f"In meeting {display_name(state.meeting_id)}" if state.meeting_id else "No meeting",
+            enabled=False,
+        ),
+        SEPARATOR,
+        *_room_entries(state),
+        SEPARATOR,
+        *_phone_entries(state),
+        SEPARATOR,
+        MenuEntry(
+            "Lock my phone with this laptop",
+            action=Action("lock_sync", (not state.lock_sync,)),
+            enabled=online and bool(state.paired),
+            checked=state.lock_sync,
+        ),
+        SEPARATOR,
+        MenuEntry("Quit btogether", action=Action("quit")),
+    ]
+    return entries
+
+
+def _room_entries(state: TrayState) -> list[MenuEntry]:
+    if not state.rooms:
+        return [MenuEntry("No rooms nearby", enabled=False)]
+    can_join = state.relay_connected and state.meeting_id is not None
+    header = (
+        "Add a room to the meeting" if state.meeting_id else "Rooms nearby (join a meeting first)"
+    )
+    return [
+        MenuEntry(header, enabled=False),
+        *(
+            MenuEntry(
+                f"{display_name(room.name)} · {format_distance(room.distance_m)}",
+                action=Action("join_room", (room.room_id,)),
+                enabled=can_join,
+            )
+            for room in state.rooms[:MAX_ROOMS]
+        ),
+    ]
+
+
+def _phone_entries(state: TrayState) -> list[MenuEntry]:
+    online = state.relay_connected
+    entries: list[MenuEntry] = []
+    pending = state.pending
+    if pending is not None:
+        name = display_name(pending.name)
+        if pending.needs_my_confirmation:
+            entries += [
+                MenuEntry(
+                    f"Confirm connecting {name}",
+                    action=Action("confirm_pairing", (pending.phone_id,)),
+                    enabled=online,
+                ),
+                MenuEntry(
+                    f"Decline {name}",
+                    action=Action("decline_pairing", (pending.phone_id,)),
+                    enabled=online,
+                ),
+            ]
+        else:
+            entries += [
+                MenuEntry(f"Waiting for {name} to confirm…", enabled=False),
+                MenuEntry(
+                    f"Cancel connecting {name}",
+                    action=Action("decline_pairing", (pending.phone_id,)),
+                    enabled=online,
+                ),
+            ]
+    for phone in state.paired:
+        name = display_name(phone.name)
+        using = state.audio_phone_id == phone.phone_id
+        entries += [
+            MenuEntry(f"{name}: {'connected' if phone.online else 'offline'}", enabled=False),
+            MenuEntry(
+                f"Use {name} for audio",
+                action=Action("audio_off" if using else "audio_on", (phone.phone_id,)),
+                enabled=online and (phone.online or using),
+                checked=using,
+            ),
+            MenuEntry(f"Unpair {name}", action=Action("unpair", (phone.phone_id,)), enabled=online),
+        ]
+    paired_ids = {p.phone_id for p in state.paired}
+    pending_id = pending.phone_id if pending is not None else None
+    offered = [
+        p for p in state.phones if p.phone_id not in paired_ids and p.phone_id != pending_id
+    ][:MAX_PHONES]
+    for nearby in offered:
+        entries.append(
+            MenuEntry(
+                f"Connect {display_name(nearby.name)} · {format_distance(nearby.distance_m)}",
+                action=Action("connect_phone", (nearby.phone_id,)),
+                enabled=online and pending is None,
+            )
+        )
+    if not entries:
+        entries.append(MenuEntry("No phone of yours nearby", enabled=False))
+    return entries
