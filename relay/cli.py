@@ -39,6 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "'btogether --log-level info --log-json relay serve' for one JSON event per request."
         ),
     )
+    serve.epilog = (
+        "settings (TOML key / BTOGETHER_<KEY> environment variable, default):\n"
+        + "\n".join(
+            f"  {name:<22} {field.description} (default {field.default})"
+            for name, field in RelaySettings.model_fields.items()
+        )
+    )
+    serve.formatter_class = argparse.RawDescriptionHelpFormatter
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="TCP port, 0 for any free one (default 8765)")
     serve.add_argument(

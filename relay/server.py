@@ -238,14 +238,14 @@ class RelayServer:
                     break
                 deliveries: list[Delivery]
                 if verdict is Verdict.REFUSE:
-                    reply, deliveries, kind, outcome, request_id = (
+                    request_id = _peek_id(raw)
+                    reply, deliveries, kind, outcome = (
                         wire.encode_error(
-                            _peek_id(raw), ErrorCode.RATE_LIMITED, "too many requests; slow down"
+                            request_id, ErrorCode.RATE_LIMITED, "too many requests; slow down"
                         ),
                         [],
                         "-",
                         ErrorCode.RATE_LIMITED.value,
-                        None,
                     )
                 else:
                     reply, deliveries, kind, outcome, request_id = await self._process(

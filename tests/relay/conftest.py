@@ -125,15 +125,17 @@ async def relay(start_relay: StartRelay) -> RelayHarness:
 async def build_world(admin: Admin) -> World:
     contoso = await admin.create_tenant("Contoso")
     fabrikam = await admin.create_tenant("Fabrikam")
-    disabled = await admin.create_policy(contoso.id, "No Better Together",
-                                         allow_better_together="Disabled")
+    disabled = await admin.create_policy(
+        contoso.id, "No Better Together", allow_better_together="Disabled"
+    )
     prompt = await admin.create_policy(contoso.id, "Ask the room", proximity_join="prompt")
 
     async def person(tenant: Tenant, name: str) -> Person:
         user = await admin.create_user(tenant.id, name)
         credential = await admin.issue_credential("user", user.id)
-        phone = await admin.create_device(tenant.id, f"{name}'s phone", "desk_phone", "personal",
-                                          location="desk")
+        phone = await admin.create_device(
+            tenant.id, f"{name}'s phone", "desk_phone", "personal", location="desk"
+        )
         phone = await admin.sign_in_device(phone.id, user.id)
         phone_credential = await admin.issue_credential("device", phone.id)
         return Person(user, credential, phone, phone_credential)
@@ -141,14 +143,26 @@ async def build_world(admin: Admin) -> World:
     alice = await person(contoso, "alice")
     bob = await person(contoso, "bob")
     carol = await person(fabrikam, "carol")
-    room = await admin.create_device(contoso.id, "Room 4.01", "room_system", "meeting_room",
-                                     location="floor 4")
+    room = await admin.create_device(
+        contoso.id, "Room 4.01", "room_system", "meeting_room", location="floor 4"
+    )
     room_credential = await admin.issue_credential("device", room.id)
-    prompt_room = await admin.create_device(contoso.id, "Boardroom", "room_system",
-                                            "meeting_room", policy_id=prompt.id)
+    prompt_room = await admin.create_device(
+        contoso.id, "Boardroom", "room_system", "meeting_room", policy_id=prompt.id
+    )
     prompt_room_credential = await admin.issue_credential("device", prompt_room.id)
-    return World(contoso, fabrikam, alice, bob, carol, room, room_credential, prompt_room,
-                 prompt_room_credential, disabled)
+    return World(
+        contoso,
+        fabrikam,
+        alice,
+        bob,
+        carol,
+        room,
+        room_credential,
+        prompt_room,
+        prompt_room_credential,
+        disabled,
+    )
 
 
 @pytest.fixture

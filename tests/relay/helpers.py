@@ -8,13 +8,15 @@ from relay.protocol.link import RelayLink
 from tests.relay.conftest import RelayHarness
 
 
-async def sight(relay: RelayHarness, laptop: RelayLink, device: Device, rssi: int = -60) -> list[
-    wire.DeviceDescriptor
-]:
+async def sight(
+    relay: RelayHarness, laptop: RelayLink, device: Device, rssi: int = -60
+) -> list[wire.DeviceDescriptor]:
     return (await laptop.report_sightings([(relay.eid(device), rssi)])).devices
 
 
-async def pair(relay: RelayHarness, laptop: RelayLink, phone_link: RelayLink, phone: Device) -> None:
+async def pair(
+    relay: RelayHarness, laptop: RelayLink, phone_link: RelayLink, phone: Device
+) -> None:
     await sight(relay, laptop, phone)
     request = await laptop.pair_request(phone.id)
     prompt = await phone_link.next_event("pair.prompt")

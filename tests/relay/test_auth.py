@@ -44,8 +44,10 @@ async def test_laptop_must_send_a_client_id(relay: RelayHarness, world: World) -
 
 
 async def test_missing_subprotocol_is_refused_with_400(relay: RelayHarness, world: World) -> None:
-    headers = {"Authorization": f"Bearer {world.alice.credential.token}",
-               wire.CLIENT_ID_HEADER: "l1"}
+    headers = {
+        "Authorization": f"Bearer {world.alice.credential.token}",
+        wire.CLIENT_ID_HEADER: "l1",
+    }
     status = await _status_of(connect(relay.url, additional_headers=headers))
     assert status == 400
 

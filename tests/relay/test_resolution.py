@@ -41,9 +41,7 @@ async def test_other_tenants_devices_resolve_to_nothing(relay: RelayHarness, wor
     await laptop.close()
 
 
-async def test_unknown_and_stale_eids_resolve_to_nothing(
-    relay: RelayHarness, world: World
-) -> None:
+async def test_unknown_and_stale_eids_resolve_to_nothing(relay: RelayHarness, world: World) -> None:
     assert world.alice.phone is not None
     phone = world.alice.phone
     laptop = await relay.laptop(world.alice)

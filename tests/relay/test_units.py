@@ -1,0 +1,82 @@
+"""The pure parts of the relay: the pairing table, the token bucket, the EID index."""
+
+from __future__ import annotations
+
+import pytest
+
+from relay.errors import RelayError
+from relay.model import Device
+from relay.pairing import (
+    TERMINAL_STATES,
+    TRANSITIONS,
+    PairEvent,
+    PairState,
+    PendingPair,
+    next_state,
+)
+from relay.protocol import wire
+from relay.protocol.eid import eid_at
+from relay.ratelimit import TokenBucket, Verdict
+from relay.resolver import build_index
+
+
+def _pending(expires_at: float = 100.0) -> PendingPair:
+    return PendingPair(
+        "pr_1", "123456", "t", "u", "alice", "l", "laptop", "d", "phone", 0.0, expires_at
+    )
+
+
+def test_every_non_terminal_state_can_expire_and_terminal_states_are_final() -> None:
+    for state in PairState:
+        if state in TERMINAL_STATES:
+            assert not [key for key in TRANSITIONS if key[0] is state]
+        else:
+            assert TRANSITIONS[(state, PairEvent.DEADLINE_PASSES)] is PairState.EXPIRED
+
+
+def test_both_orders_of_acceptance_reach_paired() -> None:
+    phone_first = (
+        _pending().advance(PairEvent.PHONE_ACCEPTS, 1).advance(PairEvent.LAPTOP_ACCEPTS, 2)
+    )
+    laptop_first = (
+        _pending().advance(PairEvent.LAPTOP_ACCEPTS, 1).advance(PairEvent.PHONE_ACCEPTS, 2)
+    )
+    assert phone_first.state is laptop_first.state is PairState.PAIRED
+
+
+def test_transitions_outside_the_table_are_wrong_state() -> None:
+    with pytest.raises(RelayError) as info:
+        next_state(PairState.PAIRED, PairEvent.PHONE_ACCEPTS)
+    assert info.value.code == wire.ErrorCode.WRONG_STATE
+
+
+def test_an_event_after_the_deadline_finds_the_request_expired() -> None:
+    with pytest.raises(RelayError) as info:
+        _pending(expires_at=10).advance(PairEvent.PHONE_ACCEPTS, 10)
+    assert info.value.code == wire.ErrorCode.EXPIRED
+
+
+def test_token_bucket_refills_with_time() -> None:
+    bucket = TokenBucket(rate=2.0, burst=2.0, strikes=1)
+    assert [bucket.take(0.0) for _ in range(4)] == [
+        Verdict.ALLOW,
+        Verdict.ALLOW,
+        Verdict.REFUSE,
+        Verdict.CLOSE,
+    ]
+    bucket = TokenBucket(rate=2.0, burst=2.0, strikes=1)
+    assert [bucket.take(0.0), bucket.take(0.0), bucket.take(0.0)][-1] is Verdict.REFUSE
+    assert bucket.take(0.5) is Verdict.ALLOW  # one token back after half a second
+
+
+def test_index_resolves_current_and_neighbouring_windows_only() -> None:
+    key = bytes(range(16))
+    device = Device("d1", "t", "phone", "desk_phone", "personal", key, 4)
+    now = 1_000_000.0
+    index = build_index([device], now, directory_version=3)
+    assert index.resolve(eid_at(key, now, 4)) == "d1"
+    assert index.resolve(eid_at(key, now + 16, 4)) == "d1"
+    assert index.resolve(eid_at(key, now - 16, 4)) == "d1"
+    assert index.resolve(eid_at(key, now + 48, 4)) is None
+    assert index.valid_until <= now + 16
+    assert index.stale(index.valid_until, 3) and index.stale(now, 4) and not index.stale(now, 3)
