@@ -288,6 +288,22 @@ class JoinRespond(Request):
     accept: bool
 
 
+class LoginCodeReport(Request):
+    """Device answers a ``login_code.request`` with the login code it shows on its screen."""
+
+    senders: ClassVar[tuple[Role, ...]] = ("device",)
+    type: Literal["login_code.report"] = "login_code.report"
+    request_id: Identifier
+    code: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=32,
+            description="as the device shows it, e.g. ABCD-EFGH; compared case-insensitively",
+        ),
+    ]
+
+
 AnyRequest = Annotated[
     Ping
     | SightingsReport
@@ -301,7 +317,8 @@ AnyRequest = Annotated[
     | AudioRelease
     | AudioAck
     | JoinRequest
-    | JoinRespond,
+    | JoinRespond
+    | LoginCodeReport,
     Field(discriminator="type"),
 ]
 REQUEST_ADAPTER: TypeAdapter[AnyRequest] = TypeAdapter(AnyRequest)
@@ -321,6 +338,7 @@ REQUEST_TYPES: dict[str, type[Request]] = {
         AudioAck,
         JoinRequest,
         JoinRespond,
+        LoginCodeReport,
     )
 }
 
@@ -387,6 +405,7 @@ RESULT_TYPES: dict[str, type[Message]] = {
     "audio.ack": Done,
     "join.request": JoinRequestResult,
     "join.respond": Done,
+    "login_code.report": Done,
 }
 
 
@@ -541,6 +560,31 @@ class JoinResult(Event):
     outcome: Literal["accepted", "declined", "expired"]
 
 
+class LoginCodeRequest(Event):
+    """Device waiting for sign-in: an administrator wants your login code; answer with
+    ``login_code.report`` carrying this ``request_id``."""
+
+    recipients: ClassVar[tuple[Role, ...]] = ("device",)
+    type: Literal["login_code.request"] = "login_code.request"
+    request_id: str
+
+
+class DeviceStateEvent(Event):
+    """Device: where it stands and what its effective policy lets it do. Sent right after
+    ``welcome`` and again whenever its state or policy changes (sign-in, sign-out, policy
+    assigned or edited)."""
+
+    recipients: ClassVar[tuple[Role, ...]] = ("device",)
+    type: Literal["device.state"] = "device.state"
+    state: Literal["waiting_for_activation", "waiting_for_sign_in", "signed_in"]
+    organisation: str = Field(description="the tenant's name")
+    user_name: str | None = Field(description="the account signed in, if any")
+    beaconing: bool = Field(description="whether the device should advertise its EID")
+    auto_confirm: bool = Field(
+        description="unattended device: accept pair and join prompts without asking"
+    )
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     Welcome,
     PairPrompt,
@@ -554,6 +598,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     JoinPrompt,
     JoinCommand,
     JoinResult,
+    LoginCodeRequest,
+    DeviceStateEvent,
 )
 
 AnyServerMessage = Annotated[
@@ -570,7 +616,9 @@ AnyServerMessage = Annotated[
     | AudioState
     | JoinPrompt
     | JoinCommand
-    | JoinResult,
+    | JoinResult
+    | LoginCodeRequest
+    | DeviceStateEvent,
     Field(discriminator="type"),
 ]
 SERVER_MESSAGE_ADAPTER: TypeAdapter[AnyServerMessage] = TypeAdapter(AnyServerMessage)
