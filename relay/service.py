@@ -258,7 +258,9 @@ class RelayService:
                 ErrorCode.FORBIDDEN,
                 f"a {principal.role} connection may not send {request.type}",
             )
-        handler = self._handlers[request.type]
+        handler = self._handlers.get(request.type)
+        if handler is None:
+            raise RelayError(ErrorCode.UNKNOWN_TYPE, f"this relay does not handle {request.type}")
         return await handler(principal, request, now)
 
     # --- helpers ------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from relay.errors import RelayError
@@ -80,3 +82,15 @@ def test_index_resolves_current_and_neighbouring_windows_only() -> None:
     assert index.resolve(eid_at(key, now + 48, 4)) is None
     assert index.valid_until <= now + 16
     assert index.stale(index.valid_until, 3) and index.stale(now, 4) and not index.stale(now, 3)
+
+
+def test_docgen_check_fails_on_a_stale_document(tmp_path: Path) -> None:
+    from relay.protocol import docgen
+
+    target = tmp_path / "protocol.md"
+    assert docgen.main(["--check", "--output", str(target)]) == 1
+    assert docgen.main(["--output", str(target)]) == 0
+    assert docgen.main(["--check", "--output", str(target)]) == 0
+    assert "`lock.set`" in target.read_text() and "`no_fresh_sighting`" in target.read_text()
+    target.write_text(target.read_text().replace("lock.set", "lock.sett"))
+    assert docgen.main(["--check", "--output", str(target)]) == 1
