@@ -199,22 +199,29 @@ def render() -> str:
         "",
     ]
     seen: set[type] = set()
-    for cls in wire.RESULT_TYPES.values():
-        if cls in seen:
+    for result_cls in wire.RESULT_TYPES.values():
+        if result_cls in seen:
             continue
-        seen.add(cls)
-        out += [f"#### {cls.__name__}", "", _doc(cls), "", *_fields_table(cls)]
+        seen.add(result_cls)
+        out += [f"#### {result_cls.__name__}", "", _doc(result_cls), "", *_fields_table(result_cls)]
     out += ["### Events", "", "| type | sent to |", "|---|---|"]
-    for cls in wire.EVENT_TYPES:
-        kind = cls.model_fields["type"].default
-        out.append(f"| [`{kind}`](#{kind.replace('.', '')}) | {', '.join(cls.recipients)} |")
+    for event in wire.EVENT_TYPES:
+        kind = event.model_fields["type"].default
+        out.append(f"| [`{kind}`](#{kind.replace('.', '')}) | {', '.join(event.recipients)} |")
     out.append("")
-    for cls in wire.EVENT_TYPES:
-        kind = cls.model_fields["type"].default
-        out += [f"#### `{kind}`", "", _doc(cls), "", *_fields_table(cls), *_example_block(cls)]
+    for event in wire.EVENT_TYPES:
+        kind = event.model_fields["type"].default
+        out += [
+            f"#### `{kind}`",
+            "",
+            _doc(event),
+            "",
+            *_fields_table(event),
+            *_example_block(event),
+        ]
     out += ["### Shared objects", ""]
-    for cls in SHARED:
-        out += [f"#### {cls.__name__}", "", _doc(cls), "", *_fields_table(cls)]
+    for shared in SHARED:
+        out += [f"#### {shared.__name__}", "", _doc(shared), "", *_fields_table(shared)]
     out += [
         "## Error codes",
         "",
