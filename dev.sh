@@ -20,6 +20,10 @@ if [ "$job" = test ]; then
     command -v pacat >/dev/null 2>&1 || apt_needed+=(pulseaudio-utils)
     command -v Xvfb >/dev/null 2>&1 || apt_needed+=(xvfb)
     command -v trayer >/dev/null 2>&1 || apt_needed+=(trayer)
+    command -v xdotool >/dev/null 2>&1 || apt_needed+=(xdotool)
+    # The tray test runs pystray's GTK backend; a venv without PyGObject uses Debian's.
+    [ -d /usr/lib/python3/dist-packages/gi ] || apt_needed+=(python3-gi)
+    compgen -G '/usr/lib/*/girepository-1.0/Gtk-3.0.typelib' >/dev/null || apt_needed+=(gir1.2-gtk-3.0)
     command -v openssl >/dev/null 2>&1 || apt_needed+=(openssl)
 fi
 if [ ${#apt_needed[@]} -gt 0 ]; then

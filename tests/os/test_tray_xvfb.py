@@ -1,0 +1,161 @@
+"""The real tray under Xvfb with a tray host: the icon is embedded, a click reaches TrayActions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from client.tray_menu import build_menu
+from hw.dbus_daemon import PrivateBus
+from hw.standin.notifications import NotificationsStandIn
+from tests.os.tray_child import STATE
+
+REPO = Path(__file__).resolve().parents[2]
+TOOLS = ("Xvfb", "trayer", "xdotool")
+
+
+def _x(display: str, *args: str) -> str:
+    result = subprocess.run(
+        args, env={**os.environ, "DISPLAY": display}, capture_output=True, text=True, timeout=10
+    )
+    return result.stdout
+
+
+def _geometry(display: str, window: str) -> tuple[int, int, int, int]:
+    values = dict(
+        line.split("=", 1)
+        for line in _x(display, "xdotool", "getwindowgeometry", "--shell", window).split()
+    )
+    return int(values["X"]), int(values["Y"]), int(values["WIDTH"]), int(values["HEIGHT"])
+
+
+def _visible(display: str, name: str) -> list[str]:
+    return _x(display, "xdotool", "search", "--onlyvisible", "--name", f"^{name}$").split()
+
+
+async def _poll(check: object, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():  # type: ignore[operator]
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {check}")
+        await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+def display() -> Iterator[str]:
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (Debian: xvfb, trayer, xdotool)")
+    read_end, write_end = os.pipe()
+    xvfb = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_end), "-screen", "0", "800x600x24", "-nolisten", "tcp"],
+        pass_fds=(write_end,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_end)
+    with os.fdopen(read_end) as reader:
+        number = reader.readline().strip()
+    if not number:
+        xvfb.wait(timeout=5)
+        pytest.skip("Xvfb did not start")
+    name = f":{number}"
+    trayer = subprocess.Popen(
+        ["trayer", "--edge", "top", "--align", "right", "--widthtype", "pixel", "--width", "200",
+         "--heighttype", "pixel", "--height", "32"],
+        env={**os.environ, "DISPLAY": name},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield name
+    finally:
+        for process in (trayer, xvfb):
+            process.terminate()
+            process.wait(timeout=5)
+
+
+@pytest.fixture
+async def notifications(session_bus: PrivateBus) -> AsyncIterator[NotificationsStandIn]:
+    # pystray's GTK backend closes its notification when it stops and hangs without a daemon.
+    async with NotificationsStandIn(session_bus.address) as standin:
+        yield standin
+
+
+async def test_tray_icon_is_embedded_and_its_menu_reaches_the_client(
+    display: str, session_bus: PrivateBus, notifications: NotificationsStandIn
+) -> None:
+    await _poll(lambda: _visible(display, "panel"))
+    panel_x, panel_y, panel_w, panel_h = _geometry(display, _visible(display, "panel")[0])
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, str(REPO / "tests/os/tray_child.py"),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "DISPLAY": display, "DBUS_SESSION_BUS_ADDRESS": session_bus.address,
+             "PYSTRAY_BACKEND": "gtk", "NO_AT_BRIDGE": "1", "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert child.stdin is not None and child.stdout is not None
+    stdin, stdout = child.stdin, child.stdout
+
+    async def line() -> str:
+        return (await asyncio.wait_for(stdout.readline(), 10)).decode().strip()
+
+    async def send(command: str) -> None:
+        stdin.write(command.encode() + b"\n")
+        await stdin.drain()
+
+    try:
+        first = await line()
+        if first.startswith("unavailable:"):
+            pytest.skip(f"the tray cannot run here: {first}")
+        assert first == "shown"
+
+        # The icon is drawn inside the tray host's panel, i.e. trayer embedded it.
+        def embedded() -> list[tuple[int, int, int, int]]:
+            found = []
+            for window in _visible(display, "btogether"):
+                x, y, w, h = _geometry(display, window)
+                inside = panel_x <= x and x + w <= panel_x + panel_w
+                if w > 1 and inside and panel_y <= y and y + h <= panel_y + panel_h:
+                    found.append((x, y, w, h))
+            return found
+
+        await _poll(embedded)
+        x, y, w, h = embedded()[0]
+        icons = _visible(display, "btogether")
+
+        # A real right-click opens the menu; the keyboard picks "Use Desk phone for audio".
+        _x(display, "xdotool", "mousemove", "--sync", str(x + w // 2), str(y + h // 2))
+        _x(display, "xdotool", "click", "3")
+        await _poll(lambda: len(_visible(display, "btogether")) > len(icons))
+        rows = [e for e in build_menu(STATE) if e.enabled and e.action is not None]
+        downs = [e.label for e in rows].index("Use Desk phone for audio") + 1
+        _x(display, "xdotool", "key", *(["Down"] * downs), "Return")
+        assert json.loads(await line()) == {"call": "audio_on", "arg": "phone-1"}
+
+        # pystray's own API reaches the same TrayActions.
+        await send("invoke Unpair Desk phone")
+        assert json.loads(await line()) == {"call": "unpair", "arg": "phone-1"}
+
+        # A new state refreshes the menu: without the relay the row is greyed out.
+        await send("disconnect")
+        assert await line() == "updated"
+        await send("invoke Unpair Desk phone")
+        assert await line() == "refused Unpair Desk phone"
+
+        await send("stop")
+        assert await line() == "stopped"
+        assert await asyncio.wait_for(child.wait(), 10) == 0
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
