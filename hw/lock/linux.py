@@ -90,7 +90,12 @@ async def _name_owner(bus: MessageBus, name: str) -> str | None:
 
 
 async def resolve_session_path(bus: MessageBus, session_id: str | None, pid: int) -> str:
-    """The logind session object path: the given id or path, else ours by PID, else "auto"."""
+    """The logind session object path.
+
+    The given id or path if any; else the session of ``pid``; else logind's "auto" (the
+    caller's session or its user's display session); else the only session there is, which
+    is what a system service on a single-user appliance (a desk phone) needs.
+    """
     if session_id is not None and session_id.startswith("/"):
         return session_id
     attempts: list[tuple[str, str, list[Any]]] = (
@@ -108,6 +113,19 @@ async def resolve_session_path(bus: MessageBus, session_id: str | None, pid: int
             failures.append(f"{member}({body[0]!r}): {exc.type}: {exc.text}")
             continue
         return str(reply[0])
+    if session_id is None:
+        try:
+            sessions = (
+                await _call(bus, LOGIND_NAME, MANAGER_PATH, MANAGER_INTERFACE, "ListSessions")
+            )[0]
+        except DBusError as exc:
+            failures.append(f"ListSessions: {exc.type}: {exc.text}")
+        else:
+            if len(sessions) == 1:
+                _log.info("logind_only_session_used", session=sessions[0][0])
+                return str(sessions[0][4])
+            ids = ", ".join(str(s[0]) for s in sessions) or "none"
+            failures.append(f"{len(sessions)} sessions ({ids}); set the session id to choose")
     raise LockBackendError("logind has no session for us: " + "; ".join(failures))
 
 
@@ -167,10 +185,13 @@ class _OwnerTracker:
 
 class _EventStream:
     """An async iterator over the watcher's queue; unlike an async generator, a cancelled
-    ``__anext__`` (a timeout) does not end it."""
+    ``__anext__`` (a timeout) does not end it. It ends at stop, or raises if the bus was lost."""
 
-    def __init__(self, queue: asyncio.Queue[LockEvent | None]) -> None:
+    def __init__(
+        self, queue: asyncio.Queue[LockEvent | None], failure: Callable[[], Exception | None]
+    ) -> None:
         self._queue = queue
+        self._failure = failure
 
     def __aiter__(self) -> _EventStream:
         return self
@@ -179,6 +200,9 @@ class _EventStream:
         event = await self._queue.get()
         if event is None:
             self._queue.put_nowait(None)  # let other iterators finish too
+            failure = self._failure()
+            if failure is not None:
+                raise failure
             raise StopAsyncIteration
         return event
 
@@ -210,6 +234,8 @@ class LogindLockWatcher:
         self._session_path = ""
         self._timer: asyncio.TimerHandle | None = None
         self._stopped = False
+        self._failure: LockBackendError | None = None
+        self._bus_watches: list[asyncio.Task[None]] = []
 
     @property
     def locked(self) -> bool | None:
@@ -242,6 +268,7 @@ class LogindLockWatcher:
             system.disconnect()
             raise
         self._system = system
+        self._bus_watches.append(asyncio.create_task(self._watch_bus(system, "system")))
         hint = await _read_locked_hint(system, self._session_path)
         screensaver_active = await self._start_screensaver_watch()
         log = _log.bind(session=self._session_path)
@@ -282,7 +309,27 @@ class LogindLockWatcher:
                 continue
             active = bool(active) or bool(body[0])
         self._session = session
+        self._bus_watches.append(asyncio.create_task(self._watch_bus(session, "session")))
         return active
+
+    async def _watch_bus(self, bus: MessageBus, which: str) -> None:
+        """Losing the system bus ends the event stream with an error; the session bus only
+        ends screensaver watching."""
+        error: Exception | None = None
+        try:
+            await bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
+        except Exception as exc:
+            error = exc
+        if self._stopped:
+            return
+        if which == "session":
+            _log.warning("screensaver_watch_lost", error=repr(error))
+            self._session = None
+            return
+        _log.error("lock_watch_bus_lost", error=repr(error))
+        self._failure = LockBackendError(f"lost the system bus: {error or 'disconnected'}")
+        self._system = None
+        self._queue.put_nowait(None)
 
     async def stop(self) -> None:
         if self._stopped:
@@ -290,6 +337,9 @@ class LogindLockWatcher:
         self._stopped = True
         if self._timer is not None:
             self._timer.cancel()
+        for task in self._bus_watches:
+            task.cancel()
+        await asyncio.gather(*self._bus_watches, return_exceptions=True)
         for bus in (self._system, self._session):
             if bus is not None:
                 bus.disconnect()
@@ -304,8 +354,11 @@ class LogindLockWatcher:
         await self.stop()
 
     def events(self) -> AsyncIterator[LockEvent]:
-        """Lock and unlock events until :meth:`stop`; safe to wrap in ``asyncio.wait_for``."""
-        return _EventStream(self._queue)
+        """Lock and unlock events until :meth:`stop`; safe to wrap in ``asyncio.wait_for``.
+
+        Raises :class:`LockBackendError` if the system bus connection is lost.
+        """
+        return _EventStream(self._queue, lambda: self._failure)
 
     # Message handling (runs on the event loop, synchronously) ----------------
     def _on_system_message(self, msg: Message) -> None:
@@ -364,7 +417,11 @@ class LogindLockWatcher:
 
 
 class LogindSessionLocker:
-    """Locks and unlocks this device's logind session; ``LockedHint`` tells if it took effect."""
+    """Locks and unlocks this device's logind session; ``LockedHint`` tells if it took effect.
+
+    A long-running daemon keeps one: if the system bus connection was lost (dbus or logind
+    restarted), the next call connects again.
+    """
 
     def __init__(
         self, config: LockBusConfig, *, confirm_timeout: float = 2.0, pid: int | None = None
@@ -376,12 +433,14 @@ class LogindSessionLocker:
         self._session_path = ""
         self._hint: bool | None = None
         self._hint_changed = asyncio.Event()
+        self._started = False
 
     @property
     def session_path(self) -> str:
         return self._session_path
 
     async def start(self) -> None:
+        self._started = True
         bus = await _connect(self._config.system_bus_address, BusType.SYSTEM, "system")
         try:
             self._session_path = await resolve_session_path(bus, self._config.session_id, self._pid)
@@ -400,6 +459,7 @@ class LogindSessionLocker:
         _log.info("session_locker_started", session=self._session_path, locked_hint=self._hint)
 
     async def stop(self) -> None:
+        self._started = False
         if self._bus is not None:
             self._bus.disconnect()
             self._bus = None
@@ -419,11 +479,11 @@ class LogindSessionLocker:
 
     async def is_locked(self) -> bool | None:
         """logind's LockedHint for the session, read now (None if it cannot be read)."""
-        self._hint = await _read_locked_hint(self._require_bus(), self._session_path)
+        self._hint = await _read_locked_hint(await self._require_bus(), self._session_path)
         return self._hint
 
     async def _request(self, locked: bool) -> LockOutcome:
-        bus = self._require_bus()
+        bus = await self._require_bus()
         member = "Lock" if locked else "Unlock"
         try:
             await _call(bus, LOGIND_NAME, self._session_path, SESSION_INTERFACE, member)
@@ -451,9 +511,16 @@ class LogindSessionLocker:
                 return self._hint == locked
         return True
 
-    def _require_bus(self) -> MessageBus:
-        if self._bus is None:
+    async def _require_bus(self) -> MessageBus:
+        if not self._started:
             raise LockBackendError("the session locker is not started")
+        if self._bus is None or not self._bus.connected:
+            _log.warning("session_locker_reconnecting", session=self._session_path or None)
+            if self._bus is not None:
+                self._bus.disconnect()
+                self._bus = None
+            await self.start()
+        assert self._bus is not None
         return self._bus
 
     def _on_message(self, msg: Message) -> None:

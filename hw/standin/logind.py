@@ -10,6 +10,7 @@ It implements what btogether's lock watcher and locker use: the Manager's ``GetS
 
 # No ``from __future__ import annotations``: dbus-fast reads these annotations at runtime
 # and takes the string "None" for a D-Bus type.
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Self
@@ -163,14 +164,23 @@ class LogindSession(ServiceInterface):
 class LogindManager(ServiceInterface):
     """``org.freedesktop.login1.Manager`` over a fixed set of sessions."""
 
-    def __init__(self, sessions: Sequence[LogindSession]) -> None:
+    def __init__(
+        self, sessions: Sequence[LogindSession], *, caller_in_session: bool = True
+    ) -> None:
         super().__init__(MANAGER_INTERFACE)
         if not sessions:
             raise ValueError("the logind stand-in needs at least one session")
         self._sessions = list(sessions)
+        self._caller_in_session = caller_in_session
 
     def _by_id(self, session_id: str) -> LogindSession:
         if session_id in ("auto", "self", ""):
+            if not self._caller_in_session:
+                # What logind answers a system service that is in no session.
+                raise DBusError(
+                    "org.freedesktop.login1.NoSuchSession",
+                    "Caller does not belong to any known session",
+                )
             return self._sessions[0]
         for session in self._sessions:
             if session.spec.session_id == session_id:
@@ -213,7 +223,8 @@ class LogindStandIn:
 
     Use as ``async with LogindStandIn(address) as logind: ...``; ``logind.session()`` is the
     in-process handle of a session (read ``locked_hint``, or lock it as a desktop would with
-    :meth:`desktop_lock`).
+    :meth:`desktop_lock`). ``caller_in_session=False`` makes ``GetSession("auto")`` fail as it
+    does for a system service.
     """
 
     def __init__(
@@ -222,10 +233,11 @@ class LogindStandIn:
         sessions: Sequence[SessionSpec] = (SessionSpec(),),
         *,
         desktop_sets_hint: bool = False,
+        caller_in_session: bool = True,
     ) -> None:
         self._address = bus_address
         self._sessions = [LogindSession(s, desktop_sets_hint=desktop_sets_hint) for s in sessions]
-        self._manager = LogindManager(self._sessions)
+        self._manager = LogindManager(self._sessions, caller_in_session=caller_in_session)
         self._bus: MessageBus | None = None
 
     async def start(self) -> None:
@@ -239,9 +251,10 @@ class LogindStandIn:
 
     async def stop(self) -> None:
         if self._bus is not None:
-            self._bus.disconnect()
-            await self._bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
-            self._bus = None
+            bus, self._bus = self._bus, None
+            bus.disconnect()
+            with contextlib.suppress(Exception):  # the bus may already be gone
+                await bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -6,6 +6,7 @@ the name, so a tray under Xvfb needs one. It records what it was asked to show.
 
 # No ``from __future__ import annotations``: dbus-fast reads these annotations at runtime
 # and takes the string "None" for a D-Bus type.
+import contextlib
 from dataclasses import dataclass
 from typing import Annotated, Any, Self
 
@@ -79,9 +80,10 @@ class NotificationsStandIn:
 
     async def stop(self) -> None:
         if self._bus is not None:
-            self._bus.disconnect()
-            await self._bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
-            self._bus = None
+            bus, self._bus = self._bus, None
+            bus.disconnect()
+            with contextlib.suppress(Exception):  # the bus may already be gone
+                await bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
 
     async def __aenter__(self) -> Self:
         await self.start()

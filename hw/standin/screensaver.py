@@ -7,6 +7,7 @@ in for a desktop whose lock screen is reported through the screensaver rather th
 
 # No ``from __future__ import annotations``: dbus-fast reads these annotations at runtime
 # and takes the string "None" for a D-Bus type.
+import contextlib
 import time
 from enum import StrEnum
 from typing import Self
@@ -95,9 +96,10 @@ class ScreenSaverStandIn:
 
     async def stop(self) -> None:
         if self._bus is not None:
-            self._bus.disconnect()
-            await self._bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
-            self._bus = None
+            bus, self._bus = self._bus, None
+            bus.disconnect()
+            with contextlib.suppress(Exception):  # the bus may already be gone
+                await bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
 
     async def __aenter__(self) -> Self:
         await self.start()

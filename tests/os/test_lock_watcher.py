@@ -212,6 +212,30 @@ async def test_session_is_found_by_pid_then_by_auto(system_bus: PrivateBus) -> N
         assert fallback.session_path == session_object_path("1")
 
 
+async def test_a_service_outside_any_session_uses_the_only_session(system_bus: PrivateBus) -> None:
+    async with LogindStandIn(system_bus.address, caller_in_session=False):
+        watcher = LogindLockWatcher(_config(system_bus), pid=1)
+        await watcher.start()
+        await watcher.stop()
+        assert watcher.session_path == session_object_path("1")
+    two = (SessionSpec("1"), SessionSpec("2"))
+    async with LogindStandIn(system_bus.address, two, caller_in_session=False):
+        with pytest.raises(LockBackendError, match=r"2 sessions \(1, 2\); set the session id"):
+            await LogindLockWatcher(_config(system_bus), pid=1).start()
+
+
+async def test_losing_the_system_bus_ends_the_stream_with_an_error(
+    system_bus: PrivateBus,
+) -> None:
+    async with LogindStandIn(system_bus.address):
+        watcher = LogindLockWatcher(_config(system_bus))
+        async for reader in _watch(watcher):
+            await reader.next()
+            system_bus.process.terminate()
+            with pytest.raises(LockBackendError, match="lost the system bus"):
+                await reader.next()
+
+
 def test_session_id_comes_from_the_environment_unless_overridden() -> None:
     environ = {
         "DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/tmp/s",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 
-from hw.dbus_daemon import PrivateBus
+from hw.dbus_daemon import PrivateBus, start_private_bus
 from hw.lock import (
     LockBackendError,
     LockBusConfig,
@@ -50,6 +53,27 @@ async def test_locker_locks_only_its_own_session(system_bus: PrivateBus) -> None
             assert (await locker.lock()).confirmed
         assert logind.session("2").locked_hint is True
         assert logind.session("1").locked_hint is False
+
+
+async def test_locker_reconnects_after_logind_and_the_bus_restart(tmp_path: Path) -> None:
+    first = start_private_bus(tmp_path, name="system")
+    try:
+        async with LogindStandIn(first.address, desktop_sets_hint=True):
+            locker = LogindSessionLocker(LockBusConfig(first.address))
+            await locker.start()
+            assert (await locker.lock()).confirmed
+    finally:
+        first.stop()
+    # Same socket path, a new dbus-daemon and a new logind: the next call reconnects.
+    with start_private_bus(tmp_path, name="system") as second:
+        async with LogindStandIn(second.address, desktop_sets_hint=True) as logind:
+            for _ in range(50):
+                if locker._bus is not None and not locker._bus.connected:
+                    break
+                await asyncio.sleep(0.02)
+            assert (await locker.lock()).confirmed
+            assert logind.session().lock_calls == 1
+        await locker.stop()
 
 
 async def test_locker_without_logind_is_a_clear_error(system_bus: PrivateBus) -> None:
