@@ -85,7 +85,7 @@ async def serve_until_signalled(settings: RelaySettings, port_file: Path | None 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    relay = RelayServer(settings, SqliteStore(settings.db))
+    relay = RelayServer(settings, SqliteStore(settings.db, settings.sqlite_synchronous))
     await relay.start()
     if port_file is not None:
         await asyncio.to_thread(port_file.write_text, f"{relay.port}\n")

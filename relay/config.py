@@ -11,7 +11,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import (
@@ -32,6 +32,11 @@ class RelaySettings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="address to listen on")
     port: int = Field(default=8765, ge=0, le=65535, description="TCP port (0 picks a free one)")
     db: Path = Field(default=Path("relay.sqlite3"), description="SQLite database file")
+    sqlite_synchronous: Literal["full", "normal"] = Field(
+        default="full",
+        description="full: fsync every commit (acked locks survive power loss); "
+        "normal: survive relay crashes only, one fsync less per commit",
+    )
     max_message_bytes: int = Field(default=64 * 1024, ge=1024, description="larger: close 1009")
     rate_per_second: float = Field(
         default=100.0, gt=0, description="sustained requests/s per connection"

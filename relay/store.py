@@ -77,6 +77,8 @@ class Store(Protocol):
         """Record a new desired state for each phone (seq + 1), durably, and return the records."""
 
     async def ack_lock(self, phone_id: str, seq: int) -> LockRecord | None:
-        """Record that the phone applied ``seq``; None if there is no such pending state."""
+        """Record that the phone applied ``seq`` (None if the phone has no state up to
+        ``seq``). May return before it is durable: losing an ack only causes a redundant
+        re-delivery, which the phone ignores by its seq."""
 
     async def lock_record(self, phone_id: str) -> LockRecord | None: ...

@@ -1,0 +1,478 @@
+"""Benchmark the relay against a bare websockets forwarder (the ceiling) and a Socket.IO forwarder.
+
+    python bench/relay.py                      # P = 100 and 1000, 3 runs, 10,000 idle
+    python bench/relay.py --quick              # one short run of each, 1,000 idle
+    python bench/relay.py --profile out.svg    # also py-spy the relay during P = 1000
+
+Each server runs in its own process; the load generator (this file, ``loadgen``
+subcommand, uvloop) runs in another, with the same code for every server. With P
+laptop/phone pairs, every laptop sends a lock change and waits until its phone's
+acknowledgement comes back, then sends the next:
+
+* relay:    ``lock.set`` → (durable) reply + ``lock.command`` → ``lock.ack`` → reply
+            + ``lock.applied``; a round trip ends at ``lock.applied``.
+* bare:     laptop → forwarder → phone → forwarder → laptop.
+* socketio: the same as bare, over Socket.IO (``fwd``/``msg`` events).
+
+Printed, each as min / median / max of the runs: round trips per second at each P,
+p50 / p99 round-trip latency at light load (one pair, one round trip in flight),
+and resident memory per idle connection (server RSS growth / connections). Every
+run is bounded in time and count; this is run by hand, not in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SOCKETIO_DIR = ROOT / "bench" / "forwarders" / "socketio"
+BENCH_ENV = {
+    # The load generator deliberately exceeds per-connection flood limits.
+    "BTOGETHER_RATE_PER_SECOND": "1000000",
+    "BTOGETHER_RATE_BURST": "1000000",
+}
+
+
+# --------------------------------------------------------------------------------------
+# load generator (runs in its own process)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Endpoint:
+    """How the load generator opens one connection and speaks one server's routing."""
+
+    target: str
+    url: str
+
+    async def open(self, me: str, token: str | None, laptop_id: str | None) -> Any:
+        from websockets.asyncio.client import connect
+
+        if self.target == "relay":
+            headers = {"Authorization": f"Bearer {token}"}
+            if laptop_id:
+                headers["Btogether-Client-Id"] = laptop_id
+            ws = await connect(
+                self.url,
+                additional_headers=headers,
+                subprotocols=["btogether.v1"],  # type: ignore[list-item]
+                compression=None,
+                max_queue=None,
+                open_timeout=60,
+            )
+            welcome = await ws.recv()
+            assert '"welcome"' in welcome
+            return ws
+        if self.target == "bare":
+            return await connect(f"{self.url}{me}", compression=None, open_timeout=60)
+        ws = await connect(
+            f"{self.url}socket.io/?EIO=4&transport=websocket", compression=None, open_timeout=60
+        )
+        opening = await ws.recv()
+        assert str(opening).startswith("0")
+        await ws.send("40" + json.dumps({"id": me}))
+        while True:
+            ack = await ws.recv()
+            if str(ack).startswith("40"):
+                return ws
+            if ack == "2":
+                await ws.send("3")
+
+
+async def _open_all(
+    endpoint: Endpoint, specs: list[tuple[str, str | None, str | None]], concurrency: int = 100
+) -> list[Any]:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(spec: tuple[str, str | None, str | None]) -> Any:
+        async with gate:
+            return await endpoint.open(*spec)
+
+    return await asyncio.gather(*(one(s) for s in specs))
+
+
+async def _phone_loop(target: str, ws: Any, laptop_id: str) -> None:
+    """The phone side: acknowledge whatever arrives."""
+    n = 0
+    async for message in ws:
+        if target == "relay":
+            if '"lock.command"' in message:
+                n += 1
+                seq = json.loads(message)["seq"]
+                await ws.send(f'{{"type":"lock.ack","id":{n},"seq":{seq}}}')
+        elif target == "bare":
+            await ws.send(f"{message}\nack")
+        elif message == "2":
+            await ws.send("3")
+        elif message.startswith("42"):
+            await ws.send(f'42["fwd",{json.dumps(laptop_id)},"ack"]')
+
+
+async def _round_trip(target: str, ws: Any, n: int, phone_id: str, laptop_id: str) -> None:
+    if target == "relay":
+        state = "locked" if n % 2 else "unlocked"
+        await ws.send(f'{{"type":"lock.set","id":{n},"state":"{state}"}}')
+        while '"lock.applied"' not in await ws.recv():
+            pass
+    elif target == "bare":
+        await ws.send(f"{phone_id}\n{laptop_id}")
+        await ws.recv()
+    else:
+        await ws.send(f'42["fwd",{json.dumps(phone_id)},{json.dumps(laptop_id)}]')
+        while True:
+            message = await ws.recv()
+            if message == "2":
+                await ws.send("3")
+            elif message.startswith("42"):
+                return
+
+
+async def loadgen(args: argparse.Namespace) -> dict[str, Any]:
+    endpoint = Endpoint(args.target, args.url)
+    creds = json.loads(Path(args.creds).read_text()) if args.creds else {}
+    if args.mode == "idle":
+        tokens = creds.get("idle", [])
+        specs = [
+            (f"idle-{n}", tokens[n] if tokens else None, None) for n in range(args.connections)
+        ]
+        conns = await _open_all(endpoint, specs)
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        for ws in conns:
+            await ws.close()
+        return {"connections": len(conns)}
+
+    pairs = creds.get("pairs", [])[: args.pairs] if creds else []
+    count = args.pairs
+    laptop_specs = []
+    phone_specs = []
+    ids = []
+    for n in range(count):
+        laptop_token, laptop_id, phone_token, phone_id = (
+            pairs[n] if pairs else (None, f"laptop-{n}", None, f"phone-{n}")
+        )
+        laptop_specs.append((laptop_id, laptop_token, laptop_id))
+        phone_specs.append((phone_id, phone_token, None))
+        ids.append((laptop_id, phone_id))
+    phones = await _open_all(endpoint, phone_specs)
+    laptops = await _open_all(endpoint, laptop_specs)
+    phone_tasks = [
+        asyncio.create_task(_phone_loop(args.target, ws, laptop_id))
+        for ws, (laptop_id, _) in zip(phones, ids, strict=True)
+    ]
+    latencies: list[float] = []
+    completed = 0
+    clock = time.perf_counter
+    started = clock()
+    window_start = started + args.warmup
+    window_end = window_start + args.duration
+
+    async def laptop_loop(ws: Any, laptop_id: str, phone_id: str) -> None:
+        nonlocal completed
+        n = 0
+        limit = args.round_trips or 10**12
+        while n < limit:
+            n += 1
+            sent = clock()
+            if sent >= window_end:
+                return
+            await _round_trip(args.target, ws, n, phone_id, laptop_id)
+            done = clock()
+            if window_start <= sent and done <= window_end:
+                completed += 1
+                latencies.append(done - sent)
+
+    if args.mode == "latency":
+        window_start, window_end = started, started + args.duration
+        laptop_id, phone_id = ids[0]
+        for n in range(args.warmup_round_trips):
+            await _round_trip(args.target, laptops[0], n + 1, phone_id, laptop_id)
+        window_start = clock()
+        await laptop_loop(laptops[0], laptop_id, phone_id)
+    else:
+        await asyncio.gather(
+            *(
+                laptop_loop(ws, laptop_id, phone_id)
+                for ws, (laptop_id, phone_id) in zip(laptops, ids, strict=True)
+            )
+        )
+    elapsed = min(clock(), window_end) - window_start
+    for task in phone_tasks:
+        task.cancel()
+    await asyncio.gather(*(ws.close() for ws in laptops + phones), return_exceptions=True)
+    latencies.sort()
+    return {
+        "round_trips": completed,
+        "per_second": completed / elapsed if elapsed > 0 else 0.0,
+        "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else None,
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)] if latencies else None,
+    }
+
+
+# --------------------------------------------------------------------------------------
+# orchestration
+# --------------------------------------------------------------------------------------
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+async def prepare(db: Path, pairs: int, idle: int) -> dict[str, Any]:
+    sys.path.insert(0, str(ROOT))
+    from relay.admin import Admin
+    from relay.sqlite_store import SqliteStore
+
+    store = SqliteStore(db)
+    await store.open()
+    admin = Admin(store)
+    tenant = await admin.create_tenant("Bench")
+    fleet = await admin.create_phone_fleet(tenant.id, pairs, pair=True)
+    idle_fleet = await admin.create_phone_fleet(tenant.id, idle, pair=False) if idle else []
+    await store.close()
+    return {
+        "pairs": [
+            [user_cred.token, f"laptop-{n}", phone_cred.token, phone.id]
+            for n, (_, phone, user_cred, phone_cred) in enumerate(fleet)
+        ],
+        "idle": [phone_cred.token for _, _, _, phone_cred in idle_fleet],
+    }
+
+
+class ServerProcess:
+    def __init__(self, target: str, workdir: Path, db: Path) -> None:
+        port_file = workdir / f"{target}.port"
+        port_file.unlink(missing_ok=True)
+        env = {**os.environ, **BENCH_ENV}
+        if target == "relay":
+            fresh = workdir / "run.sqlite3"
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(str(db) + suffix)
+                dst = Path(str(fresh) + suffix)
+                dst.unlink(missing_ok=True)
+                if src.exists():
+                    shutil.copy(src, dst)
+            cmd = [
+                sys.executable, "-m", "btogether", "relay", "serve",
+                "--port", "0", "--db", str(fresh), "--port-file", str(port_file),
+            ]  # fmt: skip
+        elif target == "bare":
+            cmd = [
+                sys.executable, str(ROOT / "bench" / "forwarders" / "bare.py"),
+                "--port-file", str(port_file),
+            ]  # fmt: skip
+        else:
+            cmd = ["node", str(SOCKETIO_DIR / "server.js"), "0", str(port_file)]
+        self.process = subprocess.Popen(cmd, cwd=ROOT, env=env)
+        deadline = time.monotonic() + 60
+        while not (port_file.exists() and port_file.read_text().strip()):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"{target} server did not start")
+            time.sleep(0.05)
+        self.port = int(port_file.read_text())
+        self.url = f"ws://127.0.0.1:{self.port}/"
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def run_loadgen(target: str, url: str, creds: Path, *extra: str, timeout: float = 300) -> Any:
+    cmd = [sys.executable, __file__, "loadgen", "--target", target, "--url", url,
+           "--creds", str(creds), *extra]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"load generator failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure_idle(target: str, workdir: Path, db: Path, creds: Path, count: int) -> float:
+    server = ServerProcess(target, workdir, db)
+    try:
+        time.sleep(1.0)
+        before = rss_kib(server.process.pid)
+        cmd = [sys.executable, __file__, "loadgen", "--target", target, "--url", server.url,
+               "--creds", str(creds), "--mode", "idle", "--connections", str(count)]  # fmt: skip
+        gen = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert gen.stdout is not None and gen.stdin is not None
+        line = gen.stdout.readline()
+        if line.strip() != "ready":
+            gen.kill()
+            raise RuntimeError("idle load generator failed")
+        time.sleep(2.0)
+        after = rss_kib(server.process.pid)
+        gen.stdin.close()
+        gen.wait(60)
+        return (after - before) * 1024 / count
+    finally:
+        server.stop()
+
+
+def summary(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.4g}"
+    return f"{min(values):.4g} / {statistics.median(values):.4g} / {max(values):.4g}"
+
+
+def profile_relay(
+    workdir: Path, db: Path, creds: Path, pairs: int, duration: float, output: Path
+) -> None:
+    server = ServerProcess("relay", workdir, db)
+    try:
+        spy = subprocess.Popen(
+            ["py-spy", "record", "--pid", str(server.process.pid), "--duration",
+             str(int(duration) + 4), "--output", str(output), "--format",
+             "speedscope" if output.suffix == ".json" else "flamegraph", "--threads"],
+        )  # fmt: skip
+        result = run_loadgen("relay", server.url, creds, "--pairs", str(pairs),
+                             "--duration", str(duration))  # fmt: skip
+        spy.wait(120)
+        print(f"profiled run: {result['per_second']:.0f} round trips/s -> {output}")
+    finally:
+        server.stop()
+
+
+def orchestrate(args: argparse.Namespace) -> int:
+    raise_fd_limit()
+    targets = list(args.targets)
+    if "socketio" in targets:
+        if shutil.which("node") is None:
+            print("note: node not found; skipping the Socket.IO forwarder")
+            targets.remove("socketio")
+        elif not (SOCKETIO_DIR / "node_modules" / "socket.io").exists():
+            print("installing socket.io for the Socket.IO forwarder (npm install)...")
+            subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=SOCKETIO_DIR,
+                           check=True, capture_output=True)  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="btogether-bench-") as tmp:
+        workdir = Path(tmp)
+        db = workdir / "bench.sqlite3"
+        started = time.monotonic()
+        creds_data = asyncio.run(prepare(db, max(args.pairs), args.idle))
+        creds = workdir / "creds.json"
+        creds.write_text(json.dumps(creds_data))
+        print(f"prepared {max(args.pairs)} pairs and {args.idle} idle devices "
+              f"in {time.monotonic() - started:.1f} s")  # fmt: skip
+        results: dict[str, dict[str, list[float]]] = {t: {} for t in targets}
+        for target in targets:
+            server = ServerProcess(target, workdir, db)
+            try:
+                for p in args.pairs:
+                    for _ in range(args.runs):
+                        r = run_loadgen(target, server.url, creds, "--pairs", str(p),
+                                        "--duration", str(args.duration))  # fmt: skip
+                        results[target].setdefault(f"rt/s P={p}", []).append(r["per_second"])
+                        print(f"  {target:8} P={p:<5} {r['per_second']:9.0f} round trips/s")
+                for _ in range(args.runs):
+                    r = run_loadgen(target, server.url, creds, "--pairs", "1", "--mode",
+                                    "latency", "--round-trips", str(args.latency_round_trips),
+                                    "--duration", "60")  # fmt: skip
+                    results[target].setdefault("p50 ms", []).append(r["p50_ms"])
+                    results[target].setdefault("p99 ms", []).append(r["p99_ms"])
+                    print(f"  {target:8} light load p50 {r['p50_ms']:.3f} ms "
+                          f"p99 {r['p99_ms']:.3f} ms")  # fmt: skip
+            finally:
+                server.stop()
+            if args.idle:
+                for _ in range(args.runs):
+                    per_conn = measure_idle(target, workdir, db, creds, args.idle)
+                    results[target].setdefault("bytes/idle conn", []).append(per_conn)
+                    print(f"  {target:8} {per_conn / 1024:.1f} KiB per idle connection")
+        if args.profile:
+            profile_relay(workdir, db, creds, max(args.pairs), args.duration, args.profile)
+
+    metrics = list(next(iter(results.values())).keys())
+    print()
+    print(f"min / median / max of {args.runs} run(s); {args.duration:g} s per throughput run")
+    header = f"{'metric':18}" + "".join(f"{t:>30}" for t in targets)
+    if "relay" in targets and "bare" in targets:
+        header += f"{'relay/bare (median)':>22}"
+    print(header)
+    for metric in metrics:
+        line = f"{metric:18}" + "".join(
+            f"{summary(results[t].get(metric, [])):>30}" for t in targets
+        )
+        if "relay" in targets and "bare" in targets:
+            relay_values = results["relay"].get(metric, [])
+            bare_values = results["bare"].get(metric, [])
+            if relay_values and bare_values:
+                ratio = statistics.median(relay_values) / statistics.median(bare_values)
+                line += f"{ratio:>22.2f}"
+        print(line)
+    return 0
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "loadgen":
+        parser = argparse.ArgumentParser(prog="relay.py loadgen")
+        parser.add_argument("loadgen")
+        parser.add_argument("--target", choices=["relay", "bare", "socketio"], required=True)
+        parser.add_argument("--url", required=True)
+        parser.add_argument("--creds")
+        parser.add_argument("--mode", choices=["throughput", "latency", "idle"],
+                            default="throughput")  # fmt: skip
+        parser.add_argument("--pairs", type=int, default=100)
+        parser.add_argument("--connections", type=int, default=0)
+        parser.add_argument("--duration", type=float, default=5.0)
+        parser.add_argument("--warmup", type=float, default=1.0)
+        parser.add_argument("--round-trips", type=int, default=0)
+        parser.add_argument("--warmup-round-trips", type=int, default=200)
+        args = parser.parse_args()
+        raise_fd_limit()
+        runner: Callable[[Awaitable[dict[str, Any]]], dict[str, Any]] = asyncio.run
+        try:
+            import uvloop
+
+            runner = uvloop.run
+        except ImportError:
+            pass
+        print(json.dumps(runner(loadgen(args))))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--pairs", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per throughput run")
+    parser.add_argument("--idle", type=int, default=10_000, help="idle connections (0: skip)")
+    parser.add_argument("--latency-round-trips", type=int, default=2000)
+    parser.add_argument("--targets", nargs="+", default=["bare", "relay", "socketio"],
+                        choices=["bare", "relay", "socketio"])  # fmt: skip
+    parser.add_argument("--profile", type=Path, help="py-spy the relay at the largest P")
+    parser.add_argument("--quick", action="store_true", help="1 run, 3 s, 1000 idle")
+    args = parser.parse_args()
+    if args.quick:
+        args.runs, args.duration, args.idle = 1, 3.0, min(args.idle, 1000)
+    return orchestrate(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
