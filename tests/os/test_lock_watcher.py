@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -98,6 +99,41 @@ async def test_hint_and_screensaver_confirming_the_same_lock_give_one_event(
             logind.desktop_unlock()
             assert (await reader.next()).locked is False
             await reader.nothing_within(0.4)
+
+
+async def test_screensaver_started_after_the_watcher_is_still_heard(
+    system_bus: PrivateBus, session_bus: PrivateBus
+) -> None:
+    async with LogindStandIn(system_bus.address):
+        watcher = LogindLockWatcher(_config(system_bus, session_bus), request_grace=0.2)
+        async for reader in _watch(watcher):
+            await reader.next()
+            async with ScreenSaverStandIn(session_bus.address) as saver:
+                await asyncio.sleep(0.1)  # let NameOwnerChanged arrive first
+                saver.set_active(True)
+                assert (await reader.next()).locked is True
+
+
+async def test_manager_lock_sessions_locks_every_session(system_bus: PrivateBus) -> None:
+    sessions = (SessionSpec("1"), SessionSpec("2"))
+    async with LogindStandIn(system_bus.address, sessions, desktop_sets_hint=True) as logind:
+        watcher = LogindLockWatcher(_config(system_bus, session_id="2"))
+        async for reader in _watch(watcher):
+            await reader.next()
+            bus = await MessageBus(bus_address=system_bus.address).connect()
+            for member in ("LockSessions", "UnlockSessions"):
+                reply = await bus.call(
+                    Message(
+                        destination="org.freedesktop.login1",
+                        path="/org/freedesktop/login1",
+                        interface="org.freedesktop.login1.Manager",
+                        member=member,
+                    )
+                )
+                assert reply is not None and reply.message_type == MessageType.METHOD_RETURN
+                assert (await reader.next()).locked is (member == "LockSessions")
+            bus.disconnect()
+            assert [logind.session(i).lock_calls for i in ("1", "2")] == [1, 1]
 
 
 async def test_unconfirmed_lock_request_is_reported_after_grace_on_a_hintless_desktop(
@@ -280,8 +316,6 @@ def test_other_platforms_say_they_are_not_supported() -> None:
 async def test_standin_runs_as_a_process_and_desktop_commands_drive_it(
     system_bus: PrivateBus, session_bus: PrivateBus
 ) -> None:
-    import asyncio
-
     server = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "hw.standin", "serve",
         "--system-bus", system_bus.address, "--session-bus", session_bus.address,
