@@ -288,6 +288,14 @@ class JoinRespond(Request):
     accept: bool
 
 
+class ConsoleJoin(Request):
+    """A touch console asks the room system it is paired with to join a meeting."""
+
+    senders: ClassVar[tuple[Role, ...]] = ("device",)
+    type: Literal["console.join"] = "console.join"
+    meeting_id: ShortText
+
+
 class LoginCodeReport(Request):
     """Device answers a ``login_code.request`` with the login code it shows on its screen."""
 
@@ -318,6 +326,7 @@ AnyRequest = Annotated[
     | AudioAck
     | JoinRequest
     | JoinRespond
+    | ConsoleJoin
     | LoginCodeReport,
     Field(discriminator="type"),
 ]
@@ -338,6 +347,7 @@ REQUEST_TYPES: dict[str, type[Request]] = {
         AudioAck,
         JoinRequest,
         JoinRespond,
+        ConsoleJoin,
         LoginCodeReport,
     )
 }
@@ -405,6 +415,7 @@ RESULT_TYPES: dict[str, type[Message]] = {
     "audio.ack": Done,
     "join.request": JoinRequestResult,
     "join.respond": Done,
+    "console.join": JoinRequestResult,
     "login_code.report": Done,
 }
 
