@@ -58,10 +58,17 @@ class LockOutcome:
 
 
 class LockWatcher(Protocol):
-    """Watches this machine's screen lock; start it, then iterate :meth:`events`."""
+    """Watches this machine's screen lock; start it, then iterate :meth:`events`.
+
+    The events end at ``stop()``, or early when the backend lost its connection; ``failure``
+    then says why, and a new watcher must be started.
+    """
 
     @property
     def locked(self) -> bool | None: ...
+
+    @property
+    def failure(self) -> LockBackendError | None: ...
 
     async def start(self) -> None: ...
 

@@ -185,13 +185,10 @@ class _OwnerTracker:
 
 class _EventStream:
     """An async iterator over the watcher's queue; unlike an async generator, a cancelled
-    ``__anext__`` (a timeout) does not end it. It ends at stop, or raises if the bus was lost."""
+    ``__anext__`` (a timeout) does not end it. It ends at stop or when the system bus is lost."""
 
-    def __init__(
-        self, queue: asyncio.Queue[LockEvent | None], failure: Callable[[], Exception | None]
-    ) -> None:
+    def __init__(self, queue: asyncio.Queue[LockEvent | None]) -> None:
         self._queue = queue
-        self._failure = failure
 
     def __aiter__(self) -> _EventStream:
         return self
@@ -200,9 +197,6 @@ class _EventStream:
         event = await self._queue.get()
         if event is None:
             self._queue.put_nowait(None)  # let other iterators finish too
-            failure = self._failure()
-            if failure is not None:
-                raise failure
             raise StopAsyncIteration
         return event
 
@@ -244,6 +238,11 @@ class LogindLockWatcher:
     @property
     def session_path(self) -> str:
         return self._session_path
+
+    @property
+    def failure(self) -> LockBackendError | None:
+        """Why the event stream ended early (the system bus was lost), or None."""
+        return self._failure
 
     @property
     def watching_screensaver(self) -> bool:
@@ -313,8 +312,8 @@ class LogindLockWatcher:
         return active
 
     async def _watch_bus(self, bus: MessageBus, which: str) -> None:
-        """Losing the system bus ends the event stream with an error; the session bus only
-        ends screensaver watching."""
+        """Losing the system bus ends the event stream (see :attr:`failure`); losing the
+        session bus only ends screensaver watching."""
         error: Exception | None = None
         try:
             await bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
@@ -356,9 +355,10 @@ class LogindLockWatcher:
     def events(self) -> AsyncIterator[LockEvent]:
         """Lock and unlock events until :meth:`stop`; safe to wrap in ``asyncio.wait_for``.
 
-        Raises :class:`LockBackendError` if the system bus connection is lost.
+        The stream also ends if the system bus connection is lost; :attr:`failure` then says
+        so, and a new watcher must be started.
         """
-        return _EventStream(self._queue, lambda: self._failure)
+        return _EventStream(self._queue)
 
     # Message handling (runs on the event loop, synchronously) ----------------
     def _on_system_message(self, msg: Message) -> None:
