@@ -296,17 +296,24 @@ class LogindLockWatcher:
             return None
         session.add_message_handler(self._on_session_message)
         active: bool | None = None
-        for name in SCREENSAVERS:
-            await self._session_owners.follow(session, name)
-            await _add_match(session, f"type='signal',interface='{name}',member='ActiveChanged'")
-            if self._session_owners.owners.get(name) is None:
-                continue
-            try:
-                body = await _call(session, name, _SCREENSAVER_PATHS[name], name, "GetActive")
-            except DBusError as exc:
-                _log.info("screensaver_state_unreadable", name=name, error=str(exc))
-                continue
-            active = bool(active) or bool(body[0])
+        try:
+            for name in SCREENSAVERS:
+                await self._session_owners.follow(session, name)
+                await _add_match(
+                    session, f"type='signal',interface='{name}',member='ActiveChanged'"
+                )
+                if self._session_owners.owners.get(name) is None:
+                    continue
+                try:
+                    body = await _call(session, name, _SCREENSAVER_PATHS[name], name, "GetActive")
+                except DBusError as exc:
+                    _log.info("screensaver_state_unreadable", name=name, error=str(exc))
+                    continue
+                active = bool(active) or bool(body[0])
+        except DBusError as exc:
+            _log.warning("screensaver_watch_unavailable", error=str(exc))
+            session.disconnect()
+            return None
         self._session = session
         self._bus_watches.append(asyncio.create_task(self._watch_bus(session, "session")))
         return active
