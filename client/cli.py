@@ -11,6 +11,7 @@ import sys
 import time
 
 from beacon.cli import company_id
+from client.commands import add_commands
 from client.scanning import (
     DEFAULT_LOST_AFTER_S,
     DEFAULT_RSSI_STEP_DB,
@@ -89,6 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"report RSSI changes of at least DB (default {DEFAULT_RSSI_STEP_DB:g})",
     )
     scan.set_defaults(func=_scan)
+    add_commands(sub)
 
 
 def format_event(event: SightingEvent) -> str:

@@ -1,0 +1,237 @@
+"""The laptop client's settings and where it keeps them (its state directory).
+
+The state directory is ``--state-dir``, else ``$BTOGETHER_STATE_DIR``, else
+``$XDG_STATE_HOME/btogether``, else ``~/.local/state/btogether``. It holds:
+
+* ``client.json`` — the settings (:class:`ClientConfig`): relay URL, this laptop's stable
+  id and name (generated once by ``client login`` and kept), scan settings, lock sync,
+  reconnect pacing. Written atomically, owner-only; the daemon rewrites it when lock sync
+  is switched.
+* ``credential`` — the user credential the relay issued, owner-only (refused if others
+  can read it, see :mod:`hw.secure_file`).
+* ``control.sock`` — the running client's control socket (:mod:`client.control`).
+
+Files are untrusted input: anything unreadable or invalid raises :class:`ConfigError`
+with a message a user can act on (commands print it and exit 2).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hw.secure_file import InsecureFileError, read_private, write_private
+from relay.protocol.frame import DEFAULT_COMPANY_ID
+
+STATE_DIR_ENV = "BTOGETHER_STATE_DIR"
+CONFIG_FILE = "client.json"
+CREDENTIAL_FILE = "credential"
+SOCKET_FILE = "control.sock"
+# sockaddr_un.sun_path is 108 bytes on Linux, including the terminating NUL.
+MAX_SOCKET_PATH = 107
+MAX_CREDENTIAL_BYTES = 4096
+
+LaptopId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+# Sent in an HTTP header: printable ASCII only.
+LaptopName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x20-\x7e]+$")]
+
+
+class ConfigError(ValueError):
+    """The client's configuration is missing or invalid; the message says what to do."""
+
+
+class ScanSettings(BaseModel):
+    """How the client scans and reports what it hears."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    company_id: int = Field(default=DEFAULT_COMPANY_ID, ge=0, le=0xFFFF)
+    mode: Literal["auto", "active", "passive"] = "auto"
+    min_rssi: int | None = Field(default=None, ge=-127, le=20)
+    report_interval_s: float = Field(default=1.0, ge=0.05, le=60.0)
+    fresh_s: float = Field(
+        default=3.0, gt=0, le=60.0, description="report only EIDs heard within this many seconds"
+    )
+    forget_after_s: float = Field(
+        default=10.0, gt=0, le=600.0, description="drop a device not heard for this long"
+    )
+    retry_s: float = Field(default=5.0, gt=0, le=600.0, description="retry an unavailable radio")
+
+
+class ClientConfig(BaseModel):
+    """Everything ``client run`` needs besides the credential."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    relay_url: str
+    laptop_id: LaptopId
+    laptop_name: LaptopName
+    lock_sync: bool = True
+    scan: ScanSettings = ScanSettings()
+    reconnect_initial_s: float = Field(default=0.5, gt=0, le=60.0)
+    reconnect_max_s: float = Field(default=30.0, gt=0, le=3600.0)
+
+    @field_validator("relay_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return check_relay_url(value)
+
+
+def check_relay_url(value: str) -> str:
+    """A ws:// or wss:// URL with a host, else ValueError."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError(f"relay URL {value!r} must look like wss://relay.example.com/")
+    return value
+
+
+@dataclass(frozen=True)
+class ClientFiles:
+    """The paths in one state directory."""
+
+    state_dir: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.state_dir / CONFIG_FILE
+
+    @property
+    def credential_path(self) -> Path:
+        return self.state_dir / CREDENTIAL_FILE
+
+    @property
+    def socket_path(self) -> Path:
+        return self.state_dir / SOCKET_FILE
+
+
+def resolve_state_dir(explicit: Path | None, environ: Mapping[str, str]) -> Path:
+    """Where the client keeps its files (see the module docstring)."""
+    if explicit is not None:
+        return explicit.expanduser()
+    if environ.get(STATE_DIR_ENV):
+        return Path(environ[STATE_DIR_ENV]).expanduser()
+    if environ.get("XDG_STATE_HOME"):
+        return Path(environ["XDG_STATE_HOME"]).expanduser() / "btogether"
+    return Path(environ.get("HOME") or Path.home()) / ".local" / "state" / "btogether"
+
+
+def check_socket_path(path: Path) -> None:
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        raise ConfigError(
+            f"the control socket path {path} is longer than {MAX_SOCKET_PATH} bytes; "
+            "use a shorter --state-dir"
+        )
+
+
+def _not_logged_in(files: ClientFiles) -> ConfigError:
+    return ConfigError(
+        f"no client configuration in {files.state_dir}: run "
+        "`btogether client login --relay URL --token-file FILE` first"
+    )
+
+
+def load_config(files: ClientFiles) -> ClientConfig:
+    """The stored settings; ConfigError if missing or invalid."""
+    try:
+        raw = files.config_path.read_bytes()
+    except FileNotFoundError:
+        raise _not_logged_in(files) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {files.config_path}: {exc.strerror}") from exc
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{files.config_path} is not valid JSON: {exc}") from exc
+    try:
+        return ClientConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"{files.config_path} is invalid: {problems}") from None
+
+
+def save_config(files: ClientFiles, config: ClientConfig) -> None:
+    text = json.dumps(config.model_dump(mode="json"), indent=2) + "\n"
+    write_private(files.config_path, text.encode())
+
+
+def check_credential(token: str) -> str:
+    """The credential with surrounding whitespace removed; ValueError if it cannot be one."""
+    token = token.strip()
+    if not token:
+        raise ValueError("the credential is empty")
+    if len(token) > MAX_CREDENTIAL_BYTES or not all("\x21" <= c <= "\x7e" for c in token):
+        raise ValueError("the credential must be one word of printable ASCII")
+    return token
+
+
+def load_credential(files: ClientFiles) -> str:
+    """The stored user credential; ConfigError if missing, insecure or malformed."""
+    try:
+        raw = read_private(files.credential_path)
+    except FileNotFoundError:
+        raise _not_logged_in(files) from None
+    except InsecureFileError as exc:
+        raise ConfigError(str(exc)) from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read {files.credential_path}: {exc.strerror}") from exc
+    try:
+        return check_credential(raw.decode("ascii"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"{files.credential_path} does not hold a credential: {exc}") from exc
+
+
+def default_laptop_name() -> str:
+    name = "".join(c for c in socket.gethostname() if "\x20" <= c <= "\x7e").strip()
+    return (name or "laptop")[:128]
+
+
+def new_laptop_id() -> str:
+    return f"laptop-{secrets.token_hex(8)}"
+
+
+def login(
+    files: ClientFiles, relay_url: str, token: str, laptop_name: str | None = None
+) -> ClientConfig:
+    """Store the relay URL and credential; keep this laptop's id (and other settings) if known.
+
+    Raises ConfigError (bad URL, name or credential) without writing anything.
+    """
+    try:
+        check_relay_url(relay_url)
+        token = check_credential(token)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    previous: ClientConfig | None = None
+    if files.config_path.exists():
+        try:
+            previous = load_config(files)
+        except ConfigError:
+            previous = None  # a broken file is replaced, but a new laptop id is made
+    fields: dict[str, object] = (
+        previous.model_dump() if previous is not None else {"laptop_id": new_laptop_id()}
+    )
+    fields["relay_url"] = relay_url
+    fields["laptop_name"] = laptop_name or (
+        previous.laptop_name if previous is not None else default_laptop_name()
+    )
+    try:
+        config = ClientConfig.model_validate(fields)
+    except ValidationError as exc:
+        raise ConfigError(
+            "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        ) from None
+    write_private(files.credential_path, token.encode("ascii") + b"\n")
+    save_config(files, config)
+    return config
