@@ -28,6 +28,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from relay import admin_endpoint
 from relay.config import RelaySettings
 from relay.credentials import bearer_token
 from relay.errors import RelayError
@@ -82,6 +83,7 @@ class RelayServer:
         )
         self._ready = False
         self._counters: dict[tuple[str, str], Any] = {}
+        self.admin_endpoints = admin_endpoint.attach(self)  # /admin and /provision
 
     # --- life cycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -91,7 +93,7 @@ class RelayServer:
             self.settings.host,
             self.settings.port,
             process_request=self._process_request,
-            subprotocols=[Subprotocol(wire.SUBPROTOCOL)],
+            subprotocols=[Subprotocol(p) for p in (wire.SUBPROTOCOL, *admin_endpoint.SUBPROTOCOLS)],
             compression=None,  # permessage-deflate costs ~48 KB per idle connection
             max_size=self.settings.max_message_bytes,
             ping_interval=self.settings.ping_interval_s,
@@ -157,6 +159,8 @@ class RelayServer:
             )
             response.headers["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
             return response
+        if self._ready and self.admin_endpoints and self.admin_endpoints.serves(path):
+            return await self.admin_endpoints.process_request(conn, request)
         if path != "/":
             return self._respond(conn, http.HTTPStatus.NOT_FOUND, "not found\n")
         if not self._ready:
@@ -195,6 +199,10 @@ class RelayServer:
             await self.router.deliver(delivery.address, delivery.event.model_dump_json())
 
     async def _handle_connection(self, conn: ServerConnection) -> None:
+        endpoints = self.admin_endpoints
+        if endpoints and conn.request and endpoints.serves(conn.request.path.split("?")[0]):
+            await endpoints.handle(conn)
+            return
         principal = self._principals.pop(conn, None)
         if principal is None:  # cannot happen: the handshake refuses these
             await conn.close(CloseCode.INTERNAL_ERROR, "no principal")

@@ -28,6 +28,8 @@ from relay.protocol import wire
 from relay.protocol.wire import ErrorCode
 from relay.store import Store
 
+DeviceStateSource = Callable[[str, float], Awaitable["wire.DeviceStateEvent | None"]]
+
 
 def laptop_address(user_id: str, laptop_id: str) -> str:
     return f"laptop/{user_id}/{laptop_id}"
@@ -166,6 +168,15 @@ class RelayService:
             "join.request": self._join_request,
             "join.respond": self._join_respond,
         }
+        # Set by relay.admin_endpoint when the relay serves provisioning: the device.state
+        # event a device gets right after its welcome.
+        self.device_state: DeviceStateSource | None = None
+
+    def add_handler(
+        self, kind: str, handler: Callable[[Principal, wire.Request, float], Awaitable[Outcome]]
+    ) -> None:
+        """Let another module answer a request type (provisioning, consoles)."""
+        self._handlers[kind] = handler
 
     # --- connection life cycle -------------------------------------------------------
     async def authenticate(
@@ -204,6 +215,10 @@ class RelayService:
             device_id=principal.device_id,
         )
         events: list[wire.Event] = [wire.Welcome(principal=info, server_time=now)]
+        if self.device_state is not None:
+            state = await self.device_state(principal.device_id, now)
+            if state is not None:
+                events.append(state)
         record = await self.store.lock_record(principal.device_id)
         if record is not None and record.pending:
             events.append(
@@ -370,7 +385,7 @@ class RelayService:
                 ErrorCode.NO_FRESH_SIGHTING,
                 f"report a sighting of the phone in the last {self.rules.sighting_freshness:.0f} s",
             )
-        existing = await self.store.pairings_of_laptop(laptop.user_id, laptop.laptop_id)
+        existing = await self.directory.laptop_pairings(laptop.user_id, laptop.laptop_id, now)
         if any(p.phone_id == phone.id for p in existing):
             raise RelayError(ErrorCode.WRONG_STATE, "this laptop and phone are already paired")
         self._require_online(phone)
@@ -459,6 +474,7 @@ class RelayService:
                 created_at=now,
             )
             await self.store.add_pairing(pairing)
+            self.directory.forget_pairings()
             self._pairs.pop(pending.request_id, None)
             completed = wire.PairCompleted(
                 request_id=pending.request_id, pairing=await self._pairing_info(pairing, now)
@@ -487,7 +503,9 @@ class RelayService:
                 raise RelayError(ErrorCode.NOT_FOUND, f"not paired with {request.peer_id!r}")
             user_id, laptop_id, phone_id = matches[0].user_id, request.peer_id, principal.device_id
             other = laptop_address(user_id, laptop_id)
-        if not await self.store.remove_pairing(user_id, laptop_id, phone_id):
+        removed = await self.store.remove_pairing(user_id, laptop_id, phone_id)
+        self.directory.forget_pairings()
+        if not removed:
             raise RelayError(ErrorCode.NOT_FOUND, f"not paired with {request.peer_id!r}")
         out = [Delivery(other, wire.PairRemoved(laptop_id=laptop_id, phone_id=phone_id))]
         handoff_id = self._handoff_of_phone.get(phone_id)
@@ -510,7 +528,7 @@ class RelayService:
     async def _lock_set(self, principal: Principal, request: wire.Request, now: float) -> Outcome:
         laptop = self._laptop(principal)
         assert isinstance(request, wire.LockSet)
-        pairings = await self.store.pairings_of_laptop(laptop.user_id, laptop.laptop_id)
+        pairings = await self.directory.laptop_pairings(laptop.user_id, laptop.laptop_id, now)
         if not pairings:
             raise RelayError(ErrorCode.NOT_PAIRED, "this laptop is not paired with a phone")
         await self._check_better_together(laptop, now)
@@ -590,7 +608,7 @@ class RelayService:
         laptop = self._laptop(principal)
         assert isinstance(request, wire.AudioSelect)
         phone = await self._device_in_tenant(request.phone_id, laptop.tenant_id, now)
-        pairings = await self.store.pairings_of_laptop(laptop.user_id, laptop.laptop_id)
+        pairings = await self.directory.laptop_pairings(laptop.user_id, laptop.laptop_id, now)
         if not any(p.phone_id == phone.id for p in pairings):
             raise RelayError(ErrorCode.NOT_PAIRED, "this laptop is not paired with that phone")
         await self._check_better_together(laptop, now)

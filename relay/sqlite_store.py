@@ -126,8 +126,53 @@ _SCHEMA_V1 = """
     );
 """
 
+# Provisioning, administrators, consoles and the audit log (relay.admin_store reads them).
+_SCHEMA_V2 = """
+    CREATE TABLE admins (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('owner', 'device_admin')),
+        tenant_id TEXT REFERENCES tenants(id),
+        created_at REAL NOT NULL,
+        CHECK ((role = 'owner') = (tenant_id IS NULL))
+    );
+    CREATE TABLE admin_credentials (
+        id TEXT PRIMARY KEY,
+        token_hash BLOB NOT NULL UNIQUE,
+        admin_id TEXT NOT NULL REFERENCES admins(id),
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    );
+    CREATE TABLE verification_codes (
+        device_id TEXT PRIMARY KEY REFERENCES devices(id),
+        code_hash TEXT NOT NULL,
+        issued_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        used_at REAL
+    );
+    CREATE TABLE console_pairings (
+        console_id TEXT PRIMARY KEY REFERENCES devices(id),
+        room_id TEXT NOT NULL REFERENCES devices(id),
+        tenant_id TEXT NOT NULL REFERENCES tenants(id),
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE audit_log (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        tenant_id TEXT,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX audit_tenant ON audit_log (tenant_id, seq);
+    ALTER TABLE policies ADD COLUMN auto_confirm INTEGER NOT NULL DEFAULT 0;
+    CREATE UNIQUE INDEX devices_mac ON devices (mac) WHERE mac IS NOT NULL;
+"""
+
 # Each entry upgrades the schema by one version (PRAGMA user_version). Append, never edit.
-MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1 + _version_triggers(),)
+MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1 + _version_triggers(), _SCHEMA_V2)
 
 Op = tuple[str, Sequence[Any], bool]  # sql, params (or rows when executemany), executemany
 
@@ -192,12 +237,33 @@ class _Writer:
             self.loop.call_soon_threadsafe(_settle, batch, outcomes)
 
     def _commit(self, batch: list[_Job]) -> list[list[int] | BaseException]:
+        try:
+            outcomes = self._transaction(batch, isolate=False)
+        except _JobFailed:
+            # Some job broke a constraint: run the batch again with a savepoint per job,
+            # so that job fails alone. (Savepoints cost two statements per job, which is
+            # why the common path does without them.)
+            try:
+                outcomes = self._transaction(batch, isolate=True)
+            except sqlite3.Error as exc:
+                log.error("store_commit_failed", error=str(exc), jobs=len(batch))
+                return [exc] * len(batch)
+        except sqlite3.Error as exc:
+            log.error("store_commit_failed", error=str(exc), jobs=len(batch))
+            return [exc] * len(batch)
+        self.stats.jobs += len(batch)
+        self.stats.commits += 1
+        self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+        return outcomes
+
+    def _transaction(self, batch: list[_Job], *, isolate: bool) -> list[list[int] | BaseException]:
         conn = self.conn
         outcomes: list[list[int] | BaseException] = []
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute("BEGIN IMMEDIATE")
             for job in batch:
-                conn.execute("SAVEPOINT job")
+                if isolate:
+                    conn.execute("SAVEPOINT job")
                 try:
                     counts = []
                     for sql, params, many in job.ops:
@@ -205,22 +271,26 @@ class _Writer:
                             conn.executemany(sql, params) if many else conn.execute(sql, params)
                         )
                         counts.append(cursor.rowcount)
-                    conn.execute("RELEASE job")
-                    outcomes.append(counts)
                 except sqlite3.Error as exc:
+                    if not isolate:
+                        raise _JobFailed from exc
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                     outcomes.append(exc)
+                    continue
+                if isolate:
+                    conn.execute("RELEASE job")
+                outcomes.append(counts)
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            log.error("store_commit_failed", error=str(exc), jobs=len(batch))
-            return [exc] * len(batch)
-        self.stats.jobs += len(batch)
-        self.stats.commits += 1
-        self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+            raise
         return outcomes
+
+
+class _JobFailed(Exception):
+    """A job of an unisolated batch failed; the batch is retried job by job."""
 
 
 def _settle(batch: list[_Job], outcomes: list[list[int] | BaseException]) -> None:
@@ -311,6 +381,14 @@ def _pairing(row: sqlite3.Row) -> Pairing:
     )
 
 
+# Pairings are cached by relays (see relay.directory); any process that changes them
+# bumps this so every relay on the file notices.
+_BUMP_PAIRINGS_VERSION: Op = (
+    "UPDATE meta SET value = value + 1 WHERE key = 'pairings_version'",
+    (),
+    False,
+)
+
 _DEVICE_INSERT = (
     "INSERT INTO devices (id, tenant_id, name, kind, mode, identity_key, rotation_exponent,"
     " location, mac, state, user_id, policy_id, capabilities)"
@@ -359,6 +437,7 @@ class SqliteStore:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         writer_conn = _connect(self.path, self.synchronous)
         migrate(writer_conn)
+        writer_conn.execute("INSERT OR IGNORE INTO meta VALUES ('pairings_version', 0)")
         self._writer = _Writer(writer_conn, asyncio.get_running_loop())
         self._writer.start()
         reader = _connect(self.path, self.synchronous)
@@ -409,6 +488,10 @@ class SqliteStore:
 
     async def directory_version(self) -> int:
         row = self._one("SELECT value FROM meta WHERE key = 'directory_version'")
+        return int(row[0]) if row else 0
+
+    async def pairings_version(self) -> int:
+        row = self._one("SELECT value FROM meta WHERE key = 'pairings_version'")
         return int(row[0]) if row else 0
 
     # --- directory -------------------------------------------------------------------
@@ -586,16 +669,18 @@ class SqliteStore:
                     pairing.created_at,
                 ),
                 False,
-            )
+            ),
+            _BUMP_PAIRINGS_VERSION,
         )
 
     async def remove_pairing(self, user_id: str, laptop_id: str, phone_id: str) -> bool:
-        (count,) = await self._write(
+        (count, _) = await self._write(
             (
                 "DELETE FROM pairings WHERE user_id = ? AND laptop_id = ? AND phone_id = ?",
                 (user_id, laptop_id, phone_id),
                 False,
-            )
+            ),
+            _BUMP_PAIRINGS_VERSION,
         )
         return count == 1
 

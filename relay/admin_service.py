@@ -1,0 +1,645 @@
+"""What administrators may do, and the record of what they did.
+
+:class:`AdminService` carries out one admin request (:mod:`relay.protocol.admin_wire`)
+for an authenticated administrator: it checks the role first, keeps tenants apart
+(an id of another tenant is "not found", as on the device protocol), does the work
+through :class:`relay.admin.Admin` and :class:`relay.provisioning.Provisioning`,
+records the action in the audit log (who, what, when, and the outcome — refusals
+too), and says which connected devices must be told their new ``device.state``.
+
+Roles: an *owner* may do everything, in every tenant; a *device administrator*
+manages one tenant's devices, verification codes, login codes and sign-ins,
+consoles and policies, and reads its users, pairings and audit log, but creates no
+tenants, administrators, accounts or account credentials.
+
+:func:`bootstrap_owner` makes the first owner, for the relay host's command line.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import structlog
+
+from relay.admin import DEFAULT_CAPABILITIES, Admin, AdminError
+from relay.admin_store import AdminRecord, ConsolePairing, SqliteAdminStore
+from relay.credentials import hash_token, new_token
+from relay.device_import import InvalidMac, check_location, parse_device_csv, parse_mac
+from relay.errors import RelayError
+from relay.model import Device, Policy
+from relay.protocol import admin_wire as aw
+from relay.protocol import wire
+from relay.protocol.eid import DEFAULT_ROTATION_EXPONENT, IDENTITY_KEY_LEN
+from relay.protocol.wire import ErrorCode
+from relay.provisioning import DEFAULT_MODE, Provisioning
+from relay.service import Delivery, Presence, device_address
+from relay.store import StoreConflict
+
+log = structlog.get_logger("relay.admin")
+
+OWNER_ONLY = frozenset(
+    {"tenant.create", "admin.create", "user.create", "credential.issue", "credential.revoke"}
+)
+SECRET_FIELDS = frozenset({"code", "csv", "credential"})
+
+
+@dataclass(frozen=True, slots=True)
+class AdminOutcome:
+    result: wire.Message
+    deliveries: list[Delivery] = field(default_factory=list)
+
+
+Handler = Callable[[AdminRecord, Any, float], Awaitable[AdminOutcome]]
+
+
+def _id(prefix: str) -> str:
+    return prefix + secrets.token_hex(8)
+
+
+def actor_label(admin: AdminRecord) -> str:
+    return f"{admin.name} ({admin.role} {admin.id})"
+
+
+async def bootstrap_owner(
+    store: SqliteAdminStore, name: str, now: float, *, new_id: Callable[[str], str] = _id
+) -> tuple[AdminRecord, str]:
+    """Create an owner and return it with its credential token (shown once)."""
+    owner = AdminRecord(new_id("a_"), name, "owner", None, now)
+    token = new_token()
+    await store.add_admin(owner, hash_token(token), new_id("ac_"))
+    await store.add_audit(
+        now, "relay host", None, "admin.bootstrap", owner.id, "ok", {"name": name}
+    )
+    return owner, token
+
+
+def device_info(device: Device, online: bool = False, **extra: Any) -> aw.DeviceInfo:
+    return aw.DeviceInfo(
+        id=device.id,
+        tenant_id=device.tenant_id,
+        name=device.name,
+        mac=device.mac,
+        location=device.location,
+        kind=device.kind,
+        mode=device.mode,
+        state=device.state,
+        user_id=device.user_id,
+        policy_id=device.policy_id,
+        online=online,
+        **extra,
+    )
+
+
+class AdminService:
+    def __init__(
+        self,
+        store: SqliteAdminStore,
+        provisioning: Provisioning,
+        presence: Presence,
+        *,
+        new_id: Callable[[str], str] = _id,
+        random_bytes: Callable[[int], bytes] = secrets.token_bytes,
+    ) -> None:
+        self.store = store
+        self.provisioning = provisioning
+        self.presence = presence
+        self._new_id = new_id
+        self._random_bytes = random_bytes
+        self._handlers: dict[str, Handler] = {
+            "whoami": self._whoami,
+            "tenant.create": self._tenant_create,
+            "tenant.list": self._tenant_list,
+            "admin.create": self._admin_create,
+            "user.create": self._user_create,
+            "user.list": self._user_list,
+            "credential.issue": self._credential_issue,
+            "credential.revoke": self._credential_revoke,
+            "device.add": self._device_add,
+            "device.import": self._device_import,
+            "device.list": self._device_list,
+            "device.remove": self._device_remove,
+            "code.create": self._code_create,
+            "login_code.get": self._login_code_get,
+            "device.sign_in": self._device_sign_in,
+            "device.sign_out": self._device_sign_out,
+            "policy.create": self._policy_create,
+            "policy.update": self._policy_update,
+            "policy.assign": self._policy_assign,
+            "policy.list": self._policy_list,
+            "console.pair": self._console_pair,
+            "console.unpair": self._console_unpair,
+            "console.list": self._console_list,
+            "pairing.list": self._pairing_list,
+            "audit.list": self._audit_list,
+        }
+
+    async def authenticate(self, token: str) -> AdminRecord | None:
+        return await self.store.admin_by_token_hash(hash_token(token))
+
+    async def handle(
+        self, admin: AdminRecord, request: aw.AdminRequest, now: float
+    ) -> AdminOutcome:
+        """Check the role, carry the request out, and record it (refusals too)."""
+        tenant_id = getattr(request, "tenant_id", None) or admin.tenant_id
+        target = self._target(request)
+        detail = {
+            k: ("<redacted>" if k in SECRET_FIELDS else v)
+            for k, v in request.model_dump(exclude={"type", "id"}).items()
+        }
+        try:
+            if request.type in OWNER_ONLY and admin.role != "owner":
+                raise RelayError(
+                    ErrorCode.FORBIDDEN,
+                    f"{request.type} needs the owner role; you are a device admin",
+                )
+            outcome = await self._handlers[request.type](admin, request, now)
+        except AdminError as exc:
+            refusal = RelayError(ErrorCode.NOT_FOUND, str(exc))
+            await self._audit(admin, now, tenant_id, request.type, target, refusal.code, detail)
+            raise refusal from None
+        except StoreConflict as exc:
+            refusal = RelayError(ErrorCode.WRONG_STATE, f"refused by the store: {exc}")
+            await self._audit(admin, now, tenant_id, request.type, target, refusal.code, detail)
+            raise refusal from None
+        except RelayError as refusal:
+            await self._audit(admin, now, tenant_id, request.type, target, refusal.code, detail)
+            raise
+        if not request.type.endswith((".list", "whoami")):
+            await self._audit(admin, now, tenant_id, request.type, target, "ok", detail)
+        return outcome
+
+    async def _audit(
+        self,
+        admin: AdminRecord,
+        now: float,
+        tenant_id: str | None,
+        action: str,
+        target: str,
+        outcome: str,
+        detail: dict[str, Any],
+    ) -> None:
+        await self.store.add_audit(
+            now, actor_label(admin), tenant_id, action, target, str(outcome), detail
+        )
+        log.info("admin_action", admin=admin.id, action=action, target=target, outcome=outcome)
+
+    @staticmethod
+    def _target(request: aw.AdminRequest) -> str:
+        for name in ("device_id", "console_id", "subject_id", "policy_id", "user_id", "mac"):
+            value = getattr(request, name, None)
+            if isinstance(value, str):
+                return value
+        return str(getattr(request, "name", "") or getattr(request, "tenant_id", "") or "-")
+
+    # --- scope checks ------------------------------------------------------------------------
+    async def _tenant(self, admin: AdminRecord, tenant_id: str | None) -> str:
+        """The tenant a request works on; another tenant's id is 'not found'."""
+        if admin.role == "owner":
+            if tenant_id is None:
+                raise RelayError(ErrorCode.INVALID_REQUEST, "an owner must name the tenant")
+            if await self.store.tenant(tenant_id) is None:
+                raise RelayError(ErrorCode.NOT_FOUND, f"no tenant {tenant_id!r}")
+            return tenant_id
+        assert admin.tenant_id is not None
+        if tenant_id is not None and tenant_id != admin.tenant_id:
+            raise RelayError(ErrorCode.NOT_FOUND, f"no tenant {tenant_id!r}")
+        return admin.tenant_id
+
+    async def _device(self, admin: AdminRecord, device_id: str) -> Device:
+        device = await self.store.device(device_id)
+        if device is None or (admin.role != "owner" and device.tenant_id != admin.tenant_id):
+            raise RelayError(ErrorCode.NOT_FOUND, f"no device {device_id!r}")
+        return device
+
+    async def _policy(self, admin: AdminRecord, policy_id: str) -> Policy:
+        policy = await self.store.policy(policy_id)
+        if policy is None or (admin.role != "owner" and policy.tenant_id != admin.tenant_id):
+            raise RelayError(ErrorCode.NOT_FOUND, f"no policy {policy_id!r}")
+        return policy
+
+    async def _device_info(self, device: Device, now: float) -> aw.DeviceInfo:
+        lockout = self.provisioning.lockout(device.id, now)
+        console = await self.store.console_pairing(device.id)
+        return device_info(
+            device,
+            self.presence.is_online(device_address(device.id)),
+            console_of=console.room_id if console else None,
+            locked_out_until=lockout.until if lockout else None,
+            lockout_reason=lockout.reason if lockout else None,
+        )
+
+    async def _policy_info(self, policy: Policy) -> aw.PolicyInfo:
+        tenant = await self.store.tenant(policy.tenant_id)
+        return aw.PolicyInfo(
+            id=policy.id,
+            tenant_id=policy.tenant_id,
+            name=policy.name,
+            allow_better_together=policy.allow_better_together,
+            proximity_join=policy.proximity_join,
+            beaconing=policy.beaconing,
+            auto_confirm=await self.store.policy_auto_confirm(policy.id),
+            is_default=tenant is not None and tenant.default_policy_id == policy.id,
+        )
+
+    async def _tell_tenant_devices(self, tenant_id: str, now: float) -> list[Delivery]:
+        devices = await self.store.devices(tenant_id)
+        return await self.provisioning.state_deliveries([d.id for d in devices], now)
+
+    def _admin_api(self, now: float) -> Admin:
+        return Admin(self.store, clock=lambda: now, new_id=self._new_id)
+
+    # --- tenants, administrators, accounts -------------------------------------------------------
+    async def _whoami(self, admin: AdminRecord, request: aw.WhoAmI, now: float) -> AdminOutcome:
+        return AdminOutcome(
+            aw.AdminInfo(
+                admin_id=admin.id, name=admin.name, role=admin.role, tenant_id=admin.tenant_id
+            )
+        )
+
+    async def _tenant_create(
+        self, admin: AdminRecord, request: aw.TenantCreate, now: float
+    ) -> AdminOutcome:
+        tenant = await self._admin_api(now).create_tenant(request.name)
+        return AdminOutcome(aw.TenantInfo(id=tenant.id, name=tenant.name, default_policy_id=None))
+
+    async def _tenant_list(
+        self, admin: AdminRecord, request: aw.TenantList, now: float
+    ) -> AdminOutcome:
+        tenants = await self.store.tenants()
+        return AdminOutcome(
+            aw.Tenants(
+                tenants=[
+                    aw.TenantInfo(id=t.id, name=t.name, default_policy_id=t.default_policy_id)
+                    for t in tenants
+                    if admin.role == "owner" or t.id == admin.tenant_id
+                ]
+            )
+        )
+
+    async def _admin_create(
+        self, admin: AdminRecord, request: aw.AdminCreate, now: float
+    ) -> AdminOutcome:
+        tenant_id: str | None = None
+        if request.role == "device_admin":
+            tenant_id = await self._tenant(admin, request.tenant_id)
+        record = AdminRecord(self._new_id("a_"), request.name, request.role, tenant_id, now)
+        token = new_token()
+        credential_id = self._new_id("ac_")
+        await self.store.add_admin(record, hash_token(token), credential_id)
+        info = aw.AdminInfo(
+            admin_id=record.id, name=record.name, role=record.role, tenant_id=tenant_id
+        )
+        return AdminOutcome(aw.AdminCreated(admin=info, credential_id=credential_id, token=token))
+
+    async def _user_create(
+        self, admin: AdminRecord, request: aw.UserCreate, now: float
+    ) -> AdminOutcome:
+        tenant_id = await self._tenant(admin, request.tenant_id)
+        user = await self._admin_api(now).create_user(tenant_id, request.name, request.policy_id)
+        return AdminOutcome(
+            aw.UserInfo(id=user.id, tenant_id=tenant_id, name=user.name, policy_id=user.policy_id)
+        )
+
+    async def _user_list(
+        self, admin: AdminRecord, request: aw.UserList, now: float
+    ) -> AdminOutcome:
+        tenant_id = await self._tenant(admin, request.tenant_id)
+        users = await self.store.users(tenant_id)
+        return AdminOutcome(
+            aw.Users(
+                users=[
+                    aw.UserInfo(id=u.id, tenant_id=u.tenant_id, name=u.name, policy_id=u.policy_id)
+                    for u in users
+                ]
+            )
+        )
+
+    async def _credential_issue(
+        self, admin: AdminRecord, request: aw.CredentialIssue, now: float
+    ) -> AdminOutcome:
+        issued = await self._admin_api(now).issue_credential("user", request.user_id)
+        return AdminOutcome(
+            aw.CredentialIssued(
+                credential_id=issued.credential_id, user_id=request.user_id, token=issued.token
+            )
+        )
+
+    async def _credential_revoke(
+        self, admin: AdminRecord, request: aw.CredentialRevoke, now: float
+    ) -> AdminOutcome:
+        if not await self._admin_api(now).revoke_credential(request.credential_id):
+            raise RelayError(ErrorCode.NOT_FOUND, f"no active credential {request.credential_id!r}")
+        return AdminOutcome(aw.Removed(removed=request.credential_id))
+
+    # --- the device list -------------------------------------------------------------------
+    def _listed_device(
+        self, tenant_id: str, mac: str, location: str, name: str | None, kind: wire.DeviceKind
+    ) -> Device:
+        """A device as the administrator lists it: waiting for activation. Its identity key
+        is a placeholder nobody knows; provisioning issues the real one."""
+        return Device(
+            id=self._new_id("d_"),
+            tenant_id=tenant_id,
+            name=name or location or mac,
+            kind=kind,
+            mode=DEFAULT_MODE[kind],
+            identity_key=self._random_bytes(IDENTITY_KEY_LEN),
+            rotation_exponent=DEFAULT_ROTATION_EXPONENT,
+            location=location,
+            mac=mac,
+            state="waiting_for_activation",
+            capabilities=tuple(DEFAULT_CAPABILITIES[kind]),
+        )
+
+    async def _known_macs(self) -> frozenset[str]:
+        return frozenset(d.mac for d in await self.store.devices() if d.mac)
+
+    async def _device_add(
+        self, admin: AdminRecord, request: aw.DeviceAdd, now: float
+    ) -> AdminOutcome:
+        tenant_id = await self._tenant(admin, request.tenant_id)
+        try:
+            mac = parse_mac(request.mac)
+            location = check_location(request.location)
+        except (InvalidMac, ValueError) as exc:
+            raise RelayError(ErrorCode.INVALID_REQUEST, str(exc)) from None
+        if mac in await self._known_macs():
+            raise RelayError(ErrorCode.WRONG_STATE, f"{mac} is already listed")
+        device = self._listed_device(tenant_id, mac, location, request.name, request.kind)
+        await self.store.add_device(device)
+        return AdminOutcome(await self._device_info(device, now))
+
+    async def _device_import(
+        self, admin: AdminRecord, request: aw.DeviceImport, now: float
+    ) -> AdminOutcome:
+        tenant_id = await self._tenant(admin, request.tenant_id)
+        plan = parse_device_csv(request.csv, await self._known_macs())
+        errors = [aw.RowProblem(line=e.line, message=e.message) for e in plan.errors]
+        if errors and not request.skip_bad_rows:
+            raise RelayError(
+                ErrorCode.INVALID_REQUEST,
+                "nothing imported: "
+                + "; ".join(str(e) for e in plan.errors[:20])
+                + (f"; and {len(errors) - 20} more" if len(errors) > 20 else ""),
+            )
+        devices = [
+            self._listed_device(tenant_id, row.mac, row.location, None, request.kind)
+            for row in plan.rows
+        ]
+        if devices:
+            await self.store.add_devices(devices)
+        return AdminOutcome(
+            aw.ImportResult(added=[await self._device_info(d, now) for d in devices], errors=errors)
+        )
+
+    async def _device_list(
+        self, admin: AdminRecord, request: aw.DeviceList, now: float
+    ) -> AdminOutcome:
+        tenant_id = await self._tenant(admin, request.tenant_id)
+        devices = [
+            d
+            for d in await self.store.devices(tenant_id)
+            if request.state is None or d.state == request.state
+        ]
+        return AdminOutcome(aw.Devices(devices=[await self._device_info(d, now) for d in devices]))
+
+    async def _device_remove(
+        self, admin: AdminRecord, request: aw.DeviceRemove, now: float
+    ) -> AdminOutcome:
+        device = await self._device(admin, request.device_id)
+        await self.store.remove_device(device.id, now)
+        await self.provisioning.directory.refresh(now, force=True)
+        return AdminOutcome(aw.Removed(removed=device.id))
+
+    # --- codes and sign-in -----------------------------------------------------------------------
+    async def _code_create(
+        self, admin: AdminRecord, request: aw.CodeCreate, now: float
+    ) -> AdminOutcome:
+        device = await self._device(admin, request.device_id)
+        code, expires_at = await self.provisioning.issue_verification_code(device, now)
+        return AdminOutcome(
+            aw.VerificationCode(device_id=device.id, code=code, expires_at=expires_at)
+        )
+
+    async def _login_code_get(
+        self, admin: AdminRecord, request: aw.LoginCodeGet, now: float
+    ) -> AdminOutcome:
+        """Not an outcome to route: the endpoint sends the event and waits (see
+        :meth:`ask_login_code`)."""
+        raise AssertionError("login_code.get is carried out by ask_login_code")
+
+    async def ask_login_code(
+        self,
+        admin: AdminRecord,
+        request: aw.LoginCodeGet,
+        now: float,
+        send: Callable[[Delivery], Awaitable[None]],
+    ) -> aw.LoginCode:
+        """Ask the device for its login code and wait for its report (audited)."""
+        detail: dict[str, Any] = {"device_id": request.device_id}
+        try:
+            device = await self._device(admin, request.device_id)
+            request_id, future, event = self.provisioning.ask_login_code(device)
+            await send(Delivery(device_address(device.id), event))
+            code, expires_at = await self.provisioning.wait_login_code(request_id, future)
+        except RelayError as refusal:
+            await self._audit(
+                admin, now, admin.tenant_id, request.type, request.device_id, refusal.code, detail
+            )
+            raise
+        await self._audit(admin, now, device.tenant_id, request.type, device.id, "ok", detail)
+        return aw.LoginCode(device_id=device.id, code=code, expires_at=expires_at)
+
+    async def _device_sign_in(
+        self, admin: AdminRecord, request: aw.DeviceSignIn, now: float
+    ) -> AdminOutcome:
+        device = await self._device(admin, request.device_id)
+        signed_in = await self.provisioning.sign_in(
+            device, request.user_id, request.code, request.mode, now
+        )
+        return AdminOutcome(
+            await self._device_info(signed_in, now),
+            await self.provisioning.state_deliveries([device.id], now),
+        )
+
+    async def _device_sign_out(
+        self, admin: AdminRecord, request: aw.DeviceSignOut, now: float
+    ) -> AdminOutcome:
+        device = await self._device(admin, request.device_id)
+        if device.state != "signed_in":
+            raise RelayError(ErrorCode.WRONG_STATE, f"device {device.id} is not signed in")
+        signed_out = await self.provisioning.sign_out(device, now)
+        return AdminOutcome(
+            await self._device_info(signed_out, now),
+            await self.provisioning.state_deliveries([device.id], now),
+        )
+
+    # --- policies --------------------------------------------------------------------------------
+    async def _policy_create(
+        self, admin: AdminRecord, request: aw.PolicyCreate, now: float
+    ) -> AdminOutcome:
+        tenant_id = await self._tenant(admin, request.tenant_id)
+        policy = await self._admin_api(now).create_policy(
+            tenant_id,
+            request.name,
+            allow_better_together=request.allow_better_together,
+            proximity_join=request.proximity_join,
+            beaconing=request.beaconing,
+            make_default=request.default,
+        )
+        if request.auto_confirm:
+            await self.store.update_policy(policy, auto_confirm=True)
+        deliveries = await self._tell_tenant_devices(tenant_id, now) if request.default else []
+        return AdminOutcome(await self._policy_info(policy), deliveries)
+
+    async def _policy_update(
+        self, admin: AdminRecord, request: aw.PolicyUpdate, now: float
+    ) -> AdminOutcome:
+        policy = await self._policy(admin, request.policy_id)
+        changes = request.model_dump(
+            include={"allow_better_together", "proximity_join", "beaconing"}, exclude_none=True
+        )
+        updated = replace(policy, **changes)
+        auto_confirm = (
+            request.auto_confirm
+            if request.auto_confirm is not None
+            else await self.store.policy_auto_confirm(policy.id)
+        )
+        await self.store.update_policy(updated, auto_confirm)
+        return AdminOutcome(
+            await self._policy_info(updated),
+            await self._tell_tenant_devices(policy.tenant_id, now),
+        )
+
+    async def _policy_assign(
+        self, admin: AdminRecord, request: aw.PolicyAssign, now: float
+    ) -> AdminOutcome:
+        api = self._admin_api(now)
+        if request.subject_kind == "tenant":
+            tenant_id = await self._tenant(admin, request.subject_id)
+            await api.set_default_policy(tenant_id, request.policy_id)
+        elif request.subject_kind == "device":
+            device = await self._device(admin, request.subject_id)
+            tenant_id = device.tenant_id
+            await api.set_device_policy(device.id, request.policy_id)
+        else:
+            user = await self.store.user(request.subject_id)
+            if user is None or (admin.role != "owner" and user.tenant_id != admin.tenant_id):
+                raise RelayError(ErrorCode.NOT_FOUND, f"no user {request.subject_id!r}")
+            tenant_id = user.tenant_id
+            await api.set_user_policy(user.id, request.policy_id)
+        return AdminOutcome(
+            aw.Assigned(
+                subject_kind=request.subject_kind,
+                subject_id=request.subject_id,
+                policy_id=request.policy_id,
+            ),
+            await self._tell_tenant_devices(tenant_id, now),
+        )
+
+    async def _policy_list(
+        self, admin: AdminRecord, request: aw.PolicyList, now: float
+    ) -> AdminOutcome:
+        tenant_id = await self._tenant(admin, request.tenant_id)
+        policies = []
+        for policy_id in await self.store.policy_ids(tenant_id):
+            policy = await self.store.policy(policy_id)
+            if policy is not None:
+                policies.append(await self._policy_info(policy))
+        return AdminOutcome(aw.Policies(policies=policies))
+
+    # --- consoles, pairings, audit -----------------------------------------------------------
+    async def _console_info(self, pairing: ConsolePairing) -> aw.ConsoleInfo:
+        console = await self.store.device(pairing.console_id)
+        room = await self.store.device(pairing.room_id)
+        return aw.ConsoleInfo(
+            console_id=pairing.console_id,
+            console_name=console.name if console else pairing.console_id,
+            room_id=pairing.room_id,
+            room_name=room.name if room else pairing.room_id,
+            created_at=pairing.created_at,
+        )
+
+    async def _console_pair(
+        self, admin: AdminRecord, request: aw.ConsolePair, now: float
+    ) -> AdminOutcome:
+        console = await self._device(admin, request.console_id)
+        room = await self._device(admin, request.room_id)
+        if room.tenant_id != console.tenant_id:
+            raise RelayError(ErrorCode.NOT_FOUND, f"no device {request.room_id!r}")
+        if room.id == console.id or not (room.kind == "room_system" or room.mode == "meeting_room"):
+            raise RelayError(ErrorCode.INVALID_REQUEST, f"{room.name!r} is not a room system")
+        if await self.store.console_pairing(room.id) is not None:
+            raise RelayError(ErrorCode.INVALID_REQUEST, f"{room.name!r} is itself a console")
+        pairing = ConsolePairing(console.id, room.id, console.tenant_id, now)
+        await self.store.pair_console(pairing)
+        return AdminOutcome(
+            await self._console_info(pairing),
+            await self.provisioning.state_deliveries([console.id], now),
+        )
+
+    async def _console_unpair(
+        self, admin: AdminRecord, request: aw.ConsoleUnpair, now: float
+    ) -> AdminOutcome:
+        console = await self._device(admin, request.console_id)
+        if not await self.store.unpair_console(console.id):
+            raise RelayError(ErrorCode.NOT_FOUND, f"{console.id} is not paired with a room")
+        return AdminOutcome(
+            aw.Removed(removed=console.id),
+            await self.provisioning.state_deliveries([console.id], now),
+        )
+
+    async def _console_list(
+        self, admin: AdminRecord, request: aw.ConsoleList, now: float
+    ) -> AdminOutcome:
+        tenant_id = await self._tenant(admin, request.tenant_id)
+        pairings = await self.store.console_pairings(tenant_id)
+        return AdminOutcome(aw.Consoles(consoles=[await self._console_info(p) for p in pairings]))
+
+    async def _pairing_list(
+        self, admin: AdminRecord, request: aw.PairingList, now: float
+    ) -> AdminOutcome:
+        tenant_id = await self._tenant(admin, request.tenant_id)
+        out = []
+        for pairing in await self.store.tenant_pairings(tenant_id):
+            phone = await self.store.device(pairing.phone_id)
+            out.append(
+                wire.PairingInfo(
+                    laptop_id=pairing.laptop_id,
+                    laptop_name=pairing.laptop_name,
+                    phone_id=pairing.phone_id,
+                    phone_name=phone.name if phone else pairing.phone_id,
+                    created_at=pairing.created_at,
+                )
+            )
+        return AdminOutcome(aw.Pairings(pairings=out))
+
+    async def _audit_list(
+        self, admin: AdminRecord, request: aw.AuditList, now: float
+    ) -> AdminOutcome:
+        tenant_id = (
+            request.tenant_id
+            if admin.role == "owner"
+            else await self._tenant(admin, request.tenant_id)
+        )
+        entries = await self.store.audit(tenant_id, request.limit)
+        return AdminOutcome(
+            aw.AuditEntries(
+                entries=[
+                    aw.AuditEntry(
+                        seq=e.seq,
+                        at=e.at,
+                        actor=e.actor,
+                        tenant_id=e.tenant_id,
+                        action=e.action,
+                        target=e.target,
+                        outcome=e.outcome,
+                        detail=e.detail,
+                    )
+                    for e in entries
+                ]
+            )
+        )

@@ -1,0 +1,479 @@
+"""The administration and provisioning protocols: messages on the relay's ``/admin`` and
+``/provision`` websocket endpoints, as pydantic models.
+
+Same framing as the device and laptop protocol (:mod:`relay.protocol.wire`): one JSON
+object per text message, requests carry an ``id`` and get exactly one ``result`` or
+``error`` reply (the same :class:`~relay.protocol.wire.Result` and
+:class:`~relay.protocol.wire.Error` objects and error codes).
+
+* ``/admin`` (subprotocol :data:`ADMIN_SUBPROTOCOL`) is opened with an administrator
+  credential (``Authorization: Bearer …``). Each request is checked against the
+  administrator's role and recorded in the audit log.
+* ``/provision`` (subprotocol :data:`PROVISION_SUBPROTOCOL`) needs no credential: a
+  device that is not yet provisioned has none. It carries only ``provision`` (MAC and
+  verification code, throttled per device and per source address) and ``reset`` (a
+  device giving its credential back at a factory reset).
+
+Pure data, no I/O; shared by the relay, the admin command line and the beacon.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, TypeAdapter
+
+from relay.protocol.wire import (
+    DeviceKind,
+    DeviceMode,
+    Identifier,
+    Message,
+    PairingInfo,
+    RequestId,
+)
+
+ADMIN_PATH = "/admin"
+PROVISION_PATH = "/provision"
+ADMIN_SUBPROTOCOL = "btogether.admin.v1"
+PROVISION_SUBPROTOCOL = "btogether.provision.v1"
+MAX_CSV_CHARS = 2 * 1024 * 1024
+
+AdminRole = Literal["owner", "device_admin"]
+DeviceStateName = Literal["waiting_for_activation", "waiting_for_sign_in", "signed_in"]
+Name = Annotated[str, Field(min_length=1, max_length=128)]
+Location = Annotated[str, Field(max_length=200)]
+MacText = Annotated[str, Field(min_length=1, max_length=32)]
+CodeText = Annotated[str, Field(min_length=1, max_length=32)]
+
+
+class AdminRequest(Message):
+    """Base of every admin and provisioning request."""
+
+    type: str
+    id: RequestId
+
+
+# --- provisioning endpoint ------------------------------------------------------------
+
+
+class Provision(AdminRequest):
+    """A device presents its MAC address and the verification code typed on it."""
+
+    type: Literal["provision"] = "provision"
+    mac: MacText
+    code: CodeText
+
+
+class ProvisionResult(Message):
+    """What the device stores (owner-only): its credential and identity key."""
+
+    device_id: str
+    tenant_id: str
+    organisation: str
+    credential: str = Field(description="bearer credential for the device protocol; secret")
+    identity_key: str = Field(description="128-bit EID identity key, hex; secret")
+    rotation_exponent: int
+
+
+class Reset(AdminRequest):
+    """A device being factory-reset gives its credential back (it is revoked)."""
+
+    type: Literal["reset"] = "reset"
+    credential: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+PROVISION_REQUEST_ADAPTER: TypeAdapter[Provision | Reset] = TypeAdapter(
+    Annotated[Provision | Reset, Field(discriminator="type")]
+)
+
+
+# --- admin endpoint: descriptors ---------------------------------------------------------
+
+
+class AdminInfo(Message):
+    admin_id: str
+    name: str
+    role: AdminRole
+    tenant_id: str | None = Field(description="the tenant a device administrator manages")
+
+
+class TenantInfo(Message):
+    id: str
+    name: str
+    default_policy_id: str | None
+
+
+class UserInfo(Message):
+    id: str
+    tenant_id: str
+    name: str
+    policy_id: str | None
+
+
+class DeviceInfo(Message):
+    id: str
+    tenant_id: str
+    name: str
+    mac: str | None
+    location: str
+    kind: DeviceKind
+    mode: DeviceMode
+    state: DeviceStateName
+    user_id: str | None
+    policy_id: str | None
+    online: bool = False
+    console_of: str | None = Field(default=None, description="the room a console controls")
+    locked_out_until: float | None = Field(
+        default=None, description="wrong codes locked the device out until then"
+    )
+    lockout_reason: str | None = None
+
+
+class PolicyInfo(Message):
+    id: str
+    tenant_id: str
+    name: str
+    allow_better_together: Literal["Enabled", "Disabled"]
+    proximity_join: Literal["auto", "prompt", "off"]
+    beaconing: bool
+    auto_confirm: bool
+    is_default: bool = False
+
+
+class ConsoleInfo(Message):
+    console_id: str
+    console_name: str
+    room_id: str
+    room_name: str
+    created_at: float
+
+
+class AuditEntry(Message):
+    seq: int
+    at: float
+    actor: str
+    tenant_id: str | None
+    action: str
+    target: str
+    outcome: str
+    detail: dict[str, object]
+
+
+class RowProblem(Message):
+    line: int
+    message: str
+
+
+# --- admin endpoint: requests -------------------------------------------------------------
+
+TenantScope = Annotated[
+    Identifier | None,
+    Field(description="the tenant; a device administrator may omit it (their own)"),
+]
+
+
+class WhoAmI(AdminRequest):
+    type: Literal["whoami"] = "whoami"
+
+
+class TenantCreate(AdminRequest):
+    type: Literal["tenant.create"] = "tenant.create"
+    name: Name
+
+
+class TenantList(AdminRequest):
+    type: Literal["tenant.list"] = "tenant.list"
+
+
+class AdminCreate(AdminRequest):
+    """Create an administrator and issue its credential (owners only)."""
+
+    type: Literal["admin.create"] = "admin.create"
+    name: Name
+    role: AdminRole
+    tenant_id: TenantScope = None
+
+
+class UserCreate(AdminRequest):
+    type: Literal["user.create"] = "user.create"
+    tenant_id: TenantScope = None
+    name: Name
+    policy_id: Identifier | None = None
+
+
+class UserList(AdminRequest):
+    type: Literal["user.list"] = "user.list"
+    tenant_id: TenantScope = None
+
+
+class CredentialIssue(AdminRequest):
+    """A laptop sign-in credential for a user (printed once)."""
+
+    type: Literal["credential.issue"] = "credential.issue"
+    user_id: Identifier
+
+
+class CredentialRevoke(AdminRequest):
+    type: Literal["credential.revoke"] = "credential.revoke"
+    credential_id: Identifier
+
+
+class DeviceAdd(AdminRequest):
+    type: Literal["device.add"] = "device.add"
+    tenant_id: TenantScope = None
+    mac: MacText
+    location: Location = ""
+    name: Name | None = None
+    kind: DeviceKind = "desk_phone"
+
+
+class DeviceImport(AdminRequest):
+    """A ``MAC address,Location`` CSV; all-or-nothing unless ``skip_bad_rows``."""
+
+    type: Literal["device.import"] = "device.import"
+    tenant_id: TenantScope = None
+    csv: Annotated[str, Field(max_length=MAX_CSV_CHARS)]
+    kind: DeviceKind = "desk_phone"
+    skip_bad_rows: bool = False
+
+
+class DeviceList(AdminRequest):
+    type: Literal["device.list"] = "device.list"
+    tenant_id: TenantScope = None
+    state: DeviceStateName | None = None
+
+
+class DeviceRemove(AdminRequest):
+    type: Literal["device.remove"] = "device.remove"
+    device_id: Identifier
+
+
+class CodeCreate(AdminRequest):
+    """A 6-digit verification code for a device waiting for activation (voids the old one)."""
+
+    type: Literal["code.create"] = "code.create"
+    device_id: Identifier
+
+
+class LoginCodeGet(AdminRequest):
+    """Ask a connected device waiting for sign-in for the login code it shows."""
+
+    type: Literal["login_code.get"] = "login_code.get"
+    device_id: Identifier
+
+
+class DeviceSignIn(AdminRequest):
+    """Sign an account in to a device with the device's login code."""
+
+    type: Literal["device.sign_in"] = "device.sign_in"
+    device_id: Identifier
+    user_id: Identifier
+    code: CodeText
+    mode: DeviceMode | None = Field(
+        default=None,
+        description="personal (a user's phone), meeting_room (a room's resource account) or "
+        "common_area (the device's own account); default by kind",
+    )
+
+
+class DeviceSignOut(AdminRequest):
+    type: Literal["device.sign_out"] = "device.sign_out"
+    device_id: Identifier
+
+
+class PolicyCreate(AdminRequest):
+    type: Literal["policy.create"] = "policy.create"
+    tenant_id: TenantScope = None
+    name: Name
+    allow_better_together: Literal["Enabled", "Disabled"] = "Enabled"
+    proximity_join: Literal["auto", "prompt", "off"] = "auto"
+    beaconing: bool = True
+    auto_confirm: bool = False
+    default: bool = False
+
+
+class PolicyUpdate(AdminRequest):
+    """Change a policy; connected devices it applies to are told at once."""
+
+    type: Literal["policy.update"] = "policy.update"
+    policy_id: Identifier
+    allow_better_together: Literal["Enabled", "Disabled"] | None = None
+    proximity_join: Literal["auto", "prompt", "off"] | None = None
+    beaconing: bool | None = None
+    auto_confirm: bool | None = None
+
+
+class PolicyAssign(AdminRequest):
+    """Give a user, a device, or the tenant (its default) a policy; null clears it."""
+
+    type: Literal["policy.assign"] = "policy.assign"
+    subject_kind: Literal["user", "device", "tenant"]
+    subject_id: Identifier
+    policy_id: Identifier | None
+
+
+class PolicyList(AdminRequest):
+    type: Literal["policy.list"] = "policy.list"
+    tenant_id: TenantScope = None
+
+
+class ConsolePair(AdminRequest):
+    """Pair a touch console (a provisioned device) with a room system."""
+
+    type: Literal["console.pair"] = "console.pair"
+    console_id: Identifier
+    room_id: Identifier
+
+
+class ConsoleUnpair(AdminRequest):
+    type: Literal["console.unpair"] = "console.unpair"
+    console_id: Identifier
+
+
+class ConsoleList(AdminRequest):
+    type: Literal["console.list"] = "console.list"
+    tenant_id: TenantScope = None
+
+
+class PairingList(AdminRequest):
+    type: Literal["pairing.list"] = "pairing.list"
+    tenant_id: TenantScope = None
+
+
+class AuditList(AdminRequest):
+    type: Literal["audit.list"] = "audit.list"
+    tenant_id: TenantScope = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+
+
+# --- admin endpoint: results -------------------------------------------------------------
+
+
+class Tenants(Message):
+    tenants: list[TenantInfo]
+
+
+class AdminCreated(Message):
+    admin: AdminInfo
+    credential_id: str
+    token: str = Field(description="shown once; only its hash is stored")
+
+
+class Users(Message):
+    users: list[UserInfo]
+
+
+class CredentialIssued(Message):
+    credential_id: str
+    user_id: str
+    token: str = Field(description="shown once; only its hash is stored")
+
+
+class Devices(Message):
+    devices: list[DeviceInfo]
+
+
+class ImportResult(Message):
+    added: list[DeviceInfo]
+    errors: list[RowProblem]
+
+
+class VerificationCode(Message):
+    device_id: str
+    code: str = Field(description="6 digits; shown once")
+    expires_at: float
+
+
+class LoginCode(Message):
+    device_id: str
+    code: str
+    expires_at: float
+
+
+class Policies(Message):
+    policies: list[PolicyInfo]
+
+
+class Consoles(Message):
+    consoles: list[ConsoleInfo]
+
+
+class Pairings(Message):
+    pairings: list[PairingInfo]
+
+
+class AuditEntries(Message):
+    entries: list[AuditEntry]
+
+
+class Removed(Message):
+    removed: str
+
+
+class Assigned(Message):
+    subject_kind: Literal["user", "device", "tenant"]
+    subject_id: str
+    policy_id: str | None
+
+
+AnyAdminRequest = Annotated[
+    WhoAmI
+    | TenantCreate
+    | TenantList
+    | AdminCreate
+    | UserCreate
+    | UserList
+    | CredentialIssue
+    | CredentialRevoke
+    | DeviceAdd
+    | DeviceImport
+    | DeviceList
+    | DeviceRemove
+    | CodeCreate
+    | LoginCodeGet
+    | DeviceSignIn
+    | DeviceSignOut
+    | PolicyCreate
+    | PolicyUpdate
+    | PolicyAssign
+    | PolicyList
+    | ConsolePair
+    | ConsoleUnpair
+    | ConsoleList
+    | PairingList
+    | AuditList,
+    Field(discriminator="type"),
+]
+ADMIN_REQUEST_ADAPTER: TypeAdapter[AnyAdminRequest] = TypeAdapter(AnyAdminRequest)
+
+ADMIN_RESULT_TYPES: dict[str, type[Message]] = {
+    "whoami": AdminInfo,
+    "tenant.create": TenantInfo,
+    "tenant.list": Tenants,
+    "admin.create": AdminCreated,
+    "user.create": UserInfo,
+    "user.list": Users,
+    "credential.issue": CredentialIssued,
+    "credential.revoke": Removed,
+    "device.add": DeviceInfo,
+    "device.import": ImportResult,
+    "device.list": Devices,
+    "device.remove": Removed,
+    "code.create": VerificationCode,
+    "login_code.get": LoginCode,
+    "device.sign_in": DeviceInfo,
+    "device.sign_out": DeviceInfo,
+    "policy.create": PolicyInfo,
+    "policy.update": PolicyInfo,
+    "policy.assign": Assigned,
+    "policy.list": Policies,
+    "console.pair": ConsoleInfo,
+    "console.unpair": Removed,
+    "console.list": Consoles,
+    "pairing.list": Pairings,
+    "audit.list": AuditEntries,
+    "provision": ProvisionResult,
+    "reset": Removed,
+}
+
+__all__ = ["Identifier"]
