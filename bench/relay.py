@@ -9,7 +9,9 @@ subcommand, uvloop) runs in another, with the same code for every server. With P
 laptop/phone pairs, every laptop sends a lock change and waits until its phone's
 acknowledgement comes back, then sends the next:
 
-* relay:    ``lock.set`` → (durable) reply + ``lock.command`` → ``lock.ack`` → reply
+* relay:    (``relay``: SQLite synchronous=FULL, an fsync per group commit;
+            ``relay-normal``: synchronous=NORMAL, durable against relay crashes only)
+            ``lock.set`` → (durable) reply + ``lock.command`` → ``lock.ack`` → reply
             + ``lock.applied``; a round trip ends at ``lock.applied``.
 * bare:     laptop → forwarder → phone → forwarder → laptop.
 * socketio: the same as bare, over Socket.IO (``fwd``/``msg`` events).
@@ -41,6 +43,14 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SOCKETIO_DIR = ROOT / "bench" / "forwarders" / "socketio"
+TARGETS = ("bare", "relay", "relay-normal", "socketio")
+
+
+def protocol_of(target: str) -> str:
+    """relay-normal is the relay with PRAGMA synchronous=NORMAL: same protocol."""
+    return "relay" if target.startswith("relay") else target
+
+
 BENCH_ENV = {
     # The load generator deliberately exceeds per-connection flood limits.
     "BTOGETHER_RATE_PER_SECOND": "1000000",
@@ -59,6 +69,9 @@ class Endpoint:
 
     target: str
     url: str
+
+    def __post_init__(self) -> None:
+        self.target = protocol_of(self.target)
 
     async def open(self, me: str, token: str | None, laptop_id: str | None) -> Any:
         from websockets.asyncio.client import connect
@@ -144,6 +157,7 @@ async def _round_trip(target: str, ws: Any, n: int, phone_id: str, laptop_id: st
 
 async def loadgen(args: argparse.Namespace) -> dict[str, Any]:
     endpoint = Endpoint(args.target, args.url)
+    args.target = endpoint.target
     creds = json.loads(Path(args.creds).read_text()) if args.creds else {}
     if args.mode == "idle":
         tokens = creds.get("idle", [])
@@ -268,7 +282,9 @@ class ServerProcess:
         port_file = workdir / f"{target}.port"
         port_file.unlink(missing_ok=True)
         env = {**os.environ, **BENCH_ENV}
-        if target == "relay":
+        if target == "relay-normal":
+            env["BTOGETHER_SQLITE_SYNCHRONOUS"] = "normal"
+        if protocol_of(target) == "relay":
             fresh = workdir / "run.sqlite3"
             for suffix in ("", "-wal", "-shm"):
                 src = Path(str(db) + suffix)
@@ -413,21 +429,22 @@ def orchestrate(args: argparse.Namespace) -> int:
     metrics = list(next(iter(results.values())).keys())
     print()
     print(f"min / median / max of {args.runs} run(s); {args.duration:g} s per throughput run")
-    header = f"{'metric':18}" + "".join(f"{t:>30}" for t in targets)
-    if "relay" in targets and "bare" in targets:
-        header += f"{'relay/bare (median)':>22}"
+    relays = [t for t in targets if protocol_of(t) == "relay"] if "bare" in targets else []
+    header = f"{'metric':18}" + "".join(f"{t:>28}" for t in targets)
+    header += "".join(f"{t + '/bare':>20}" for t in relays)
     print(header)
     for metric in metrics:
         line = f"{metric:18}" + "".join(
-            f"{summary(results[t].get(metric, [])):>30}" for t in targets
+            f"{summary(results[t].get(metric, [])):>28}" for t in targets
         )
-        if "relay" in targets and "bare" in targets:
-            relay_values = results["relay"].get(metric, [])
+        for relay in relays:
+            relay_values = results[relay].get(metric, [])
             bare_values = results["bare"].get(metric, [])
             if relay_values and bare_values:
                 ratio = statistics.median(relay_values) / statistics.median(bare_values)
-                line += f"{ratio:>22.2f}"
+                line += f"{ratio:>20.2f}"
         print(line)
+    print("(ratios are of medians)")
     return 0
 
 
@@ -435,7 +452,7 @@ def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "loadgen":
         parser = argparse.ArgumentParser(prog="relay.py loadgen")
         parser.add_argument("loadgen")
-        parser.add_argument("--target", choices=["relay", "bare", "socketio"], required=True)
+        parser.add_argument("--target", choices=TARGETS, required=True)
         parser.add_argument("--url", required=True)
         parser.add_argument("--creds")
         parser.add_argument("--mode", choices=["throughput", "latency", "idle"],
@@ -457,15 +474,16 @@ def main() -> int:
             pass
         print(json.dumps(runner(loadgen(args))))
         return 0
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--pairs", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per throughput run")
     parser.add_argument("--idle", type=int, default=10_000, help="idle connections (0: skip)")
     parser.add_argument("--latency-round-trips", type=int, default=2000)
-    parser.add_argument("--targets", nargs="+", default=["bare", "relay", "socketio"],
-                        choices=["bare", "relay", "socketio"])  # fmt: skip
+    parser.add_argument("--targets", nargs="+", default=list(TARGETS),
+                        choices=TARGETS)  # fmt: skip
     parser.add_argument("--profile", type=Path, help="py-spy the relay at the largest P")
     parser.add_argument("--quick", action="store_true", help="1 run, 3 s, 1000 idle")
     args = parser.parse_args()

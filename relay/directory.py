@@ -1,4 +1,4 @@
-"""A read cache of the directory (tenants, accounts, devices, policies) and the EID index.
+"""A read cache of the directory (accounts, devices, policies, pairings) and the EID index.
 
 The hot paths (resolving sightings, checking policy on every lock change) must not
 query the database each time. Everything here is dropped when the store's
@@ -9,7 +9,7 @@ time, even when made by another process on the same database file.
 
 from __future__ import annotations
 
-from relay.model import GLOBAL_DEFAULT_POLICY, Device, Policy, Tenant, User
+from relay.model import GLOBAL_DEFAULT_POLICY, Device, Pairing, Policy, Tenant, User
 from relay.resolver import EidIndex, build_index
 from relay.store import Store
 
@@ -20,6 +20,8 @@ class Directory:
         self._check_interval = check_interval
         self._eid_neighbours = eid_neighbours
         self._version = -1
+        self._pairings_version = -1
+        self._laptop_pairings: dict[tuple[str, str], list[Pairing]] = {}
         self._checked_at = float("-inf")
         self._devices: dict[str, Device | None] = {}
         self._users: dict[str, User | None] = {}
@@ -39,6 +41,24 @@ class Directory:
             self._users.clear()
             self._tenants.clear()
             self._policies.clear()
+        pairings_version = await self._store.pairings_version()
+        if pairings_version != self._pairings_version:
+            self._pairings_version = pairings_version
+            self._laptop_pairings.clear()
+
+    def forget_pairings(self) -> None:
+        """Drop cached pairings (after this relay changed some)."""
+        self._laptop_pairings.clear()
+
+    async def laptop_pairings(self, user_id: str, laptop_id: str, now: float) -> list[Pairing]:
+        """The phones a laptop is paired with (cached: read on every lock change)."""
+        await self.refresh(now)
+        key = (user_id, laptop_id)
+        pairings = self._laptop_pairings.get(key)
+        if pairings is None:
+            pairings = await self._store.pairings_of_laptop(user_id, laptop_id)
+            self._laptop_pairings[key] = pairings
+        return pairings
 
     async def device(self, device_id: str, now: float) -> Device | None:
         await self.refresh(now)

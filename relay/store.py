@@ -40,6 +40,9 @@ class Store(Protocol):
     async def directory_version(self) -> int:
         """A number that changes whenever the directory (accounts, devices, policies...) changes."""
 
+    async def pairings_version(self) -> int:
+        """A number that changes whenever a pairing is added or removed, by any process."""
+
     # --- directory -------------------------------------------------------------------
     async def add_tenant(self, tenant: Tenant) -> None: ...
     async def add_policy(self, policy: Policy) -> None: ...
