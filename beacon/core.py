@@ -31,10 +31,6 @@ from relay.verification import new_login_code
 
 _log = structlog.get_logger(__name__)
 
-DEVICE_STATE_EVENT = "device.state"
-LOGIN_CODE_REQUEST_EVENT = "login_code.request"
-LOGIN_CODE_REPORT = "login_code.report"
-
 # --- actions ----------------------------------------------------------------------------
 
 
@@ -253,10 +249,10 @@ class BeaconCore:
             return self._join_prompt(event, now)
         if isinstance(event, wire.JoinCommand):
             return self._join_command(event, now)
-        if event.type == DEVICE_STATE_EVENT:
+        if isinstance(event, wire.DeviceStateEvent):
             return self._device_state(event.model_dump())
-        if event.type == LOGIN_CODE_REQUEST_EVENT:
-            return self._login_code_request(event.model_dump(), now)
+        if isinstance(event, wire.LoginCodeRequest):
+            return self._login_code_request(event.request_id, now)
         _log.info("relay_event_ignored", type=event.type)
         return []
 
@@ -297,11 +293,7 @@ class BeaconCore:
         self.advertising = wanted
         return [Advertise(wanted)]
 
-    def _login_code_request(self, fields: Mapping[str, object], now: float) -> list[Action]:
-        request_id = fields.get("request_id")
-        if not isinstance(request_id, str) or not 0 < len(request_id) <= 64:
-            _log.warning("login_code_request_invalid")
-            return []
+    def _login_code_request(self, request_id: str, now: float) -> list[Action]:
         code, _issued = new_login_code(self.device_id, now, self.rng)
         self.login_code = code
         _log.info("login_code_shown", request_id=request_id)

@@ -312,10 +312,10 @@ class BeaconDaemon:
             )
         elif isinstance(action, c.ReportLoginCode):
             await self._send(
-                c.LOGIN_CODE_REPORT,
+                "login_code.report",
                 failures,
-                lambda link: _raw_request(
-                    link, c.LOGIN_CODE_REPORT, request_id=action.request_id, code=action.code
+                lambda link: link.call(
+                    wire.LoginCodeReport, request_id=action.request_id, code=action.code
                 ),
             )
         return []
@@ -504,11 +504,3 @@ class BeaconDaemon:
         self._out("stopped")
         self._log.info("beacon_daemon_stopped")
 
-
-async def _raw_request(link: RelayLink, kind: str, **fields: object) -> None:
-    """Send a request this build's wire module may not model yet; raise on an error reply."""
-    request_id = link.next_id()
-    text = json.dumps({"type": kind, "id": request_id, **fields})
-    reply = await link.exchange(text, request_id)
-    if isinstance(reply, wire.Error):
-        raise RequestFailed(reply.code, reply.message)
