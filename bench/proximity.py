@@ -7,9 +7,13 @@ The same as ``btogether sim table``; the README's proximity table comes from thi
 
 from __future__ import annotations
 
+import argparse
 import sys
 
-from btogether.cli import main
+from client import sim_cli
 
 if __name__ == "__main__":
-    sys.exit(main(["sim", "table", *sys.argv[1:]]))
+    parser = argparse.ArgumentParser(prog="bench/proximity.py", description=__doc__)
+    sim_cli.add_arguments(parser)
+    args = parser.parse_args(["table", *sys.argv[1:]])
+    sys.exit(args.func(args))
