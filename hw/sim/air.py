@@ -164,7 +164,8 @@ async def run_air(
     names = [h.name for h in hosts]
     if len(set(names)) != len(names):
         raise ValueError("host names must be unique")
-    air = Air(config, random.Random(config.seed))
+    rng = random.Random(config.seed)
+    air = Air(config, rng)
     buses: list[PrivateBus] = []
     bluezes: list[HostBluez] = []
     try:
@@ -180,6 +181,7 @@ async def run_air(
                 device_timeout_s=config.device_timeout_s,
                 interval_s=config.interval_s,
                 advertisement_monitor=config.advertisement_monitor,
+                scan_phase_s=rng.uniform(0.0, 1.0),
             )
             await bluez.start()
             bluezes.append(bluez)

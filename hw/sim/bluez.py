@@ -55,6 +55,10 @@ AIR_NAME = "org.btogether.Air"
 AIR_PATH = "/org/btogether/Air"
 AIR_INTERFACE = "org.btogether.Air1"
 MAX_ADVERTISEMENTS = 5
+# The kernel's passive (background) LE scan: a 30 ms window every 60 ms.  Active
+# discovery scans continuously (11.25 ms window every 11.25 ms).
+PASSIVE_SCAN_INTERVAL_S = 0.060
+PASSIVE_SCAN_WINDOW_S = 0.030
 DEVICE_INTERFACES = (PROPERTIES, "org.freedesktop.DBus.Introspectable", DEVICE)
 
 _log = structlog.get_logger(__name__)
@@ -137,6 +141,7 @@ class HostBluez:
         device_timeout_s: float,
         interval_s: float,
         advertisement_monitor: bool = True,
+        scan_phase_s: float = 0.0,
     ) -> None:
         self.host = host
         self.address = host_address(host)
@@ -146,6 +151,7 @@ class HostBluez:
         self._device_timeout_s = device_timeout_s
         self._interval_s = interval_s
         self._with_monitor = advertisement_monitor
+        self._scan_phase_s = scan_phase_s
         self.powered = True
         self._alias = host
         self._filters: dict[str, DiscoveryFilter] = {}
@@ -632,6 +638,8 @@ class HostBluez:
                     matched.append((app.owner, monitor_path))
         if not by_discovery and not matched:
             return
+        if not self._sessions and not self._passive_window_open():
+            return  # only monitors listen, and the passive scan window is closed
         if matched:
             duplicates = True
         device = self._update_device(transmission, rssi, duplicates)
@@ -639,6 +647,10 @@ class HostBluez:
             if monitor not in device.found_by:
                 device.found_by.add(monitor)
                 self._call_monitor(monitor[0], monitor[1], "DeviceFound", "o", [device.path])
+
+    def _passive_window_open(self) -> bool:
+        phase = (self._now() + self._scan_phase_s) % PASSIVE_SCAN_INTERVAL_S
+        return phase < PASSIVE_SCAN_WINDOW_S
 
     def _device_props(self, transmission: Transmission, rssi: int) -> dict[str, Variant]:
         ad = transmission.advertisement
@@ -738,4 +750,3 @@ class HostBluez:
             "org.freedesktop.DBus.Error.UnknownMethod",
             f"{msg.member} is not a method of {AIR_INTERFACE}",
         )
-

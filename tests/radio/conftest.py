@@ -74,7 +74,8 @@ class Collector:
                 raise AssertionError(f"no matching scan event within {timeout} s")
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._changed.wait()
 
 
 @pytest.fixture
