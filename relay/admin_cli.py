@@ -18,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from relay import admin_commands
 from relay.admin import Admin, AdminError
 from relay.model import Device
 from relay.protocol.eid import DEFAULT_ROTATION_EXPONENT, parse_identity_key
@@ -147,6 +148,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pairing.add_argument("laptop_id")
     pairing.add_argument("phone_id")
     pairing.set_defaults(func=_runner(lambda a, ns: a.pair(ns.user_id, ns.laptop_id, ns.phone_id)))
+    admin_commands.register(parser, groups)  # the plural groups: a running relay, with roles
 
 
 async def _assign_policy(admin: Admin, ns: argparse.Namespace) -> object:

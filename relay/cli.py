@@ -20,9 +20,9 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
+from relay.admin_store import SqliteAdminStore
 from relay.config import ConfigFileError, RelaySettings, load_settings
 from relay.server import RelayServer
-from relay.sqlite_store import SqliteStore
 
 log = structlog.get_logger("relay.cli")
 
@@ -85,7 +85,7 @@ async def serve_until_signalled(settings: RelaySettings, port_file: Path | None 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    relay = RelayServer(settings, SqliteStore(settings.db, settings.sqlite_synchronous))
+    relay = RelayServer(settings, SqliteAdminStore(settings.db, settings.sqlite_synchronous))
     await relay.start()
     if port_file is not None:
         await asyncio.to_thread(port_file.write_text, f"{relay.port}\n")

@@ -60,6 +60,11 @@ DEFAULT_MODE: dict[str, DeviceMode] = {
     "room_system": "meeting_room",
 }
 LOGIN_CODE_WAIT_S = 10.0
+STATE_TEXT = {
+    "waiting_for_activation": "waiting for activation",
+    "waiting_for_sign_in": "waiting for sign-in",
+    "signed_in": "signed in",
+}
 _WRONG = "wrong code, or no such device waiting for activation"
 
 
@@ -166,7 +171,7 @@ class Provisioning:
         if device.state != "waiting_for_activation":
             raise RelayError(
                 ErrorCode.WRONG_STATE,
-                f"device {device.id} is {device.state.replace('_', ' ')}; "
+                f"device {device.id} is {STATE_TEXT[device.state]}; "
                 "only a device waiting for activation gets a verification code",
             )
         code, issued = new_verification_code(device.id, now, self._rng, self._verification_ttl_s)
@@ -257,7 +262,7 @@ class Provisioning:
         if device.state != "waiting_for_sign_in":
             raise RelayError(
                 ErrorCode.WRONG_STATE,
-                f"device {device.id} is {device.state.replace('_', ' ')}, not waiting for sign-in",
+                f"device {device.id} is {STATE_TEXT[device.state]}, not waiting for sign-in",
             )
         if not self.presence.is_online(device_address(device.id)):
             raise RelayError(ErrorCode.DEVICE_OFFLINE, f"device {device.id} is not connected")
@@ -315,7 +320,7 @@ class Provisioning:
         if device.state != "waiting_for_sign_in":
             raise RelayError(
                 ErrorCode.WRONG_STATE,
-                f"device {device.id} is {device.state.replace('_', ' ')}, not waiting for sign-in",
+                f"device {device.id} is {STATE_TEXT[device.state]}, not waiting for sign-in",
             )
         issued = self._login_codes.get(device.id)
         verdict = check_code(device.id, issued, normalize_login_code(code_text), now)
@@ -343,7 +348,6 @@ class Provisioning:
 
     async def sign_out(self, device: Device, now: float) -> Device:
         await self.store.sign_in_device_as(device.id, None, "waiting_for_sign_in", device.mode)
-        self._login_codes.pop(device.id, None)
         await self.directory.refresh(now, force=True)
         signed_out = await self.store.device(device.id)
         assert signed_out is not None
