@@ -262,22 +262,27 @@ class BeaconCore:
         except ValidationError as exc:
             _log.warning("device_state_invalid", error=str(exc)[:200])
             return []
+        first = not self._status_seen
         self._status_seen = True
-        return self._set_status(status)
+        return self._set_status(status, announce=first)
 
-    def _set_status(self, status: DeviceStatus) -> list[Action]:
+    def _set_status(self, status: DeviceStatus, *, announce: bool = True) -> list[Action]:
+        """Adopt the relay's view; show it on each connection, hook and remember changes."""
         changed = status != self.status
         self.status = status
         out: list[Action] = []
-        if changed:
-            self.memory = self.memory.model_copy(update={"status": status})
-            user = status.user_name or "-"
-            out += [
-                Remember(),
+        if changed or announce:
+            out.append(
                 Show(
                     f"state {status.state} organisation={status.organisation or '-'} "
-                    f"user={user} beaconing={'yes' if status.beaconing else 'no'}"
-                ),
+                    f"user={status.user_name or '-'} "
+                    f"beaconing={'yes' if status.beaconing else 'no'}"
+                )
+            )
+        if changed:
+            self.memory = self.memory.model_copy(update={"status": status})
+            out += [
+                Remember(),
                 self._hook("on_state", state=status.state, organisation=status.organisation,
                            user_name=status.user_name or "",
                            beaconing="1" if status.beaconing else "0"),

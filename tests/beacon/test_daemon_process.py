@@ -74,6 +74,15 @@ async def test_daemon_process_connects_advertises_locks_and_stops_cleanly(
         assert status["eid"] in {eid_at(key, t, k).hex() for t in (now - 2, now)}
         code, out, _ = await _cli("status", "--state-dir", str(state_dir), env=env)
         assert code == 0 and "relay         connected" in out
+
+        # Over the (simulated) air: a scanner on the neighbouring host hears the phone by name.
+        scan = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "btogether.cli", "client", "scan", "--timeout", "2",
+            "--key", f"phone={key.hex()}", env={**os.environ, **air.env("room")},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )
+        heard, _ = await asyncio.wait_for(scan.communicate(), 30)
+        assert scan.returncode == 0 and "name=phone" in heard.decode()
         await link.close()
     finally:
         if process.returncode is None:
