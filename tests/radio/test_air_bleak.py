@@ -100,11 +100,13 @@ async def test_after_a_rotation_the_scanner_reports_the_new_eid(
     on_host(air, "phone")
     scanner = create_scanner(collector, ScanOptions(DEFAULT_COMPANY_ID))
     await scanner.start()
-    # A fake wall clock that jumps to the next window after a short real pause.
+    # A fake wall clock that jumps to the next window once the current EID was heard.
     fake_now = [1_700_000_000.0]
 
     async def sleep(seconds: float) -> None:
-        await asyncio.sleep(0.3)
+        current = eid_at(KEY_A, fake_now[0], 4)
+        await collector.wait_for(lambda e: eid_of(e) == current)
+        await asyncio.sleep(0.1)
         fake_now[0] += seconds
 
     advertiser = BlueZAdvertiser(bus_address=air.bus_address("room-a"))
