@@ -1,0 +1,233 @@
+"""The client's pure parts and its control socket, without radio or relay."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from client.api import ControlApi
+from client.config import (
+    ClientConfig,
+    ClientFiles,
+    ConfigError,
+    load_config,
+    load_credential,
+    login,
+    resolve_state_dir,
+)
+from client.control import AlreadyRunning, ControlError, ControlServer, DaemonNotRunning, call
+from client.daemon import ClientCore
+from client.lock_report import LockReporter
+from client.nearby import SightingBook
+from relay.protocol import wire
+from relay.protocol.backoff import Backoff, BackoffPolicy
+
+# --- backoff ----------------------------------------------------------------------------------
+
+
+def test_backoff_grows_to_its_cap_with_jitter_in_the_upper_half() -> None:
+    policy = BackoffPolicy(initial_s=0.5, max_s=8.0, multiplier=2.0)
+    backoff = Backoff(policy, random.Random(1))
+    delays = [backoff.next_delay() for _ in range(12)]
+    caps = [min(8.0, 0.5 * 2**n) for n in range(12)]
+    assert all(cap / 2 <= d <= cap for d, cap in zip(delays, caps, strict=True))
+    assert max(delays[6:]) <= 8.0 and min(delays[6:]) >= 4.0
+    backoff.reset()
+    assert backoff.next_delay() <= 0.5
+
+
+def test_backoff_spreads_clients_apart() -> None:
+    policy = BackoffPolicy()
+    firsts = {round(policy.delay(5, random.Random(seed)), 3) for seed in range(20)}
+    assert len(firsts) > 15
+
+
+def test_backoff_refuses_nonsense_and_survives_huge_attempt_counts() -> None:
+    with pytest.raises(ValueError):
+        BackoffPolicy(initial_s=0)
+    with pytest.raises(ValueError):
+        BackoffPolicy(initial_s=5, max_s=1)
+    assert BackoffPolicy(max_s=30).ceiling(10_000) == 30
+
+
+# --- lock reporting ------------------------------------------------------------------------------
+
+
+def test_lock_reporter_sends_transitions_not_the_initial_state() -> None:
+    r = LockReporter()
+    r.observed(False, initial=True, paired=True)
+    assert r.next_to_send(connected=True, paired=True) is None
+    r.observed(True, initial=False, paired=True)
+    assert r.next_to_send(connected=True, paired=True) == "locked"
+    assert r.next_to_send(connected=True, paired=True) is None  # one in flight at a time
+    r.finished("locked", "confirmed")
+    r.observed(True, initial=False, paired=True)  # LockedHint repeating the request
+    assert r.next_to_send(connected=True, paired=True) is None
+    assert r.last_confirmed == "locked"
+
+
+def test_lock_reporter_keeps_the_latest_state_until_the_relay_confirms_it() -> None:
+    r = LockReporter()
+    r.observed(True, initial=False, paired=True)
+    assert r.next_to_send(connected=False, paired=True) is None
+    r.observed(False, initial=False, paired=True)
+    r.observed(True, initial=False, paired=True)
+    sent = r.next_to_send(connected=True, paired=True)
+    assert sent == "locked"
+    r.finished(sent, "connection_lost")
+    assert r.next_to_send(connected=False, paired=True) is None
+    assert r.next_to_send(connected=True, paired=True) == "locked"
+
+
+def test_lock_reporter_sends_the_newer_state_after_one_in_flight() -> None:
+    r = LockReporter()
+    r.observed(True, initial=False, paired=True)
+    assert r.next_to_send(connected=True, paired=True) == "locked"
+    r.observed(False, initial=False, paired=True)
+    r.finished("locked", "connection_lost")
+    assert r.next_to_send(connected=True, paired=True) == "unlocked"
+
+
+def test_lock_reporter_sends_nothing_when_off_or_not_paired() -> None:
+    r = LockReporter(enabled=False)
+    r.observed(True, initial=False, paired=True)
+    assert r.next_to_send(connected=True, paired=True) is None
+    r.set_enabled(True)
+    assert r.next_to_send(connected=True, paired=True) is None  # no stale state on switch-on
+    r.observed(False, initial=False, paired=False)
+    assert r.next_to_send(connected=True, paired=False) is None
+    r.observed(True, initial=False, paired=None)  # pairings not known yet: hold it
+    assert r.next_to_send(connected=True, paired=None) is None
+    assert r.next_to_send(connected=True, paired=True) == "locked"
+    r.finished("locked", "not_paired", "not paired")
+    assert r.last_error == "not paired"
+    assert r.next_to_send(connected=True, paired=True) is None
+
+
+# --- sightings --------------------------------------------------------------------------------
+
+
+def _descriptor(eid: bytes, device_id: str) -> wire.DeviceDescriptor:
+    return wire.DeviceDescriptor(
+        device_id=device_id,
+        eid=eid.hex(),
+        name=device_id,
+        kind="room_system",
+        mode="meeting_room",
+        location="",
+        capabilities=[],
+        own=False,
+        rssi=-60,
+    )
+
+
+def test_sighting_batches_hold_fresh_eids_only_and_at_most_64_ours_first() -> None:
+    book = SightingBook(fresh_s=3.0, forget_after_s=10.0)
+    eids = [i.to_bytes(8, "big") for i in range(100)]
+    for i, eid in enumerate(eids):
+        book.heard(eid, -40 - i % 50, -59, t=100.0)
+    book.heard(b"\xff" * 8, -30, -59, t=90.0)  # heard too long ago
+    first = book.batch(100.5)
+    assert len(first) == wire.MAX_SIGHTINGS_PER_REPORT
+    assert b"\xff" * 8 not in dict(first)
+    quiet = eids[99]
+    assert quiet not in dict(first)
+    book.resolved(first, [], 100.6)
+    book.resolved([(quiet, -89)], [_descriptor(quiet, "room-9")], 100.7)
+    second = book.batch(101.0)
+    assert second[0][0] == quiet  # resolved EIDs first: their sightings must stay fresh
+    assert book.heard(quiet, -70, -59, t=101.1) == "room-9"
+    assert book.batch(120.0) == []
+    assert book.descriptor("room-9") is None  # forgotten once not heard for a while
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+def test_state_dir_comes_from_the_flag_then_the_environment_then_xdg() -> None:
+    env = {"HOME": "/home/a", "XDG_STATE_HOME": "/x", "BTOGETHER_STATE_DIR": "/b"}
+    assert resolve_state_dir(Path("/f"), env) == Path("/f")
+    assert resolve_state_dir(None, env) == Path("/b")
+    assert resolve_state_dir(None, {"HOME": "/h", "XDG_STATE_HOME": "/x"}) == Path("/x/btogether")
+    assert resolve_state_dir(None, {"HOME": "/h"}) == Path("/h/.local/state/btogether")
+
+
+def test_config_errors_say_what_is_wrong(tmp_path: Path) -> None:
+    files = ClientFiles(tmp_path)
+    with pytest.raises(ConfigError, match="client login"):
+        load_config(files)
+    files.config_path.write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_config(files)
+    files.config_path.write_text(json.dumps({"relay_url": "ftp://x", "laptop_id": "a", "x": 1}))
+    with pytest.raises(ConfigError) as bad:
+        load_config(files)
+    assert "relay_url" in str(bad.value) and "laptop_name" in str(bad.value)
+    with pytest.raises(ConfigError, match="empty"):
+        login(files, "ws://relay/", "   ")
+    assert not files.credential_path.exists()
+    files.credential_path.write_bytes(b"\xff\xfe")
+    files.credential_path.chmod(0o600)
+    with pytest.raises(ConfigError, match="does not hold a credential"):
+        load_credential(files)
+
+
+# --- the control socket -------------------------------------------------------------------------
+
+
+async def _raw(path: Path, line: bytes) -> dict[str, Any]:
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    writer.write(line)
+    await writer.drain()
+    reply = json.loads(await reader.readline())
+    writer.close()
+    return reply  # type: ignore[no-any-return]
+
+
+async def test_control_socket_refuses_bad_requests_clearly(tmp_path: Path) -> None:
+    config = ClientConfig(relay_url="ws://127.0.0.1:1/", laptop_id="l", laptop_name="L")
+    core = ClientCore(config, "token", lock_watcher_factory=None)
+    path = tmp_path / "control.sock"
+    server = ControlServer(path, ControlApi(core).handle)
+    await server.start()
+    try:
+        assert (await _raw(path, b"nonsense\n"))["error"]["code"] == "bad_request"
+        assert (await _raw(path, b'["op"]\n'))["error"]["code"] == "bad_request"
+        with pytest.raises(ControlError) as unknown:
+            await call(path, "explode")
+        assert unknown.value.code == "unknown_op" and "nearby" in unknown.value.message
+        with pytest.raises(ControlError) as bad_args:
+            await call(path, "lock_sync", {"enabled": "perhaps", "extra": 1})
+        assert bad_args.value.code == "bad_request" and "enabled" in bad_args.value.message
+        with pytest.raises(ControlError) as offline:
+            await call(path, "connect", {"phone": "p1"})
+        assert (offline.value.code, offline.value.source) == ("relay_unreachable", "client")
+        status = await call(path, "status")
+        assert status["relay"]["connected"] is False and status["laptop_id"] == "l"
+        with pytest.raises(AlreadyRunning):
+            await ControlServer(path, ControlApi(core).handle).start()
+    finally:
+        await server.stop()
+    assert not path.exists()
+    with pytest.raises(DaemonNotRunning):
+        await call(path, "status")
+
+
+async def test_a_stale_socket_file_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "control.sock"
+    path.write_text("")  # left over by a client that was killed
+
+    async def handler(op: str, args: dict[str, Any]) -> object:
+        return {"op": op}
+
+    server = ControlServer(path, handler)
+    await server.start()
+    try:
+        assert await call(path, "ping") == {"op": "ping"}
+    finally:
+        await server.stop()
