@@ -483,6 +483,10 @@ class BeaconDaemon:
     async def _shut_down(self, tasks: list[asyncio.Task[None]]) -> None:
         for task in tasks:
             task.cancel()
+        while not self._inbox.empty():  # nobody will answer these now
+            item = self._inbox.get_nowait()
+            if isinstance(item, _Control) and not item.reply.done():
+                item.reply.set_result({"ok": False, "error": "the daemon is stopping"})
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
