@@ -11,6 +11,7 @@ import time
 
 from beacon.advertising import BeaconConfig, RotatingBeacon, Rotation
 from beacon.daemon_cli import register as register_daemon_commands
+from beacon.provisioning import register as register_provisioning_commands
 from hw.advertiser import AdvertiserError, create_advertiser
 from hw.radio_model import DEFAULT_TX_POWER
 from relay.protocol.eid import (
@@ -72,6 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     adv.add_argument("--adapter", help="BlueZ adapter, e.g. hci0 (default: first powered one)")
     adv.set_defaults(func=_advertise)
     register_daemon_commands(sub)
+    register_provisioning_commands(sub)
 
 
 def _advertise(args: argparse.Namespace) -> int:
