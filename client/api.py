@@ -8,6 +8,7 @@ plain JSON data. See :mod:`client.control` for the framing and
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
@@ -94,6 +95,7 @@ class ControlApi:
             "join": (JoinArgs, self._join),
             "meeting": (MeetingArgs, self._meeting),
             "wait_connected": (WaitConnectedArgs, self._wait_connected),
+            "tray_state": (NoArgs, self._tray_state),
         }
 
     @property
@@ -151,6 +153,9 @@ class ControlApi:
 
     async def _meeting(self, args: MeetingArgs) -> object:
         return self.core.set_meeting(args.meeting)
+
+    async def _tray_state(self, args: NoArgs) -> object:
+        return dataclasses.asdict(self.core.tray_state())
 
     async def _wait_connected(self, args: WaitConnectedArgs) -> object:
         connected = await self.core.wait_connected(args.timeout)

@@ -60,7 +60,8 @@ class AlreadyRunning(Exception):
     """Another client already serves this state directory."""
 
 
-def _socket_answers(path: Path) -> bool:
+def socket_answers(path: Path) -> bool:
+    """Whether something accepts connections on the unix socket at ``path``."""
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.settimeout(1.0)
@@ -84,7 +85,7 @@ class ControlServer:
     async def start(self) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self.path.exists() or self.path.is_symlink():
-            if await asyncio.to_thread(_socket_answers, self.path):
+            if await asyncio.to_thread(socket_answers, self.path):
                 raise AlreadyRunning(f"a btogether client is already running ({self.path})")
             self.path.unlink()  # left over from a client that did not stop cleanly
         old_umask = os.umask(0o177)

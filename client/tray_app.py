@@ -6,6 +6,12 @@ work alongside the tray) runs on an asyncio loop in a second thread. The tray's 
 rebuilt from :meth:`client.daemon.ClientCore.tray_state` twice a second (the menu only
 redraws when its rows change), and every menu action runs on the client's loop through
 :class:`client.daemon.CoreTrayActions`. Quitting from the menu, SIGTERM or SIGINT stops both.
+
+When a client already runs for this state directory (``client run`` as a systemd user
+service, say), the tray *attaches* to it instead of starting a second one (which the
+relay would take for the same laptop connecting twice): it reads the state with the
+``tray_state`` operation of the control socket and carries out actions through it
+(:class:`RemoteTrayActions`); quitting then closes only the tray.
 """
 
 from __future__ import annotations
@@ -16,12 +22,15 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import structlog
 
 from client.config import ClientConfig, ClientFiles
-from client.daemon import ClientCore, CoreTrayActions
+from client.control import ControlError, DaemonNotRunning, call, socket_answers
+from client.daemon import DEFAULT_AD_HOC_MEETING, ClientCore, CoreTrayActions
+from client.tray_menu import NearbyPhone, NearbyRoom, PairedPhone, PendingPairing, TrayState
 
 _log = structlog.get_logger(__name__)
 TRAY_REFRESH_S = 0.5
@@ -48,6 +57,8 @@ def run_tray(
     except TrayUnavailable as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if socket_answers(files.socket_path):
+        return _run_attached(files.socket_path, backend)
 
     started = threading.Event()
     trays: list[Any] = []
@@ -141,3 +152,114 @@ async def _refresh(core: ClientCore, trays: list[Any]) -> None:
             except Exception:
                 _log.exception("tray_update_failed")
         await asyncio.sleep(TRAY_REFRESH_S)
+
+
+# --- attached to a running client ----------------------------------------------------------
+
+
+def tray_state_from_json(data: Any) -> TrayState:
+    """The TrayState the ``tray_state`` operation sent (as ``dataclasses.asdict`` made it)."""
+    pending = data.get("pending")
+    return TrayState(
+        relay_connected=bool(data["relay_connected"]),
+        rooms=tuple(NearbyRoom(**room) for room in data["rooms"]),
+        phones=tuple(NearbyPhone(**phone) for phone in data["phones"]),
+        paired=tuple(PairedPhone(**phone) for phone in data["paired"]),
+        pending=PendingPairing(**pending) if pending else None,
+        lock_sync=bool(data["lock_sync"]),
+        audio_phone_id=data.get("audio_phone_id"),
+        meeting_id=data.get("meeting_id"),
+    )
+
+
+async def fetch_tray_state(socket_path: Path) -> TrayState:
+    """The running client's tray state; an unreachable client shows as offline."""
+    try:
+        return tray_state_from_json(await call(socket_path, "tray_state", within=5.0))
+    except (DaemonNotRunning, ControlError, KeyError, TypeError, AttributeError):
+        return TrayState(relay_connected=False)
+
+
+class RemoteTrayActions:
+    """The tray's actions carried out by a running client over its control socket."""
+
+    def __init__(
+        self,
+        socket_path: Path,
+        meeting: Callable[[], str | None],
+        on_quit: Callable[[], None],
+    ) -> None:
+        self._path = socket_path
+        self._meeting = meeting
+        self._on_quit = on_quit
+
+    async def _call(self, op: str, **args: Any) -> None:
+        await call(self._path, op, {k: v for k, v in args.items() if v is not None})
+
+    async def join_room(self, room_id: str) -> None:
+        await self._call("join", room=room_id, wait=0)
+
+    async def connect_phone(self, phone_id: str) -> None:
+        await self._call("connect", phone=phone_id)
+
+    async def confirm_pairing(self, phone_id: str) -> None:
+        await self._call("confirm", accept=True)
+
+    async def decline_pairing(self, phone_id: str) -> None:
+        await self._call("confirm", accept=False)
+
+    async def audio_on(self, phone_id: str) -> None:
+        meeting = self._meeting() or DEFAULT_AD_HOC_MEETING
+        await self._call("audio_on", phone=phone_id, meeting=meeting, wait=0)
+
+    async def audio_off(self, phone_id: str) -> None:
+        await self._call("audio_off", phone=phone_id, wait=0)
+
+    async def lock_sync(self, enabled: bool) -> None:
+        await self._call("lock_sync", enabled=enabled)
+
+    async def unpair(self, phone_id: str) -> None:
+        await self._call("unpair", phone=phone_id)
+
+    async def quit(self) -> None:
+        self._on_quit()
+
+
+def _run_attached(socket_path: Path, backend: str | None) -> int:
+    from client.tray import Tray, asyncio_action_sink
+
+    _log.info("tray_attached", socket=str(socket_path))
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="btogether-tray-io", daemon=True)
+    thread.start()
+    shown: list[TrayState] = [TrayState()]
+    trays: list[Any] = []
+
+    def quit_tray() -> None:
+        for tray in trays:
+            tray.stop()
+
+    actions = RemoteTrayActions(socket_path, lambda: shown[0].meeting_id, quit_tray)
+    tray = Tray(asyncio_action_sink(loop, actions), backend=backend)
+    trays.append(tray)
+
+    async def refresh() -> None:
+        while True:
+            shown[0] = await fetch_tray_state(socket_path)
+            tray.update(shown[0])
+            await asyncio.sleep(TRAY_REFRESH_S)
+
+    refresher = asyncio.run_coroutine_threadsafe(refresh(), loop)
+
+    def on_signal(signum: int, frame: object) -> None:
+        tray.stop()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
+    try:
+        tray.run()
+    finally:
+        refresher.cancel()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5.0)
+    return 0

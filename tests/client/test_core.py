@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from client.control import ControlError
+from client.api import ControlApi
+from client.control import ControlError, ControlServer
 from client.daemon import ClientCore, CoreTrayActions
-from client.tray_menu import build_menu, dispatch_action
+from client.tray_app import RemoteTrayActions, fetch_tray_state
+from client.tray_menu import Action, build_menu, dispatch_action
 from hw.standin.logind import LogindStandIn
 from relay.protocol import wire
 from relay.protocol.link import RelayLink
@@ -231,3 +234,71 @@ async def test_tray_menu_drives_connecting_my_phone(
     assert core.reporter.enabled is False
     await dispatch_action(entry("Quit").action, actions)  # type: ignore[arg-type]
     assert quits == [True]
+
+
+async def test_audio_goes_to_the_paired_phone_and_back_and_a_nearby_room_joins(
+    relay: RelayHarness, world: World, make_core: Any, phone_link: RelayLink
+) -> None:
+    running = await make_core(relay.url, world.alice_credential.token)
+    core = running.core
+    with pytest.raises(ControlError) as unpaired:
+        await core.audio_on(None, "m-1", wait_s=0)
+    assert unpaired.value.code == "not_paired"
+    await _pair(core, phone_link)
+
+    async def phone_takes_over() -> None:
+        command = await phone_link.next_event("audio.command")
+        assert isinstance(command, wire.AudioCommand) and command.action == "take"
+        assert command.meeting_id == "m-1"
+        await phone_link.audio_ack(command.handoff_id, ok=True)
+
+    phone_side = asyncio.create_task(phone_takes_over())
+    active = await core.audio_on(None, "m-1", wait_s=5)
+    await phone_side
+    assert active["state"] == "active" and active["phone_id"] == world.phone.id
+    assert core.tray_state().audio_phone_id == world.phone.id
+    released = await core.audio_off(None, wait_s=5)
+    assert released["state"] == "released"
+    release = await phone_link.next_event("audio.command")
+    assert isinstance(release, wire.AudioCommand) and release.action == "release"
+
+    room = await RelayLink.connect(relay.url, world.room_credential.token)
+    try:
+        joined = await core.join("room 4.01", None, wait_s=5)  # names match case-insensitively
+        assert joined["outcome"] == "accepted" and joined["meeting_id"] == "m-1"
+        command = await room.next_event("join.command")
+        assert isinstance(command, wire.JoinCommand) and command.meeting_id == "m-1"
+    finally:
+        await room.close()
+
+
+async def test_a_tray_attached_over_the_control_socket_drives_the_running_client(
+    tmp_path: Path, relay: RelayHarness, world: World, make_core: Any, phone_link: RelayLink
+) -> None:
+    running = await make_core(relay.url, world.alice_credential.token)
+    core = running.core
+    path = tmp_path / "control.sock"
+    server = ControlServer(path, ControlApi(core).handle)
+    await server.start()
+    quits: list[bool] = []
+    actions = RemoteTrayActions(path, lambda: None, lambda: quits.append(True))
+    try:
+        await _all_heard(core)
+        await eventually(lambda: core.link is not None)
+        state = await fetch_tray_state(path)
+        assert state == core.tray_state()
+        menu = build_menu(state)
+        connect = next(e for e in menu if e.label.startswith("Connect Alice's desk phone"))
+        assert connect.action is not None
+        await dispatch_action(connect.action, actions)
+        prompt = await phone_link.next_event("pair.prompt")
+        await phone_link.pair_confirm(prompt.request_id, True)  # type: ignore[attr-defined]
+        state = await fetch_tray_state(path)
+        assert state.pending is not None and state.pending.needs_my_confirmation
+        await dispatch_action(Action("confirm_pairing", (world.phone.id,)), actions)
+        await eventually(lambda: core.pairings, what="paired from the attached tray")
+        await dispatch_action(Action("quit"), actions)
+        assert quits == [True] and core.link is not None  # quitting the tray leaves the client
+    finally:
+        await server.stop()
+    assert (await fetch_tray_state(path)).relay_connected is False
