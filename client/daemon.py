@@ -55,7 +55,7 @@ from hw.scanner import (
     create_scanner,
 )
 from relay.protocol import wire
-from relay.protocol.backoff import Backoff, BackoffPolicy
+from relay.protocol.backoff import Backoff, Retries
 from relay.protocol.frame import decode_manufacturer_data
 from relay.protocol.link import LinkClosed, LinkError, RelayLink, RequestFailed
 
@@ -240,11 +240,11 @@ class ClientCore:
 
     # --- the relay connection -----------------------------------------------------------
     async def _relay_loop(self) -> None:
-        policy = BackoffPolicy(
+        policy = Backoff(
             self.config.reconnect_initial_s,
             max(self.config.reconnect_max_s, self.config.reconnect_initial_s),
         )
-        backoff = Backoff(policy, self._rng)
+        backoff = Retries(policy, self._rng)
         while True:
             try:
                 link = await self._connect(

@@ -1,20 +1,22 @@
 """Reconnect pacing for relay clients: exponential backoff with jitter (pure; RNG passed in).
 
-Shared by every long-lived link to the relay (laptop client, beacon daemon) so that a
-relay restart is not met by all its clients at the same instant::
+For every long-lived link to the relay (laptop client, beacon daemon), so that a relay
+restart is not met by all its clients at the same instant. The delay before the n-th
+retry grows as ``initial · factor^n`` up to ``cap``, then gets "equal jitter": uniform
+in [ceiling/2, ceiling], so it never collapses to zero (no hot loop against a relay that
+refuses at once) and still spreads a fleet out. Nothing here sleeps::
 
-    backoff = Backoff(BackoffPolicy(), random.Random())
+    retries = Retries(Backoff(), random.Random())
     while True:
         try:
             link = await connect()
         except OSError:
-            await asyncio.sleep(backoff.next_delay())
+            await asyncio.sleep(retries.next_delay())
             continue
-        backoff.reset()          # connected: the next failure starts small again
+        retries.reset()          # connected: the next failure starts small again
 
-"Equal jitter": the n-th delay is uniform in [cap/2, cap] with
-``cap = min(max_s, initial_s * multiplier**n)``, so it never collapses to zero (no
-hot loop against a relay that refuses at once) and still spreads clients out.
+:class:`Backoff` has the same API as ``beacon.backoff.Backoff`` (written at the same
+time for the beacon daemon), so that module can become a re-export of this one.
 """
 
 from __future__ import annotations
@@ -24,42 +26,46 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
-class BackoffPolicy:
-    """How delays grow: from ``initial_s`` by ``multiplier`` per failure, up to ``max_s``."""
+class Backoff:
+    """Delays between reconnection attempts."""
 
     initial_s: float = 0.5
-    max_s: float = 30.0
-    multiplier: float = 2.0
+    cap_s: float = 30.0
+    factor: float = 2.0
 
     def __post_init__(self) -> None:
-        if self.initial_s <= 0 or self.max_s < self.initial_s or self.multiplier < 1:
-            raise ValueError(
-                "backoff needs 0 < initial_s <= max_s and multiplier >= 1, got "
-                f"initial_s={self.initial_s}, max_s={self.max_s}, multiplier={self.multiplier}"
-            )
+        if not 0 < self.initial_s <= self.cap_s:
+            raise ValueError("backoff needs 0 < initial_s <= cap_s")
+        if self.factor < 1:
+            raise ValueError("backoff factor must be at least 1")
 
     def ceiling(self, attempt: int) -> float:
-        """The largest delay after ``attempt`` consecutive failures (0-based)."""
-        # Bound the exponent: past the cap the power would only overflow.
-        exponent = min(max(attempt, 0), 64)
-        return min(self.max_s, self.initial_s * self.multiplier**exponent)
+        """The un-jittered delay before retry number ``attempt`` (0 for the first retry)."""
+        if attempt < 0:
+            raise ValueError("attempt must be >= 0")
+        delay = self.initial_s
+        for _ in range(attempt):  # multiply step by step: factor**attempt may overflow
+            delay *= self.factor
+            if delay >= self.cap_s:
+                return self.cap_s
+        return min(delay, self.cap_s)
 
     def delay(self, attempt: int, rng: random.Random) -> float:
-        """The delay before retry number ``attempt`` (0-based), jittered with ``rng``."""
-        cap = self.ceiling(attempt)
-        return rng.uniform(cap / 2, cap)
+        """The jittered delay before retry ``attempt``: in [ceiling/2, ceiling]."""
+        ceiling = self.ceiling(attempt)
+        return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
-class Backoff:
+class Retries:
     """Counts consecutive failures and hands out the next delay."""
 
-    def __init__(self, policy: BackoffPolicy, rng: random.Random) -> None:
-        self.policy = policy
+    def __init__(self, backoff: Backoff, rng: random.Random) -> None:
+        self.backoff = backoff
         self._rng = rng
         self.failures = 0
 
     def next_delay(self) -> float:
-        delay = self.policy.delay(self.failures, self._rng)
+        delay = self.backoff.delay(self.failures, self._rng)
         self.failures += 1
         return delay
 

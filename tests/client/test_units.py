@@ -25,14 +25,14 @@ from client.daemon import ClientCore
 from client.lock_report import LockReporter
 from client.nearby import SightingBook
 from relay.protocol import wire
-from relay.protocol.backoff import Backoff, BackoffPolicy
+from relay.protocol.backoff import Backoff, Retries
 
 # --- backoff ----------------------------------------------------------------------------------
 
 
 def test_backoff_grows_to_its_cap_with_jitter_in_the_upper_half() -> None:
-    policy = BackoffPolicy(initial_s=0.5, max_s=8.0, multiplier=2.0)
-    backoff = Backoff(policy, random.Random(1))
+    policy = Backoff(initial_s=0.5, cap_s=8.0, factor=2.0)
+    backoff = Retries(policy, random.Random(1))
     delays = [backoff.next_delay() for _ in range(12)]
     caps = [min(8.0, 0.5 * 2**n) for n in range(12)]
     assert all(cap / 2 <= d <= cap for d, cap in zip(delays, caps, strict=True))
@@ -42,17 +42,17 @@ def test_backoff_grows_to_its_cap_with_jitter_in_the_upper_half() -> None:
 
 
 def test_backoff_spreads_clients_apart() -> None:
-    policy = BackoffPolicy()
+    policy = Backoff()
     firsts = {round(policy.delay(5, random.Random(seed)), 3) for seed in range(20)}
     assert len(firsts) > 15
 
 
 def test_backoff_refuses_nonsense_and_survives_huge_attempt_counts() -> None:
     with pytest.raises(ValueError):
-        BackoffPolicy(initial_s=0)
+        Backoff(initial_s=0)
     with pytest.raises(ValueError):
-        BackoffPolicy(initial_s=5, max_s=1)
-    assert BackoffPolicy(max_s=30).ceiling(10_000) == 30
+        Backoff(initial_s=5, cap_s=1)
+    assert Backoff(cap_s=30).ceiling(10_000) == 30
 
 
 # --- lock reporting ------------------------------------------------------------------------------
