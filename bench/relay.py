@@ -211,6 +211,18 @@ async def loadgen(args: argparse.Namespace) -> dict[str, Any]:
                 completed += 1
                 latencies.append(done - sent)
 
+    cpu_window: list[float] = []
+
+    async def sample_server_cpu() -> None:
+        for moment in (window_start, window_end):
+            await asyncio.sleep(max(0.0, moment - clock()))
+            cpu_window.append(cpu_seconds(args.server_pid))
+
+    sampler = (
+        asyncio.create_task(sample_server_cpu())
+        if args.server_pid and args.mode == "throughput"
+        else None
+    )
     if args.mode == "latency":
         window_start, window_end = started, started + args.duration
         laptop_id, phone_id = ids[0]
@@ -226,6 +238,8 @@ async def loadgen(args: argparse.Namespace) -> dict[str, Any]:
             )
         )
     elapsed = min(clock(), window_end) - window_start
+    if sampler is not None:
+        await sampler
     for task in phone_tasks:
         task.cancel()
     await asyncio.gather(*(ws.close() for ws in laptops + phones), return_exceptions=True)
@@ -235,6 +249,11 @@ async def loadgen(args: argparse.Namespace) -> dict[str, Any]:
         "per_second": completed / elapsed if elapsed > 0 else 0.0,
         "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else None,
         "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)] if latencies else None,
+        "server_cpu_us": (
+            1e6 * (cpu_window[1] - cpu_window[0]) / completed
+            if len(cpu_window) == 2 and completed
+            else None
+        ),
     }
 
 
@@ -247,6 +266,12 @@ def raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int) -> int:
@@ -405,9 +430,14 @@ def orchestrate(args: argparse.Namespace) -> int:
                 for p in args.pairs:
                     for _ in range(args.runs):
                         r = run_loadgen(target, server.url, creds, "--pairs", str(p),
-                                        "--duration", str(args.duration))  # fmt: skip
+                                        "--duration", str(args.duration),
+                                        "--server-pid", str(server.process.pid))  # fmt: skip
                         results[target].setdefault(f"rt/s P={p}", []).append(r["per_second"])
-                        print(f"  {target:8} P={p:<5} {r['per_second']:9.0f} round trips/s")
+                        results[target].setdefault(f"cpu us/rt P={p}", []).append(
+                            r["server_cpu_us"]
+                        )
+                        print(f"  {target:8} P={p:<5} {r['per_second']:9.0f} round trips/s, "
+                              f"server CPU {r['server_cpu_us']:.0f} us per round trip")  # fmt: skip
                 for _ in range(args.runs):
                     r = run_loadgen(target, server.url, creds, "--pairs", "1", "--mode",
                                     "latency", "--round-trips", str(args.latency_round_trips),
@@ -462,6 +492,7 @@ def main() -> int:
         parser.add_argument("--duration", type=float, default=5.0)
         parser.add_argument("--warmup", type=float, default=1.0)
         parser.add_argument("--round-trips", type=int, default=0)
+        parser.add_argument("--server-pid", type=int, default=0)
         parser.add_argument("--warmup-round-trips", type=int, default=200)
         args = parser.parse_args()
         raise_fd_limit()

@@ -77,6 +77,10 @@ def run_serve(args: argparse.Namespace) -> int:
     except (ConfigFileError, ValidationError) as exc:
         print(f"btogether relay serve: bad settings: {exc}", file=sys.stderr)
         return 2
+    # The SQLite writer thread needs the GIL back promptly after each fsync; with the
+    # default 5 ms switch interval a busy event loop makes it wait, and every lock
+    # acknowledgement waits with it.
+    sys.setswitchinterval(0.0005)
     return _run(serve_until_signalled(settings, args.port_file))
 
 

@@ -194,27 +194,49 @@ class WriterStats:
 
 @dataclass
 class _Writer:
-    """The writer thread: batches queued jobs into one transaction and one fsync."""
+    """Batches queued jobs into one transaction (and so one fsync).
+
+    With ``inline`` (no fsync per commit, so a commit takes microseconds) the batch is
+    committed on the event loop's thread at the end of the current loop iteration;
+    otherwise a writer thread commits while the loop goes on serving.
+    """
 
     conn: sqlite3.Connection
     loop: asyncio.AbstractEventLoop
+    inline: bool = False
     jobs: queue.SimpleQueue[_Job | None] = field(default_factory=queue.SimpleQueue)
     stats: WriterStats = field(default_factory=WriterStats)
     thread: threading.Thread | None = None
+    _inline_batch: list[_Job] = field(default_factory=list)
 
     def start(self) -> None:
+        if self.inline:
+            return
         self.thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
         self.thread.start()
 
     def submit(self, ops: list[Op]) -> asyncio.Future[list[int]]:
         future: asyncio.Future[list[int]] = self.loop.create_future()
-        self.jobs.put(_Job(ops, future))
+        if self.inline:
+            if not self._inline_batch:
+                self.loop.call_soon(self._commit_inline)
+            self._inline_batch.append(_Job(ops, future))
+        else:
+            self.jobs.put(_Job(ops, future))
         return future
 
+    def _commit_inline(self) -> None:
+        batch, self._inline_batch = self._inline_batch, []
+        if batch:
+            _settle(batch, self._commit(batch))
+
     def stop(self) -> None:
-        self.jobs.put(None)
-        if self.thread is not None:
-            self.thread.join()
+        if self.inline:
+            self._commit_inline()
+        else:
+            self.jobs.put(None)
+            if self.thread is not None:
+                self.thread.join()
         self.conn.close()
 
     def _run(self) -> None:
@@ -306,7 +328,7 @@ def _settle(batch: list[_Job], outcomes: list[list[int] | BaseException]) -> Non
 Synchronous = Literal["full", "normal"]
 
 
-def _log_failed_write(future: asyncio.Future[list[int]]) -> None:
+def _log_failed_write(future: asyncio.Future[Any]) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.error("store_write_failed", error=str(future.exception()))
 
@@ -389,6 +411,14 @@ _BUMP_PAIRINGS_VERSION: Op = (
     False,
 )
 
+_LOCK_UPSERT = (
+    "INSERT INTO lock_states (phone_id, seq, state, user_id, laptop_id, updated_at, acked_seq)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (phone_id) DO UPDATE SET seq = excluded.seq,"
+    " state = excluded.state, user_id = excluded.user_id, laptop_id = excluded.laptop_id,"
+    " updated_at = excluded.updated_at"
+)
+_LOCK_ACK = "UPDATE lock_states SET acked_seq = MAX(acked_seq, ?) WHERE phone_id = ?"
+
 _DEVICE_INSERT = (
     "INSERT INTO devices (id, tenant_id, name, kind, mode, identity_key, rotation_exponent,"
     " location, mac, state, user_id, policy_id, capabilities)"
@@ -429,6 +459,10 @@ class SqliteStore:
         self._reader: sqlite3.Connection | None = None
         self._writer: _Writer | None = None
         self._locks: dict[str, LockRecord | None] = {}
+        # Lock writes are coalesced per event-loop iteration into one job.
+        self._lock_upserts: list[tuple[Any, ...]] = []
+        self._lock_acks: list[tuple[int, str]] = []
+        self._lock_flush: asyncio.Future[None] | None = None
 
     # --- life cycle ----------------------------------------------------------------
     async def open(self) -> None:
@@ -438,13 +472,20 @@ class SqliteStore:
         writer_conn = _connect(self.path, self.synchronous)
         migrate(writer_conn)
         writer_conn.execute("INSERT OR IGNORE INTO meta VALUES ('pairings_version', 0)")
-        self._writer = _Writer(writer_conn, asyncio.get_running_loop())
+        self._writer = _Writer(
+            writer_conn, asyncio.get_running_loop(), inline=self.synchronous == "normal"
+        )
         self._writer.start()
         reader = _connect(self.path, self.synchronous)
         reader.row_factory = sqlite3.Row
         self._reader = reader
 
     async def close(self) -> None:
+        pending = self._lock_flush
+        if pending is not None:
+            self._flush_lock_writes()
+            with contextlib.suppress(Exception):
+                await pending
         if self._writer is not None:
             await asyncio.to_thread(self._writer.stop)
             self._writer = None
@@ -741,21 +782,11 @@ class SqliteStore:
         # Claim the new seqs before awaiting, so a concurrent change gets the next ones.
         for record in records:
             self._locks[record.phone_id] = record
+        self._lock_upserts.extend(
+            (r.phone_id, r.seq, r.state, r.user_id, r.laptop_id, r.updated_at, 0) for r in records
+        )
         try:
-            await self._write(
-                (
-                    "INSERT INTO lock_states (phone_id, seq, state, user_id, laptop_id,"
-                    " updated_at, acked_seq) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (phone_id) DO UPDATE SET seq = excluded.seq,"
-                    " state = excluded.state, user_id = excluded.user_id,"
-                    " laptop_id = excluded.laptop_id, updated_at = excluded.updated_at",
-                    [
-                        (r.phone_id, r.seq, r.state, r.user_id, r.laptop_id, r.updated_at, 0)
-                        for r in records
-                    ],
-                    True,
-                )
-            )
+            await self._schedule_lock_flush()
         except BaseException:
             for record, old in zip(records, previous, strict=True):
                 if self._locks.get(record.phone_id) is record:
@@ -773,15 +804,42 @@ class SqliteStore:
         self._locks[phone_id] = current
         # Not awaited: a lost ack only means the phone is sent a command it has already
         # applied (it ignores seq <= its last), so the ack need not wait for an fsync.
-        if self._writer is None:
-            raise RuntimeError("store is not open")
-        self._writer.submit(
-            [
-                (
-                    "UPDATE lock_states SET acked_seq = MAX(acked_seq, ?) WHERE phone_id = ?",
-                    (seq, phone_id),
-                    False,
-                )
-            ]
-        ).add_done_callback(_log_failed_write)
+        self._lock_acks.append((seq, phone_id))
+        self._schedule_lock_flush()
         return current
+
+    def _schedule_lock_flush(self) -> asyncio.Future[None]:
+        """The future of the next coalesced lock write (scheduled if not yet)."""
+        if self._lock_flush is None:
+            loop = asyncio.get_running_loop()
+            self._lock_flush = loop.create_future()
+            self._lock_flush.add_done_callback(_log_failed_write)
+            loop.call_soon(self._flush_lock_writes)
+        return self._lock_flush
+
+    def _flush_lock_writes(self) -> None:
+        """Write every lock change and ack of this loop iteration as one job."""
+        flush, upserts, acks = self._lock_flush, self._lock_upserts, self._lock_acks
+        if flush is None:
+            return
+        self._lock_flush, self._lock_upserts, self._lock_acks = None, [], []
+        ops: list[Op] = []
+        if upserts:
+            ops.append((_LOCK_UPSERT, upserts, True))
+        if acks:
+            ops.append((_LOCK_ACK, acks, True))
+        if self._writer is None:
+            flush.set_exception(RuntimeError("store is closed"))
+            return
+
+        def done(job: asyncio.Future[list[int]]) -> None:
+            if flush.done():
+                return
+            if job.cancelled():
+                flush.cancel()
+            elif (error := job.exception()) is not None:
+                flush.set_exception(error)
+            else:
+                flush.set_result(None)
+
+        self._writer.submit(ops).add_done_callback(done)
