@@ -113,6 +113,7 @@ class FakeDevice:
         self.changed = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.taken = 0
+        self.events: asyncio.Queue[wire.Event] = asyncio.Queue()
 
     async def on_event(self, event: wire.Event) -> None:
         if isinstance(event, wire.LoginCodeRequest):
@@ -121,6 +122,8 @@ class FakeDevice:
         elif isinstance(event, wire.DeviceStateEvent):
             self.states.append(event)
             self.changed.set()
+        else:
+            self.events.put_nowait(event)
 
     async def report(self, request_id: str) -> None:
         assert self.link is not None
