@@ -48,7 +48,7 @@ from relay.protocol.link import LinkClosed, LinkError, RelayLink, RequestFailed
 
 STATUS_FILE = "status.json"
 # A connection that lasted this long was a success: the next failure starts backoff afresh.
-_STABLE_CONNECTION_S = 10.0
+_STABLE_CONNECTION_S = 3.0
 _log = structlog.get_logger(__name__)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -119,9 +120,22 @@ async def world(relay: Relay) -> World:
                  room_credential, prompt_room, prompt_room_credential)
 
 
+_SHORT_DIRS: list[Path] = []
+
+
 def short_dir(prefix: str) -> Path:
-    """A directory whose Unix socket paths fit in sun_path (pytest's tmp_path may not)."""
-    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    """A directory whose Unix socket paths fit in sun_path (pytest's tmp_path may not);
+    removed after the test."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    _SHORT_DIRS.append(path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _remove_short_dirs() -> Iterator[None]:
+    yield
+    while _SHORT_DIRS:
+        shutil.rmtree(_SHORT_DIRS.pop(), ignore_errors=True)
 
 
 def provision(state_dir: Path, relay: Relay, device: Device, credential: IssuedCredential,
