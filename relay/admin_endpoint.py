@@ -42,6 +42,7 @@ log = structlog.get_logger("relay.admin")
 
 ENDPOINTS = {aw.ADMIN_PATH: aw.ADMIN_SUBPROTOCOL, aw.PROVISION_PATH: aw.PROVISION_SUBPROTOCOL}
 SUBPROTOCOLS = tuple(ENDPOINTS.values())
+ADMIN_MAX_MESSAGE_BYTES = 4 * aw.MAX_CSV_CHARS  # JSON escaping can grow the text
 
 
 def _offered(request: Request) -> set[str]:
@@ -103,6 +104,10 @@ class AdminEndpoints:
         if path == aw.PROVISION_PATH:
             await self._serve(conn, None, log.bind(role="provision", peer=_peer_host(conn)))
         elif admin is not None:
+            # An authenticated administrator may send a whole device CSV in one message.
+            conn.protocol.max_message_size = max(
+                conn.protocol.max_message_size or 0, ADMIN_MAX_MESSAGE_BYTES
+            )
             clog = log.bind(role="admin", admin=admin.id, peer=_peer_host(conn))
             await self._serve(conn, admin, clog)
         else:  # cannot happen: the handshake refuses these
