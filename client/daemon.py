@@ -201,8 +201,16 @@ class ClientCore:
         tasks = [asyncio.create_task(loop) for loop in loops]
         stopper = asyncio.create_task(self._stop.wait())
         self._ready.set()
+        pending: set[asyncio.Task[Any]] = {*tasks, stopper}
+        done: set[asyncio.Task[Any]] = set()
         try:
-            done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+            # A loop may finish normally (no lock watcher configured); only a stop or a crash
+            # ends the client.
+            while stopper in pending and not any(
+                not t.cancelled() and t.exception() is not None for t in done
+            ):
+                finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                done |= finished
         finally:
             for task in [*tasks, stopper]:
                 task.cancel()

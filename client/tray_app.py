@@ -105,7 +105,8 @@ def run_tray(
     loop: asyncio.AbstractEventLoop = found["loop"]
 
     def stop_client() -> None:
-        loop.call_soon_threadsafe(core.stop)
+        with contextlib.suppress(RuntimeError):  # the client's loop has already ended
+            loop.call_soon_threadsafe(core.stop)
 
     def quit_all() -> None:
         core.stop()  # runs on the client's loop (a tray action)
