@@ -208,7 +208,7 @@ StartDaemon = Callable[..., Awaitable[RunningDaemon]]
 
 
 @pytest.fixture
-async def start_daemon(air: AirProcess) -> AsyncIterator[StartDaemon]:
+async def start_daemon(air: AirProcess, _remove_short_dirs: None) -> AsyncIterator[StartDaemon]:
     """Run the real daemon in-process against the phone host's bus (and a PulseAudio)."""
     running: list[RunningDaemon] = []
 
