@@ -253,3 +253,12 @@ async def test_reset_device_must_be_provisioned_again(relay: Relay) -> None:
     again = await provision(relay.url, "00:1B:44:11:3A:B7", code.code)
     assert again.identity_key != bound.identity_key and again.credential != bound.credential
     await (await RelayLink.connect(relay.url, again.credential)).close()
+
+
+async def test_a_csv_larger_than_a_device_message_imports_in_one_request(relay: Relay) -> None:
+    admin = await relay.admin(relay.contoso.admin_token)
+    rows = "".join(f"02:00:00:00:{n >> 8:02X}:{n & 0xFF:02X},Floor {n % 40}\n" for n in range(3000))
+    csv = "MAC address,Location\n" + rows
+    assert len(csv) > relay.server.settings.max_message_bytes
+    imported = await admin.typed(aw.ImportResult, aw.DeviceImport, csv=csv)
+    assert len(imported.added) == 3000 and imported.errors == []
