@@ -292,8 +292,7 @@ class Admin:
         and (optionally) a pairing with laptop id ``laptop-<n>``; for tests and benchmarks."""
         await self._tenant(tenant_id)
         users = [User(self._new_id("u_"), tenant_id, f"user {n}") for n in range(count)]
-        for user in users:
-            await self.store.add_user(user)
+        await self.store.add_users(users)
         phones = [
             self._device(tenant_id, f"phone {n}", "desk_phone", "personal") for n in range(count)
         ]
@@ -304,8 +303,10 @@ class Admin:
         user_creds = await self.issue_credentials("user", [u.id for u in users])
         phone_creds = await self.issue_credentials("device", [p.id for p in phones])
         if pair:
-            for n, (user, phone) in enumerate(zip(users, phones, strict=True)):
-                await self.store.add_pairing(
+            await self.store.add_pairings(
+                [
                     Pairing(user.id, f"laptop-{n}", f"laptop {n}", phone.id, tenant_id, 0.0)
-                )
+                    for n, (user, phone) in enumerate(zip(users, phones, strict=True))
+                ]
+            )
         return list(zip(users, phones, user_creds, phone_creds, strict=True))

@@ -575,11 +575,14 @@ class SqliteStore:
         )
 
     async def add_user(self, user: User) -> None:
+        await self.add_users([user])
+
+    async def add_users(self, users: Sequence[User]) -> None:
         await self._write(
             (
                 "INSERT INTO users (id, tenant_id, name, policy_id) VALUES (?, ?, ?, ?)",
-                (user.id, user.tenant_id, user.name, user.policy_id),
-                False,
+                [(u.id, u.tenant_id, u.name, u.policy_id) for u in users],
+                True,
             )
         )
 
@@ -697,19 +700,18 @@ class SqliteStore:
 
     # --- pairings --------------------------------------------------------------------
     async def add_pairing(self, pairing: Pairing) -> None:
+        await self.add_pairings([pairing])
+
+    async def add_pairings(self, pairings: Sequence[Pairing]) -> None:
         await self._write(
             (
                 "INSERT OR REPLACE INTO pairings (user_id, laptop_id, laptop_name, phone_id,"
                 " tenant_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    pairing.user_id,
-                    pairing.laptop_id,
-                    pairing.laptop_name,
-                    pairing.phone_id,
-                    pairing.tenant_id,
-                    pairing.created_at,
-                ),
-                False,
+                [
+                    (p.user_id, p.laptop_id, p.laptop_name, p.phone_id, p.tenant_id, p.created_at)
+                    for p in pairings
+                ],
+                True,
             ),
             _BUMP_PAIRINGS_VERSION,
         )
