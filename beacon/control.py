@@ -32,13 +32,17 @@ class ControlError(RuntimeError):
     """The control socket cannot be served or reached; the message says why."""
 
 
+class ControlPathTooLong(ControlError):
+    """The socket path does not fit in a Unix socket address."""
+
+
 def control_path(state_dir: Path) -> Path:
     return state_dir / CONTROL_SOCKET
 
 
 def _check_length(path: Path) -> None:
     if len(os.fsencode(path)) > MAX_SOCKET_PATH:
-        raise ControlError(
+        raise ControlPathTooLong(
             f"the control socket path {path} is longer than {MAX_SOCKET_PATH} bytes; "
             "use a shorter --state-dir"
         )
@@ -69,10 +73,11 @@ class ControlServer:
         os.chmod(self.path, 0o600)
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        if self._server is None:
+            return  # never started: the path may belong to another daemon
+        self._server.close()
+        await self._server.wait_closed()
+        self._server = None
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 

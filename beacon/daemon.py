@@ -9,7 +9,8 @@ session (``hw.lock``), hand the speakerphone's audio over and back (``hw.audio``
 the EID advert on and off (:mod:`beacon.radio`), answer the relay, run hooks, print to the
 console, and remember the last lock command applied (:mod:`beacon.memory`).
 
-A supervisor can wait for the line ``ready …`` on stdout (the control socket is up), then
+A supervisor can wait for the line ``ready …`` on stdout (the control socket is up, unless
+its path is too long for a Unix socket, which is reported and not fatal), then
 for ``connected …`` or ``"connected": true`` in ``status.json`` in the state directory,
 which is rewritten whenever the daemon's state changes.
 """
@@ -34,7 +35,7 @@ from beacon import core as c
 from beacon.advertising import BeaconConfig, Rotation
 from beacon.backoff import Backoff
 from beacon.config import BeaconSettings
-from beacon.control import ControlServer, control_path
+from beacon.control import ControlPathTooLong, ControlServer, control_path
 from beacon.hooks import HookRunner
 from beacon.memory import load_memory, save_memory
 from beacon.radio import AdvertisingSwitch
@@ -170,11 +171,18 @@ class BeaconDaemon:
             auto_confirm_override=self.settings.auto_confirm,
         )
         self.core = core
-        await self.control.start()
+        control: Path | str = self.control.path
+        try:
+            await self.control.start()
+        except ControlPathTooLong as exc:
+            # Confirming on the device needs the socket, but the rest of the daemon does not.
+            self._log.error("control_socket_unavailable", error=str(exc))
+            self._out(f"control socket unavailable: {exc}")
+            control = "-"
         tasks: list[asyncio.Task[None]] = []
         try:
             self._write_status()
-            self._out(f"ready control={self.control.path} status={self.state_dir / STATUS_FILE}")
+            self._out(f"ready control={control} status={self.state_dir / STATUS_FILE}")
             self._log.info("beacon_daemon_ready", relay=self.identity.relay_url)
             await self._execute(core.start())
             tasks.append(asyncio.create_task(self._connection_loop(), name="relay-connection"))

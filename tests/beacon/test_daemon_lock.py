@@ -125,3 +125,19 @@ async def test_relay_restart_mid_way_daemon_reconnects_and_lock_state_converges(
     await wait_until(lambda: logind.session().locked_hint is False)
     assert logind.session().lock_calls == 1 and logind.session().unlock_calls == 1
     await link.close()
+
+
+async def test_a_state_dir_too_deep_for_a_socket_costs_only_the_control_socket(
+    relay: Relay, world: World, logind: LogindStandIn, start_daemon: StartDaemon
+) -> None:
+    await _paired(relay, world)
+    state_dir = short_dir("bt-phone-") / ("deep" * 30)
+    provision(state_dir, relay, world.phone, world.phone_credential)
+    running = await start_daemon(state_dir)
+    assert running.console.lines[0].startswith("control socket unavailable")
+    assert running.console.lines[1].startswith("ready control=- ")
+    link = await laptop(relay, world)
+    await link.lock_set("locked")
+    await link.next_event("lock.applied")
+    assert logind.session().locked_hint is True
+    await link.close()
