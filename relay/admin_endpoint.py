@@ -63,7 +63,7 @@ class AdminEndpoints:
         self.server = server
         self.provisioning = Provisioning(store, server.service.directory, server.router)
         self.consoles = Consoles(store, server.router)
-        self.admin = AdminService(store, self.provisioning, server.router)
+        self.admin = AdminService(store, self.provisioning, server.router, self._route)
         self._admins: weakref.WeakKeyDictionary[ServerConnection, AdminRecord] = (
             weakref.WeakKeyDictionary()
         )
@@ -188,8 +188,6 @@ class AdminEndpoints:
                 await self._route(delivery)
             return aw.Removed(removed=device.id)
         assert admin is not None
-        if isinstance(request, aw.LoginCodeGet):
-            return await self.admin.ask_login_code(admin, request, now, self._route)
         outcome = await self.admin.handle(admin, request, now)
         for delivery in outcome.deliveries:
             await self._route(delivery)

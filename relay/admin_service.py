@@ -99,6 +99,7 @@ class AdminService:
         store: SqliteAdminStore,
         provisioning: Provisioning,
         presence: Presence,
+        send: Callable[[Delivery], Awaitable[None]],
         *,
         new_id: Callable[[str], str] = _id,
         random_bytes: Callable[[int], bytes] = secrets.token_bytes,
@@ -106,6 +107,7 @@ class AdminService:
         self.store = store
         self.provisioning = provisioning
         self.presence = presence
+        self._send = send  # delivers an event now (the login code request cannot wait)
         self._new_id = new_id
         self._random_bytes = random_bytes
         self._handlers: dict[str, Handler] = {
@@ -143,7 +145,7 @@ class AdminService:
         self, admin: AdminRecord, request: aw.AdminRequest, now: float
     ) -> AdminOutcome:
         """Check the role, carry the request out, and record it (refusals too)."""
-        tenant_id = getattr(request, "tenant_id", None) or admin.tenant_id
+        tenant_id = await self._audit_tenant(admin, request)
         target = self._target(request)
         detail = {
             k: ("<redacted>" if k in SECRET_FIELDS else v)
@@ -185,6 +187,24 @@ class AdminService:
             now, actor_label(admin), tenant_id, action, target, str(outcome), detail
         )
         log.info("admin_action", admin=admin.id, action=action, target=target, outcome=outcome)
+
+    async def _audit_tenant(self, admin: AdminRecord, request: aw.AdminRequest) -> str | None:
+        """The tenant an action concerns, so each tenant's audit view shows it."""
+        named = getattr(request, "tenant_id", None)
+        if isinstance(named, str):
+            return named
+        for name in ("device_id", "console_id"):
+            device_id = getattr(request, name, None)
+            device = await self.store.device(device_id) if isinstance(device_id, str) else None
+            if device is not None:
+                return device.tenant_id
+        policy_id = getattr(request, "policy_id", None)
+        policy = await self.store.policy(policy_id) if isinstance(policy_id, str) else None
+        if policy is not None:
+            return policy.tenant_id
+        user_id = getattr(request, "user_id", None)
+        user = await self.store.user(user_id) if isinstance(user_id, str) else None
+        return user.tenant_id if user is not None else admin.tenant_id
 
     @staticmethod
     def _target(request: aw.AdminRequest) -> str:
@@ -427,31 +447,12 @@ class AdminService:
     async def _login_code_get(
         self, admin: AdminRecord, request: aw.LoginCodeGet, now: float
     ) -> AdminOutcome:
-        """Not an outcome to route: the endpoint sends the event and waits (see
-        :meth:`ask_login_code`)."""
-        raise AssertionError("login_code.get is carried out by ask_login_code")
-
-    async def ask_login_code(
-        self,
-        admin: AdminRecord,
-        request: aw.LoginCodeGet,
-        now: float,
-        send: Callable[[Delivery], Awaitable[None]],
-    ) -> aw.LoginCode:
-        """Ask the device for its login code and wait for its report (audited)."""
-        detail: dict[str, Any] = {"device_id": request.device_id}
-        try:
-            device = await self._device(admin, request.device_id)
-            request_id, future, event = self.provisioning.ask_login_code(device)
-            await send(Delivery(device_address(device.id), event))
-            code, expires_at = await self.provisioning.wait_login_code(request_id, future)
-        except RelayError as refusal:
-            await self._audit(
-                admin, now, admin.tenant_id, request.type, request.device_id, refusal.code, detail
-            )
-            raise
-        await self._audit(admin, now, device.tenant_id, request.type, device.id, "ok", detail)
-        return aw.LoginCode(device_id=device.id, code=code, expires_at=expires_at)
+        """Ask the connected device for its login code and wait for its report."""
+        device = await self._device(admin, request.device_id)
+        request_id, future, event = self.provisioning.ask_login_code(device)
+        await self._send(Delivery(device_address(device.id), event))
+        code, expires_at = await self.provisioning.wait_login_code(request_id, future)
+        return AdminOutcome(aw.LoginCode(device_id=device.id, code=code, expires_at=expires_at))
 
     async def _device_sign_in(
         self, admin: AdminRecord, request: aw.DeviceSignIn, now: float
