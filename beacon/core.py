@@ -141,16 +141,20 @@ class Prompt:
     laptop_name: str | None = None
     meeting_id: str | None = None
 
-    def as_dict(self, relay_now: float) -> dict[str, object]:
-        return {
+    def as_dict(self, relay_now: float | None) -> dict[str, object]:
+        """The prompt for status output; with ``relay_now``, also the seconds it has left."""
+        out: dict[str, object] = {
             "kind": self.kind,
             "id": self.prompt_id,
             "user_name": self.user_name,
             "code": self.code,
             "laptop_name": self.laptop_name,
             "meeting_id": self.meeting_id,
-            "expires_in_s": round(max(0.0, self.expires_at - relay_now), 1),
+            "expires_at": self.expires_at,
         }
+        if relay_now is not None:
+            out["expires_in_s"] = round(max(0.0, self.expires_at - relay_now), 1)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -464,8 +468,9 @@ class BeaconCore:
         verb = "confirmed" if accept else "declined"
         return [Show(f"{prompt.kind}-{verb} {prompt_id}"), self._answer(prompt, accept)]
 
-    def snapshot(self, now: float) -> dict[str, object]:
-        relay_now = now + self.clock_offset
+    def snapshot(self, now: float, *, countdown: bool = True) -> dict[str, object]:
+        """What ``beacon status`` shows; without ``countdown`` it changes only with the state."""
+        relay_now = now + self.clock_offset if countdown else None
         status = self.status
         return {
             "device_id": self.device_id,

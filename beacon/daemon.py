@@ -251,16 +251,11 @@ class BeaconDaemon:
                 actions = core.confirm(prompt_id, accept, now)
             except c.ControlError as exc:
                 return {"ok": False, "error": str(exc)}
-            answered = next(
-                (a for a in actions if isinstance(a, c.ConfirmPair | c.RespondJoin)), None
-            )
+            answer = next(a for a in actions if isinstance(a, c.ConfirmPair | c.RespondJoin))
+            answered_id = answer.request_id if isinstance(answer, c.ConfirmPair) else answer.join_id
             failures = await self._execute(actions)
             if failures:
                 return {"ok": False, "error": "; ".join(failures)}
-            answered_id = (
-                answered.request_id if isinstance(answered, c.ConfirmPair)
-                else answered.join_id if answered is not None else prompt_id
-            )
             return {"ok": True, "id": answered_id, "accepted": accept}
         return {"ok": False, "error": f"unknown op {op!r}"}
 
@@ -455,10 +450,7 @@ class BeaconDaemon:
 
     # --- status ------------------------------------------------------------------------
     def status(self, now: float, *, countdown: bool = False) -> dict[str, Any]:
-        snapshot = self._core().snapshot(now)
-        if not countdown:
-            for prompt in snapshot["prompts"]:  # type: ignore[attr-defined]
-                prompt.pop("expires_in_s", None)
+        snapshot = self._core().snapshot(now, countdown=countdown)
         snapshot.update(
             relay_url=self.identity.relay_url,
             eid=self._radio.eid.hex() if self._radio.eid else None,
