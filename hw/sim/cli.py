@@ -96,6 +96,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="leave out AdvertisementMonitorManager1 (like bluetoothd without --experimental)",
     )
+    parser.add_argument(
+        "--exit-with-pid",
+        type=int,
+        metavar="PID",
+        help="stop (and remove the buses) when process PID is gone; start_air() passes its own",
+    )
     parser.set_defaults(func=_run)
     sub = parser.add_subparsers(dest="air_command", metavar="ACTION")
     move = sub.add_parser("move", help="move a host of a running air")
@@ -142,7 +148,14 @@ def _run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_air(hosts, config, stop, ready)
+        watchdog = None
+        if args.exit_with_pid:
+            watchdog = asyncio.ensure_future(_stop_when_gone(args.exit_with_pid, stop))
+        try:
+            await run_air(hosts, config, stop, ready)
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
 
     try:
         asyncio.run(main())
@@ -150,6 +163,18 @@ def _run(args: argparse.Namespace) -> int:
         print(f"btogether air: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+async def _stop_when_gone(pid: int, stop: asyncio.Event) -> None:
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            stop.set()
+            return
+        except PermissionError:
+            pass  # alive, just not ours to signal
+        await asyncio.sleep(1.0)
 
 
 def _bus(args: argparse.Namespace) -> str | None:

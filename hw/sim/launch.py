@@ -127,6 +127,8 @@ def start_air(
         "--device-timeout",
         f"{device_timeout_s:g}",
         *(() if advertisement_monitor else ("--no-advertisement-monitor",)),
+        "--exit-with-pid",
+        str(os.getpid()),
         *extra_args,
     ]
     process = subprocess.Popen(
