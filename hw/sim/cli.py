@@ -103,7 +103,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stop (and remove the buses) when process PID is gone; start_air() passes its own",
     )
     parser.set_defaults(func=_run)
-    sub = parser.add_subparsers(dest="air_command", metavar="ACTION")
+    sub = parser.add_subparsers(
+        dest="air_command", metavar="ACTION", title="actions on a running air (optional)"
+    )
     move = sub.add_parser("move", help="move a host of a running air")
     move.add_argument("name")
     move.add_argument("x", type=float)
