@@ -270,7 +270,10 @@ class ClientCore:
                 self._set_relay_error(f"cannot reach the relay at {self.config.relay_url}: {exc}")
             else:
                 backoff.reset()
-                await self._connected(link)
+                if await self._connected(link) == wire.CloseCode.REPLACED:
+                    # Another client took this laptop id: retrying at once would make the
+                    # two take turns replacing each other, so come back slowly.
+                    backoff.failures = 64
             delay = backoff.next_delay()
             self._log.info("relay_reconnect_scheduled", delay_s=round(delay, 2))
             await asyncio.sleep(delay)
@@ -281,7 +284,8 @@ class ClientCore:
         self.relay_error = message
         self._notify()
 
-    async def _connected(self, link: RelayLink) -> None:
+    async def _connected(self, link: RelayLink) -> int | None:
+        """Serve one connection until it closes; returns the close code."""
         self.link = link
         self.principal = link.welcome.principal
         self.relay_error = None
@@ -305,6 +309,7 @@ class ClientCore:
             message = f"the relay closed the connection ({code}) {reason}".strip()
         log.warning("relay_disconnected", code=code, reason=reason)
         self._set_relay_error(message)
+        return code
 
     async def _refresh_pairings(self, link: RelayLink) -> None:
         pairings = await link.pairings()

@@ -302,3 +302,15 @@ async def test_a_tray_attached_over_the_control_socket_drives_the_running_client
     finally:
         await server.stop()
     assert (await fetch_tray_state(path)).relay_connected is False
+
+
+async def test_a_second_client_with_the_same_laptop_id_is_not_fought_over(
+    relay: RelayHarness, world: World, make_core: Any
+) -> None:
+    first = await make_core(relay.url, world.alice_credential.token, reconnect_max_s=5.0)
+    await eventually(lambda: first.core.link is not None, what="the first client connected")
+    second = await make_core(relay.url, world.alice_credential.token, reconnect_max_s=5.0)
+    await eventually(lambda: first.core.link is None, what="the first client was replaced")
+    assert "another client with this laptop id" in (first.core.relay_error or "")
+    await asyncio.sleep(1.0)  # the replaced client backs off to the cap instead of retrying now
+    assert first.core.link is None and second.core.link is not None
