@@ -40,9 +40,6 @@ from relay.store import StoreConflict
 
 log = structlog.get_logger("relay.admin")
 
-OWNER_ONLY = frozenset(
-    {"tenant.create", "admin.create", "user.create", "credential.issue", "credential.revoke"}
-)
 SECRET_FIELDS = frozenset({"code", "csv", "credential"})
 
 
@@ -152,7 +149,7 @@ class AdminService:
             for k, v in request.model_dump(exclude={"type", "id"}).items()
         }
         try:
-            if request.type in OWNER_ONLY and admin.role != "owner":
+            if request.type in aw.OWNER_ONLY_REQUESTS and admin.role != "owner":
                 raise RelayError(
                     ErrorCode.FORBIDDEN,
                     f"{request.type} needs the owner role; you are a device admin",
@@ -432,7 +429,17 @@ class AdminService:
         device = await self._device(admin, request.device_id)
         await self.store.remove_device(device.id, now)
         await self.provisioning.directory.refresh(now, force=True)
-        return AdminOutcome(aw.Removed(removed=device.id))
+        address = device_address(device.id)
+        # A connected device hears it is no longer bound (and stops beaconing) at once.
+        gone = wire.DeviceStateEvent(
+            state="waiting_for_activation",
+            organisation="",
+            user_name=None,
+            beaconing=False,
+            auto_confirm=False,
+        )
+        deliveries = [Delivery(address, gone)] if self.presence.is_online(address) else []
+        return AdminOutcome(aw.Removed(removed=device.id), deliveries)
 
     # --- codes and sign-in -----------------------------------------------------------------------
     async def _code_create(

@@ -39,6 +39,10 @@ PROVISION_SUBPROTOCOL = "btogether.provision.v1"
 MAX_CSV_CHARS = 2 * 1024 * 1024
 
 AdminRole = Literal["owner", "device_admin"]
+# What only an owner may ask; a device administrator may ask everything else, in its tenant.
+OWNER_ONLY_REQUESTS = frozenset(
+    {"tenant.create", "admin.create", "user.create", "credential.issue", "credential.revoke"}
+)
 DeviceStateName = Literal["waiting_for_activation", "waiting_for_sign_in", "signed_in"]
 Name = Annotated[str, Field(min_length=1, max_length=128)]
 Location = Annotated[str, Field(max_length=200)]

@@ -110,6 +110,7 @@ class FakeDevice:
         self.code, _ = new_login_code("screen", 0.0, random.Random(seed))
         self.states: list[wire.DeviceStateEvent] = []
         self.link: RelayLink | None = None
+        self.credential = ""
         self.changed = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.taken = 0
@@ -130,6 +131,7 @@ class FakeDevice:
         await self.link.call(wire.LoginCodeReport, request_id=request_id, code=self.code.lower())
 
     async def connect(self, url: str, credential: str) -> FakeDevice:
+        self.credential = credential
         self.link = await RelayLink.connect(url, credential, on_event=self.on_event)
         return self
 

@@ -154,10 +154,13 @@ async def test_a_console_commands_only_its_paired_room_through_the_relay(relay: 
 
 async def test_removed_device_loses_its_credential(relay: Relay) -> None:
     admin = await relay.admin(relay.contoso.admin_token)
-    device, bound = await provisioned(relay, admin, "00:1B:44:11:3A:B7")
+    device, fake = await signed_in_device(relay, "00:1B:44:11:3A:B7")
     await admin.call(aw.DeviceRemove, device_id=device.id)
+    told = await fake.next_state()
+    assert told.state == "waiting_for_activation" and not told.beaconing
+    await fake.close()
     assert (await admin.typed(aw.Devices, aw.DeviceList)).devices == []
     with pytest.raises(InvalidStatus):
-        await RelayLink.connect(relay.url, bound.credential)
+        await RelayLink.connect(relay.url, fake.credential)
     again = await admin.typed(aw.DeviceInfo, aw.DeviceAdd, mac="00:1B:44:11:3A:B7")
     assert again.state == "waiting_for_activation"
