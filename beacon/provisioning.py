@@ -19,16 +19,15 @@ import asyncio
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 from websockets.exceptions import WebSocketException
 
+from beacon.daemon_cli import _state_dir, _state_dir_option
 from beacon.state import (
     DeviceIdentity,
     DeviceStateError,
-    default_state_dir,
     load_identity,
     save_identity,
     wipe_identity,
@@ -75,19 +74,6 @@ def register(sub: Any) -> None:
     )
     _state_dir_option(r)
     r.set_defaults(func=reset_command)
-
-
-def _state_dir_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--state-dir",
-        type=Path,
-        help="device state directory (default: $BTOGETHER_STATE_DIR, "
-        "$XDG_STATE_HOME/btogether, ~/.local/state/btogether)",
-    )
-
-
-def _state_dir(args: argparse.Namespace) -> Path:
-    return Path(args.state_dir) if args.state_dir else default_state_dir()
 
 
 def provision_command(args: argparse.Namespace) -> int:
