@@ -42,7 +42,7 @@ from hw.sim.launch import start_air
 from relay.protocol.eid import eid_at
 from relay.protocol.frame import DEFAULT_COMPANY_ID, decode_manufacturer_data
 
-WAIT_S = 5.0
+WAIT_S = 15.0
 
 
 class EidWatch:

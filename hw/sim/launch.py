@@ -109,7 +109,7 @@ def start_air(
     device_timeout_s: float = DEFAULT_DEVICE_TIMEOUT_S,
     advertisement_monitor: bool = True,
     extra_args: Sequence[str] = (),
-    ready_timeout_s: float = 20.0,
+    ready_timeout_s: float = 60.0,
     log_level: str = "warning",
 ) -> AirProcess:
     """Start ``btogether air`` for ``hosts`` and wait until every host's bus is ready."""

@@ -60,7 +60,7 @@ class Collector:
         self._changed.set()
 
     async def wait_for(
-        self, predicate: Callable[[ScanEvent], bool], timeout: float = 5.0, start: int = 0
+        self, predicate: Callable[[ScanEvent], bool], timeout: float = 15.0, start: int = 0
     ) -> ScanEvent:
         deadline = time.monotonic() + timeout
         seen = start

@@ -62,16 +62,16 @@ async def test_scan_names_a_known_beacon_and_reports_it_lost_when_its_process_is
     scan = await spawn(
         processes,
         host_env(air, "phone"),
-        "client", "scan", "--json", "--timeout", "20", "--lost-after", "60",
+        "client", "scan", "--json", "--timeout", "60", "--lost-after", "120",
         "--key", f"room-a={KEY_A.hex()}",
     )  # fmt: skip
     beacon = await spawn(
         processes, host_env(air, "room-a"), "beacon", "advertise", "--key", KEY_A.hex()
     )
     assert beacon.stdout is not None
-    first_line = (await asyncio.wait_for(beacon.stdout.readline(), 10)).decode()
+    first_line = (await asyncio.wait_for(beacon.stdout.readline(), 20)).decode()
     assert first_line.startswith("EID ")
-    seen = await read_json_until(scan, lambda o: o["event"] == "new", timeout=10)
+    seen = await read_json_until(scan, lambda o: o["event"] == "new", timeout=20)
     new = seen[-1]
     assert new["name"] == "room-a"
     assert new["eid"] == first_line.split()[1] == eid_at(KEY_A, time.time(), 10).hex()
@@ -81,7 +81,7 @@ async def test_scan_names_a_known_beacon_and_reports_it_lost_when_its_process_is
 
     beacon.kill()
     await beacon.wait()
-    seen = await read_json_until(scan, lambda o: o["event"] == "lost", timeout=10)
+    seen = await read_json_until(scan, lambda o: o["event"] == "lost", timeout=20)
     assert seen[-1]["address"] == new["address"]
     # bluetoothd's view too: the advertisement went away with its owner.
     bus = await MessageBus(bus_address=air.bus_address("room-a"), bus_type=BusType.SYSTEM).connect()
@@ -110,14 +110,14 @@ async def test_scan_exits_0_at_its_timeout_with_text_lines(
         "--rotation-exponent", "12", "--tx-power", "-60", "--name", "ra",
     )  # fmt: skip
     assert beacon.stdout is not None
-    await asyncio.wait_for(beacon.stdout.readline(), 10)
+    await asyncio.wait_for(beacon.stdout.readline(), 20)
     started = time.monotonic()
     result = await asyncio.to_thread(
         run, host_env(air, "phone"), "client", "scan", "--timeout", "2"
     )
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr
-    assert elapsed < 10
+    assert elapsed < 30  # 2 s of scanning plus start-up on a loaded machine
     lines = result.stdout.splitlines()
     assert lines[0].startswith("[NEW] ")
     assert f"eid={eid_at(KEY_A, time.time(), 12).hex()}" in lines[0]
