@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import signal
 import sys
 import time
@@ -267,7 +268,9 @@ async def _verify(url: str, token: str) -> str:
     from relay.protocol.link import LinkError, RelayLink
 
     try:
-        link = await RelayLink.connect(url, token, laptop_id="login-check", open_timeout=10.0)
+        # Not this laptop's id: a client already running with it would be replaced.
+        check_id = f"login-check-{secrets.token_hex(4)}"
+        link = await RelayLink.connect(url, token, laptop_id=check_id, open_timeout=10.0)
     except InvalidStatus as exc:
         code = exc.response.status_code
         why = wire.HANDSHAKE_REFUSALS.get(code, exc.response.reason_phrase)
@@ -392,8 +395,9 @@ def _status(args: argparse.Namespace) -> int:
     lines = [
         f"Laptop {status['laptop_name']} ({status['laptop_id']}): {link}",
         f"Scanning: {status['scan']['status']}, {status['scan']['nearby']} device(s) nearby",
-        f"Screen lock: {_lock_word(lock['locked'])} (watch {lock['watch']}); "
-        f"lock sync {'on' if lock['sync'] else 'off'}",
+        f"Screen lock: {_lock_word(lock['locked'])}"
+        + ("" if lock["watch"] == "watching" else f" (lock watch {lock['watch']})")
+        + f"; lock sync {'on' if lock['sync'] else 'off'}",
         "Paired with: " + (", ".join(p["phone_name"] for p in status["pairings"]) or "no phone"),
     ]
     if status["pending"]:
