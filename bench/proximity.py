@@ -1,6 +1,6 @@
 """Score every scenario in scenarios/ with every tracker and print the Markdown table.
 
-    ./dev.sh bench proximity [--seed N] [SCENARIO.toml ...]
+    ./dev.sh bench proximity [--seeds 1-5] [SCENARIO.toml ...]
 
 The same as ``btogether sim table``; the README's proximity table comes from this.
 """

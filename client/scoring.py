@@ -77,6 +77,8 @@ class Score:
     missed_switches: int
     spurious: int
     stationary_hours: float
+    counted_s: float = 0.0
+    switch_times: tuple[float, ...] = ()
 
     def as_json(self) -> dict[str, float | None]:
         return {
@@ -196,4 +198,28 @@ def score_trace(scenario: Scenario, trace: Trace) -> Score:
         missed_switches=missed,
         spurious=spurious,
         stationary_hours=still_hours,
+        counted_s=counted,
+        switch_times=tuple(switch_times),
+    )
+
+
+def pool_scores(scores: Sequence[Score]) -> Score:
+    """Several runs (say, seeds) as one: time-weighted accuracy, all switches, all hours."""
+    counted = sum(s.counted_s for s in scores)
+    times = [t for s in scores for t in s.switch_times]
+    hours = sum(s.stationary_hours for s in scores)
+    spurious = sum(s.spurious for s in scores)
+    return Score(
+        accuracy=(
+            sum(s.accuracy * s.counted_s for s in scores) / counted if counted > 0 else 1.0
+        ),
+        switch_median_s=statistics.median(times) if times else None,
+        switch_p95_s=percentile_nearest_rank(times, 0.95) if times else None,
+        spurious_per_hour=spurious / hours if hours > 0 else None,
+        switches=len(times),
+        missed_switches=sum(s.missed_switches for s in scores),
+        spurious=spurious,
+        stationary_hours=hours,
+        counted_s=counted,
+        switch_times=tuple(times),
     )

@@ -20,7 +20,7 @@ from typing import TextIO
 from client.advert_model import scenario_adverts
 from client.proximity import ProximityTracker, TrackerConfig
 from client.scenario import Scenario, ScenarioError, load_scenario
-from client.scoring import Score, Trace, run_tracker, score_trace
+from client.scoring import Score, Trace, pool_scores, run_tracker, score_trace
 
 TRACKERS: dict[str, Callable[[], TrackerConfig]] = {
     "proximity": TrackerConfig,
@@ -85,16 +85,36 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def table_rows(
-    paths: Sequence[Path], trackers: Sequence[str], seed: int | None = None
+    paths: Sequence[Path], trackers: Sequence[str], seeds: Sequence[int | None] = (None,)
 ) -> list[tuple[str, float, str, Score]]:
-    """(scenario name, noise_db, tracker, score) for every scenario and tracker."""
+    """(scenario name, noise_db, tracker, score pooled over seeds) per scenario and tracker."""
     rows = []
     for path in paths:
         scenario = load_scenario(path)
         for tracker in trackers:
-            score = score_trace(scenario, simulate(scenario, TRACKERS[tracker](), seed))
+            score = pool_scores(
+                [
+                    score_trace(scenario, simulate(scenario, TRACKERS[tracker](), seed))
+                    for seed in seeds
+                ]
+            )
             rows.append((path.stem, scenario.radio.noise_db, tracker, score))
     return rows
+
+
+def _seeds(text: str) -> list[int]:
+    """"3" → [3]; "1-5" → [1, 2, 3, 4, 5]; "1,4,9" → [1, 4, 9]."""
+    try:
+        if "-" in text:
+            first, last = (int(v) for v in text.split("-", 1))
+            seeds = list(range(first, last + 1))
+        else:
+            seeds = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a seed list: {text!r}") from None
+    if not seeds or len(seeds) > 1000 or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"between 1 and 1000 seeds, none negative: {text!r}")
+    return seeds
 
 
 def format_table(rows: Sequence[tuple[str, float, str, Score]]) -> str:
@@ -120,7 +140,7 @@ def cmd_table(args: argparse.Namespace) -> int:
         return 2
     started = time.monotonic()
     try:
-        rows = table_rows(paths, args.tracker or list(TRACKERS), args.seed)
+        rows = table_rows(paths, args.tracker or list(TRACKERS), args.seeds or [None])
     except ScenarioError as exc:
         print(f"btogether sim table: {exc}", file=sys.stderr)
         return 2
@@ -143,5 +163,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     table.add_argument(
         "--tracker", action="append", choices=list(TRACKERS), help="only these (repeatable)"
     )
-    table.add_argument("--seed", type=int, help="override every scenario's seed")
+    table.add_argument(
+        "--seeds",
+        type=_seeds,
+        metavar="N|A-B|A,B,…",
+        help="run with these seeds instead of each scenario's own, and pool the figures",
+    )
     table.set_defaults(func=cmd_table)

@@ -123,7 +123,7 @@ two of them 1 m from the shared wall, and walks through the door between them.""
     floor.at(seats["west"][0])
     side = "west"
     while floor.path[-1][0] < 2700:
-        floor.sit(rng.uniform(90, 300))
+        floor.sit(rng.uniform(45, 200))
         other = "east" if side == "west" else "west"
         if rng.random() < 0.25:  # another desk in the same room
             floor.walk(rng.choice(seats[side]))
@@ -195,8 +195,8 @@ is a difference of under 1.3 dB that no tracker could resolve in a few seconds."
         rooms, [], nearest(rooms), noise_db=5.0, seed=14)
     rng = random.Random(4)
     floor.at((3.0, 3.0))
-    while floor.path[-1][0] < 2700:
-        floor.sit(rng.uniform(30, 150))
+    while floor.path[-1][0] < 3600:
+        floor.sit(rng.uniform(20, 120))
         x = rng.choice([rng.uniform(0.5, 8.5), rng.uniform(11.5, 19.5)])
         floor.walk((x, rng.uniform(0.5, 11.5)))
     return floor
