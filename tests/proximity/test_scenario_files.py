@@ -162,3 +162,17 @@ def test_table_scores_every_scenario_with_every_tracker(
 def test_every_shipped_scenario_is_valid_and_long_enough(path: Path) -> None:
     scenario = load_scenario(path)
     assert scenario.end - scenario.start >= 30 * 60
+
+
+def test_table_pools_several_seeds_and_refuses_a_bad_seed_list(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "floor.toml"
+    path.write_text(GOOD, encoding="utf-8")
+    assert main(["sim", "table", str(path), "--tracker", "naive", "--seeds", "1-3"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "| floor |" in line)
+    assert row.endswith("| 3 (0) |")  # one change per run, three runs
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sim", "table", str(path), "--seeds", "one"])
+    assert exit_info.value.code == 2
+    assert "not a seed list" in capsys.readouterr().err

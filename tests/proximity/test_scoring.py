@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from client.scenario import parse_scenario
-from client.scoring import percentile_nearest_rank, run_tracker, score_trace
+from client.scoring import percentile_nearest_rank, pool_scores, run_tracker, score_trace
 
 # Still at (1, 0) for 10 s, walks to (9, 0) by t = 20, still until t = 40.  The true room
 # changes at t = 15.  Stationary: [0, 10) and [20, 40), 30 s in all.
@@ -110,3 +110,17 @@ def test_run_tracker_records_the_start_and_each_change() -> None:
     adverts = [Advert(k * 0.5, "a", -60, -59.0) for k in range(80)]
     trace = run_tracker(Scripted(), adverts, 0.0)
     assert trace == [(0.0, None), (1.0, "a"), (15.5, "b")]
+
+
+def test_pooled_runs_weigh_accuracy_by_time_and_share_switches() -> None:
+    scenario = parse_scenario(KNOWN)
+    flapping = score_trace(
+        scenario, [(0, None), (1, "a"), (5, "b"), (6, "a"), (18, "b"), (30, "a"), (31, "b")]
+    )
+    stuck = score_trace(scenario, [(0, "a")])
+    pooled = pool_scores([flapping, stuck])
+    assert pooled.accuracy == pytest.approx((33 + 13) / 72)
+    assert pooled.switch_median_s == pytest.approx(14.0)  # of 3 and 25
+    assert pooled.switch_p95_s == pytest.approx(25.0)
+    assert pooled.spurious_per_hour == pytest.approx(4 / (60 / 3600))
+    assert (pooled.switches, pooled.missed_switches) == (2, 1)
