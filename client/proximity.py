@@ -34,19 +34,25 @@ is the per-device calibration, the measured RSSI at 1 m minus the advertised pow
 Distance is ``hw.radio_model.distance_from_rssi`` of the smoothed RSSI against the
 calibrated power.  Ranking uses the level, which orders devices exactly as distance does.
 
-Why these numbers (measured with ``btogether sim table`` over the scenarios in
-``scenarios/``, seeds 1–3; see the README's proximity section): a median of 5 adverts
-followed by an EMA (α 0.1–0.2, margins 2–3 dB) flapped 18–105 times an hour on the
-boundary and still took 3.1–4.2 s at p95; the fixed-gain EMA baseline does not flap but
-takes 4–6 s; the Kalman filter with CUSUM restarts keeps both low. CUSUM slack 0.25 σ
-with threshold 10 detects the slow level changes of walking in a large room (≈0.5 σ per
-advert) sooner than 0.5/7 without more false alarms; a quorum of 2 removed every
+Why these numbers (measured with the scorer over the scenarios in ``scenarios/`` as
+first drafted, seeds 1–3, mean of the per-seed figures; the README's proximity section
+has the final table): a median of 5 adverts followed by an EMA (α 0.1–0.2, margins 2–3
+dB) flapped 18–105 times an hour on the boundary and still took 3.1–4.2 s at p95; the
+fixed-gain EMA baseline does not flap but takes 4–6 s; a constant-velocity (level +
+slope) Kalman filter did not switch faster in the large room and flapped more in high
+noise; the random-walk Kalman filter with CUSUM restarts keeps both low. CUSUM slack
+0.25 σ with threshold 10 detects the slow level changes of walking in a large room (≈0.5
+σ per advert) sooner than 0.5/7 without more false alarms; a quorum of 2 removed every
 boundary flap that single-device alarms caused (0.7–10 per hour → 0); holding "moving"
 for 5 s with a drift of 2 dB²/s cut the p95 switch time by ≈0.5 s on the open-plan floor
 and the large room against 3 s and no extra drift. A margin of 2 dB for 1 s while still
 and 1 dB for 0.3 s while moving: margins of 1–1.5 dB while still (measured before the
-quorum was added) flapped 10–44 times an
-hour on the boundary, and 2.5 dB only slowed switching.
+quorum was added) flapped 10–44 times an hour on the boundary, 2.5 dB only slowed
+switching, and a still drift of 0.1–0.4 dB²/s instead of 0.05 slowed the large room's
+p95 by 0.4–1 s. Switching on accumulated evidence (∫(lead − 1 dB)dt ≥ 1–2 dB·s) instead
+of margin × dwell (seeds 1–5 pooled, final scenarios) was up to 0.15 s faster at p95 on
+the open floors, no faster in the large room, and flapped 0.8–1.6 times an hour on the
+boundary and twice as often in high noise.
 """
 
 from __future__ import annotations
