@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from client import sim_cli
+# Run as a script, Python puts bench/ first on sys.path, and bench/ holds scripts named
+# like our packages (client.py, relay.py) that would shadow them.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+from client import sim_cli  # noqa: E402
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="bench/proximity.py", description=__doc__)
