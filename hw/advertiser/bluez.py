@@ -120,6 +120,9 @@ class BlueZAdvertiser:
         if self._registered:
             await self._unregister()
         self._props = advertisement_properties(payload)
+        if self._bus is None:  # lost while unregistering
+            await self.start(payload)
+            return
         await self._register()
 
     async def stop(self) -> None:
@@ -162,7 +165,21 @@ class BlueZAdvertiser:
         self._log = self._log.bind(adapter=self._adapter_path)
 
     async def _call(self, bus: MessageBus, **kwargs: Any) -> Message:
-        reply = await bus.call(Message(**kwargs))
+        try:
+            if not bus.connected:
+                raise EOFError("disconnected")
+            reply = await bus.call(Message(**kwargs))
+        except (OSError, EOFError) as exc:
+            # The bus went away (dbus restarted, or the simulated host stopped).  Forget
+            # it, so the next start()/replace() connects afresh.
+            if self._bus is bus:
+                self._bus = None
+            self._registered = False
+            bus.disconnect()
+            raise AdvertiserUnavailable(
+                UnavailableReason.NO_SYSTEM_BUS,
+                f"lost the connection to the D-Bus system bus at {self._where()} ({exc})",
+            ) from None
         assert reply is not None
         return reply
 
@@ -259,7 +276,9 @@ class BlueZAdvertiser:
         )
         if (
             reply.message_type == MessageType.ERROR
-            and reply.error_name != "org.bluez.Error.DoesNotExist"
+            # Not registered any more, or bluetoothd is gone: either way nothing to undo.
+            and reply.error_name
+            not in ("org.bluez.Error.DoesNotExist", "org.freedesktop.DBus.Error.ServiceUnknown")
         ):
             raise AdvertiserError(
                 f"BlueZ could not unregister the advertisement: {reply.error_name}: "
