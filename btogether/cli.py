@@ -26,7 +26,12 @@ COMMAND_GROUPS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; with ``only``, other command groups are listed but not imported.
+
+    Importing every group pulls in bleak, dbus-fast, websockets and the wire models;
+    a one-shot command such as ``btogether admin …`` should not pay for all of them.
+    """
     parser = argparse.ArgumentParser(
         prog="btogether",
         description=(
@@ -43,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-json", action="store_true", help="log as JSON lines")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name, help_text in COMMAND_GROUPS:
+        if only is not None and name != only:
+            sub.add_parser(name, help=help_text, description=help_text)
+            continue
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -56,8 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    names = {name for name, _, _ in COMMAND_GROUPS}
+    chosen = next((w for w in words if w in names), None)
+    parser = build_parser(only=chosen)
+    args = parser.parse_args(words)
     configure_logging(args.log_level, args.log_json)
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:

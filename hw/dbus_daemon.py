@@ -91,15 +91,23 @@ def start_private_bus(
     socket = base / f"{name}.sock"
     config = base / f"{name}.conf"
     config.write_text(_CONFIG.format(socket=socket, bus_type=bus_type))
-    process = subprocess.Popen(
-        [executable, f"--config-file={config}", "--nofork", "--nopidfile", "--print-address=1"],
-        stdout=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        env={k: v for k, v in os.environ.items() if not k.startswith("DBUS_")},
-    )
+    log_path = base / f"{name}.log"
+    # dbus-daemon's complaints (e.g. it may not raise its fd limit when unprivileged)
+    # go to a log beside the socket instead of the terminal of whoever started us.
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [executable, f"--config-file={config}", "--nofork", "--nopidfile", "--print-address=1"],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            env={k: v for k, v in os.environ.items() if not k.startswith("DBUS_")},
+        )
     assert process.stdout is not None
     line = process.stdout.readline().decode().strip()
     if not line:
         process.wait(timeout=5)
-        raise DbusDaemonError(f"dbus-daemon exited with code {process.returncode} before ready")
+        detail = log_path.read_text(errors="replace").strip()[-500:]
+        raise DbusDaemonError(
+            f"dbus-daemon exited with code {process.returncode} before ready: {detail}"
+        )
     return PrivateBus(address=line, process=process, directory=base, _owns_directory=owns)

@@ -1,0 +1,455 @@
+"""``btogether demo``: the whole Better Together story on one machine, narrated.
+
+No hardware and no configuration: a relay on a temporary SQLite database, the simulated
+air with two rooms, a desk phone and a laptop, logind stand-ins on the laptop's and the
+phone's buses, a headless PulseAudio for the phone (when the machine has one), and the
+real daemons as separate processes.  Devices join the tenant through the real
+administrator flow (device list → verification code → ``beacon provision`` → login
+code → sign-in).  Then the story: the laptop discovers the rooms and the phone, the
+nearest room is on top, the user connects the phone (both ends confirm), the laptop
+locks and the phone follows, unlocks, the phone becomes the meeting's audio device,
+and the laptop walks to the other room and the ranking follows.
+
+Every step either succeeds with a one-line account of what happened or fails with a
+message saying what did not happen and where the logs are; the exit code says which.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from btogether.stage import Actor, Stage, StageError
+from hw.lock import LockBusConfig, create_session_locker
+
+MEETING_ID = "weekly-sync-42"
+# Metres.  Room A and room B are 12 m apart; the desk phone sits on the user's desk in
+# room A; the laptop starts beside it and later walks over to room B.
+FLOOR: dict[str, tuple[float, float]] = {
+    "room-a": (0.0, 0.0),
+    "room-b": (12.0, 0.0),
+    "phone": (1.0, 1.5),
+    "laptop": (0.6, -0.6),
+}
+LAPTOP_IN_ROOM_B = (11.4, -0.6)
+DEVICES: dict[str, dict[str, str]] = {
+    "room-a": {"mac": "02:00:5E:10:00:0A", "name": "Room Aurora", "kind": "room_system",
+               "location": "Room Aurora", "account": "Aurora room"},
+    "room-b": {"mac": "02:00:5E:10:00:0B", "name": "Room Borealis", "kind": "room_system",
+               "location": "Room Borealis", "account": "Borealis room"},
+    "phone": {"mac": "02:00:5E:10:00:0C", "name": "Alex's desk phone", "kind": "desk_phone",
+              "location": "Room Aurora, desk 3", "account": "Alex Doe"},
+}
+PHONE_SINK, PHONE_SOURCE = "speakerphone", "speakerphone_mic"
+
+
+class StepFailed(RuntimeError):
+    pass
+
+
+@dataclass
+class Narrator:
+    """Prints each step as it completes: human lines or JSON lines."""
+
+    json_lines: bool
+    started: float = field(default_factory=time.monotonic)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    def say(self, text: str) -> None:
+        if not self.json_lines:
+            print(text, flush=True)
+
+    def step(self, title: str, action: Callable[[], str]) -> str:
+        number = len(self.steps) + 1
+        if not self.json_lines:
+            print(f"[{number:2d}] {title} …", end="", flush=True)
+        t0 = time.monotonic()
+        try:
+            detail = action()
+        except (StageError, StepFailed, OSError, ValueError, KeyError) as exc:
+            record = {"step": number, "title": title, "ok": False, "error": str(exc),
+                      "elapsed_s": round(time.monotonic() - t0, 2)}
+            self.steps.append(record)
+            if self.json_lines:
+                print(json.dumps(record), flush=True)
+            else:
+                print(" FAILED", flush=True)
+            raise StepFailed(f"step {number} ({title}) failed: {exc}") from exc
+        record = {"step": number, "title": title, "ok": True, "detail": detail,
+                  "elapsed_s": round(time.monotonic() - t0, 2)}
+        self.steps.append(record)
+        if self.json_lines:
+            print(json.dumps(record), flush=True)
+        else:
+            print(f" ok ({record['elapsed_s']:.1f} s)\n     {detail}", flush=True)
+        return detail
+
+
+class Demo:
+    """The cast and the story."""
+
+    def __init__(self, stage: Stage, narrator: Narrator, audio: bool) -> None:
+        self.stage = stage
+        self.say = narrator
+        self.want_audio = audio
+        self.pulse: Any = None
+        self.pulse_note = ""
+        self.admin_token_file = stage.workdir / "admin-token"
+        self.tenant_id = ""
+        self.users: dict[str, str] = {}
+        self.device_ids: dict[str, str] = {}
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def admin(self, *args: str) -> Any:
+        return self.stage.run_json(
+            self.stage.argv("admin", *args[:2], "--relay", self.stage.relay_url,
+                            "--token-file", str(self.admin_token_file), "--json", *args[2:])
+        )
+
+    def on(self, host: str, *args: str, timeout: float = 30.0) -> Any:
+        """Run a btogether command on a simulated host and parse its JSON output."""
+        return self.stage.run_json(self.stage.argv(*args), env=self.host_env(host),
+                                   timeout=timeout)
+
+    def host_env(self, host: str) -> dict[str, str]:
+        extra: dict[str, str] = {}
+        if host == "phone" and self.pulse is not None:
+            extra["PULSE_SERVER"] = self.pulse.server
+        return self.stage.env_for(host, extra)
+
+    def nearby(self) -> list[dict[str, Any]]:
+        result = self.on("laptop", "client", "nearby", "--json")
+        return list(result) if isinstance(result, list) else list(result.get("nearby", []))
+
+    def phone_status(self) -> dict[str, Any]:
+        result = self.on("phone", "beacon", "status", "--json")
+        return dict(result)
+
+    def phone_session_locked(self) -> bool:
+        assert self.stage.air is not None
+        config = LockBusConfig(system_bus_address=self.stage.air.bus_address("phone"))
+
+        async def read() -> bool:
+            locker = create_session_locker(config)
+            await locker.start()
+            try:
+                return bool(await locker.is_locked())
+            finally:
+                await locker.stop()
+
+        return asyncio.run(read())
+
+    # --- setting the stage ---------------------------------------------------------------
+
+    def start_air(self) -> str:
+        air = self.stage.start_air([(name, x, y) for name, (x, y) in FLOOR.items()],
+                                   noise_db=1.0, seed=7)
+        where = ", ".join(f"{n} at ({x:g}, {y:g}) m" for n, (x, y) in FLOOR.items())
+        return f"{len(air.addresses)} hosts, each with its own D-Bus and simulated BlueZ: {where}"
+
+    def start_desktops(self) -> str:
+        assert self.stage.air is not None
+        for host, extra in (("laptop", []), ("phone", ["--desktop-sets-hint"])):
+            actor = self.stage.spawn(
+                f"logind-{host}",
+                [sys.executable, "-m", "hw.standin", "serve", "--system-bus",
+                 self.stage.air.bus_address(host), "--session", "1", *extra],
+            )
+            self.stage.wait_for(partial(_ready_line, actor), f"the logind stand-in on {host}",
+                                timeout=15)
+        return "logind stand-ins own org.freedesktop.login1 on the laptop's and the phone's bus"
+
+    def start_audio(self) -> str:
+        if not self.want_audio:
+            self.pulse_note = "audio hand-off skipped (--no-audio)"
+            return self.pulse_note
+        try:
+            from hw.standin.pulseaudio import PulseAudioUnavailable, start_headless_pulseaudio
+        except ImportError as exc:  # pragma: no cover - packaging problem
+            self.pulse_note = f"audio hand-off skipped: {exc}"
+            return self.pulse_note
+        try:
+            self.pulse = start_headless_pulseaudio(
+                sinks=("handset", PHONE_SINK), sources=("handset_mic", PHONE_SOURCE),
+                directory=self.stage.workdir / "pulse",
+            )
+        except PulseAudioUnavailable as exc:
+            self.pulse_note = f"audio hand-off skipped: no PulseAudio here ({exc})"
+            return self.pulse_note
+        self.pulse.play("handset")
+        return (f"headless PulseAudio for the phone: sinks handset (default) and {PHONE_SINK}, "
+                "a call stream playing on the handset")
+
+    def start_relay(self) -> str:
+        url = self.stage.start_relay()
+        return f"relay at {url}, state in {self.stage.workdir / 'relay.sqlite3'}"
+
+    def bootstrap(self) -> str:
+        done = self.stage.run(self.stage.argv(
+            "admin", "bootstrap", "--db", str(self.stage.workdir / "relay.sqlite3"),
+            "--owner", "Demo Admin", "--tenant", "Contoso",
+            "--token-file", str(self.admin_token_file)))
+        found = re.search(r"^tenant: Contoso \((\S+)\)$", done.stdout, re.MULTILINE)
+        if found is None:
+            raise StepFailed(f"bootstrap printed no tenant id: {done.stdout!r}")
+        self.tenant_id = found.group(1)
+        for account in ("Alex Doe", "Aurora room", "Borealis room"):
+            user = self.admin("users", "create", account, "--tenant", self.tenant_id)
+            self.users[account] = _find(user, "user_id") or _find(user, "id")
+        return (f"owner 'Demo Admin' and tenant Contoso ({self.tenant_id}); accounts: "
+                + ", ".join(self.users))
+
+    def list_devices(self) -> str:
+        rooms_csv = self.stage.workdir / "rooms.csv"
+        rooms_csv.write_text("MAC address,Location\n" + "".join(
+            f"{DEVICES[h]['mac']},{DEVICES[h]['location']}\n" for h in ("room-a", "room-b")))
+        self.admin("devices", "import", str(rooms_csv), "--tenant", self.tenant_id,
+                   "--kind", "room_system")
+        phone = DEVICES["phone"]
+        self.admin("devices", "add", phone["mac"], "--tenant", self.tenant_id,
+                   "--kind", "desk_phone", "--location", phone["location"],
+                   "--name", phone["name"])
+        listed = self.admin("devices", "list", "--tenant", self.tenant_id)
+        rows = listed if isinstance(listed, list) else listed.get("devices", [])
+        by_mac = {str(r.get("mac", "")).upper(): r for r in rows}
+        for host, spec in DEVICES.items():
+            row = by_mac.get(spec["mac"])
+            if row is None:
+                raise StepFailed(f"{spec['mac']} is not in the device list: {rows}")
+            self.device_ids[host] = str(row.get("device_id") or row.get("id"))
+            if row.get("state") != "waiting_for_activation":
+                raise StepFailed(f"{host} is {row.get('state')}, not waiting for activation")
+        return "2 rooms imported from CSV, the desk phone added by MAC: all waiting for activation"
+
+    def provision(self, host: str) -> str:
+        spec = DEVICES[host]
+        code = self.admin("codes", "create", self.device_ids[host])
+        digits = _find(code, "code")
+        self.stage.run(
+            self.stage.argv("beacon", "provision", str(digits), "--relay", self.stage.relay_url,
+                            "--mac", spec["mac"]), env=self.host_env(host))
+        config = self.stage.state_dir(host) / "beacon.toml"
+        if host == "phone":
+            config.write_text(f'[audio]\nsink = "{PHONE_SINK}"\nsource = "{PHONE_SOURCE}"\n')
+        else:
+            config.write_text("auto_confirm = true\n")
+        self.stage.spawn(f"beacon-{host}", self.stage.argv("beacon", "run"),
+                         env=self.host_env(host))
+        self.stage.wait_for(lambda: self.device_status(host).get("connected") or None,
+                            f"the {host} beacon daemon to reach the relay", timeout=20)
+        login = self.admin("codes", "login", self.device_ids[host])
+        login_code = _find(login, "code") or _find(login, "login_code")
+        self.admin("devices", "sign-in", self.device_ids[host], self.users[spec["account"]],
+                   "--code", str(login_code))
+        self.stage.wait_for(lambda: self.device_status(host).get("advertising") or None,
+                            f"{spec['name']} to be signed in and beaconing", timeout=20)
+        return (f"{spec['name']}: code {digits} entered on the device, login code {login_code} "
+                f"used to sign in {spec['account']!r}; it now beacons its rotating EID")
+
+    def device_status(self, host: str) -> dict[str, Any]:
+        return dict(self.on(host, "beacon", "status", "--json"))
+
+    def start_laptop(self) -> str:
+        user = self.admin("credentials", "issue", self.users["Alex Doe"])
+        token = _find(user, "token")
+        self.stage.run(self.stage.argv("client", "login", "--relay", self.stage.relay_url,
+                                       "--token-file", "-", "--name", "Alex's laptop"),
+                       env=self.host_env("laptop"), stdin=str(token) + "\n")
+        self.stage.spawn("client-laptop", self.stage.argv("client", "run"),
+                         env=self.host_env("laptop"))
+        self.on("laptop", "client", "status", "--json", "--wait", "20")
+        self.on("laptop", "client", "meeting", MEETING_ID, "--json")
+        return f"Alex signed in on the laptop; `client run` scans and talks to the relay; " \
+               f"current meeting {MEETING_ID}"
+
+    # --- the story -----------------------------------------------------------------------
+
+    def discover(self) -> str:
+        def ready() -> list[dict[str, Any]] | None:
+            near = self.nearby()
+            heard = {d["device_id"] for d in near}
+            return near if set(self.device_ids.values()) <= heard else None
+
+        near = self.stage.wait_for(ready, "the laptop to discover both rooms and the phone",
+                                   timeout=30)
+        return "; ".join(f"{d['name']} ~{d['distance_m']:.1f} m" for d in near)
+
+    def nearest_room(self, host: str) -> str:
+        want = self.device_ids[host]
+
+        def top_room() -> list[dict[str, Any]] | None:
+            rooms = [d for d in self.nearby() if d.get("kind") == "room_system"]
+            return rooms if rooms and rooms[0]["device_id"] == want else None
+
+        rooms = self.stage.wait_for(top_room, f"{DEVICES[host]['location']} to be the top-ranked "
+                                    "room", timeout=30)
+        return "rooms, nearest first: " + ", ".join(
+            f"{r['name']} ({r['distance_m']:.1f} m)" for r in rooms)
+
+    def connect_phone(self) -> str:
+        laptop = self.stage.spawn("connect", self.stage.argv(
+            "client", "connect", "--yes", "--json", "--timeout", "30",
+            self.device_ids["phone"]), env=self.host_env("laptop"))
+
+        def prompt() -> dict[str, Any] | None:
+            prompts = self.phone_status().get("prompts") or []
+            return prompts[0] if prompts else None
+
+        shown = self.stage.wait_for(prompt, "the pair prompt on the phone", timeout=20)
+        self.stage.run(self.stage.argv("beacon", "confirm"), env=self.host_env("phone"))
+        code = laptop.process.wait(timeout=40)
+        if code != 0:
+            raise StepFailed(f"`client connect` exited {code}: {laptop.tail()}")
+        pairings = self.on("laptop", "client", "pairings", "--json")
+        if not pairings:
+            raise StepFailed("the laptop lists no pairing after both ends confirmed")
+        return (f"the phone showed code {shown.get('code')} and was confirmed on the device; "
+                "the laptop confirmed too; the pairing is stored at the relay")
+
+    def lock_laptop(self, lock: bool) -> str:
+        assert self.stage.air is not None
+        verb = "lock" if lock else "unlock"
+        self.stage.run([sys.executable, "-m", "hw.standin", verb, "--system-bus",
+                        self.stage.air.bus_address("laptop"), "--session", "1"])
+        self.stage.wait_for(lambda: self.phone_session_locked() == lock or None,
+                            f"the phone's session to {verb}", timeout=20)
+        state = "locked" if lock else "unlocked"
+        return f"laptop session {state} (logind) → relay → phone: its logind session is {state}"
+
+    def audio(self, on: bool) -> str:
+        if self.pulse is None:
+            return self.pulse_note
+        if on:
+            self.on("laptop", "client", "audio", "on", "--json", "--wait", "15")
+            self.stage.wait_for(lambda: self._streams_on(PHONE_SINK) or None,
+                                "the phone's speakerphone to become the default sink "
+                                "with the call stream on it", timeout=15)
+            return (f"the phone took the meeting's audio: default sink {PHONE_SINK}, "
+                    f"source {PHONE_SOURCE}, the running stream moved")
+        self.on("laptop", "client", "audio", "off", "--json", "--wait", "15")
+        self.stage.wait_for(lambda: self._streams_on("handset") or None,
+                            "the phone to give the audio back", timeout=15)
+        return "audio released: the handset is the default again, the stream moved back"
+
+    def _streams_on(self, sink_name: str) -> bool:
+        """Whether ``sink_name`` is the default sink and every playing stream is on it."""
+        import pulsectl
+
+        with pulsectl.Pulse("btogether-demo", server=self.pulse.server) as pulse:
+            if pulse.server_info().default_sink_name != sink_name:
+                return False
+            sink = pulse.get_sink_by_name(sink_name)
+            streams = pulse.sink_input_list()
+            return bool(streams) and all(s.sink == sink.index for s in streams)
+
+    def walk(self) -> str:
+        assert self.stage.air is not None
+        self.stage.air.move("laptop", *LAPTOP_IN_ROOM_B)
+        return "the laptop walked to room B; " + self.nearest_room("room-b")
+
+    def close(self) -> None:
+        if self.pulse is not None:
+            self.pulse.stop()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Run the whole Better Together story on this machine with simulated Bluetooth: "
+        "relay (temporary SQLite), simulated air with two rooms, a desk phone and a laptop, "
+        "provisioning through the admin flow, then discovery, connecting the phone, lock "
+        "mirroring, audio hand-off and walking to another room. Exit code 0 when every "
+        "step succeeded."
+    )
+    parser.add_argument("--json", action="store_true", help="print the steps as JSON lines")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the work directory (logs, databases) after a success")
+    parser.add_argument("--workdir", type=Path, help="use this directory (default: a new temp dir)")
+    parser.add_argument("--no-audio", action="store_true", help="skip the audio hand-off")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="btogether-demo-"))
+    narrator = Narrator(json_lines=args.json)
+    narrator.say("btogether demo: Better Together on simulated hardware "
+                 f"(work directory {workdir})\n")
+    ok = False
+    with ExitStack() as stack:
+        stage = stack.enter_context(Stage(workdir))
+        demo = Demo(stage, narrator, audio=not args.no_audio)
+        stack.callback(demo.close)
+        try:
+            _story(demo, narrator)
+            ok = True
+        except StepFailed as exc:
+            message = f"{exc}\nlogs: {workdir / 'logs'}"
+            if args.json:
+                print(json.dumps({"summary": "failed", "error": str(exc),
+                                  "logs": str(workdir / "logs")}), flush=True)
+            else:
+                print(f"\nDEMO FAILED: {message}", file=sys.stderr, flush=True)
+        except KeyboardInterrupt:
+            print("\ninterrupted", file=sys.stderr)
+            return 130
+    elapsed = time.monotonic() - narrator.started
+    if ok:
+        passed = sum(1 for s in narrator.steps if s["ok"])
+        if args.json:
+            print(json.dumps({"summary": "ok", "steps": passed, "elapsed_s": round(elapsed, 1)}))
+        else:
+            print(f"\nAll {passed} steps succeeded in {elapsed:.0f} s. "
+                  + (demo.pulse_note + ". " if demo.pulse_note else ""))
+        if not args.keep and args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return 0
+    return 1
+
+
+def _story(demo: Demo, n: Narrator) -> None:
+    n.step("Start the simulated air (BlueZ for 4 hosts)", demo.start_air)
+    n.step("Start the desktops' logind stand-ins", demo.start_desktops)
+    n.step("Start the phone's sound server", demo.start_audio)
+    n.step("Start the relay on a temporary SQLite database", demo.start_relay)
+    n.step("Administrator: bootstrap the tenant and accounts", demo.bootstrap)
+    n.step("Administrator: list the devices (CSV import and one by MAC)", demo.list_devices)
+    for host in ("room-a", "room-b", "phone"):
+        n.step(f"Provision and sign in {DEVICES[host]['name']}", partial(demo.provision, host))
+    n.step("Alex signs in on the laptop and starts the client", demo.start_laptop)
+    n.step("The laptop discovers the rooms and the phone", demo.discover)
+    n.step("The nearest room is at the top", lambda: demo.nearest_room("room-a"))
+    n.step("Connect my desk phone (both ends confirm)", demo.connect_phone)
+    n.step("The laptop locks, and the phone locks", lambda: demo.lock_laptop(True))
+    n.step("The laptop unlocks, and the phone unlocks", lambda: demo.lock_laptop(False))
+    n.step("Use the phone as the meeting's audio device", lambda: demo.audio(True))
+    n.step("Give the audio back", lambda: demo.audio(False))
+    n.step("Walk to room B: the ranking follows", demo.walk)
+
+
+def _ready_line(actor: Actor) -> bool:
+    """A stand-in process is ready once it printed ``ready``."""
+    return actor.alive() and "ready" in actor.tail(50)
+
+
+def _find(obj: Any, key: str) -> Any:
+    """A value by key in a command's JSON answer, at the top or one level down."""
+    if isinstance(obj, dict):
+        if key in obj:
+            return obj[key]
+        for value in obj.values():
+            if isinstance(value, dict) and key in value:
+                return value[key]
+    return None
+
