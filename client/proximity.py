@@ -170,6 +170,8 @@ class ProximityTracker:
     def observe(self, device_id: str, rssi: float, tx_power: float, t: float) -> None:
         """One advert: its device, RSSI (dBm), advertised power at 1 m (dBm), time (s)."""
         cfg = self.config
+        if not (math.isfinite(rssi) and math.isfinite(tx_power)):
+            return  # nothing a radio reports; never let it poison a filter
         reference = tx_power + cfg.calibration_db.get(device_id, 0.0)
         z = rssi - reference
         dev = self._devices.get(device_id)

@@ -138,3 +138,13 @@ def test_the_naive_baseline_needs_three_db_for_one_and_a_half_seconds() -> None:
     while tracker.top(t) != "b":
         t = feed(tracker, t, STEP, {"a": -60.0, "b": -50.0})
     assert 1.5 <= t - start < 3.0
+
+
+def test_non_finite_readings_are_ignored() -> None:
+    tracker = ProximityTracker()
+    t = feed(tracker, 0.0, 5.0, {"a": -60.0})
+    tracker.observe("a", float("nan"), TX, t)
+    tracker.observe("b", -40.0, float("inf"), t)
+    ranking = tracker.ranking(t)
+    assert [r.device_id for r in ranking] == ["a"]
+    assert ranking[0].rssi == pytest.approx(-60.0, abs=0.01)
