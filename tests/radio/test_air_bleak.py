@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from beacon.advertising import BeaconConfig, RotatingBeacon, payload_at
-from hw.advertiser import AdvertiserError, AdvertPayload
+from hw.advertiser import AdvertiserError, AdvertiserUnavailable, AdvertPayload, UnavailableReason
 from hw.advertiser.bluez import BlueZAdvertiser
 from hw.radio_model import RadioModel
 from hw.scanner import RawAdvert, ScanEvent, ScanMode, ScanOptions, create_scanner
@@ -206,4 +206,17 @@ async def test_an_advert_too_long_for_31_bytes_is_refused_with_a_reason(
     payload = payload_at(BeaconConfig(KEY_A, local_name="a-much-too-long-name"), time.time())
     with pytest.raises(AdvertiserError, match="does not fit in 31 bytes"):
         await advertiser.start(payload)
+    await advertiser.stop()
+
+
+async def test_losing_the_bus_mid_run_is_reported_as_unavailable(
+    make_air: Callable[..., AirProcess],
+) -> None:
+    air = make_air(("room-a", 0, 0))
+    advertiser = await advertise(air, "room-a", KEY_A, time.time())
+    air.stop()
+    await asyncio.sleep(0.5)  # let the connection notice that its bus is gone
+    with pytest.raises(AdvertiserUnavailable, match="lost the connection") as caught:
+        await advertiser.replace(payload_at(BeaconConfig(KEY_A), time.time() + 1024))
+    assert caught.value.reason is UnavailableReason.NO_SYSTEM_BUS
     await advertiser.stop()
