@@ -418,7 +418,9 @@ class ClientCore:
             scanner = self._scanner_factory(self._on_scan_event)
             try:
                 await scanner.start()
-            except ScannerError as exc:
+            except Exception as exc:  # ScannerError, or a radio stack failing unexpectedly
+                if not isinstance(exc, ScannerError):
+                    self._log.exception("scan_start_failed")
                 if self.scan_status != f"unavailable: {exc}":
                     self._log.warning("scan_unavailable", error=str(exc))
                 self.scan_status = f"unavailable: {exc}"
@@ -466,7 +468,9 @@ class ClientCore:
             watcher = self._lock_watcher_factory()
             try:
                 await watcher.start()
-            except LockBackendError as exc:
+            except Exception as exc:  # LockBackendError, or D-Bus failing unexpectedly
+                if not isinstance(exc, LockBackendError):
+                    self._log.exception("lock_watch_start_failed")
                 if self.lock_status != f"unavailable: {exc}":
                     self._log.warning("lock_watch_unavailable", error=str(exc))
                 self.lock_status = f"unavailable: {exc}"
@@ -489,8 +493,11 @@ class ClientCore:
                     )
                     self._lock_kick.set()
                     self._notify()
+            except Exception:
+                self._log.exception("lock_watch_failed")
             finally:
                 await watcher.stop()
+            self.lock_status = "restarting"
             await asyncio.sleep(self.config.scan.retry_s)
 
     async def _lock_sender(self) -> None:

@@ -4,8 +4,10 @@ The laptop reports *transitions* of its lock state (``lock.set``) while lock syn
 and it is paired. The latest state is kept until the relay confirms it durable (the
 ``lock.set`` result), so a lock that happens while the relay is unreachable, or whose
 reply was lost with the connection, is sent after the next connect; only the latest
-state matters (locked then unlocked while offline sends ``unlocked``). The state the
-watcher reads at start is a baseline, not a transition, and is not sent.
+state matters (locked then unlocked while offline sends ``unlocked``). The first state
+the watcher reads at start is a baseline, not a transition, and is not sent; a state read
+when the watcher restarts (logind went away and came back) that differs from the last one
+known is a transition that happened meanwhile, and is.
 """
 
 from __future__ import annotations
@@ -31,9 +33,8 @@ class LockReporter:
     def observed(self, locked: bool, *, initial: bool, paired: bool | None) -> None:
         """The watcher saw a state; ``paired`` None means not known yet (never connected)."""
         state: LockState = "locked" if locked else "unlocked"
-        if initial:
-            if self.state is None:
-                self.state = state
+        if initial and self.state is None:
+            self.state = state
             return
         if state == self.state:
             return  # a repeat (e.g. LockedHint after the Lock request): nothing new

@@ -71,6 +71,15 @@ def test_lock_reporter_sends_transitions_not_the_initial_state() -> None:
     assert r.last_confirmed == "locked"
 
 
+def test_lock_reporter_sends_a_change_seen_when_the_watcher_restarts() -> None:
+    r = LockReporter()
+    r.observed(False, initial=True, paired=True)
+    r.observed(False, initial=True, paired=True)  # restarted, nothing changed
+    assert r.next_to_send(connected=True, paired=True) is None
+    r.observed(True, initial=True, paired=True)  # locked while the watcher was away
+    assert r.next_to_send(connected=True, paired=True) == "locked"
+
+
 def test_lock_reporter_keeps_the_latest_state_until_the_relay_confirms_it() -> None:
     r = LockReporter()
     r.observed(True, initial=False, paired=True)
