@@ -222,6 +222,10 @@ def login(
     fields: dict[str, object] = (
         previous.model_dump() if previous is not None else {"laptop_id": new_laptop_id()}
     )
+    if laptop_name is not None and not (
+        0 < len(laptop_name) <= 128 and all("\x20" <= c <= "\x7e" for c in laptop_name)
+    ):
+        raise ConfigError("the laptop name must be 1-128 printable ASCII characters")
     fields["relay_url"] = relay_url
     fields["laptop_name"] = laptop_name or (
         previous.laptop_name if previous is not None else default_laptop_name()
