@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from client.scanning import KeyRing, SightingTracker
 from hw.scanner import AdvertLost, RawAdvert
 from relay.protocol.eid import eid_at
@@ -70,3 +73,15 @@ def test_garbage_and_other_companies_are_ignored() -> None:
     other = RawAdvert("A", {0x004C: b"\x02\x15"}, -50, None, None, 0.0, T0)
     assert tracker.on_advert(junk) == [] and tracker.on_advert(other) == []
     assert tracker.current == []
+
+
+@given(
+    st.dictionaries(st.integers(0, 0xFFFF), st.binary(max_size=40), max_size=4),
+    st.integers(-127, 20),
+)
+def test_tracker_never_raises_on_hostile_manufacturer_data(
+    data: dict[int, bytes], rssi: int
+) -> None:
+    tracker = SightingTracker(keys=KeyRing({"room-a": KEY_A}))
+    events = tracker.on_advert(RawAdvert("A", data, rssi, None, None, 0.0, T0))
+    assert all(e.kind == "new" for e in events)
