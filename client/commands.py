@@ -346,6 +346,8 @@ async def serve(
         credential,
         lock_watcher_factory=default_lock_watcher_factory if lock_watch else None,
         save_config=_persist_lock_sync(files),
+        unsent_lock=files.load_unsent_lock(),
+        save_unsent_lock=files.save_unsent_lock,
     )
     server = ControlServer(files.socket_path, ControlApi(core).handle)
     await server.start()

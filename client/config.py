@@ -10,6 +10,8 @@ The state directory is ``--state-dir``, else ``$BTOGETHER_STATE_DIR``, else
 * ``credential`` — the user credential the relay issued, owner-only (refused if others
   can read it, see :mod:`hw.secure_file`).
 * ``control.sock`` — the running client's control socket (:mod:`client.control`).
+* ``unsent-lock.json`` — a lock state the relay has not confirmed yet, so that it is
+  still sent if the client restarts before it could reach the relay.
 
 Files are untrusted input: anything unreadable or invalid raises :class:`ConfigError`
 with a message a user can act on (commands print it and exit 2).
@@ -36,6 +38,7 @@ STATE_DIR_ENV = "BTOGETHER_STATE_DIR"
 CONFIG_FILE = "client.json"
 CREDENTIAL_FILE = "credential"
 SOCKET_FILE = "control.sock"
+UNSENT_LOCK_FILE = "unsent-lock.json"
 # sockaddr_un.sun_path is 108 bytes on Linux, including the terminating NUL.
 MAX_SOCKET_PATH = 107
 MAX_CREDENTIAL_BYTES = 4096
@@ -111,6 +114,25 @@ class ClientFiles:
     @property
     def socket_path(self) -> Path:
         return self.state_dir / SOCKET_FILE
+
+    @property
+    def unsent_lock_path(self) -> Path:
+        return self.state_dir / UNSENT_LOCK_FILE
+
+    def load_unsent_lock(self) -> Literal["locked", "unlocked"] | None:
+        """The lock state left unsent by the last run; None if none (or unreadable)."""
+        try:
+            data = json.loads(self.unsent_lock_path.read_bytes())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        state = data.get("unsent") if isinstance(data, dict) else None
+        return state if state in ("locked", "unlocked") else None
+
+    def save_unsent_lock(self, state: Literal["locked", "unlocked"] | None) -> None:
+        if state is None:
+            self.unsent_lock_path.unlink(missing_ok=True)
+        else:
+            write_private(self.unsent_lock_path, json.dumps({"unsent": state}).encode())
 
 
 def resolve_state_dir(explicit: Path | None, environ: Mapping[str, str]) -> Path:

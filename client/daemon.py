@@ -39,7 +39,7 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
 from client.config import ClientConfig
 from client.control import ControlError
-from client.lock_report import LockReporter
+from client.lock_report import LockReporter, LockState
 from client.nearby import NearbyDevice, SightingBook, rank_nearby
 from client.proximity import ProximityTracker, TrackerConfig
 from client.tray_menu import NearbyPhone, NearbyRoom, PairedPhone, PendingPairing, TrayState
@@ -150,6 +150,8 @@ class ClientCore:
         rng: random.Random | None = None,
         save_config: Callable[[ClientConfig], None] | None = None,
         on_change: Callable[[], None] | None = None,
+        unsent_lock: LockState | None = None,
+        save_unsent_lock: Callable[[LockState | None], None] | None = None,
     ) -> None:
         self.config = config
         self._credential = credential
@@ -165,6 +167,11 @@ class ClientCore:
         self.book = SightingBook(config.scan.fresh_s, config.scan.forget_after_s)
         self.tracker = ProximityTracker(tracker_config)
         self.reporter = LockReporter(enabled=config.lock_sync)
+        if unsent_lock is not None and config.lock_sync:
+            # The last run could not deliver this: it is still the latest news for the relay.
+            self.reporter.state, self.reporter.pending = unsent_lock, True
+        self._save_unsent_lock = save_unsent_lock
+        self._saved_unsent = unsent_lock
         self.link: RelayLink | None = None
         self.principal: wire.PrincipalInfo | None = None
         self.relay_error: str | None = None
@@ -226,7 +233,19 @@ class ClientCore:
     def stop(self) -> None:
         self._stop.set()
 
+    def _persist_unsent_lock(self) -> None:
+        r = self.reporter
+        unsent = r.in_flight or (r.state if r.pending else None)
+        if unsent != self._saved_unsent and self._save_unsent_lock is not None:
+            try:
+                self._save_unsent_lock(unsent)
+            except OSError as exc:
+                self._log.warning("unsent_lock_not_saved", error=str(exc))
+            else:
+                self._saved_unsent = unsent
+
     def _notify(self) -> None:
+        self._persist_unsent_lock()
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
         if self._on_change is not None:

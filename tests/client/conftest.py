@@ -249,7 +249,9 @@ async def make_core(
     monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
     running: list[RunningCore] = []
 
-    async def make(relay_url: str, credential: str, **overrides: Any) -> RunningCore:
+    async def make(
+        relay_url: str, credential: str, core_kwargs: dict[str, Any] | None = None, **overrides: Any
+    ) -> RunningCore:
         fields: dict[str, Any] = {
             "relay_url": relay_url,
             "laptop_id": "laptop-test",
@@ -268,6 +270,7 @@ async def make_core(
             lock_watcher_factory=lambda: create_lock_watcher(lock_config),
             rng=random.Random(7),
             save_config=saved.append,
+            **(core_kwargs or {}),
         )
         task = asyncio.create_task(core.run())
         handle = RunningCore(core, task, saved)

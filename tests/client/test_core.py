@@ -314,3 +314,36 @@ async def test_a_second_client_with_the_same_laptop_id_is_not_fought_over(
     assert "another client with this laptop id" in (first.core.relay_error or "")
     await asyncio.sleep(1.0)  # the replaced client backs off to the cap instead of retrying now
     assert first.core.link is None and second.core.link is not None
+
+
+async def test_a_lock_the_relay_never_confirmed_survives_a_client_restart(
+    start_relay: StartRelay,
+    relay: RelayHarness,
+    world: World,
+    make_core: Any,
+    phone_link: RelayLink,
+    logind: LogindStandIn,
+) -> None:
+    stored: list[Any] = [None]
+    persistence = {"save_unsent_lock": lambda state: stored.__setitem__(0, state)}
+    first = await make_core(relay.url, world.alice_credential.token, persistence)
+    await _pair(first.core, phone_link)
+    await eventually(lambda: first.core.lock_status == "watching", what="lock watch started")
+    await relay.server.stop()
+    await eventually(lambda: first.core.link is None, what="the client noticed the relay left")
+    logind.desktop_lock()
+    await eventually(lambda: stored[0] == "locked", what="the unsent lock was saved")
+    first.core.stop()
+    await first.task
+    restarted = await start_relay(port=relay.port)
+    second = await make_core(
+        restarted.url, world.alice_credential.token, {**persistence, "unsent_lock": stored[0]}
+    )
+    phone = await RelayLink.connect(restarted.url, world.phone_credential.token)
+    try:
+        command = await phone.next_event("lock.command", within=10)
+        assert isinstance(command, wire.LockCommand) and command.state == "locked"
+    finally:
+        await phone.close()
+    await eventually(lambda: stored[0] is None, what="the saved lock cleared once confirmed")
+    assert second.core.reporter.last_confirmed == "locked"

@@ -166,6 +166,17 @@ def test_state_dir_comes_from_the_flag_then_the_environment_then_xdg() -> None:
     assert resolve_state_dir(None, {"HOME": "/h"}) == Path("/h/.local/state/btogether")
 
 
+def test_an_unsent_lock_state_is_kept_in_the_state_dir(tmp_path: Path) -> None:
+    files = ClientFiles(tmp_path)
+    assert files.load_unsent_lock() is None
+    files.save_unsent_lock("locked")
+    assert files.load_unsent_lock() == "locked"
+    files.unsent_lock_path.write_text('{"unsent": "maybe"}')
+    assert files.load_unsent_lock() is None
+    files.save_unsent_lock(None)
+    assert not files.unsent_lock_path.exists()
+
+
 def test_config_errors_say_what_is_wrong(tmp_path: Path) -> None:
     files = ClientFiles(tmp_path)
     with pytest.raises(ConfigError, match="client login"):
