@@ -84,8 +84,11 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser(
         "run",
         help="run the client: scan, report to the relay, watch the screen lock",
-        description="Run the laptop client until interrupted. Commands and the tray talk to it "
-        "over a socket in the state directory.",
+        description="Run the laptop client until SIGINT/SIGTERM: keep a connection to the "
+        "relay, scan (BlueZ on DBUS_SYSTEM_BUS_ADDRESS), report sightings, watch the screen lock "
+        "(logind there, screensavers on DBUS_SESSION_BUS_ADDRESS). Commands and the tray talk to "
+        "it over control.sock in the state directory; `client status --wait S` returns once it "
+        "answers and has reached the relay.",
     )
     _common(p, json_flag=False)
     _run_options(p)
