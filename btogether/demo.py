@@ -78,15 +78,17 @@ class Narrator:
         t0 = time.monotonic()
         try:
             detail = action()
-        except (StageError, StepFailed, OSError, ValueError, KeyError) as exc:
-            record = {"step": number, "title": title, "ok": False, "error": str(exc),
+        except Exception as exc:  # any failure is this step's, reported and not a traceback
+            error = str(exc) if isinstance(exc, StageError | StepFailed) else (
+                f"{type(exc).__name__}: {exc}")
+            record = {"step": number, "title": title, "ok": False, "error": error,
                       "elapsed_s": round(time.monotonic() - t0, 2)}
             self.steps.append(record)
             if self.json_lines:
                 print(json.dumps(record), flush=True)
             else:
                 print(" FAILED", flush=True)
-            raise StepFailed(f"step {number} ({title}) failed: {exc}") from exc
+            raise StepFailed(f"step {number} ({title}) failed: {error}") from exc
         record = {"step": number, "title": title, "ok": True, "detail": detail,
                   "elapsed_s": round(time.monotonic() - t0, 2)}
         self.steps.append(record)
@@ -100,8 +102,17 @@ class Narrator:
 class Demo:
     """The cast and the story."""
 
-    def __init__(self, stage: Stage, narrator: Narrator, audio: bool) -> None:
+    def __init__(
+        self,
+        stage: Stage,
+        narrator: Narrator,
+        audio: bool,
+        floor: dict[str, tuple[float, float]] | None = None,
+        devices: dict[str, dict[str, str]] | None = None,
+    ) -> None:
         self.stage = stage
+        self.floor = dict(FLOOR if floor is None else floor)
+        self.devices = dict(DEVICES if devices is None else devices)
         self.say = narrator
         self.want_audio = audio
         self.pulse: Any = None
@@ -134,13 +145,10 @@ class Demo:
         result = self.on("laptop", "client", "nearby", "--json")
         return list(result) if isinstance(result, list) else list(result.get("nearby", []))
 
-    def phone_status(self) -> dict[str, Any]:
-        result = self.on("phone", "beacon", "status", "--json")
-        return dict(result)
-
-    def phone_session_locked(self) -> bool:
+    def phone_session_locked(self, host: str = "phone") -> bool:
+        """Whether the phone's logind session is locked (what the person sees)."""
         assert self.stage.air is not None
-        config = LockBusConfig(system_bus_address=self.stage.air.bus_address("phone"))
+        config = LockBusConfig(system_bus_address=self.stage.air.bus_address(host))
 
         async def read() -> bool:
             locker = create_session_locker(config)
@@ -155,14 +163,17 @@ class Demo:
     # --- setting the stage ---------------------------------------------------------------
 
     def start_air(self) -> str:
-        air = self.stage.start_air([(name, x, y) for name, (x, y) in FLOOR.items()],
+        air = self.stage.start_air([(name, x, y) for name, (x, y) in self.floor.items()],
                                    noise_db=1.0, seed=7)
-        where = ", ".join(f"{n} at ({x:g}, {y:g}) m" for n, (x, y) in FLOOR.items())
+        where = ", ".join(f"{n} at ({x:g}, {y:g}) m" for n, (x, y) in self.floor.items())
         return f"{len(air.addresses)} hosts, each with its own D-Bus and simulated BlueZ: {where}"
 
     def start_desktops(self) -> str:
         assert self.stage.air is not None
-        for host, extra in (("laptop", []), ("phone", ["--desktop-sets-hint"])):
+        phones = [h for h, d in self.devices.items() if d["kind"] == "desk_phone"]
+        desktops: list[tuple[str, list[str]]] = [("laptop", [])]
+        desktops += [(h, ["--desktop-sets-hint"]) for h in phones]
+        for host, extra in desktops:
             actor = self.stage.spawn(
                 f"logind-{host}",
                 [sys.executable, "-m", "hw.standin", "serve", "--system-bus",
@@ -170,7 +181,8 @@ class Demo:
             )
             self.stage.wait_for(partial(_ready_line, actor), f"the logind stand-in on {host}",
                                 timeout=15)
-        return "logind stand-ins own org.freedesktop.login1 on the laptop's and the phone's bus"
+        return ("logind stand-ins own org.freedesktop.login1 on the buses of: "
+                + ", ".join(h for h, _ in desktops))
 
     def start_audio(self) -> str:
         if not self.want_audio:
@@ -206,7 +218,8 @@ class Demo:
         if found is None:
             raise StepFailed(f"bootstrap printed no tenant id: {done.stdout!r}")
         self.tenant_id = found.group(1)
-        for account in ("Alex Doe", "Aurora room", "Borealis room"):
+        accounts = ["Alex Doe"] + [d["account"] for d in self.devices.values()]
+        for account in dict.fromkeys(accounts):
             user = self.admin("users", "create", account, "--tenant", self.tenant_id)
             self.users[account] = _find(user, "user_id") or _find(user, "id")
         return (f"owner 'Demo Admin' and tenant Contoso ({self.tenant_id}); accounts: "
@@ -214,35 +227,37 @@ class Demo:
 
     def list_devices(self) -> str:
         rooms_csv = self.stage.workdir / "rooms.csv"
+        rooms = [d for d in self.devices.values() if d["kind"] == "room_system"]
         rooms_csv.write_text("MAC address,Location\n" + "".join(
-            f"{DEVICES[h]['mac']},{DEVICES[h]['location']}\n" for h in ("room-a", "room-b")))
+            f"{d['mac']},{d['location']}\n" for d in rooms))
         self.admin("devices", "import", str(rooms_csv), "--tenant", self.tenant_id,
                    "--kind", "room_system")
-        phone = DEVICES["phone"]
-        self.admin("devices", "add", phone["mac"], "--tenant", self.tenant_id,
-                   "--kind", "desk_phone", "--location", phone["location"],
-                   "--name", phone["name"])
+        for phone in (d for d in self.devices.values() if d["kind"] != "room_system"):
+            self.admin("devices", "add", phone["mac"], "--tenant", self.tenant_id,
+                       "--kind", phone["kind"], "--location", phone["location"],
+                       "--name", phone["name"])
         listed = self.admin("devices", "list", "--tenant", self.tenant_id)
         rows = listed if isinstance(listed, list) else listed.get("devices", [])
         by_mac = {str(r.get("mac", "")).upper(): r for r in rows}
-        for host, spec in DEVICES.items():
+        for host, spec in self.devices.items():
             row = by_mac.get(spec["mac"])
             if row is None:
                 raise StepFailed(f"{spec['mac']} is not in the device list: {rows}")
             self.device_ids[host] = str(row.get("device_id") or row.get("id"))
             if row.get("state") != "waiting_for_activation":
                 raise StepFailed(f"{host} is {row.get('state')}, not waiting for activation")
-        return "2 rooms imported from CSV, the desk phone added by MAC: all waiting for activation"
+        return (f"{len(rooms)} rooms imported from CSV, {len(self.devices) - len(rooms)} "
+                "desk phone(s) added by MAC: all waiting for activation")
 
     def provision(self, host: str) -> str:
-        spec = DEVICES[host]
+        spec = self.devices[host]
         code = self.admin("codes", "create", self.device_ids[host])
         digits = _find(code, "code")
         self.stage.run(
             self.stage.argv("beacon", "provision", str(digits), "--relay", self.stage.relay_url,
                             "--mac", spec["mac"]), env=self.host_env(host))
         config = self.stage.state_dir(host) / "beacon.toml"
-        if host == "phone":
+        if spec["kind"] == "desk_phone":
             config.write_text(f'[audio]\nsink = "{PHONE_SINK}"\nsource = "{PHONE_SOURCE}"\n')
         else:
             config.write_text("auto_confirm = true\n")
@@ -277,11 +292,16 @@ class Demo:
 
     # --- the story -----------------------------------------------------------------------
 
+    def visible_to_alex(self) -> set[str]:
+        """Device ids Alex's laptop may learn: the tenant's rooms and Alex's own phones."""
+        return {self.device_ids[h] for h, d in self.devices.items()
+                if d["kind"] == "room_system" or d["account"] == "Alex Doe"}
+
     def discover(self) -> str:
         def ready() -> list[dict[str, Any]] | None:
             near = self.nearby()
             heard = {d["device_id"] for d in near}
-            return near if set(self.device_ids.values()) <= heard else None
+            return near if self.visible_to_alex() <= heard else None
 
         near = self.stage.wait_for(ready, "the laptop to discover both rooms and the phone",
                                    timeout=30)
@@ -294,22 +314,25 @@ class Demo:
             rooms = [d for d in self.nearby() if d.get("kind") == "room_system"]
             return rooms if rooms and rooms[0]["device_id"] == want else None
 
-        rooms = self.stage.wait_for(top_room, f"{DEVICES[host]['location']} to be the top-ranked "
-                                    "room", timeout=30)
+        rooms = self.stage.wait_for(top_room, f"{self.devices[host]['location']} to be the "
+                                    "top-ranked room", timeout=30)
         return "rooms, nearest first: " + ", ".join(
             f"{r['name']} ({r['distance_m']:.1f} m)" for r in rooms)
 
-    def connect_phone(self) -> str:
+    def connect_phone(self, host: str = "phone") -> str:
         laptop = self.stage.spawn("connect", self.stage.argv(
             "client", "connect", "--yes", "--json", "--timeout", "30",
-            self.device_ids["phone"]), env=self.host_env("laptop"))
+            self.device_ids[host]), env=self.host_env("laptop"))
 
         def prompt() -> dict[str, Any] | None:
-            prompts = self.phone_status().get("prompts") or []
+            if not laptop.alive() and laptop.process.returncode != 0:
+                raise StepFailed(f"`client connect` exited {laptop.process.returncode}: "
+                                 f"{laptop.tail()}")
+            prompts = self.device_status(host).get("prompts") or []
             return prompts[0] if prompts else None
 
         shown = self.stage.wait_for(prompt, "the pair prompt on the phone", timeout=20)
-        self.stage.run(self.stage.argv("beacon", "confirm"), env=self.host_env("phone"))
+        self.stage.run(self.stage.argv("beacon", "confirm"), env=self.host_env(host))
         code = laptop.process.wait(timeout=40)
         if code != 0:
             raise StepFailed(f"`client connect` exited {code}: {laptop.tail()}")
@@ -418,16 +441,21 @@ def run(args: argparse.Namespace) -> int:
     return 1
 
 
-def _story(demo: Demo, n: Narrator) -> None:
-    n.step("Start the simulated air (BlueZ for 4 hosts)", demo.start_air)
+def set_the_stage(demo: Demo, n: Narrator) -> None:
+    """Everything before the story: processes, tenant, devices provisioned, laptop signed in."""
+    n.step(f"Start the simulated air (BlueZ for {len(demo.floor)} hosts)", demo.start_air)
     n.step("Start the desktops' logind stand-ins", demo.start_desktops)
     n.step("Start the phone's sound server", demo.start_audio)
     n.step("Start the relay on a temporary SQLite database", demo.start_relay)
     n.step("Administrator: bootstrap the tenant and accounts", demo.bootstrap)
     n.step("Administrator: list the devices (CSV import and one by MAC)", demo.list_devices)
-    for host in ("room-a", "room-b", "phone"):
-        n.step(f"Provision and sign in {DEVICES[host]['name']}", partial(demo.provision, host))
+    for host, spec in demo.devices.items():
+        n.step(f"Provision and sign in {spec['name']}", partial(demo.provision, host))
     n.step("Alex signs in on the laptop and starts the client", demo.start_laptop)
+
+
+def _story(demo: Demo, n: Narrator) -> None:
+    set_the_stage(demo, n)
     n.step("The laptop discovers the rooms and the phone", demo.discover)
     n.step("The nearest room is at the top", lambda: demo.nearest_room("room-a"))
     n.step("Connect my desk phone (both ends confirm)", demo.connect_phone)
