@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 import time
@@ -147,4 +148,13 @@ def _scan(args: argparse.Namespace) -> int:
     except ScannerError as exc:
         print(f"btogether client scan: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        quiet_stdout()  # the reader went away (`| head`): stop quietly, like other tools
     return 0
+
+
+def quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

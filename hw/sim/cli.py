@@ -164,6 +164,11 @@ def _run(args: argparse.Namespace) -> int:
     except DbusDaemonError as exc:
         print(f"btogether air: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # Whoever read the addresses is gone; the buses were removed on the way out.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
     return 0
 
 
