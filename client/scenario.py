@@ -146,9 +146,7 @@ class ScenarioSpec(_Strict):
                     f"(known: {', '.join(sorted(seen))})"
                 )
         path = self.laptop[0].path
-        adverts = (
-            (path[-1].t - path[0].t) * 1000.0 / self.radio.advert_interval_ms * len(self.room)
-        )
+        adverts = (path[-1].t - path[0].t) * 1000.0 / self.radio.advert_interval_ms * len(self.room)
         if adverts > MAX_ADVERTS:
             raise ValueError(
                 f"the scenario asks for about {adverts:.0f} adverts; the limit is {MAX_ADVERTS}"

@@ -210,9 +210,7 @@ def pool_scores(scores: Sequence[Score]) -> Score:
     hours = sum(s.stationary_hours for s in scores)
     spurious = sum(s.spurious for s in scores)
     return Score(
-        accuracy=(
-            sum(s.accuracy * s.counted_s for s in scores) / counted if counted > 0 else 1.0
-        ),
+        accuracy=(sum(s.accuracy * s.counted_s for s in scores) / counted if counted > 0 else 1.0),
         switch_median_s=statistics.median(times) if times else None,
         switch_p95_s=percentile_nearest_rank(times, 0.95) if times else None,
         spurious_per_hour=spurious / hours if hours > 0 else None,

@@ -103,7 +103,7 @@ def table_rows(
 
 
 def _seeds(text: str) -> list[int]:
-    """"3" → [3]; "1-5" → [1, 2, 3, 4, 5]; "1,4,9" → [1, 4, 9]."""
+    """ "3" → [3]; "1-5" → [1, 2, 3, 4, 5]; "1,4,9" → [1, 4, 9]."""
     try:
         if "-" in text:
             first, last = (int(v) for v in text.split("-", 1))

@@ -52,8 +52,9 @@ class Floor:
             if (x0, y0) == (x1, y1):
                 continue
 
-            def pos(t: float, t0: float = t0, t1: float = t1, a: Point = (x0, y0),
-                    b: Point = (x1, y1)) -> Point:
+            def pos(
+                t: float, t0: float = t0, t1: float = t1, a: Point = (x0, y0), b: Point = (x1, y1)
+            ) -> Point:
                 f = (t - t0) / (t1 - t0)
                 return a[0] + f * (b[0] - a[0]), a[1] + f * (b[1] - a[1])
 
@@ -90,8 +91,15 @@ class Floor:
             if tx is not None:
                 lines.append(f"tx_power = {tx}")
         for x1, y1, x2, y2, loss in self.walls:
-            lines += ["", "[[wall]]", f"x1 = {x1}", f"y1 = {y1}", f"x2 = {x2}", f"y2 = {y2}",
-                      f"loss_db = {loss}"]
+            lines += [
+                "",
+                "[[wall]]",
+                f"x1 = {x1}",
+                f"y1 = {y1}",
+                f"x2 = {x2}",
+                f"y2 = {y2}",
+                f"loss_db = {loss}",
+            ]
         lines += ["", "[[laptop]]", "path = ["]
         lines += [f"  {{t = {t}, x = {x}, y = {y}}}," for t, x, y in self.path]
         lines += ["]", "room_at = ["]
@@ -109,17 +117,25 @@ def nearest(rooms: list[tuple[str, float, float, float | None]]) -> Callable[[Po
 
 def adjacent_rooms() -> Floor:
     rooms: list[tuple[str, float, float, float | None]] = [
-        ("west", 3.0, 3.5, None), ("east", 9.0, 3.5, None)]
+        ("west", 3.0, 3.5, None),
+        ("east", 9.0, 3.5, None),
+    ]
     floor = Floor(
         "adjacent-rooms",
         """Two 6 x 5 m rooms sharing a wall (x = 6, 6 dB) with a door at its south end
 (y 0-1); a device at each room's centre.  The laptop sits at desks in both rooms,
 two of them 1 m from the shared wall, and walks through the door between them.""",
-        rooms, [(6.0, 1.0, 6.0, 5.0, 6.0)], lambda p: "west" if p[0] < 6 else "east",
-        noise_db=4.0, seed=11)
+        rooms,
+        [(6.0, 1.0, 6.0, 5.0, 6.0)],
+        lambda p: "west" if p[0] < 6 else "east",
+        noise_db=4.0,
+        seed=11,
+    )
     rng = random.Random(1)
-    seats = {"west": [(1.5, 4.0), (5.0, 2.5), (2.5, 1.5)],
-             "east": [(7.0, 2.5), (10.5, 4.0), (9.5, 1.5)]}
+    seats = {
+        "west": [(1.5, 4.0), (5.0, 2.5), (2.5, 1.5)],
+        "east": [(7.0, 2.5), (10.5, 4.0), (9.5, 1.5)],
+    }
     floor.at(seats["west"][0])
     side = "west"
     while floor.path[-1][0] < 2700:
@@ -128,8 +144,9 @@ two of them 1 m from the shared wall, and walks through the door between them.""
         if rng.random() < 0.25:  # another desk in the same room
             floor.walk(rng.choice(seats[side]))
             continue
-        door_near, door_far = ((5.5, 0.5), (6.5, 0.5)) if side == "west" else (
-            (6.5, 0.5), (5.5, 0.5))
+        door_near, door_far = (
+            ((5.5, 0.5), (6.5, 0.5)) if side == "west" else ((6.5, 0.5), (5.5, 0.5))
+        )
         floor.walk(door_near, door_far, rng.choice(seats[other]))
         side = other
     return floor
@@ -137,7 +154,8 @@ two of them 1 m from the shared wall, and walks through the door between them.""
 
 def corridor() -> Floor:
     rooms: list[tuple[str, float, float, float | None]] = [
-        (f"room-{k + 1}", 5.0 * k + 2.5, 4.5, None) for k in range(5)]
+        (f"room-{k + 1}", 5.0 * k + 2.5, 4.5, None) for k in range(5)
+    ]
     walls: list[tuple[float, float, float, float, float]] = []
     for k in range(5):  # corridor wall with a door at x 5k+0.5 .. 5k+1.5
         walls.append((5.0 * k, 2.0, 5.0 * k + 0.5, 2.0, 5.0))
@@ -149,8 +167,12 @@ def corridor() -> Floor:
 centres, 5 dB walls between rooms and along the corridor (one door per room).  In the
 corridor the true room is the one being passed.  The laptop walks the whole corridor
 again and again, and now and then goes into a room to sit.""",
-        rooms, walls, lambda p: f"room-{min(4, max(0, int(p[0] // 5))) + 1}",
-        noise_db=5.0, seed=12)
+        rooms,
+        walls,
+        lambda p: f"room-{min(4, max(0, int(p[0] // 5))) + 1}",
+        noise_db=5.0,
+        seed=12,
+    )
     rng = random.Random(2)
     floor.at((0.2, 1.0))
     end = 0.2
@@ -170,13 +192,20 @@ again and again, and now and then goes into a room to sit.""",
 
 def boundary() -> Floor:
     rooms: list[tuple[str, float, float, float | None]] = [
-        ("left", 0.0, 0.0, None), ("right", 8.0, 0.0, None)]
+        ("left", 0.0, 0.0, None),
+        ("right", 8.0, 0.0, None),
+    ]
     floor = Floor(
         "boundary-still",
         """Open plan, two devices 8 m apart; the laptop sits still for an hour 0.5 m to the
 left of the midpoint (3.5 m from one device, 4.5 m from the other: 2.2 dB apart on
 average, well inside the 6 dB noise).  Only flapping can cost here.""",
-        rooms, [], nearest(rooms), noise_db=6.0, seed=13)
+        rooms,
+        [],
+        nearest(rooms),
+        noise_db=6.0,
+        seed=13,
+    )
     floor.at((3.5, 0.0))
     floor.sit(3600)
     return floor
@@ -184,7 +213,9 @@ average, well inside the 6 dB noise).  Only flapping can cost here.""",
 
 def large_room() -> Floor:
     rooms: list[tuple[str, float, float, float | None]] = [
-        ("hall-front", 5.0, 6.0, -59.0), ("hall-back", 15.0, 6.0, -66.0)]
+        ("hall-front", 5.0, 6.0, -59.0),
+        ("hall-back", 15.0, 6.0, -66.0),
+    ]
     floor = Floor(
         "large-room",
         """A 20 x 12 m hall with two devices 10 m apart that advertise different powers
@@ -192,7 +223,12 @@ def large_room() -> Floor:
 The true device is the nearer one.  The laptop moves between seats anywhere in the hall
 (some far from both devices) except within 1.5 m of the midline, where "the nearer one"
 is a difference of under 1.3 dB that no tracker could resolve in a few seconds.""",
-        rooms, [], nearest(rooms), noise_db=5.0, seed=14)
+        rooms,
+        [],
+        nearest(rooms),
+        noise_db=5.0,
+        seed=14,
+    )
     rng = random.Random(4)
     floor.at((3.0, 3.0))
     while floor.path[-1][0] < 3600:
@@ -204,13 +240,19 @@ is a difference of under 1.3 dB that no tracker could resolve in a few seconds."
 
 def open_plan(noise_db: float, name: str, seed: int) -> Floor:
     rooms: list[tuple[str, float, float, float | None]] = [
-        (f"desk-{r}{c}", 8.0 * c, 8.0 * r, None) for r in range(3) for c in range(3)]
+        (f"desk-{r}{c}", 8.0 * c, 8.0 * r, None) for r in range(3) for c in range(3)
+    ]
     floor = Floor(
         name,
         f"""An open-plan floor: nine devices in a 3 x 3 grid 8 m apart, no walls, noise
 {noise_db} dB.  The true device is the nearest.  The laptop works at a desk for a few
 minutes (0.5-2.5 m from its device), then walks straight to another.""",
-        rooms, [], nearest(rooms), noise_db=noise_db, seed=seed)
+        rooms,
+        [],
+        nearest(rooms),
+        noise_db=noise_db,
+        seed=seed,
+    )
     rng = random.Random(seed)
 
     def seat(k: int) -> Point:
@@ -228,8 +270,14 @@ minutes (0.5-2.5 m from its device), then walks straight to another.""",
 
 def main() -> None:
     here = Path(__file__).parent
-    floors = [adjacent_rooms(), corridor(), boundary(), large_room(),
-              open_plan(6.0, "open-plan", 15), open_plan(9.0, "high-noise", 16)]
+    floors = [
+        adjacent_rooms(),
+        corridor(),
+        boundary(),
+        large_room(),
+        open_plan(6.0, "open-plan", 15),
+        open_plan(9.0, "high-noise", 16),
+    ]
     for floor in floors:
         (here / f"{floor.name}.toml").write_text(floor.toml(), encoding="utf-8")
         print(f"{floor.name}: {floor.path[-1][0]:.0f} s, {len(floor.room_at()) - 1} changes")

@@ -36,7 +36,13 @@ room_at = [{t = 0, room = "a"}, {t = 15, room = "b"}]
 def test_figures_of_a_flapping_trace() -> None:
     scenario = parse_scenario(KNOWN)
     trace: list[tuple[float, str | None]] = [
-        (0, None), (1, "a"), (5, "b"), (6, "a"), (18, "b"), (30, "a"), (31, "b"),
+        (0, None),
+        (1, "a"),
+        (5, "b"),
+        (6, "a"),
+        (18, "b"),
+        (30, "a"),
+        (31, "b"),
     ]
     score = score_trace(scenario, trace)
     # Counted: [2, 15) and [17, 40) = 36 s.  Right: [2,5) [6,15) [18,30) [31,40) = 33 s.
