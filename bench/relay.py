@@ -388,19 +388,48 @@ def summary(values: list[float]) -> str:
 def profile_relay(
     workdir: Path, db: Path, creds: Path, pairs: int, duration: float, output: Path
 ) -> None:
+    """Sample the relay with py-spy under load; write collapsed stacks, print a summary."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(py_spy).exists():
+        print("note: py-spy not installed (pip install py-spy); skipping the profile")
+        return
     server = ServerProcess("relay", workdir, db)
     try:
         spy = subprocess.Popen(
-            ["py-spy", "record", "--pid", str(server.process.pid), "--duration",
-             str(int(duration) + 4), "--output", str(output), "--format",
-             "speedscope" if output.suffix == ".json" else "flamegraph", "--threads"],
+            [py_spy, "record", "--pid", str(server.process.pid), "--duration",
+             str(int(duration) + 2), "--rate", "500", "--output", str(output), "--format",
+             "raw", "--threads", "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         result = run_loadgen("relay", server.url, creds, "--pairs", str(pairs),
                              "--duration", str(duration))  # fmt: skip
         spy.wait(120)
-        print(f"profiled run: {result['per_second']:.0f} round trips/s -> {output}")
+        print(f"profiled run at P={pairs}: {result['per_second']:.0f} round trips/s; "
+              f"collapsed stacks in {output}")  # fmt: skip
+        print_profile_summary(output)
     finally:
         server.stop()
+
+
+def print_profile_summary(collapsed: Path, top: int = 25) -> None:
+    """Share of samples in which each function is on the stack (inclusive)."""
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        total += int(count)
+        seen = set()
+        for frame in stack.split(";"):
+            name = frame.split(" (")[0]
+            where = frame.split(" (")[1].split(":")[0] if " (" in frame else ""
+            key = f"{name} ({where})"
+            if key not in seen:
+                seen.add(key)
+                inclusive[key] = inclusive.get(key, 0) + int(count)
+    print(f"where the relay's time goes ({total} samples, share of samples on stack):")
+    ranked = sorted(inclusive.items(), key=lambda kv: -kv[1])
+    for key, count in ranked[:top]:
+        print(f"  {100 * count / total:5.1f}%  {key[:110]}")
 
 
 def orchestrate(args: argparse.Namespace) -> int:
@@ -453,9 +482,15 @@ def orchestrate(args: argparse.Namespace) -> int:
                     per_conn = measure_idle(target, workdir, db, creds, args.idle)
                     results[target].setdefault("bytes/idle conn", []).append(per_conn)
                     print(f"  {target:8} {per_conn / 1024:.1f} KiB per idle connection")
+        print_table(args, targets, results)
         if args.profile:
             profile_relay(workdir, db, creds, max(args.pairs), args.duration, args.profile)
+    return 0
 
+
+def print_table(
+    args: argparse.Namespace, targets: list[str], results: dict[str, dict[str, list[float]]]
+) -> None:
     metrics = list(next(iter(results.values())).keys())
     print()
     print(f"min / median / max of {args.runs} run(s); {args.duration:g} s per throughput run")
@@ -475,7 +510,6 @@ def orchestrate(args: argparse.Namespace) -> int:
                 line += f"{ratio:>20.2f}"
         print(line)
     print("(ratios are of medians)")
-    return 0
 
 
 def main() -> int:
@@ -515,7 +549,9 @@ def main() -> int:
     parser.add_argument("--latency-round-trips", type=int, default=2000)
     parser.add_argument("--targets", nargs="+", default=list(TARGETS),
                         choices=TARGETS)  # fmt: skip
-    parser.add_argument("--profile", type=Path, help="py-spy the relay at the largest P")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy the relay at the largest P (collapsed stacks file)"
+    )
     parser.add_argument("--quick", action="store_true", help="1 run, 3 s, 1000 idle")
     args = parser.parse_args()
     if args.quick:
