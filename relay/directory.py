@@ -102,6 +102,8 @@ class Directory:
         if self._index is None or self._index.stale(now, self._version):
             devices = await self._store.devices()
             self._index_devices = {d.id: d for d in devices}
-            self._index = build_index(devices, now, self._version, self._eid_neighbours)
+            self._index = build_index(
+                devices, now, self._version, self._eid_neighbours, previous=self._index
+            )
         device_id = self._index.resolve(eid)
         return self._index_devices.get(device_id) if device_id else None

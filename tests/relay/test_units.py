@@ -94,3 +94,29 @@ def test_docgen_check_fails_on_a_stale_document(tmp_path: Path) -> None:
     assert "`lock.set`" in target.read_text() and "`no_fresh_sighting`" in target.read_text()
     target.write_text(target.read_text().replace("lock.set", "lock.sett"))
     assert docgen.main(["--check", "--output", str(target)]) == 1
+
+
+def test_rebuild_reuses_unchanged_devices_and_drops_replaced_keys() -> None:
+    old_key, new_key, other_key = bytes(16), bytes(range(16)), bytes(range(1, 17))
+    now = 1_000_000.0
+    first = build_index(
+        [
+            Device("d1", "t", "phone", "desk_phone", "personal", old_key, 10),
+            Device("d2", "t", "room", "room_system", "meeting_room", other_key, 10),
+        ],
+        now,
+        directory_version=1,
+    )
+    second = build_index(
+        [
+            Device("d1", "t", "phone", "desk_phone", "personal", new_key, 10),
+            Device("d2", "t", "room", "room_system", "meeting_room", other_key, 10),
+        ],
+        now + 1,
+        directory_version=2,
+        previous=first,
+    )
+    assert second.per_device["d2"] is first.per_device["d2"]  # no AES work for d2
+    assert second.resolve(eid_at(new_key, now, 10)) == "d1"
+    assert second.resolve(eid_at(old_key, now, 10)) is None
+    assert second.resolve(eid_at(other_key, now, 10)) == "d2"
