@@ -83,6 +83,7 @@ class RelayServer:
         )
         self._ready = False
         self._counters: dict[tuple[str, str], Any] = {}
+        self._closing: set[asyncio.Task[None]] = set()  # replaced connections closing
         self.admin_endpoints = admin_endpoint.attach(self)  # /admin and /provision
 
     # --- life cycle ---------------------------------------------------------------------
@@ -220,9 +221,11 @@ class RelayServer:
         replaced = self.router.attach(principal.address, conn)
         if replaced is not None and isinstance(replaced, ServerConnection):
             clog.info("connection_replaced")
-            asyncio.create_task(  # noqa: RUF006 - the closing handshake finishes on its own
+            task = asyncio.create_task(
                 replaced.close(CloseCode.REPLACED, "replaced by a newer connection")
             )
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
         gauge = self.metrics.connections.labels(principal.role)
         gauge.inc()
         clog.info("connected", peer=_peer(conn))
