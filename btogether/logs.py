@@ -4,8 +4,21 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import structlog
+
+
+class _StderrLoggerFactory:
+    """A PrintLogger on whatever ``sys.stderr`` is *now*.
+
+    structlog's own factory binds the stream once; when something swaps stderr (a
+    test runner capturing output, a daemon redirecting it) and closes the old one,
+    every later log call would fail with "I/O operation on closed file".
+    """
+
+    def __call__(self, *args: Any) -> structlog.PrintLogger:
+        return structlog.PrintLogger(file=sys.stderr)
 
 
 def configure_logging(level: str = "warning", json: bool = False) -> None:
@@ -26,6 +39,6 @@ def configure_logging(level: str = "warning", json: bool = False) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_StderrLoggerFactory(),
         cache_logger_on_first_use=False,
     )
