@@ -27,7 +27,7 @@ from beacon.status import (
     status_from_fields,
 )
 from relay.protocol import wire
-from relay.verification import new_login_code
+from relay.protocol.login_code import generate_login_code
 
 _log = structlog.get_logger(__name__)
 
@@ -303,7 +303,7 @@ class BeaconCore:
         return [Advertise(wanted)]
 
     def _login_code_request(self, request_id: str, now: float) -> list[Action]:
-        code, _issued = new_login_code(self.device_id, now, self.rng)
+        code, _normalised = generate_login_code(self.rng)
         self.login_code = code
         _log.info("login_code_shown", request_id=request_id)
         return [

@@ -2,7 +2,7 @@
 
 The asyncio shell around :class:`beacon.core.BeaconCore`.  It keeps one connection to the
 relay with the device credential (reconnecting with jittered exponential backoff,
-:mod:`beacon.backoff`), feeds everything that happens — relay events, connection changes,
+:mod:`relay.protocol.backoff`), feeds everything that happens — relay events, connection changes,
 local confirmations from the control socket, clock ticks — through one inbox into the
 core, one at a time, and carries out the actions the core returns: lock and unlock the
 session (``hw.lock``), hand the speakerphone's audio over and back (``hw.audio``), switch
@@ -33,7 +33,6 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
 from beacon import core as c
 from beacon.advertising import BeaconConfig, Rotation
-from beacon.backoff import Backoff
 from beacon.config import BeaconSettings
 from beacon.control import ControlPathTooLong, ControlServer, control_path
 from beacon.hooks import HookRunner
@@ -45,6 +44,7 @@ from hw.audio import AudioError, AudioRouter
 from hw.lock import SessionLocker
 from hw.secure_file import write_private
 from relay.protocol import wire
+from relay.protocol.backoff import Backoff
 from relay.protocol.link import LinkClosed, LinkError, RelayLink, RequestFailed
 
 STATUS_FILE = "status.json"

@@ -23,10 +23,33 @@ import hmac
 import random
 from dataclasses import dataclass, replace
 
+from relay.protocol.login_code import (
+    LOGIN_CODE_ALPHABET,
+    LOGIN_CODE_LEN,
+    generate_login_code,
+    normalize_login_code,
+)
+
+__all__ = [
+    "LOGIN_CODE_ALPHABET",
+    "LOGIN_CODE_LEN",
+    "LOGIN_CODE_TTL_S",
+    "CodeCheck",
+    "DeviceGuesses",
+    "IssuedCode",
+    "SourceBucket",
+    "ThrottlePolicy",
+    "check_code",
+    "hash_code",
+    "mark_used",
+    "new_login_code",
+    "new_verification_code",
+    "normalize_login_code",
+    "normalize_verification_code",
+]
+
 VERIFICATION_CODE_DIGITS = 6
 VERIFICATION_CODE_TTL_S = 24 * 3600.0
-LOGIN_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
-LOGIN_CODE_LEN = 8
 LOGIN_CODE_TTL_S = 15 * 60.0
 
 
@@ -65,17 +88,8 @@ def new_login_code(
     scope: str, now: float, rng: random.Random, ttl_s: float = LOGIN_CODE_TTL_S
 ) -> tuple[str, IssuedCode]:
     """A fresh login code shown as ``XXXX-XXXX`` and its stored form."""
-    raw = "".join(rng.choice(LOGIN_CODE_ALPHABET) for _ in range(LOGIN_CODE_LEN))
-    shown = f"{raw[:4]}-{raw[4:]}"
+    shown, raw = generate_login_code(rng)
     return shown, IssuedCode(hash_code(scope, raw), now, now + ttl_s)
-
-
-def normalize_login_code(text: str) -> str | None:
-    """Upper-case the code and drop spaces and dashes; None if it cannot be a code."""
-    raw = "".join(c for c in text if c not in " -").upper()
-    if len(raw) != LOGIN_CODE_LEN or any(c not in LOGIN_CODE_ALPHABET for c in raw):
-        return None
-    return raw
 
 
 class CodeCheck(enum.Enum):

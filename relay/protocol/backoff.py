@@ -14,9 +14,6 @@ refuses at once) and still spreads a fleet out. Nothing here sleeps::
             await asyncio.sleep(retries.next_delay())
             continue
         retries.reset()          # connected: the next failure starts small again
-
-:class:`Backoff` has the same API as ``beacon.backoff.Backoff`` (written at the same
-time for the beacon daemon), so that module can become a re-export of this one.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from beacon.backoff import Backoff
+from relay.protocol.backoff import Backoff
 
 
 def test_ceiling_doubles_from_the_initial_delay_up_to_the_cap() -> None:

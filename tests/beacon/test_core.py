@@ -10,7 +10,7 @@ from beacon import core as c
 from beacon.memory import DaemonMemory
 from beacon.status import DeviceStatus
 from relay.protocol import wire
-from relay.verification import normalize_login_code
+from relay.protocol.login_code import normalize_login_code
 
 T0 = 1_800_000_000.0
 
