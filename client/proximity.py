@@ -42,23 +42,24 @@ fixed-gain EMA baseline does not flap but takes 4–6 s; a constant-velocity (le
 slope) Kalman filter did not switch faster in the large room and flapped more in high
 noise; the random-walk Kalman filter with CUSUM restarts keeps both low. CUSUM slack
 0.25 σ with threshold 10 detects the slow level changes of walking in a large room (≈0.5
-σ per advert) sooner than 0.5/7 without more false alarms; a quorum of 2 removed every
-boundary flap that single-device alarms caused (0.7–10 per hour → 0); holding "moving"
-for 5 s with a drift of 2 dB²/s cut the p95 switch time by ≈0.5 s on the open-plan floor
-and the large room against 3 s and no extra drift. A margin of 2 dB for 1 s while still
-and 1 dB for 0.3 s while moving (holding 0.6 s while still was 0.06–0.09 s faster at p95
-but, over 16 more seeds of the boundary, flapped 2.25 times an hour against 1.25;
-holding 0.1 s while moving was 0.3 s faster but flapped 17 times an hour in high noise):
-margins of 1–1.5 dB while still (measured before the quorum was added) flapped 10–44
-times an hour on the boundary, 2.5 dB only slowed switching, and a still drift of
-0.1–0.4 dB²/s instead of 0.05 slowed the large room's p95 by 0.4–1 s. Switching on
-accumulated evidence (∫(lead − 1 dB)dt ≥ 1–2 dB·s) instead of margin × dwell (seeds 1–5
-pooled, final scenarios) was up to 0.15 s faster at p95 on the open floors, no faster in
-the large room, and flapped 0.8–1.6 times an hour on the boundary and twice as often in
-high noise. Estimating each device's noise from its innovations (instead of a fixed
-``noise_db``) removed the high-noise floor's flaps (4.1 → 0–0.3 an hour) but brought
-0.7–1.3 an hour to the boundary, where 6 dB is the truth; so ``noise_db`` stays a
-setting, to raise where a site is known to be noisier.
+σ per advert) sooner than 0.5/7 without more false alarms; a quorum of 2 removed the
+boundary flaps that single-device alarms caused (0.7–10 per hour → 0 on seeds 1–3; over
+21 seeds about one an hour remains, against 0.3 for the slower naive baseline); holding
+"moving" for 5 s with a drift of 2 dB²/s cut the p95 switch time by ≈0.5 s on the
+open-plan floor and the large room against 3 s and no extra drift. A margin of 2 dB for
+1 s while still and 1 dB for 0.3 s while moving (holding 0.6 s while still was 0.06–0.09
+s faster at p95 but, over 16 more seeds of the boundary, flapped 2.25 times an hour
+against 1.25; holding 0.1 s while moving was 0.3 s faster but flapped 17 times an hour
+in high noise): margins of 1–1.5 dB while still (measured before the quorum was added)
+flapped 10–44 times an hour on the boundary, 2.5 dB only slowed switching, and a still
+drift of 0.1–0.4 dB²/s instead of 0.05 slowed the large room's p95 by 0.4–1 s. Switching
+on accumulated evidence (∫(lead − 1 dB)dt ≥ 1–2 dB·s) instead of margin × dwell (seeds
+1–5 pooled, final scenarios) was up to 0.15 s faster at p95 on the open floors, no
+faster in the large room, and flapped 0.8–1.6 times an hour on the boundary and twice as
+often in high noise. Estimating each device's noise from its innovations (instead of a
+fixed ``noise_db``) removed the high-noise floor's flaps (4.1 → 0–0.3 an hour) but
+brought 0.7–1.3 an hour to the boundary, where 6 dB is the truth; so ``noise_db`` stays
+a setting, to raise where a site is known to be noisier.
 """
 
 from __future__ import annotations
