@@ -395,15 +395,20 @@ def profile_relay(
         return
     server = ServerProcess("relay", workdir, db)
     try:
-        spy = subprocess.Popen(
+        # Sample the steady state only: start once the connections are up and warm.
+        cmd = [sys.executable, __file__, "loadgen", "--target", "relay", "--url", server.url,
+               "--creds", str(creds), "--pairs", str(pairs), "--warmup", "4",
+               "--duration", str(duration + 2)]  # fmt: skip
+        gen = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        time.sleep(5.0)
+        subprocess.run(
             [py_spy, "record", "--pid", str(server.process.pid), "--duration",
-             str(int(duration) + 2), "--rate", "500", "--output", str(output), "--format",
+             str(int(duration)), "--rate", "500", "--output", str(output), "--format",
              "raw", "--threads", "--nonblocking"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=120,
         )  # fmt: skip
-        result = run_loadgen("relay", server.url, creds, "--pairs", str(pairs),
-                             "--duration", str(duration))  # fmt: skip
-        spy.wait(120)
+        out, _ = gen.communicate(timeout=120)
+        result = json.loads(out.strip().splitlines()[-1])
         print(f"profiled run at P={pairs}: {result['per_second']:.0f} round trips/s; "
               f"collapsed stacks in {output}")  # fmt: skip
         print_profile_summary(output)
@@ -411,25 +416,39 @@ def profile_relay(
         server.stop()
 
 
-def print_profile_summary(collapsed: Path, top: int = 25) -> None:
-    """Share of samples in which each function is on the stack (inclusive)."""
+_WRAPPERS = ("runpy", "__main__", "btogether/cli.py", "relay/cli.py", "uvloop/", "runners.py",
+             "threading.py", "protocol_handler")  # fmt: skip
+
+
+def print_profile_summary(collapsed: Path, top: int = 22) -> None:
+    """Share of samples in which each function is on the stack (inclusive), and at its top."""
     inclusive: dict[str, int] = {}
+    leaf: dict[str, int] = {}
     total = 0
     for line in collapsed.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        total += int(count)
+        n = int(count)
+        total += n
         seen = set()
+        keys = []
         for frame in stack.split(";"):
             name = frame.split(" (")[0]
             where = frame.split(" (")[1].split(":")[0] if " (" in frame else ""
-            key = f"{name} ({where})"
+            keys.append(f"{name} ({where})")
+        for key in keys:
             if key not in seen:
                 seen.add(key)
-                inclusive[key] = inclusive.get(key, 0) + int(count)
-    print(f"where the relay's time goes ({total} samples, share of samples on stack):")
-    ranked = sorted(inclusive.items(), key=lambda kv: -kv[1])
-    for key, count in ranked[:top]:
-        print(f"  {100 * count / total:5.1f}%  {key[:110]}")
+                inclusive[key] = inclusive.get(key, 0) + n
+        leaf[keys[-1]] = leaf.get(keys[-1], 0) + n
+    for title, table in (("on the stack", inclusive), ("at the top (self)", leaf)):
+        print(f"where the relay's time goes: share of {total} samples {title}")
+        ranked = [
+            kv
+            for kv in sorted(table.items(), key=lambda kv: -kv[1])
+            if not any(w in kv[0] for w in _WRAPPERS) and not kv[0].startswith("thread")
+        ]
+        for key, count in ranked[:top]:
+            print(f"  {100 * count / total:5.1f}%  {key[:110]}")
 
 
 def orchestrate(args: argparse.Namespace) -> int:
