@@ -116,7 +116,8 @@ def _fields_table(model: type[BaseModel]) -> list[str]:
     for name, prop in props.items():
         notes = " ".join(part for part in (prop.get("description", ""), _constraints(prop)) if part)
         lines.append(
-            f"| `{name}` | {_type_of(prop, defs)} | {'yes' if name in required else 'no'} "
+            f"| `{name}` | {_type_of(prop, defs)} "
+            f"| {'yes' if name in required or name == 'type' else 'no'} "
             f"| {notes} |"
         )
     return [*lines, ""]
