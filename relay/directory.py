@@ -52,7 +52,8 @@ class Directory:
 
     async def laptop_pairings(self, user_id: str, laptop_id: str, now: float) -> list[Pairing]:
         """The phones a laptop is paired with (cached: read on every lock change)."""
-        await self.refresh(now)
+        if now - self._checked_at >= self._check_interval:
+            await self.refresh(now)
         key = (user_id, laptop_id)
         pairings = self._laptop_pairings.get(key)
         if pairings is None:
@@ -61,13 +62,15 @@ class Directory:
         return pairings
 
     async def device(self, device_id: str, now: float) -> Device | None:
-        await self.refresh(now)
+        if now - self._checked_at >= self._check_interval:
+            await self.refresh(now)
         if device_id not in self._devices:
             self._devices[device_id] = await self._store.device(device_id)
         return self._devices[device_id]
 
     async def user(self, user_id: str, now: float) -> User | None:
-        await self.refresh(now)
+        if now - self._checked_at >= self._check_interval:
+            await self.refresh(now)
         if user_id not in self._users:
             self._users[user_id] = await self._store.user(user_id)
         return self._users[user_id]
@@ -84,7 +87,8 @@ class Directory:
 
     async def effective_policy(self, tenant_id: str, policy_id: str | None, now: float) -> Policy:
         """The subject's own policy, else its tenant's default, else the global default."""
-        await self.refresh(now)
+        if now - self._checked_at >= self._check_interval:
+            await self.refresh(now)
         if policy_id is not None:
             policy = await self._policy(policy_id)
             if policy is not None:
@@ -98,7 +102,8 @@ class Directory:
 
     async def resolve(self, eid: bytes, now: float) -> Device | None:
         """The device beaconing ``eid`` around ``now``, if any (any tenant: the caller filters)."""
-        await self.refresh(now)
+        if now - self._checked_at >= self._check_interval:
+            await self.refresh(now)
         if self._index is None or self._index.stale(now, self._version):
             devices = await self._store.devices()
             self._index_devices = {d.id: d for d in devices}
