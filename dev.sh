@@ -73,6 +73,7 @@ case "$job" in
         echo "== pytest" >&2
         exec python -m pytest "$@"
         ;;
-    bench) name=${1:?usage: ./dev.sh bench NAME}; shift; exec python "bench/$name.py" "$@" ;;
+    # -P: bench/relay.py must not shadow the relay package (nor bench/client.py the client).
+    bench) name=${1:?usage: ./dev.sh bench NAME}; shift; exec python -P "bench/$name.py" "$@" ;;
     *) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
