@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import signal
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -17,41 +14,13 @@ from hw.dbus_daemon import PrivateBus, start_private_bus
 from hw.standin.notifications import NotificationsStandIn
 from tests.client.conftest import Air, RelayHarness, World, btogether_argv, eventually
 from tests.client.test_commands import login
-
-TOOLS = ("Xvfb", "trayer")
+from tests.desktop_harness import tray_display, tray_env
 
 
 @pytest.fixture
 def display() -> Iterator[str]:
-    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)} (Debian: xvfb, trayer)")
-    read_end, write_end = os.pipe()
-    xvfb = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_end), "-screen", "0", "640x480x24", "-nolisten", "tcp"],
-        pass_fds=(write_end,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_end)
-    with os.fdopen(read_end) as reader:
-        number = reader.readline().strip()
-    if not number:
-        xvfb.wait(timeout=5)
-        pytest.skip("Xvfb did not start")
-    name = f":{number}"
-    trayer = subprocess.Popen(
-        ["trayer", "--edge", "top", "--widthtype", "pixel", "--width", "200"],
-        env={**os.environ, "DISPLAY": name},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with tray_display() as name:
         yield name
-    finally:
-        for process in (trayer, xvfb):
-            process.terminate()
-            process.wait(timeout=5)
 
 
 @pytest.fixture
@@ -80,12 +49,8 @@ async def test_client_tray_runs_the_client_and_stops_on_sigterm(
     code, _, err = await login(state, relay, world.alice_credential.token)
     assert code == 0, err
     env = {
-        **os.environ,
-        "DISPLAY": display,
-        "DBUS_SESSION_BUS_ADDRESS": session_bus.address,
+        **tray_env(display, session_bus.address),
         "DBUS_SYSTEM_BUS_ADDRESS": air.address("laptop"),
-        "PYSTRAY_BACKEND": "gtk",
-        "NO_AT_BRIDGE": "1",
     }
     tray = await asyncio.create_subprocess_exec(
         *btogether_argv("--log-level", "info", "client", "tray", "--state-dir", str(state)),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -16,10 +15,10 @@ import pytest
 from client.tray_menu import build_menu
 from hw.dbus_daemon import PrivateBus
 from hw.standin.notifications import NotificationsStandIn
+from tests.desktop_harness import tray_display, tray_env
 from tests.os.tray_child import STATE
 
 REPO = Path(__file__).resolve().parents[2]
-TOOLS = ("Xvfb", "trayer", "xdotool")
 
 
 def _x(display: str, *args: str) -> str:
@@ -52,36 +51,8 @@ async def _poll(check: object, timeout: float = 10.0) -> None:
 
 @pytest.fixture
 def display() -> Iterator[str]:
-    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)} (Debian: xvfb, trayer, xdotool)")
-    read_end, write_end = os.pipe()
-    xvfb = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_end), "-screen", "0", "800x600x24", "-nolisten", "tcp"],
-        pass_fds=(write_end,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_end)
-    with os.fdopen(read_end) as reader:
-        number = reader.readline().strip()
-    if not number:
-        xvfb.wait(timeout=5)
-        pytest.skip("Xvfb did not start")
-    name = f":{number}"
-    trayer = subprocess.Popen(
-        ["trayer", "--edge", "top", "--align", "right", "--widthtype", "pixel", "--width", "200",
-         "--heighttype", "pixel", "--height", "32"],
-        env={**os.environ, "DISPLAY": name},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
+    with tray_display("xdotool") as name:
         yield name
-    finally:
-        for process in (trayer, xvfb):
-            process.terminate()
-            process.wait(timeout=5)
 
 
 @pytest.fixture
@@ -100,8 +71,7 @@ async def test_tray_icon_is_embedded_and_its_menu_reaches_the_client(
         sys.executable, str(REPO / "tests/os/tray_child.py"),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "DISPLAY": display, "DBUS_SESSION_BUS_ADDRESS": session_bus.address,
-             "PYSTRAY_BACKEND": "gtk", "NO_AT_BRIDGE": "1", "PYTHONPATH": str(REPO)},
+        env={**tray_env(display, session_bus.address), "PYTHONPATH": str(REPO)},
     )  # fmt: skip
     assert child.stdin is not None and child.stdout is not None
     stdin, stdout = child.stdin, child.stdout
