@@ -1,6 +1,6 @@
 """Fixtures for the beacon daemon's tests: a real relay, a simulated phone host, real daemons.
 
-* a relay (``RelayServer`` on 127.0.0.1, port 0, a temporary SQLite file) with a tenant,
+* a relay (tests/relay_harness.py: 127.0.0.1, port 0, a temporary SQLite file) with a tenant,
   alice (a laptop credential), her personal desk phone signed in to her, and two rooms
   (one that accepts joins itself, one that asks);
 * the simulated air with a ``phone`` host: its bus carries the air's ``org.bluez``; each
@@ -19,7 +19,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -32,25 +31,12 @@ from hw.audio.pulse import PulseAudioRouter
 from hw.lock import LockBusConfig, create_session_locker
 from hw.sim.launch import AirProcess, start_air
 from hw.standin.logind import LogindStandIn
-from relay.admin import Admin, IssuedCredential
-from relay.config import RelaySettings
+from relay.admin import IssuedCredential
 from relay.model import Device, User
 from relay.protocol.eid import eid_at
 from relay.protocol.link import RelayLink
-from relay.server import RelayServer
-from relay.sqlite_store import SqliteStore
-
-
-@dataclass
-class Relay:
-    server: RelayServer
-    store: SqliteStore
-    admin: Admin
-    db: Path
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.server.port}/"
+from tests.relay_harness import RelayHarness as Relay
+from tests.relay_harness import StartRelay, relay_starter
 
 
 @dataclass
@@ -66,33 +52,11 @@ class World:
     prompt_room_credential: IssuedCredential
 
 
-def relay_settings(db: Path, port: int = 0) -> RelaySettings:
-    values: dict[str, Any] = {"host": "127.0.0.1", "port": port, "db": db,
-                              "directory_check_s": 0.0}
-    return RelaySettings.model_construct(**{**RelaySettings().model_dump(), **values})
-
-
-StartRelay = Callable[..., Awaitable[Relay]]
-
-
 @pytest.fixture
 async def start_relay(tmp_path: Path) -> AsyncIterator[StartRelay]:
     """Start the relay (again, on the same port after a restart) on the test's database."""
-    running: list[Relay] = []
-
-    async def start(port: int = 0) -> Relay:
-        db = tmp_path / "relay.sqlite3"
-        store = SqliteStore(db)
-        server = RelayServer(relay_settings(db, port), store)
-        await server.start()
-        relay = Relay(server, store, Admin(store), db)
-        running.append(relay)
-        return relay
-
-    yield start
-    for relay in running:
-        if relay.server._server is not None:
-            await relay.server.stop()
+    async with relay_starter(tmp_path / "relay.sqlite3") as start:
+        yield start
 
 
 @pytest.fixture

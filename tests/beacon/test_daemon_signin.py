@@ -14,7 +14,8 @@ from relay.admin_store import SqliteAdminStore
 from relay.protocol import admin_wire as aw
 from relay.protocol.admin_link import AdminLink, provision
 from relay.server import RelayServer
-from tests.beacon.conftest import StartDaemon, relay_settings, short_dir, wait_until
+from tests.beacon.conftest import StartDaemon, short_dir, wait_until
+from tests.relay_harness import relay_settings
 
 
 @pytest.fixture

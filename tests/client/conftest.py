@@ -31,12 +31,12 @@ from client.daemon import ClientCore
 from hw.lock import LockBusConfig, create_lock_watcher
 from hw.sim.launch import AirProcess, start_air
 from hw.standin.logind import LogindStandIn
-from relay.admin import Admin, IssuedCredential
-from relay.config import RelaySettings
+from relay.admin import IssuedCredential
 from relay.model import Device, Policy, Tenant, User
 from relay.protocol.link import RelayLink
-from relay.server import RelayServer
-from relay.sqlite_store import SqliteStore
+from tests.relay_harness import RelayHarness as RelayHarness
+from tests.relay_harness import StartRelay as StartRelay
+from tests.relay_harness import relay_starter
 
 KEYS = {
     "phone": bytes.fromhex("11111111111111111111111111111111"),
@@ -99,48 +99,11 @@ def air() -> Iterator[Air]:
         process.stop()
 
 
-def relay_settings(db: Path, port: int = 0) -> RelaySettings:
-    values: dict[str, Any] = {
-        "host": "127.0.0.1",
-        "port": port,
-        "db": db,
-        "directory_check_s": 0.0,  # admin edits (policy changes) apply at once
-    }
-    return RelaySettings.model_construct(**{**RelaySettings().model_dump(), **values})
-
-
-@dataclass
-class RelayHarness:
-    server: RelayServer
-    admin: Admin
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/"
-
-
-StartRelay = Callable[..., Awaitable[RelayHarness]]
-
-
 @pytest.fixture
 async def start_relay(tmp_path: Path) -> AsyncIterator[StartRelay]:
     """Start the relay (again, after a stop, on the same port and database)."""
-    running: list[RelayHarness] = []
-
-    async def start(port: int = 0) -> RelayHarness:
-        db = tmp_path / "relay.sqlite3"
-        store = SqliteStore(db)
-        server = RelayServer(relay_settings(db, port), store)
-        await server.start()
-        harness = RelayHarness(server, Admin(store), server.port)
-        running.append(harness)
-        return harness
-
-    yield start
-    for harness in running:
-        if harness.server._server is not None:
-            await harness.server.stop()
+    async with relay_starter(tmp_path / "relay.sqlite3") as start:
+        yield start
 
 
 @pytest.fixture

@@ -1,0 +1,66 @@
+"""A real relay for the beacon's and the client's tests: RelayServer on 127.0.0.1 over SQLite.
+
+It runs on the real clock (the beacons' EIDs follow it); the relay's own tests use a
+manual clock instead (tests/relay/conftest.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from relay.admin import Admin
+from relay.config import RelaySettings
+from relay.server import RelayServer
+from relay.sqlite_store import SqliteStore
+
+
+def relay_settings(db: Path, port: int = 0) -> RelaySettings:
+    values: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": port,
+        "db": db,
+        "directory_check_s": 0.0,  # admin edits (policy changes) apply at once
+    }
+    return RelaySettings.model_construct(**{**RelaySettings().model_dump(), **values})
+
+
+@dataclass
+class RelayHarness:
+    server: RelayServer
+    store: SqliteStore
+    admin: Admin
+    db: Path
+    port: int  # kept after a stop, to start the relay again on the same port
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+
+StartRelay = Callable[..., Awaitable[RelayHarness]]
+
+
+@asynccontextmanager
+async def relay_starter(db: Path) -> AsyncIterator[StartRelay]:
+    """Yields ``start(port=0)``, which starts a relay (again, after a stop) on ``db``;
+    every relay still running is stopped on exit."""
+    running: list[RelayHarness] = []
+
+    async def start(port: int = 0) -> RelayHarness:
+        store = SqliteStore(db)
+        server = RelayServer(relay_settings(db, port), store)
+        await server.start()
+        harness = RelayHarness(server, store, Admin(store), db, server.port)
+        running.append(harness)
+        return harness
+
+    try:
+        yield start
+    finally:
+        for harness in running:
+            if harness.server._server is not None:
+                await harness.server.stop()
