@@ -10,18 +10,18 @@ It implements what btogether's lock watcher and locker use: the Manager's ``GetS
 
 # No ``from __future__ import annotations``: dbus-fast reads these annotations at runtime
 # and takes the string "None" for a D-Bus type.
-import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Self
+from typing import Annotated
 
 import structlog
 from dbus_fast import BusType
-from dbus_fast.aio import MessageBus
 from dbus_fast.annotations import DBusBool, DBusObjectPath, DBusSignature, DBusStr, DBusUInt32
 from dbus_fast.constants import PropertyAccess
 from dbus_fast.errors import DBusError
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property, dbus_signal
+
+from hw.standin.bus_service import BusNameOwner
 
 _log = structlog.get_logger(__name__)
 
@@ -218,7 +218,7 @@ class LogindManager(ServiceInterface):
             session.request_unlock()
 
 
-class LogindStandIn:
+class LogindStandIn(BusNameOwner):
     """Owns ``org.freedesktop.login1`` on a bus and exports the Manager and sessions.
 
     Use as ``async with LogindStandIn(address) as logind: ...``; ``logind.session()`` is the
@@ -226,6 +226,8 @@ class LogindStandIn:
     :meth:`desktop_lock`). ``caller_in_session=False`` makes ``GetSession("auto")`` fail as it
     does for a system service.
     """
+
+    bus_name = LOGIND_NAME
 
     def __init__(
         self,
@@ -235,33 +237,16 @@ class LogindStandIn:
         desktop_sets_hint: bool = False,
         caller_in_session: bool = True,
     ) -> None:
-        self._address = bus_address
+        super().__init__(bus_address, BusType.SYSTEM)
         self._sessions = [LogindSession(s, desktop_sets_hint=desktop_sets_hint) for s in sessions]
         self._manager = LogindManager(self._sessions, caller_in_session=caller_in_session)
-        self._bus: MessageBus | None = None
+
+    def exports(self) -> Iterable[tuple[str, ServiceInterface]]:
+        return [(MANAGER_PATH, self._manager), *((s.path, s) for s in self._sessions)]
 
     async def start(self) -> None:
-        bus = await MessageBus(bus_address=self._address, bus_type=BusType.SYSTEM).connect()
-        bus.export(MANAGER_PATH, self._manager)
-        for session in self._sessions:
-            bus.export(session.path, session)
-        await bus.request_name(LOGIND_NAME)
-        self._bus = bus
+        await super().start()
         _log.info("logind_standin_started", sessions=[s.spec.session_id for s in self._sessions])
-
-    async def stop(self) -> None:
-        if self._bus is not None:
-            bus, self._bus = self._bus, None
-            bus.disconnect()
-            with contextlib.suppress(Exception):  # the bus may already be gone
-                await bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
 
     def session(self, session_id: str | None = None) -> LogindSession:
         """The session with this id (the first one by default)."""

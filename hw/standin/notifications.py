@@ -6,14 +6,15 @@ the name, so a tray under Xvfb needs one. It records what it was asked to show.
 
 # No ``from __future__ import annotations``: dbus-fast reads these annotations at runtime
 # and takes the string "None" for a D-Bus type.
-import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Annotated, Any, Self
+from typing import Annotated, Any
 
 from dbus_fast import BusType
-from dbus_fast.aio import MessageBus
 from dbus_fast.annotations import DBusInt32, DBusSignature, DBusStr, DBusUInt32
 from dbus_fast.service import ServiceInterface, dbus_method
+
+from hw.standin.bus_service import BusNameOwner
 
 NOTIFICATIONS_NAME = "org.freedesktop.Notifications"
 NOTIFICATIONS_PATH = "/org/freedesktop/Notifications"
@@ -64,30 +65,14 @@ class NotificationsInterface(ServiceInterface):
         return ["btogether-standin", "btogether", "0", "1.2"]
 
 
-class NotificationsStandIn:
+class NotificationsStandIn(BusNameOwner):
     """Owns ``org.freedesktop.Notifications`` on a session bus."""
 
+    bus_name = NOTIFICATIONS_NAME
+
     def __init__(self, bus_address: str) -> None:
-        self._address = bus_address
+        super().__init__(bus_address, BusType.SESSION)
         self.interface = NotificationsInterface()
-        self._bus: MessageBus | None = None
 
-    async def start(self) -> None:
-        bus = await MessageBus(bus_address=self._address, bus_type=BusType.SESSION).connect()
-        bus.export(NOTIFICATIONS_PATH, self.interface)
-        await bus.request_name(NOTIFICATIONS_NAME)
-        self._bus = bus
-
-    async def stop(self) -> None:
-        if self._bus is not None:
-            bus, self._bus = self._bus, None
-            bus.disconnect()
-            with contextlib.suppress(Exception):  # the bus may already be gone
-                await bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
+    def exports(self) -> Iterable[tuple[str, ServiceInterface]]:
+        return [(NOTIFICATIONS_PATH, self.interface)]

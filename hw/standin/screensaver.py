@@ -7,16 +7,16 @@ in for a desktop whose lock screen is reported through the screensaver rather th
 
 # No ``from __future__ import annotations``: dbus-fast reads these annotations at runtime
 # and takes the string "None" for a D-Bus type.
-import contextlib
 import time
+from collections.abc import Iterable
 from enum import StrEnum
-from typing import Self
 
 import structlog
 from dbus_fast import BusType
-from dbus_fast.aio import MessageBus
 from dbus_fast.annotations import DBusBool, DBusUInt32
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_signal
+
+from hw.standin.bus_service import BusNameOwner
 
 _log = structlog.get_logger(__name__)
 
@@ -74,39 +74,25 @@ class ScreenSaverInterface(ServiceInterface):
         self.active_changed(active)
 
 
-class ScreenSaverStandIn:
+class ScreenSaverStandIn(BusNameOwner):
     """Owns one screensaver name on a session bus; use it as an async context manager."""
 
     def __init__(
         self, bus_address: str, flavour: ScreenSaverFlavour = ScreenSaverFlavour.FREEDESKTOP
     ) -> None:
-        self._address = bus_address
+        super().__init__(bus_address, BusType.SESSION)
         self.interface = ScreenSaverInterface(flavour)
-        self._bus: MessageBus | None = None
 
     @property
     def flavour(self) -> ScreenSaverFlavour:
         return self.interface.flavour
 
-    async def start(self) -> None:
-        bus = await MessageBus(bus_address=self._address, bus_type=BusType.SESSION).connect()
-        bus.export(self.flavour.object_path, self.interface)
-        await bus.request_name(self.flavour.bus_name)
-        self._bus = bus
+    @property
+    def bus_name(self) -> str:
+        return self.flavour.bus_name
 
-    async def stop(self) -> None:
-        if self._bus is not None:
-            bus, self._bus = self._bus, None
-            bus.disconnect()
-            with contextlib.suppress(Exception):  # the bus may already be gone
-                await bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
+    def exports(self) -> Iterable[tuple[str, ServiceInterface]]:
+        return [(self.flavour.object_path, self.interface)]
 
     def set_active(self, active: bool) -> None:
         self.interface.set_active(active)
