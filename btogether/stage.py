@@ -9,10 +9,8 @@ conditions with a deadline.  Nothing here knows the story; :mod:`btogether.demo`
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from hw.process import stop_process
 from hw.sim.launch import AirProcess, start_air
 
 T = TypeVar("T")
@@ -44,16 +43,7 @@ class Actor:
 
     def stop(self, timeout: float = 8.0) -> int | None:
         """SIGTERM the process group, then SIGKILL it if it does not finish in time."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=timeout)
-        return self.process.returncode
+        return stop_process(self.process, timeout, group=True)
 
     def tail(self, lines: int = 15) -> str:
         try:

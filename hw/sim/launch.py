@@ -9,10 +9,8 @@ air.stop()
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import selectors
-import signal
 import subprocess
 import sys
 import threading
@@ -22,6 +20,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar
 
+from hw.process import stop_process
 from hw.sim.air import DEFAULT_DEVICE_TIMEOUT_S, DEFAULT_INTERVAL_S, HostSpec
 from hw.sim.control import list_hosts, move_host
 
@@ -77,14 +76,7 @@ class AirProcess:
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM (the air removes its buses), then SIGKILL the whole process group."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=timeout)
+        stop_process(self.process, timeout, kill_group=True)
         if self.process.stdout is not None:
             self.process.stdout.close()
 

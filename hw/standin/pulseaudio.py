@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from hw.process import stop_process
+
 
 class PulseAudioUnavailable(RuntimeError):
     """PulseAudio is not installed or did not start; the message says why."""
@@ -65,13 +67,7 @@ class HeadlessPulseAudio:
 
     def stop(self) -> None:
         for process in [*self.streams, self.process]:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=5)
+            stop_process(process, timeout=5)
         self.streams.clear()
         if self._owns_directory:
             shutil.rmtree(self.directory, ignore_errors=True)
