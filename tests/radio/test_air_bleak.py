@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -13,7 +13,7 @@ from beacon.advertising import BeaconConfig, RotatingBeacon, payload_at
 from hw.advertiser import AdvertiserError, AdvertiserUnavailable, AdvertPayload, UnavailableReason
 from hw.advertiser.bluez import BlueZAdvertiser
 from hw.radio_model import RadioModel
-from hw.scanner import RawAdvert, ScanEvent, ScanMode, ScanOptions, create_scanner
+from hw.scanner import AdvertScanner, RawAdvert, ScanEvent, ScanMode, ScanOptions, create_scanner
 from hw.sim.launch import AirProcess
 from relay.protocol.eid import eid_at
 from relay.protocol.frame import DEFAULT_COMPANY_ID, decode_manufacturer_data
@@ -39,6 +39,30 @@ async def advertise(air: AirProcess, host: str, key: bytes, now: float) -> BlueZ
     return advertiser
 
 
+@contextlib.asynccontextmanager
+async def advertising(
+    air: AirProcess, host: str, key: bytes, now: float
+) -> AsyncIterator[BlueZAdvertiser]:
+    advertiser = await advertise(air, host, key, now)
+    try:
+        yield advertiser
+    finally:
+        await advertiser.stop()
+
+
+@contextlib.asynccontextmanager
+async def scanning(
+    collector: Collector, options: ScanOptions | None = None
+) -> AsyncIterator[AdvertScanner]:
+    """A started scanner on the host the test process is on (see ``on_host``)."""
+    scanner = create_scanner(collector, options or ScanOptions(DEFAULT_COMPANY_ID))
+    await scanner.start()
+    try:
+        yield scanner
+    finally:
+        await scanner.stop()
+
+
 async def test_beacon_is_heard_with_its_eid_and_the_rssi_of_its_distance(
     make_air: Callable[..., AirProcess],
     on_host: Callable[[AirProcess, str], None],
@@ -46,20 +70,14 @@ async def test_beacon_is_heard_with_its_eid_and_the_rssi_of_its_distance(
 ) -> None:
     air = make_air(("room-a", 0, 0), ("phone", 4, 0))
     on_host(air, "phone")
-    scanner = create_scanner(collector, ScanOptions(DEFAULT_COMPANY_ID))
-    await scanner.start()
     now = time.time()
-    advertiser = await advertise(air, "room-a", KEY_A, now)
-    try:
+    async with scanning(collector) as scanner, advertising(air, "room-a", KEY_A, now):
         event = await collector.wait_for(heard())
         assert scanner.mode_in_use is ScanMode.PASSIVE
         assert eid_of(event) == eid_at(KEY_A, now, 10)
         assert isinstance(event, RawAdvert)
         expected = RadioModel().expected_rssi(TX_1M, (0, 0), (4, 0))
         assert event.rssi == round(expected)  # no noise configured: exactly the model
-    finally:
-        await advertiser.stop()
-        await scanner.stop()
 
 
 async def test_moving_a_host_away_lowers_the_rssi_and_back_raises_it(
@@ -69,10 +87,7 @@ async def test_moving_a_host_away_lowers_the_rssi_and_back_raises_it(
 ) -> None:
     air = make_air(("room-a", 0, 0), ("phone", 1, 0))
     on_host(air, "phone")
-    scanner = create_scanner(collector, ScanOptions(DEFAULT_COMPANY_ID))
-    await scanner.start()
-    advertiser = await advertise(air, "room-a", KEY_A, time.time())
-    try:
+    async with scanning(collector), advertising(air, "room-a", KEY_A, time.time()):
         near = await collector.wait_for(heard())
         assert isinstance(near, RawAdvert)
         await air.amove("phone", 12, 0)
@@ -86,9 +101,6 @@ async def test_moving_a_host_away_lowers_the_rssi_and_back_raises_it(
             lambda e: isinstance(e, RawAdvert) and e.rssi > far.rssi, start=len(collector.events)
         )
         assert isinstance(closer, RawAdvert) and closer.rssi < near.rssi
-    finally:
-        await advertiser.stop()
-        await scanner.stop()
 
 
 async def test_after_a_rotation_the_scanner_reports_the_new_eid(
@@ -98,8 +110,6 @@ async def test_after_a_rotation_the_scanner_reports_the_new_eid(
 ) -> None:
     air = make_air(("room-a", 0, 0), ("phone", 2, 0))
     on_host(air, "phone")
-    scanner = create_scanner(collector, ScanOptions(DEFAULT_COMPANY_ID))
-    await scanner.start()
     # A fake wall clock that jumps to the next window once the current EID was heard.
     fake_now = [1_700_000_000.0]
 
@@ -112,21 +122,21 @@ async def test_after_a_rotation_the_scanner_reports_the_new_eid(
     advertiser = BlueZAdvertiser(bus_address=air.bus_address("room-a"))
     config = BeaconConfig(KEY_A, rotation_exponent=4)
     beacon = RotatingBeacon(advertiser, config, lambda: fake_now[0], sleep)
-    task = asyncio.ensure_future(beacon.run())
-    try:
-        first = eid_at(KEY_A, fake_now[0], 4)
-        await collector.wait_for(lambda e: eid_of(e) == first)
-        second = eid_at(KEY_A, fake_now[0] + 16, 4)
-        assert second != first
-        await collector.wait_for(lambda e: eid_of(e) == second)
-        addresses = {e.address for e in collector.events if isinstance(e, RawAdvert)}
-        assert len(addresses) == 1  # same beacon, new EID
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await advertiser.stop()
-        await scanner.stop()
+    async with scanning(collector):
+        task = asyncio.ensure_future(beacon.run())
+        try:
+            first = eid_at(KEY_A, fake_now[0], 4)
+            await collector.wait_for(lambda e: eid_of(e) == first)
+            second = eid_at(KEY_A, fake_now[0] + 16, 4)
+            assert second != first
+            await collector.wait_for(lambda e: eid_of(e) == second)
+            addresses = {e.address for e in collector.events if isinstance(e, RawAdvert)}
+            assert len(addresses) == 1  # same beacon, new EID
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await advertiser.stop()
 
 
 async def test_an_rssi_discovery_filter_hides_the_far_beacon(
@@ -136,21 +146,17 @@ async def test_an_rssi_discovery_filter_hides_the_far_beacon(
 ) -> None:
     air = make_air(("room-a", 0, 0), ("room-b", 30, 0), ("laptop", 1, 0))
     on_host(air, "laptop")
-    scanner = create_scanner(collector, ScanOptions(DEFAULT_COMPANY_ID, min_rssi=-75))
-    await scanner.start()
     now = time.time()
-    near = await advertise(air, "room-a", KEY_A, now)
-    far = await advertise(air, "room-b", KEY_B, now)
-    try:
+    async with (
+        scanning(collector, ScanOptions(DEFAULT_COMPANY_ID, min_rssi=-75)) as scanner,
+        advertising(air, "room-a", KEY_A, now),
+        advertising(air, "room-b", KEY_B, now),
+    ):
         assert scanner.mode_in_use is ScanMode.ACTIVE
         await collector.wait_for(lambda e: eid_of(e) == eid_at(KEY_A, now, 10))
         await asyncio.sleep(1.0)  # ten advertising intervals of the far beacon
         eids = {eid_of(e) for e in collector.events}
         assert eid_at(KEY_B, now, 10) not in eids
-    finally:
-        await near.stop()
-        await far.stop()
-        await scanner.stop()
 
 
 async def test_without_an_advertisement_monitor_the_scanner_falls_back_to_active(
@@ -160,17 +166,11 @@ async def test_without_an_advertisement_monitor_the_scanner_falls_back_to_active
 ) -> None:
     air = make_air(("room-a", 0, 0), ("phone", 2, 0), advertisement_monitor=False)
     on_host(air, "phone")
-    scanner = create_scanner(collector, ScanOptions(DEFAULT_COMPANY_ID))
-    await scanner.start()
     now = time.time()
-    advertiser = await advertise(air, "room-a", KEY_A, now)
-    try:
+    async with scanning(collector) as scanner, advertising(air, "room-a", KEY_A, now):
         event = await collector.wait_for(heard())
         assert scanner.mode_in_use is ScanMode.ACTIVE
         assert eid_of(event) == eid_at(KEY_A, now, 10)
-    finally:
-        await advertiser.stop()
-        await scanner.stop()
 
 
 async def test_scanner_ignores_adverts_of_other_companies(
@@ -180,22 +180,19 @@ async def test_scanner_ignores_adverts_of_other_companies(
 ) -> None:
     air = make_air(("room-a", 0, 0), ("room-b", 1, 0), ("phone", 2, 0))
     on_host(air, "phone")
-    scanner = create_scanner(collector, ScanOptions(DEFAULT_COMPANY_ID, mode=ScanMode.ACTIVE))
-    await scanner.start()
-    other = BlueZAdvertiser(bus_address=air.bus_address("room-b"))
-    await other.start(AdvertPayload({0x004C: b"\x02\x15" + bytes(21)}))
-    ours = await advertise(air, "room-a", KEY_A, time.time())
-    try:
-        await collector.wait_for(heard())
-        await asyncio.sleep(0.5)
-        assert all(
-            isinstance(e, RawAdvert) and DEFAULT_COMPANY_ID in e.manufacturer_data
-            for e in collector.events
-        )
-    finally:
-        await other.stop()
-        await ours.stop()
-        await scanner.stop()
+    async with scanning(collector, ScanOptions(DEFAULT_COMPANY_ID, mode=ScanMode.ACTIVE)):
+        other = BlueZAdvertiser(bus_address=air.bus_address("room-b"))
+        await other.start(AdvertPayload({0x004C: b"\x02\x15" + bytes(21)}))
+        try:
+            async with advertising(air, "room-a", KEY_A, time.time()):
+                await collector.wait_for(heard())
+                await asyncio.sleep(0.5)
+                assert all(
+                    isinstance(e, RawAdvert) and DEFAULT_COMPANY_ID in e.manufacturer_data
+                    for e in collector.events
+                )
+        finally:
+            await other.stop()
 
 
 async def test_an_advert_too_long_for_31_bytes_is_refused_with_a_reason(
