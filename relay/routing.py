@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from relay.fastsend import send_text
+
 
 class Sink(Protocol):
     """Where a connection's outgoing messages go (a websocket connection)."""
@@ -56,7 +58,7 @@ class LocalRouter:
         if sink is None:
             return False
         try:
-            await sink.send(message)
+            await send_text(sink, message)
         except Exception:
             return False
         return True

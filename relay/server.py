@@ -32,6 +32,7 @@ from relay import admin_endpoint
 from relay.config import RelaySettings
 from relay.credentials import bearer_token
 from relay.errors import RelayError
+from relay.fastsend import send_text
 from relay.metrics import RelayMetrics
 from relay.protocol import wire
 from relay.protocol.wire import CloseCode, ErrorCode
@@ -262,7 +263,7 @@ class RelayServer:
                     reply, deliveries, kind, outcome, request_id = await self._process(
                         principal, raw, now, clog
                     )
-                await conn.send(reply)
+                await send_text(conn, reply)
                 if deliveries:
                     await self._route(deliveries)
                 elapsed = time.perf_counter() - started

@@ -55,3 +55,21 @@ async def test_pending_request_fails_with_link_closed_when_the_relay_stops(
         await laptop.ping()
     assert closed.value.code == wire.CloseCode.GOING_AWAY
     assert (await laptop.closed)[0] == wire.CloseCode.GOING_AWAY
+
+
+async def test_fast_send_delivers_and_falls_back_to_send_when_closed(
+    relay: RelayHarness, world: World
+) -> None:
+    from websockets.exceptions import ConnectionClosed
+
+    from relay.fastsend import send_text
+
+    laptop = await relay.laptop(world.alice)
+    future = asyncio.get_running_loop().create_future()
+    laptop._pending[77] = future
+    await send_text(laptop.conn, '{"type":"ping","id":77}')  # the client side is a Connection too
+    reply = await asyncio.wait_for(future, 5)
+    assert isinstance(reply, wire.Result) and reply.id == 77
+    await laptop.close()
+    with pytest.raises(ConnectionClosed):
+        await send_text(laptop.conn, '{"type":"ping","id":78}')

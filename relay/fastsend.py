@@ -1,0 +1,40 @@
+"""Send one small text message on a websockets connection without the per-call async context.
+
+``Connection.send()`` wraps every message in an async context manager (state checks,
+the fragmentation guard, flow control). For the relay's small one-frame messages the
+profile showed that wrapper costing about a sixth of the relay's CPU per routed lock
+(the write system call itself is the larger part and is unavoidable). When the
+connection is open, no fragmented message is being sent and the transport is not
+paused by flow control, :func:`send_text` does what ``send()`` does in that case:
+hand the frame to the sans-I/O protocol and write its bytes. In every other case,
+and if this websockets version lacks the attributes used, it calls ``send()``, so
+back-pressure and closing behave exactly as the library defines them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from websockets.asyncio.connection import Connection
+from websockets.protocol import State
+
+_SUPPORTED = all(hasattr(Connection, name) for name in ("send_data", "send")) and hasattr(
+    State, "OPEN"
+)
+
+
+def _ready(conn: Any) -> bool:
+    return (
+        conn.protocol.state is State.OPEN
+        and getattr(conn, "send_in_progress", True) is None
+        and getattr(conn, "paused", True) is False
+    )
+
+
+async def send_text(conn: Any, message: str) -> None:
+    """Send ``message`` as one text frame on ``conn`` (any object with ``send`` works)."""
+    if _SUPPORTED and isinstance(conn, Connection) and _ready(conn):
+        conn.protocol.send_text(message.encode())
+        conn.send_data()
+        return
+    await conn.send(message)
