@@ -44,6 +44,22 @@ async def _pair(core: ClientCore, phone_link: RelayLink) -> None:
     assert outcome["outcome"] == "paired"
 
 
+async def _pair_and_watch_the_lock(core: ClientCore, phone_link: RelayLink) -> None:
+    await _pair(core, phone_link)
+    await eventually(lambda: core.lock_status == "watching", what="lock watch started")
+
+
+async def _next_lock_command(relay_url: str, phone_token: str) -> wire.LockCommand:
+    """The first ``lock.command`` a phone that connects now is sent."""
+    phone = await RelayLink.connect(relay_url, phone_token)
+    try:
+        command = await phone.next_event("lock.command", within=10)
+    finally:
+        await phone.close()
+    assert isinstance(command, wire.LockCommand)
+    return command
+
+
 async def test_nearby_lists_rooms_and_my_phone_by_name_nearest_first(
     relay: RelayHarness, world: World, make_core: Any
 ) -> None:
@@ -108,8 +124,7 @@ async def test_laptop_lock_and_unlock_reach_the_paired_phone(
 ) -> None:
     running = await make_core(relay.url, world.alice_credential.token)
     core = running.core
-    await _pair(core, phone_link)
-    await eventually(lambda: core.lock_status == "watching", what="lock watch started")
+    await _pair_and_watch_the_lock(core, phone_link)
     logind.desktop_lock()
     command = await phone_link.next_event("lock.command")
     assert isinstance(command, wire.LockCommand)
@@ -130,8 +145,7 @@ async def test_lock_sync_off_sends_nothing(
 ) -> None:
     running = await make_core(relay.url, world.alice_credential.token)
     core = running.core
-    await _pair(core, phone_link)
-    await eventually(lambda: core.lock_status == "watching", what="lock watch started")
+    await _pair_and_watch_the_lock(core, phone_link)
     core.set_lock_sync(False)
     assert running.saved[-1].lock_sync is False
     logind.desktop_lock()
@@ -151,8 +165,7 @@ async def test_relay_restart_reconnects_and_resends_the_latest_lock_state(
 ) -> None:
     running = await make_core(relay.url, world.alice_credential.token)
     core = running.core
-    await _pair(core, phone_link)
-    await eventually(lambda: core.lock_status == "watching", what="lock watch started")
+    await _pair_and_watch_the_lock(core, phone_link)
     await relay.server.stop()
     await eventually(lambda: core.link is None, what="the client noticed the relay left")
     logind.desktop_lock()  # while the relay is away
@@ -161,12 +174,7 @@ async def test_relay_restart_reconnects_and_resends_the_latest_lock_state(
     restarted = await start_relay(port=relay.port)
     await eventually(lambda: core.link is not None, what="the client reconnected")
     assert core.reconnects >= 2
-    phone = await RelayLink.connect(restarted.url, world.phone_credential.token)
-    try:
-        command = await phone.next_event("lock.command", within=10)
-        assert isinstance(command, wire.LockCommand) and command.state == "locked"
-    finally:
-        await phone.close()
+    assert (await _next_lock_command(restarted.url, world.phone_credential.token)).state == "locked"
     await eventually(lambda: core.reporter.last_confirmed == "locked", what="lock.set confirmed")
 
 
@@ -327,8 +335,7 @@ async def test_a_lock_the_relay_never_confirmed_survives_a_client_restart(
     stored: list[Any] = [None]
     persistence = {"save_unsent_lock": lambda state: stored.__setitem__(0, state)}
     first = await make_core(relay.url, world.alice_credential.token, persistence)
-    await _pair(first.core, phone_link)
-    await eventually(lambda: first.core.lock_status == "watching", what="lock watch started")
+    await _pair_and_watch_the_lock(first.core, phone_link)
     await relay.server.stop()
     await eventually(lambda: first.core.link is None, what="the client noticed the relay left")
     logind.desktop_lock()
@@ -339,11 +346,6 @@ async def test_a_lock_the_relay_never_confirmed_survives_a_client_restart(
     second = await make_core(
         restarted.url, world.alice_credential.token, {**persistence, "unsent_lock": stored[0]}
     )
-    phone = await RelayLink.connect(restarted.url, world.phone_credential.token)
-    try:
-        command = await phone.next_event("lock.command", within=10)
-        assert isinstance(command, wire.LockCommand) and command.state == "locked"
-    finally:
-        await phone.close()
+    assert (await _next_lock_command(restarted.url, world.phone_credential.token)).state == "locked"
     await eventually(lambda: stored[0] is None, what="the saved lock cleared once confirmed")
     assert second.core.reporter.last_confirmed == "locked"
