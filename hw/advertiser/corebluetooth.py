@@ -9,7 +9,7 @@ already works on macOS.
 
 from __future__ import annotations
 
-from hw.advertiser import AdvertiserUnavailable, AdvertPayload, UnavailableReason
+from hw.advertiser.unsupported import UnsupportedAdvertiser
 
 _MESSAGE = (
     "advertising on macOS (CoreBluetooth) is not supported yet; "
@@ -17,14 +17,8 @@ _MESSAGE = (
 )
 
 
-class CoreBluetoothAdvertiser:
+class CoreBluetoothAdvertiser(UnsupportedAdvertiser):
     """Raises a clear 'not supported yet' on use."""
 
-    async def start(self, payload: AdvertPayload) -> None:
-        raise AdvertiserUnavailable(UnavailableReason.NOT_SUPPORTED, _MESSAGE)
-
-    async def replace(self, payload: AdvertPayload) -> None:
-        raise AdvertiserUnavailable(UnavailableReason.NOT_SUPPORTED, _MESSAGE)
-
-    async def stop(self) -> None:
-        return None
+    def __init__(self) -> None:
+        super().__init__(_MESSAGE)

@@ -8,7 +8,7 @@ the publisher and starting a new one, as with BlueZ.
 
 from __future__ import annotations
 
-from hw.advertiser import AdvertiserUnavailable, AdvertPayload, UnavailableReason
+from hw.advertiser.unsupported import UnsupportedAdvertiser
 
 _MESSAGE = (
     "advertising on Windows (WinRT) is not supported yet; "
@@ -16,14 +16,8 @@ _MESSAGE = (
 )
 
 
-class WinRTAdvertiser:
+class WinRTAdvertiser(UnsupportedAdvertiser):
     """Raises a clear 'not supported yet' on use."""
 
-    async def start(self, payload: AdvertPayload) -> None:
-        raise AdvertiserUnavailable(UnavailableReason.NOT_SUPPORTED, _MESSAGE)
-
-    async def replace(self, payload: AdvertPayload) -> None:
-        raise AdvertiserUnavailable(UnavailableReason.NOT_SUPPORTED, _MESSAGE)
-
-    async def stop(self) -> None:
-        return None
+    def __init__(self) -> None:
+        super().__init__(_MESSAGE)
