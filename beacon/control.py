@@ -20,6 +20,8 @@ from typing import Any
 
 import structlog
 
+from hw.unix_socket import socket_answers
+
 CONTROL_SOCKET = "control.sock"
 MAX_REQUEST_BYTES = 4096
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes with the terminating NUL
@@ -60,7 +62,7 @@ class ControlServer:
         _check_length(self.path)
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self.path.exists() or self.path.is_symlink():
-            if _answers(self.path):
+            if socket_answers(self.path):
                 raise ControlError(f"another beacon daemon is running ({self.path} answers)")
             self.path.unlink()  # left behind by a daemon that died
         old = os.umask(0o177)
@@ -107,15 +109,6 @@ class ControlServer:
         except Exception as exc:  # a bad request must not take the daemon down
             _log.exception("control_request_failed", op=request.get("op"))
             return {"ok": False, "error": f"internal error: {exc}"}
-
-
-def _answers(path: Path) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        try:
-            probe.connect(str(path))
-        except OSError:
-            return False
-    return True
 
 
 def control_request(path: Path, request: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:

@@ -24,12 +24,13 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import structlog
+
+from hw.unix_socket import socket_answers
 
 _log = structlog.get_logger(__name__)
 
@@ -58,19 +59,6 @@ class DaemonNotRunning(Exception):
 
 class AlreadyRunning(Exception):
     """Another client already serves this state directory."""
-
-
-def socket_answers(path: Path) -> bool:
-    """Whether something accepts connections on the unix socket at ``path``."""
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(1.0)
-        probe.connect(os.fspath(path))
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
 
 
 class ControlServer:

@@ -28,9 +28,10 @@ from typing import Any
 import structlog
 
 from client.config import ClientConfig, ClientFiles
-from client.control import ControlError, DaemonNotRunning, call, socket_answers
+from client.control import ControlError, DaemonNotRunning, call
 from client.daemon import DEFAULT_AD_HOC_MEETING, ClientCore, CoreTrayActions
 from client.tray_menu import NearbyPhone, NearbyRoom, PairedPhone, PendingPairing, TrayState
+from hw.unix_socket import socket_answers
 
 _log = structlog.get_logger(__name__)
 TRAY_REFRESH_S = 0.5

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 
 from hw.process import stop_process
+from hw.unix_socket import socket_answers
 
 
 class PulseAudioUnavailable(RuntimeError):
@@ -142,7 +142,7 @@ def start_headless_pulseaudio(
     while time.monotonic() < deadline:
         if process.poll() is not None:
             break
-        if _listening(sock):
+        if socket_answers(sock):
             return HeadlessPulseAudio(
                 server=f"unix:{sock}", process=process, directory=base, _owns_directory=owns
             )
@@ -158,12 +158,3 @@ def start_headless_pulseaudio(
     )
 
 
-def _listening(path: Path) -> bool:
-    if not path.exists():
-        return False
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        try:
-            probe.connect(str(path))
-        except OSError:
-            return False
-    return True
