@@ -1,7 +1,7 @@
-"""A real relay for the beacon's and the client's tests: RelayServer on 127.0.0.1 over SQLite.
+"""A real relay for tests: RelayServer on 127.0.0.1 over SQLite, its settings, a manual clock.
 
-It runs on the real clock (the beacons' EIDs follow it); the relay's own tests use a
-manual clock instead (tests/relay/conftest.py).
+``relay_starter`` runs it on the real clock (the beacons' EIDs follow it), for the beacon's
+and the client's tests; the provisioning tests drive ``ManualClock`` instead.
 """
 
 from __future__ import annotations
@@ -16,6 +16,19 @@ from relay.admin import Admin
 from relay.config import RelaySettings
 from relay.server import RelayServer
 from relay.sqlite_store import SqliteStore
+
+
+class ManualClock:
+    """A wall clock the test moves, for expiry without sleeping."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def relay_settings(db: Path, port: int = 0) -> RelaySettings:

@@ -14,30 +14,18 @@ import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from relay.admin_service import bootstrap_owner
 from relay.admin_store import SqliteAdminStore
-from relay.config import RelaySettings
 from relay.protocol import admin_wire as aw
 from relay.protocol import wire
 from relay.protocol.admin_link import AdminLink, provision
 from relay.protocol.link import RelayLink
 from relay.server import RelayServer
 from relay.verification import new_login_code
-
-
-class ManualClock:
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.relay_harness import ManualClock, relay_settings
 
 
 @dataclass
@@ -68,11 +56,6 @@ class Relay:
         return link
 
 
-def settings(db: Path) -> RelaySettings:
-    values: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "db": db, "directory_check_s": 0.0}
-    return RelaySettings.model_construct(**{**RelaySettings().model_dump(), **values})
-
-
 @pytest.fixture
 async def relay(tmp_path: Path) -> AsyncIterator[Relay]:
     db = tmp_path / "relay.sqlite3"
@@ -80,7 +63,7 @@ async def relay(tmp_path: Path) -> AsyncIterator[Relay]:
     store = SqliteAdminStore(db)
     await store.open()
     _, owner_token = await bootstrap_owner(store, "Olivia Owner", clock())
-    server = RelayServer(settings(db), store, clock=clock)
+    server = RelayServer(relay_settings(db), store, clock=clock)
     await server.start()
     harness = Relay(server, store, clock, db, owner_token, None, None)  # type: ignore[arg-type]
     owner = await harness.admin()

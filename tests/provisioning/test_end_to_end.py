@@ -30,7 +30,7 @@ from relay.protocol.admin_link import AdminLink
 from relay.protocol.frame import DEFAULT_COMPANY_ID, decode_manufacturer_data
 from relay.protocol.link import RelayLink
 from relay.server import RelayServer
-from tests.provisioning.conftest import settings
+from tests.relay_harness import relay_settings
 
 pytestmark = pytest.mark.skipif(shutil.which("dbus-daemon") is None, reason="needs dbus-daemon")
 
@@ -65,7 +65,7 @@ async def live_relay(tmp_path: Path) -> AsyncIterator[tuple[RelayServer, str]]:
     store = SqliteAdminStore(db)
     await store.open()
     _, owner_token = await bootstrap_owner(store, "Olivia Owner", time.time())
-    server = RelayServer(settings(db), store)
+    server = RelayServer(relay_settings(db), store)
     await server.start()
     try:
         yield server, owner_token
