@@ -35,6 +35,7 @@ from relay.admin import IssuedCredential
 from relay.model import Device, User
 from relay.protocol.eid import eid_at
 from relay.protocol.link import RelayLink
+from tests.btogether_cli import run_btogether
 from tests.relay_harness import RelayHarness as Relay
 from tests.relay_harness import StartRelay, relay_starter
 
@@ -227,6 +228,11 @@ async def start_daemon(air: AirProcess, _remove_short_dirs: None) -> AsyncIterat
 async def laptop(relay: Relay, world: World, laptop_id: str = "laptop-1") -> RelayLink:
     return await RelayLink.connect(relay.url, world.alice_credential.token,
                                    laptop_id=laptop_id, reply_timeout=5.0)
+
+
+async def beacon_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """``btogether beacon ARGS`` as a process: (exit code, stdout, stderr)."""
+    return await run_btogether("beacon", *args, env=env, timeout=30)
 
 
 def eid_now(device: Device) -> bytes:

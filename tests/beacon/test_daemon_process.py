@@ -14,7 +14,7 @@ from hw.sim.launch import AirProcess
 from hw.standin.logind import LogindStandIn
 from relay.protocol import wire
 from relay.protocol.eid import eid_at
-from tests.beacon.conftest import Relay, World, laptop, provision, short_dir
+from tests.beacon.conftest import Relay, World, beacon_cli, laptop, provision, short_dir
 
 
 async def _line(stream: asyncio.StreamReader, prefix: str, within: float = 15.0) -> str:
@@ -26,16 +26,6 @@ async def _line(stream: asyncio.StreamReader, prefix: str, within: float = 15.0)
             line = raw.decode().rstrip("\n")
             if line.startswith(prefix):
                 return line
-
-
-async def _cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "btogether.cli", "beacon", *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 async def test_daemon_process_connects_advertises_locks_and_stops_cleanly(
@@ -64,7 +54,7 @@ async def test_daemon_process_connects_advertises_locks_and_stops_cleanly(
         assert isinstance(applied, wire.LockApplied) and applied.state == "locked"
         assert logind.session().locked_hint is True
 
-        code, out, err = await _cli("status", "--state-dir", str(state_dir), "--json", env=env)
+        code, out, err = await beacon_cli("status", "--state-dir", str(state_dir), "--json", env=env)
         assert code == 0, err
         status = json.loads(out)
         assert status["connected"] is True and status["advertising"] is True
@@ -72,7 +62,7 @@ async def test_daemon_process_connects_advertises_locks_and_stops_cleanly(
         key, k = world.phone.identity_key, world.phone.rotation_exponent
         now = time.time()
         assert status["eid"] in {eid_at(key, t, k).hex() for t in (now - 2, now)}
-        code, out, _ = await _cli("status", "--state-dir", str(state_dir), env=env)
+        code, out, _ = await beacon_cli("status", "--state-dir", str(state_dir), env=env)
         assert code == 0 and "relay         connected" in out
 
         # Over the (simulated) air: a scanner on the neighbouring host hears the phone by name.
@@ -100,28 +90,28 @@ async def test_bad_config_is_refused_with_the_key_and_exit_code_2(tmp_path: Path
     provision(state_dir, relay, world.phone, world.phone_credential)
     bad = tmp_path / "beacon.toml"
     bad.write_text('[hooks]\non_lock = "echo \\"unclosed"\n[audio]\nvolume = 11\n')
-    code, _, err = await _cli("run", "--state-dir", str(state_dir), "--config", str(bad))
+    code, _, err = await beacon_cli("run", "--state-dir", str(state_dir), "--config", str(bad))
     assert code == 2
     assert "hooks.on_lock" in err and "audio.volume" in err and str(bad) in err
 
     bad.write_text("auto_confirm = \n")
-    code, _, err = await _cli("run", "--state-dir", str(state_dir), "--config", str(bad))
+    code, _, err = await beacon_cli("run", "--state-dir", str(state_dir), "--config", str(bad))
     assert code == 2 and "not valid TOML" in err
 
-    code, _, err = await _cli("run", "--state-dir", str(state_dir),
-                              "--config", str(tmp_path / "missing.toml"))
+    code, _, err = await beacon_cli("run", "--state-dir", str(state_dir),
+                                    "--config", str(tmp_path / "missing.toml"))
     assert code == 2 and "cannot read config file" in err
 
     env = {**os.environ, "BTOGETHER_ADVERTISING__TX_POWER": "99"}
-    code, _, err = await _cli("run", "--state-dir", str(state_dir), env=env)
+    code, _, err = await beacon_cli("run", "--state-dir", str(state_dir), env=env)
     assert code == 2 and "advertising.tx_power" in err
 
 
 async def test_unprovisioned_device_is_told_to_provision(tmp_path: Path) -> None:
-    code, _, err = await _cli("run", "--state-dir", str(tmp_path))
+    code, _, err = await beacon_cli("run", "--state-dir", str(tmp_path))
     assert code == 2 and "not provisioned" in err
 
 
 async def test_confirm_without_a_running_daemon_says_so(tmp_path: Path) -> None:
-    code, _, err = await _cli("confirm", "--state-dir", str(tmp_path))
+    code, _, err = await beacon_cli("confirm", "--state-dir", str(tmp_path))
     assert code == 1 and "no beacon daemon is running" in err

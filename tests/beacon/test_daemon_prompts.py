@@ -14,21 +14,12 @@ from tests.beacon.conftest import (
     Relay,
     StartDaemon,
     World,
+    beacon_cli,
     eid_now,
     laptop,
     provision,
     short_dir,
 )
-
-
-async def _cli(*args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "btogether.cli", "beacon", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 async def test_pair_prompt_is_confirmed_on_the_device_with_beacon_confirm(
@@ -43,13 +34,13 @@ async def test_pair_prompt_is_confirmed_on_the_device_with_beacon_confirm(
 
     line = await running.console.wait_for("pair-prompt")
     assert request.request_id in line and f"code={request.code}" in line
-    code, out, err = await _cli("status", "--state-dir", str(state_dir), "--json")
+    code, out, err = await beacon_cli("status", "--state-dir", str(state_dir), "--json")
     assert code == 0, err
     status = json.loads(out)
     assert status["connected"] is True
     assert [p["id"] for p in status["prompts"]] == [request.request_id]
 
-    code, out, err = await _cli("confirm", "--state-dir", str(state_dir))
+    code, out, err = await beacon_cli("confirm", "--state-dir", str(state_dir))
     assert code == 0, err
     assert out.strip() == f"confirmed {request.request_id}"
     await link.pair_confirm(request.request_id, True)
@@ -58,7 +49,7 @@ async def test_pair_prompt_is_confirmed_on_the_device_with_beacon_confirm(
     assert [p.phone_id for p in await link.pairings()] == [world.phone.id]
     await running.console.wait_for("pair-completed")
 
-    code, out, err = await _cli("confirm", "--state-dir", str(state_dir))
+    code, out, err = await beacon_cli("confirm", "--state-dir", str(state_dir))
     assert code == 1 and "nothing is waiting" in err
     await link.close()
 

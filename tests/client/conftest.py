@@ -17,7 +17,6 @@ import contextlib
 import os
 import random
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from hw.standin.logind import LogindStandIn
 from relay.admin import IssuedCredential
 from relay.model import Device, Policy, Tenant, User
 from relay.protocol.link import RelayLink
+from tests.btogether_cli import btogether_argv as btogether_argv
 from tests.relay_harness import RelayHarness as RelayHarness
 from tests.relay_harness import StartRelay as StartRelay
 from tests.relay_harness import relay_starter
@@ -52,10 +52,6 @@ POSITIONS = {
     "room": (0.0, -5.0),
 }
 INTERVAL_S = 0.1
-
-
-def btogether_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "btogether.cli", *args]
 
 
 @dataclass

@@ -16,22 +16,14 @@ from client.control import ControlError, call
 from hw.standin.logind import LogindStandIn
 from relay.protocol import wire
 from relay.protocol.link import RelayLink
+from tests.btogether_cli import run_btogether
 from tests.client.conftest import Air, RelayHarness, World, btogether_argv, eventually
 
 
 async def cli(
     *args: str, env: dict[str, str] | None = None, stdin: bytes = b""
 ) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *btogether_argv("client", *args),
-        env=env or dict(os.environ),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(stdin), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run_btogether("client", *args, env=env or dict(os.environ), stdin=stdin)
 
 
 async def login(state: Path, relay: RelayHarness, token: str, *extra: str) -> tuple[int, str, str]:

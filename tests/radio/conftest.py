@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -81,10 +80,6 @@ class Collector:
 @pytest.fixture
 def collector() -> Collector:
     return Collector()
-
-
-def btogether_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "btogether.cli", *args]
 
 
 def host_env(

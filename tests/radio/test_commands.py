@@ -15,7 +15,8 @@ from dbus_fast.aio import MessageBus
 from hw.dbus_daemon import start_private_bus
 from hw.sim.launch import AirProcess
 from relay.protocol.eid import eid_at
-from tests.radio.conftest import KEY_A, btogether_argv, host_env
+from tests.btogether_cli import btogether_argv
+from tests.radio.conftest import KEY_A, host_env
 
 Procs = list[asyncio.subprocess.Process]
 
