@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import signal
 import sys
 import time
@@ -15,6 +14,7 @@ from beacon.daemon_cli import register as register_daemon_commands
 from beacon.provisioning import register as register_provisioning_commands
 from hw.advertiser import AdvertiserError, create_advertiser
 from hw.radio_model import DEFAULT_TX_POWER
+from hw.stdout import quiet_stdout
 from relay.protocol.eid import (
     DEFAULT_ROTATION_EXPONENT,
     MAX_ROTATION_EXPONENT,
@@ -116,11 +116,5 @@ def _advertise(args: argparse.Namespace) -> int:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:
-        _quiet_stdout()  # the reader went away: the advert is already withdrawn
+        quiet_stdout()  # the reader went away: the advert is already withdrawn
     return 0
-
-
-def _quiet_stdout() -> None:
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)

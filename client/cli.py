@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import sys
 import time
@@ -29,6 +28,7 @@ from hw.scanner import (
     SystemClock,
     create_scanner,
 )
+from hw.stdout import quiet_stdout
 from relay.protocol.eid import parse_identity_key
 from relay.protocol.frame import DEFAULT_COMPANY_ID
 
@@ -151,10 +151,3 @@ def _scan(args: argparse.Namespace) -> int:
     except BrokenPipeError:
         quiet_stdout()  # the reader went away (`| head`): stop quietly, like other tools
     return 0
-
-
-def quiet_stdout() -> None:
-    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)

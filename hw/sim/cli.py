@@ -19,6 +19,7 @@ from hw.sim.air import (
     run_air,
 )
 from hw.sim.control import AirControlError, list_hosts, move_host
+from hw.stdout import quiet_stdout
 
 EPILOG = """\
 Each host gets its own private D-Bus system bus with a simulated BlueZ (hci0) on it;
@@ -165,10 +166,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"btogether air: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:
-        # Whoever read the addresses is gone; the buses were removed on the way out.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        quiet_stdout()  # whoever read the addresses is gone; the buses were removed on the way out
     return 0
 
 
