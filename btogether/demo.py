@@ -342,11 +342,16 @@ class Demo:
         return (f"the phone showed code {shown.get('code')} and was confirmed on the device; "
                 "the laptop confirmed too; the pairing is stored at the relay")
 
-    def lock_laptop(self, lock: bool) -> str:
+    def lock_laptop_session(self, lock: bool) -> None:
+        """Lock (or unlock) the laptop's logind session as its desktop would; waits for nothing."""
         assert self.stage.air is not None
         verb = "lock" if lock else "unlock"
         self.stage.run([sys.executable, "-m", "hw.standin", verb, "--system-bus",
                         self.stage.air.bus_address("laptop"), "--session", "1"])
+
+    def lock_laptop(self, lock: bool) -> str:
+        verb = "lock" if lock else "unlock"
+        self.lock_laptop_session(lock)
         self.stage.wait_for(lambda: self.phone_session_locked() == lock or None,
                             f"the phone's session to {verb}", timeout=20)
         state = "locked" if lock else "unlocked"

@@ -96,10 +96,7 @@ def test_laptop_lock_and_unlock_are_mirrored_on_the_phone(demo: Demo) -> None:
 
 def test_phone_offline_while_the_laptop_locks_locks_when_it_comes_back(demo: Demo) -> None:
     demo.stage.stop("beacon-phone")
-    air = demo.stage.air
-    assert air is not None
-    demo.stage.run([sys.executable, "-m", "hw.standin", "lock", "--system-bus",
-                    air.bus_address("laptop"), "--session", "1"])
+    demo.lock_laptop_session(True)
     demo.stage.wait_for(
         lambda: demo.on("laptop", "client", "status", "--json")["lock"]["locked"] is True,
         "the laptop client to see its own lock")
@@ -112,10 +109,7 @@ def test_phone_offline_while_the_laptop_locks_locks_when_it_comes_back(demo: Dem
 
 def test_relay_restart_daemons_reconnect_and_the_lock_state_converges(demo: Demo) -> None:
     demo.stage.stop("relay")
-    air = demo.stage.air
-    assert air is not None
-    demo.stage.run([sys.executable, "-m", "hw.standin", "lock", "--system-bus",
-                    air.bus_address("laptop"), "--session", "1"])
+    demo.lock_laptop_session(True)
     demo.stage.restart_relay()
     demo.stage.wait_for(lambda: demo.phone_session_locked("phone") or None,
                         "the phone to lock after the relay came back", timeout=45)
