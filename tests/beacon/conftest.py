@@ -120,6 +120,13 @@ def provision(state_dir: Path, relay: Relay, device: Device, credential: IssuedC
     return identity
 
 
+def provisioned_phone(relay: Relay, world: World) -> Path:
+    """A new short state directory with alice's desk phone provisioned in it."""
+    state_dir = short_dir("bt-phone-")
+    provision(state_dir, relay, world.phone, world.phone_credential)
+    return state_dir
+
+
 @pytest.fixture(scope="session")
 def air() -> Iterator[AirProcess]:
     with start_air([("phone", 0.0, 0.0), ("room", 5.0, 0.0)]) as process:

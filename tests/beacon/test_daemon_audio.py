@@ -16,7 +16,7 @@ from hw.standin.pulseaudio import (
     start_headless_pulseaudio,
 )
 from relay.protocol import wire
-from tests.beacon.conftest import Relay, StartDaemon, World, laptop, provision, short_dir
+from tests.beacon.conftest import Relay, StartDaemon, World, laptop, provisioned_phone
 
 
 @pytest.fixture
@@ -46,8 +46,7 @@ async def test_audio_take_and_release_move_the_running_stream_to_the_phone_and_b
     relay: Relay, world: World, pulse: HeadlessPulseAudio, start_daemon: StartDaemon
 ) -> None:
     await relay.admin.pair(world.alice.id, "laptop-1", world.phone.id)
-    state_dir = short_dir("bt-phone-")
-    provision(state_dir, relay, world.phone, world.phone_credential)
+    state_dir = provisioned_phone(relay, world)
     settings = BeaconSettings(audio=AudioSettings(sink="phone_speaker", source="phone_mic",
                                                   server=pulse.server))
     running = await start_daemon(state_dir, settings=settings)
@@ -79,8 +78,7 @@ async def test_audio_take_without_a_reachable_sound_server_fails_with_the_reason
     relay: Relay, world: World, start_daemon: StartDaemon
 ) -> None:
     await relay.admin.pair(world.alice.id, "laptop-1", world.phone.id)
-    state_dir = short_dir("bt-phone-")
-    provision(state_dir, relay, world.phone, world.phone_credential)
+    state_dir = provisioned_phone(relay, world)
     settings = BeaconSettings(audio=AudioSettings(
         sink="phone_speaker", source="phone_mic", server=f"unix:{state_dir}/no-pulse.sock"))
     await start_daemon(state_dir, settings=settings)
@@ -96,8 +94,7 @@ async def test_audio_take_with_no_speakerphone_configured_fails_with_the_reason(
     relay: Relay, world: World, start_daemon: StartDaemon
 ) -> None:
     await relay.admin.pair(world.alice.id, "laptop-1", world.phone.id)
-    state_dir = short_dir("bt-phone-")
-    provision(state_dir, relay, world.phone, world.phone_credential)
+    state_dir = provisioned_phone(relay, world)
     await start_daemon(state_dir)
     link = await laptop(relay, world)
     await link.audio_select(world.phone.id, "standup")

@@ -14,6 +14,7 @@ from tests.beacon.conftest import (
     World,
     laptop,
     provision,
+    provisioned_phone,
     short_dir,
     wait_until,
 )
@@ -27,8 +28,7 @@ async def test_laptop_lock_and_unlock_drive_the_phone_session(
     relay: Relay, world: World, logind: LogindStandIn, start_daemon: StartDaemon
 ) -> None:
     await _paired(relay, world)
-    state_dir = short_dir("bt-phone-")
-    provision(state_dir, relay, world.phone, world.phone_credential)
+    state_dir = provisioned_phone(relay, world)
     running = await start_daemon(state_dir)
     session = logind.session()
     link = await laptop(relay, world)
@@ -56,8 +56,7 @@ async def test_restarted_daemon_acks_but_never_reapplies_an_applied_command(
     """The daemon applied seq 1 and died before its ack reached the relay; meanwhile the
     user unlocked the phone by hand. On restart the relay re-sends seq 1: ack, don't lock."""
     await _paired(relay, world)
-    state_dir = short_dir("bt-phone-")
-    provision(state_dir, relay, world.phone, world.phone_credential)
+    state_dir = provisioned_phone(relay, world)
     link = await laptop(relay, world)
     result = await link.lock_set("locked")  # phone offline: pending at the relay
     seq = result.phones[0].seq
@@ -83,8 +82,7 @@ async def test_phone_offline_while_the_laptop_locks_locks_when_it_comes_back(
     relay: Relay, world: World, logind: LogindStandIn, start_daemon: StartDaemon
 ) -> None:
     await _paired(relay, world)
-    state_dir = short_dir("bt-phone-")
-    provision(state_dir, relay, world.phone, world.phone_credential)
+    state_dir = provisioned_phone(relay, world)
     running = await start_daemon(state_dir)
     await running.stop()
     link = await laptop(relay, world)
@@ -103,8 +101,7 @@ async def test_relay_restart_mid_way_daemon_reconnects_and_lock_state_converges(
     start_daemon: StartDaemon,
 ) -> None:
     await _paired(relay, world)
-    state_dir = short_dir("bt-phone-")
-    provision(state_dir, relay, world.phone, world.phone_credential)
+    state_dir = provisioned_phone(relay, world)
     running = await start_daemon(state_dir)
     link = await laptop(relay, world)
     await link.lock_set("locked")

@@ -14,7 +14,7 @@ from hw.sim.launch import AirProcess
 from hw.standin.logind import LogindStandIn
 from relay.protocol import wire
 from relay.protocol.eid import eid_at
-from tests.beacon.conftest import Relay, World, beacon_cli, laptop, provision, short_dir
+from tests.beacon.conftest import Relay, World, beacon_cli, laptop, provisioned_phone
 
 
 async def _line(stream: asyncio.StreamReader, prefix: str, within: float = 15.0) -> str:
@@ -32,8 +32,7 @@ async def test_daemon_process_connects_advertises_locks_and_stops_cleanly(
     relay: Relay, world: World, air: AirProcess, logind: LogindStandIn
 ) -> None:
     await relay.admin.pair(world.alice.id, "laptop-1", world.phone.id)
-    state_dir = short_dir("bt-phone-")
-    provision(state_dir, relay, world.phone, world.phone_credential)
+    state_dir = provisioned_phone(relay, world)
     env = {**os.environ, **air.env("phone"), "PULSE_SERVER": f"unix:{state_dir}/none.sock"}
     env.pop("BTOGETHER_CONFIG", None)
     process = await asyncio.create_subprocess_exec(
@@ -86,8 +85,7 @@ async def test_daemon_process_connects_advertises_locks_and_stops_cleanly(
 async def test_bad_config_is_refused_with_the_key_and_exit_code_2(tmp_path: Path,
                                                                  relay: Relay,
                                                                  world: World) -> None:
-    state_dir = short_dir("bt-phone-")
-    provision(state_dir, relay, world.phone, world.phone_credential)
+    state_dir = provisioned_phone(relay, world)
     bad = tmp_path / "beacon.toml"
     bad.write_text('[hooks]\non_lock = "echo \\"unclosed"\n[audio]\nvolume = 11\n')
     code, _, err = await beacon_cli("run", "--state-dir", str(state_dir), "--config", str(bad))

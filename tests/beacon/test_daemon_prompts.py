@@ -18,6 +18,7 @@ from tests.beacon.conftest import (
     eid_now,
     laptop,
     provision,
+    provisioned_phone,
     short_dir,
 )
 
@@ -25,8 +26,7 @@ from tests.beacon.conftest import (
 async def test_pair_prompt_is_confirmed_on_the_device_with_beacon_confirm(
     relay: Relay, world: World, start_daemon: StartDaemon
 ) -> None:
-    state_dir = short_dir("bt-phone-")
-    provision(state_dir, relay, world.phone, world.phone_credential)
+    state_dir = provisioned_phone(relay, world)
     running = await start_daemon(state_dir)
     link = await laptop(relay, world)
     await link.report_sightings([(eid_now(world.phone), -60)])
@@ -57,8 +57,7 @@ async def test_pair_prompt_is_confirmed_on_the_device_with_beacon_confirm(
 async def test_declining_a_pair_prompt_ends_the_request(
     relay: Relay, world: World, start_daemon: StartDaemon
 ) -> None:
-    state_dir = short_dir("bt-phone-")
-    provision(state_dir, relay, world.phone, world.phone_credential)
+    state_dir = provisioned_phone(relay, world)
     running = await start_daemon(state_dir)
     link = await laptop(relay, world)
     await link.report_sightings([(eid_now(world.phone), -60)])
@@ -79,8 +78,7 @@ async def test_declining_a_pair_prompt_ends_the_request(
 async def test_unattended_device_auto_confirms_pair_prompts(
     relay: Relay, world: World, start_daemon: StartDaemon
 ) -> None:
-    state_dir = short_dir("bt-phone-")
-    provision(state_dir, relay, world.phone, world.phone_credential)
+    state_dir = provisioned_phone(relay, world)
     running = await start_daemon(state_dir, config="auto_confirm = true\n")
     link = await laptop(relay, world)
     await link.report_sightings([(eid_now(world.phone), -60)])
