@@ -20,17 +20,7 @@ from relay.protocol.eid import eid_at
 from relay.protocol.link import RelayLink
 from relay.server import RelayServer
 from relay.sqlite_store import SqliteStore
-
-
-class ManualClock:
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.relay_harness import ManualClock
 
 
 @dataclass
