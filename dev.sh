@@ -66,10 +66,9 @@ case "$job" in
     test)
         echo "== ruff" >&2; ruff check .
         echo "== mypy" >&2; mypy
-        if [ -f relay/protocol/docgen.py ]; then
-            echo "== protocol document is current" >&2
-            python -m relay.protocol.docgen --check
-        fi
+        echo "== protocol documents are current" >&2
+        python -m relay.protocol.docgen --check
+        python -m relay.protocol.admin_docgen --check
         echo "== pytest" >&2
         exec python -m pytest "$@"
         ;;
