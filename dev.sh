@@ -15,9 +15,12 @@ job=${1:-help}
 apt_needed=()
 command -v dbus-daemon >/dev/null 2>&1 || apt_needed+=(dbus)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_needed+=(python3-venv python3-pip)
-if [ "$job" = test ]; then
+if [ "$job" = test ] || [ "$job" = demo ]; then
+    # The phone's speakerphone in the demo and the audio tests: a headless PulseAudio.
     command -v pulseaudio >/dev/null 2>&1 || apt_needed+=(pulseaudio)
     command -v pacat >/dev/null 2>&1 || apt_needed+=(pulseaudio-utils)
+fi
+if [ "$job" = test ]; then
     command -v Xvfb >/dev/null 2>&1 || apt_needed+=(xvfb)
     command -v trayer >/dev/null 2>&1 || apt_needed+=(trayer)
     command -v xdotool >/dev/null 2>&1 || apt_needed+=(xdotool)
