@@ -148,3 +148,18 @@ def test_non_finite_readings_are_ignored() -> None:
     ranking = tracker.ranking(t)
     assert [r.device_id for r in ranking] == ["a"]
     assert ranking[0].rssi == pytest.approx(-60.0, abs=0.01)
+
+
+def test_a_small_step_while_sitting_does_not_switch_on_the_relaxed_moving_rule() -> None:
+    # b steps 3.5 dB up and ends 1.5 dB ahead of a: enough to raise b's movement alarm
+    # and to pass the relaxed "moving" margin, but the two levels together moved far less
+    # than a walk moves them, so the still-laptop margin (2 dB) still applies.
+    def run(config: TrackerConfig) -> str | None:
+        tracker = ProximityTracker(config)
+        t = feed(tracker, 0.0, 60.0, {"a": -60.0, "b": -62.0})
+        assert tracker.top(t) == "a"
+        t = feed(tracker, t, 20.0, {"a": -60.0, "b": -58.5})
+        return tracker.top(t)
+
+    assert run(TrackerConfig()) == "a"
+    assert run(TrackerConfig(moving_change_db=0.0)) == "b"  # without the guard it flips
