@@ -4,19 +4,18 @@ python -m relay.protocol.admin_docgen            # rewrite docs/admin-protocol.m
 python -m relay.protocol.admin_docgen --check    # exit 1 if the checked-in file is stale
 
 Same layout as the device protocol's reference (:mod:`relay.protocol.docgen`, whose
-table and example renderers this reuses), so the two read alike.
+table, result and example renderers and command line this reuses), so the two read alike.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import get_args
 
 from relay.protocol import admin_wire as aw
 from relay.protocol import wire
-from relay.protocol.docgen import _doc, _example_block, _fields_table
+from relay.protocol.docgen import _doc, _example_block, _fields_table, _result_sections, run
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[2] / "docs" / "admin-protocol.md"
 
@@ -112,11 +111,7 @@ def render() -> str:
         out += _request_section(cls)
     out += ["## Results", ""]
     seen: set[type] = set()
-    for result_cls in aw.ADMIN_RESULT_TYPES.values():
-        if result_cls in seen:
-            continue
-        seen.add(result_cls)
-        out += [f"#### {result_cls.__name__}", "", _doc(result_cls), "", *_fields_table(result_cls)]
+    out += _result_sections(aw.ADMIN_RESULT_TYPES.values(), seen)
     out += ["## Shared objects", ""]
     for shared in DESCRIPTORS:
         if shared in seen:
@@ -126,22 +121,13 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = args.output.read_text() if args.output.exists() else ""
-        if current != text:
-            print(
-                f"{args.output} is stale: run `python -m relay.protocol.admin_docgen`",
-                file=sys.stderr,
-            )
-            return 1
-        return 0
-    args.output.write_text(text)
-    return 0
+    return run(
+        argv,
+        render=render,
+        default_output=DEFAULT_OUTPUT,
+        module="relay.protocol.admin_docgen",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
 
 
 if __name__ == "__main__":

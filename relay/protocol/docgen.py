@@ -10,6 +10,7 @@ import argparse
 import inspect
 import json
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -199,12 +200,7 @@ def render() -> str:
         "The `result` member of a successful reply, by request type.",
         "",
     ]
-    seen: set[type] = set()
-    for result_cls in wire.RESULT_TYPES.values():
-        if result_cls in seen:
-            continue
-        seen.add(result_cls)
-        out += [f"#### {result_cls.__name__}", "", _doc(result_cls), "", *_fields_table(result_cls)]
+    out += _result_sections(wire.RESULT_TYPES.values(), set())
     out += ["### Events", "", "| type | sent to |", "|---|---|"]
     for event in wire.EVENT_TYPES:
         kind = event.model_fields["type"].default
@@ -267,24 +263,53 @@ def render() -> str:
     return "\n".join(out)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+def _result_sections(results: Iterable[type[BaseModel]], seen: set[type]) -> list[str]:
+    """One section per result model, each once although several requests share it.
+
+    Adds every rendered model to ``seen`` so a caller can skip them later.
+    """
+    out: list[str] = []
+    for result_cls in results:
+        if result_cls in seen:
+            continue
+        seen.add(result_cls)
+        out += [f"#### {result_cls.__name__}", "", _doc(result_cls), "", *_fields_table(result_cls)]
+    return out
+
+
+def run(
+    argv: list[str] | None,
+    *,
+    render: Callable[[], str],
+    default_output: Path,
+    module: str,
+    description: str | None,
+) -> int:
+    """The command line shared by the protocol references: rewrite the file, or ``--check`` it."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--output", type=Path, default=default_output)
     args = parser.parse_args(argv)
     text = render()
     if args.check:
         current = args.output.read_text() if args.output.exists() else ""
         if current != text:
-            print(
-                f"{args.output} is stale: run `python -m relay.protocol.docgen`",
-                file=sys.stderr,
-            )
+            print(f"{args.output} is stale: run `python -m {module}`", file=sys.stderr)
             return 1
         return 0
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(
+        argv,
+        render=render,
+        default_output=DEFAULT_OUTPUT,
+        module="relay.protocol.docgen",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
 
 
 if __name__ == "__main__":
