@@ -13,6 +13,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TypedDict, Unpack
 
 from relay.credentials import hash_token, new_token
 from relay.model import (
@@ -41,6 +42,17 @@ DEFAULT_CAPABILITIES: dict[DeviceKind, tuple[str, ...]] = {
     "conference_phone": (Capability.JOIN, Capability.AUDIO),
     "room_system": (Capability.JOIN,),
 }
+
+
+class DeviceOptions(TypedDict, total=False):
+    """The optional settings of a new device; what is left out gets ``Admin._device``'s default."""
+
+    location: str
+    mac: str | None
+    policy_id: str | None
+    capabilities: Sequence[str] | None
+    rotation_exponent: int
+    identity_key: bytes | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,53 +185,37 @@ class Admin:
         name: str,
         kind: DeviceKind,
         mode: DeviceMode,
-        *,
-        location: str = "",
-        mac: str | None = None,
-        policy_id: str | None = None,
-        capabilities: Sequence[str] | None = None,
-        rotation_exponent: int = DEFAULT_ROTATION_EXPONENT,
-        identity_key: bytes | None = None,
+        **options: Unpack[DeviceOptions],
     ) -> Device:
         """A new device, waiting for sign-in, with a fresh identity key unless one is given."""
         await self._tenant(tenant_id)
-        await self._policy_in(policy_id, tenant_id)
-        device = self._device(
-            tenant_id,
-            name,
-            kind,
-            mode,
-            location=location,
-            mac=mac,
-            policy_id=policy_id,
-            capabilities=capabilities,
-            rotation_exponent=rotation_exponent,
-            identity_key=identity_key,
-        )
+        await self._policy_in(options.get("policy_id"), tenant_id)
+        device = self._device(tenant_id, name, kind, mode, **options)
         await self.store.add_device(device)
         return device
 
-    async def set_device_policy(self, device_id: str, policy_id: str | None) -> None:
+    async def _known_device(self, device_id: str) -> Device:
         device = await self.store.device(device_id)
         if device is None:
             raise AdminError(f"no device {device_id!r}")
+        return device
+
+    async def set_device_policy(self, device_id: str, policy_id: str | None) -> None:
+        device = await self._known_device(device_id)
         await self._policy_in(policy_id, device.tenant_id)
         await self.store.set_device_policy(device_id, policy_id)
 
     async def sign_in_device(self, device_id: str, user_id: str) -> Device:
         """Sign an account in to a device (a personal phone then belongs to that user)."""
-        device = await self.store.device(device_id)
+        device = await self._known_device(device_id)
         user = await self.store.user(user_id)
-        if device is None:
-            raise AdminError(f"no device {device_id!r}")
         if user is None or user.tenant_id != device.tenant_id:
             raise AdminError(f"no user {user_id!r} in the device's tenant")
         await self.store.sign_in_device(device_id, user_id, "signed_in")
         return await self._must_device(device_id)
 
     async def sign_out_device(self, device_id: str) -> Device:
-        if await self.store.device(device_id) is None:
-            raise AdminError(f"no device {device_id!r}")
+        await self._known_device(device_id)
         await self.store.sign_in_device(device_id, None, "waiting_for_sign_in")
         return await self._must_device(device_id)
 
