@@ -97,6 +97,27 @@ def register(parser: argparse.ArgumentParser, groups: Any) -> None:
         parser.set_defaults(func=_runner(build))
         return parser
 
+    def plain(
+        parent: Any,
+        name: str,
+        help_text: str,
+        request: type[aw.AdminRequest],
+        *ids: str,
+        scoped: bool = False,
+    ) -> argparse.ArgumentParser:
+        """A command whose request fields are its positional arguments (and --tenant), by name."""
+        fields = (*ids, "tenant_id") if scoped else ids
+        parser = command(
+            parent,
+            name,
+            help_text,
+            lambda ns: (request, {field: getattr(ns, field) for field in fields}),
+            scoped=scoped,
+        )
+        for id_ in ids:
+            parser.add_argument(id_)
+        return parser
+
     def group(name: str, help_text: str) -> Any:
         return groups.add_parser(name, help=help_text, description=help_text).add_subparsers(
             dest="action", metavar="ACTION", required=True
@@ -118,12 +139,7 @@ def register(parser: argparse.ArgumentParser, groups: Any) -> None:
     p.add_argument("--token-file", type=Path, help="also write the credential here (0600)")
     p.set_defaults(func=_bootstrap)
 
-    command(
-        groups,
-        "whoami",
-        "show the administrator the credential belongs to",
-        lambda ns: (aw.WhoAmI, {}),
-    )
+    plain(groups, "whoami", "show the administrator the credential belongs to", aw.WhoAmI)
     command(
         groups,
         "audit",
@@ -133,10 +149,8 @@ def register(parser: argparse.ArgumentParser, groups: Any) -> None:
     ).add_argument("--limit", type=int, default=100)
 
     g = group("tenants", "tenants (owners)")
-    command(
-        g, "create", "create a tenant", lambda ns: (aw.TenantCreate, {"name": ns.name})
-    ).add_argument("name")
-    command(g, "list", "list tenants", lambda ns: (aw.TenantList, {}))
+    plain(g, "create", "create a tenant", aw.TenantCreate, "name")
+    plain(g, "list", "list tenants", aw.TenantList)
 
     g = group("admins", "administrators (owners)")
     p = command(
@@ -165,23 +179,17 @@ def register(parser: argparse.ArgumentParser, groups: Any) -> None:
     )
     p.add_argument("name")
     p.add_argument("--policy", help="policy id")
-    command(
-        g, "list", "list users", lambda ns: (aw.UserList, {"tenant_id": ns.tenant_id}), scoped=True
-    )
+    plain(g, "list", "list users", aw.UserList, scoped=True)
 
     g = group("credentials", "laptop sign-in credentials for users (owners)")
-    command(
+    plain(
         g,
         "issue",
         "issue a credential for a user's laptop; prints it once",
-        lambda ns: (aw.CredentialIssue, {"user_id": ns.user_id}),
-    ).add_argument("user_id")
-    command(
-        g,
-        "revoke",
-        "revoke a credential",
-        lambda ns: (aw.CredentialRevoke, {"credential_id": ns.credential_id}),
-    ).add_argument("credential_id")
+        aw.CredentialIssue,
+        "user_id",
+    )
+    plain(g, "revoke", "revoke a credential", aw.CredentialRevoke, "credential_id")
 
     g = group("devices", "the device list: add, import, list, sign in, remove")
     p = command(
@@ -233,12 +241,9 @@ def register(parser: argparse.ArgumentParser, groups: Any) -> None:
     p.add_argument(
         "--state", choices=["waiting_for_activation", "waiting_for_sign_in", "signed_in"]
     )
-    command(
-        g,
-        "remove",
-        "remove a device (its credential stops working)",
-        lambda ns: (aw.DeviceRemove, {"device_id": ns.device_id}),
-    ).add_argument("device_id")
+    plain(
+        g, "remove", "remove a device (its credential stops working)", aw.DeviceRemove, "device_id"
+    )
     p = command(
         g,
         "sign-in",
@@ -256,26 +261,29 @@ def register(parser: argparse.ArgumentParser, groups: Any) -> None:
         choices=["personal", "meeting_room", "common_area"],
         help="how the device runs as the account (default by kind)",
     )
-    command(
+    plain(
         g,
         "sign-out",
         "sign a device out (back to waiting for sign-in)",
-        lambda ns: (aw.DeviceSignOut, {"device_id": ns.device_id}),
-    ).add_argument("device_id")
+        aw.DeviceSignOut,
+        "device_id",
+    )
 
     g = group("codes", "verification codes (provisioning) and login codes (sign-in)")
-    command(
+    plain(
         g,
         "create",
         "a 6-digit verification code for a device, valid 24 h, single use; a new one voids the old",
-        lambda ns: (aw.CodeCreate, {"device_id": ns.device_id}),
-    ).add_argument("device_id")
-    command(
+        aw.CodeCreate,
+        "device_id",
+    )
+    plain(
         g,
         "login",
         "fetch the login code a connected device waiting for sign-in shows",
-        lambda ns: (aw.LoginCodeGet, {"device_id": ns.device_id}),
-    ).add_argument("device_id")
+        aw.LoginCodeGet,
+        "device_id",
+    )
 
     g = group("policies", "named policies: create, update, assign, list")
     p = command(
@@ -319,45 +327,15 @@ def register(parser: argparse.ArgumentParser, groups: Any) -> None:
     p.add_argument("kind", choices=["user", "device", "tenant"])
     p.add_argument("subject")
     p.add_argument("--policy", help="policy id (omit to clear)")
-    command(
-        g,
-        "list",
-        "show the tenant's policies",
-        lambda ns: (aw.PolicyList, {"tenant_id": ns.tenant_id}),
-        scoped=True,
-    )
+    plain(g, "list", "show the tenant's policies", aw.PolicyList, scoped=True)
 
     g = group("consoles", "touch consoles paired to room systems")
-    p = command(
-        g,
-        "pair",
-        "pair a console with a room system",
-        lambda ns: (aw.ConsolePair, {"console_id": ns.console_id, "room_id": ns.room_id}),
-    )
-    p.add_argument("console_id")
-    p.add_argument("room_id")
-    command(
-        g,
-        "unpair",
-        "unpair a console",
-        lambda ns: (aw.ConsoleUnpair, {"console_id": ns.console_id}),
-    ).add_argument("console_id")
-    command(
-        g,
-        "list",
-        "list consoles",
-        lambda ns: (aw.ConsoleList, {"tenant_id": ns.tenant_id}),
-        scoped=True,
-    )
+    plain(g, "pair", "pair a console with a room system", aw.ConsolePair, "console_id", "room_id")
+    plain(g, "unpair", "unpair a console", aw.ConsoleUnpair, "console_id")
+    plain(g, "list", "list consoles", aw.ConsoleList, scoped=True)
 
     g = group("pairings", "Better Together pairings (laptop and phone)")
-    command(
-        g,
-        "list",
-        "list the tenant's pairings",
-        lambda ns: (aw.PairingList, {"tenant_id": ns.tenant_id}),
-        scoped=True,
-    )
+    plain(g, "list", "list the tenant's pairings", aw.PairingList, scoped=True)
 
 
 def _policy_options(p: argparse.ArgumentParser) -> None:
