@@ -1,11 +1,15 @@
-"""Shared steps for the relay tests (sight a device, pair a laptop with its phone)."""
+"""Shared steps for the relay tests (sight a device, pair a laptop with its phone, refusals)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
+import pytest
+
 from relay.model import Device
 from relay.protocol import wire
-from relay.protocol.link import RelayLink
-from tests.relay.conftest import RelayHarness
+from relay.protocol.link import RelayLink, RequestFailed
+from tests.relay.conftest import RelayHarness, World
 
 
 async def sight(
@@ -25,3 +29,32 @@ async def pair(
     await laptop.pair_confirm(request.request_id, True)
     await laptop.next_event("pair.completed")
     await phone_link.next_event("pair.completed")
+
+
+async def sighted_alice(
+    relay: RelayHarness, world: World, laptop_id: str = "laptop-1"
+) -> tuple[RelayLink, RelayLink]:
+    """Alice's phone and a laptop of hers connected, the laptop having just sighted the phone."""
+    assert world.alice.phone is not None and world.alice.phone_credential is not None
+    phone = await relay.device(world.alice.phone_credential)
+    laptop = await relay.laptop(world.alice, laptop_id)
+    await sight(relay, laptop, world.alice.phone)
+    return laptop, phone
+
+
+async def paired_alice(
+    relay: RelayHarness, world: World, laptop_id: str = "laptop-1"
+) -> tuple[RelayLink, RelayLink]:
+    """Alice's phone and a laptop of hers connected and paired with each other."""
+    assert world.alice.phone is not None and world.alice.phone_credential is not None
+    phone = await relay.device(world.alice.phone_credential)
+    laptop = await relay.laptop(world.alice, laptop_id)
+    await pair(relay, laptop, phone, world.alice.phone)
+    return laptop, phone
+
+
+async def refusal(call: Awaitable[object]) -> wire.ErrorCode:
+    """The error code the relay refuses ``call`` with (fails the test if it is accepted)."""
+    with pytest.raises(RequestFailed) as info:
+        await call
+    return info.value.code

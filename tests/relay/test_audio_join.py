@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
-
 from relay.protocol import wire
-from relay.protocol.link import RelayLink, RequestFailed
 from tests.relay.conftest import RelayHarness, World
-from tests.relay.helpers import pair, sight
-
-
-async def _refusal(coro: object) -> wire.ErrorCode:
-    with pytest.raises(RequestFailed) as info:
-        await coro  # type: ignore[misc]
-    return info.value.code
-
-
-async def _paired(
-    relay: RelayHarness, world: World, laptop_id: str = "laptop-a"
-) -> tuple[RelayLink, RelayLink]:
-    assert world.alice.phone is not None and world.alice.phone_credential is not None
-    phone = await relay.device(world.alice.phone_credential)
-    laptop = await relay.laptop(world.alice, laptop_id)
-    await pair(relay, laptop, phone, world.alice.phone)
-    return laptop, phone
+from tests.relay.helpers import pair, paired_alice, refusal, sight
 
 
 async def test_audio_handoff_take_ack_release(relay: RelayHarness, world: World) -> None:
-    laptop, phone = await _paired(relay, world)
+    laptop, phone = await paired_alice(relay, world, "laptop-a")
     assert world.alice.phone is not None
     selected = await laptop.audio_select(world.alice.phone.id, "meeting-42")
     take = await phone.next_event("audio.command")
@@ -55,19 +36,19 @@ async def test_audio_handoff_take_ack_release(relay: RelayHarness, world: World)
 
 
 async def test_one_handoff_per_phone(relay: RelayHarness, world: World) -> None:
-    laptop, phone = await _paired(relay, world)
+    laptop, phone = await paired_alice(relay, world, "laptop-a")
     assert world.alice.phone is not None
     other = await relay.laptop(world.alice, "laptop-b")
     await pair(relay, other, phone, world.alice.phone)
     await laptop.audio_select(world.alice.phone.id, "m1")
-    code = await _refusal(other.audio_select(world.alice.phone.id, "m2"))
+    code = await refusal(other.audio_select(world.alice.phone.id, "m2"))
     assert code == wire.ErrorCode.BUSY
     for link in (laptop, other, phone):
         await link.close()
 
 
 async def test_failed_take_is_reported_to_the_laptop(relay: RelayHarness, world: World) -> None:
-    laptop, phone = await _paired(relay, world)
+    laptop, phone = await paired_alice(relay, world, "laptop-a")
     assert world.alice.phone is not None
     selected = await laptop.audio_select(world.alice.phone.id, "m1")
     await phone.next_event("audio.command")
@@ -80,7 +61,7 @@ async def test_failed_take_is_reported_to_the_laptop(relay: RelayHarness, world:
 
 
 async def test_laptop_disconnect_releases_the_phone(relay: RelayHarness, world: World) -> None:
-    laptop, phone = await _paired(relay, world)
+    laptop, phone = await paired_alice(relay, world, "laptop-a")
     assert world.alice.phone is not None
     selected = await laptop.audio_select(world.alice.phone.id, "m1")
     await phone.next_event("audio.command")
@@ -96,7 +77,7 @@ async def test_laptop_disconnect_releases_the_phone(relay: RelayHarness, world: 
 
 
 async def test_unpair_releases_the_handoff(relay: RelayHarness, world: World) -> None:
-    laptop, phone = await _paired(relay, world)
+    laptop, phone = await paired_alice(relay, world, "laptop-a")
     assert world.alice.phone is not None
     await laptop.audio_select(world.alice.phone.id, "m1")
     await phone.next_event("audio.command")
@@ -110,7 +91,7 @@ async def test_unpair_releases_the_handoff(relay: RelayHarness, world: World) ->
 
 
 async def test_phone_disconnect_tells_the_laptop(relay: RelayHarness, world: World) -> None:
-    laptop, phone = await _paired(relay, world)
+    laptop, phone = await paired_alice(relay, world, "laptop-a")
     assert world.alice.phone is not None
     await laptop.audio_select(world.alice.phone.id, "m1")
     await phone.close()
@@ -121,17 +102,17 @@ async def test_phone_disconnect_tells_the_laptop(relay: RelayHarness, world: Wor
 
 async def test_audio_refusals(relay: RelayHarness, world: World) -> None:
     assert world.alice.phone is not None and world.bob.phone is not None
-    laptop, phone = await _paired(relay, world)
+    laptop, phone = await paired_alice(relay, world, "laptop-a")
     unpaired = await relay.laptop(world.alice, "laptop-z")
-    code = await _refusal(unpaired.audio_select(world.alice.phone.id, "m"))
+    code = await refusal(unpaired.audio_select(world.alice.phone.id, "m"))
     assert code == wire.ErrorCode.NOT_PAIRED
-    assert await _refusal(laptop.audio_select(world.bob.phone.id, "m")) == wire.ErrorCode.NOT_PAIRED
+    assert await refusal(laptop.audio_select(world.bob.phone.id, "m")) == wire.ErrorCode.NOT_PAIRED
     carol = await relay.laptop(world.carol)
-    assert await _refusal(carol.audio_select(world.alice.phone.id, "m")) == wire.ErrorCode.NOT_FOUND
+    assert await refusal(carol.audio_select(world.alice.phone.id, "m")) == wire.ErrorCode.NOT_FOUND
     await phone.close()
-    code = await _refusal(laptop.audio_select(world.alice.phone.id, "m"))
+    code = await refusal(laptop.audio_select(world.alice.phone.id, "m"))
     assert code == wire.ErrorCode.DEVICE_OFFLINE
-    assert await _refusal(laptop.audio_release("ho_nothing")) == wire.ErrorCode.NOT_FOUND
+    assert await refusal(laptop.audio_release("ho_nothing")) == wire.ErrorCode.NOT_FOUND
     for link in (laptop, unpaired, carol):
         await link.close()
 
@@ -180,7 +161,7 @@ async def test_unanswered_join_prompt_expires(relay: RelayHarness, world: World)
     await sight(relay, laptop, world.prompt_room)
     pending = await laptop.join_request(world.prompt_room.id, "m1")
     relay.clock.advance(relay.settings.join_prompt_ttl_s + 1)
-    assert await _refusal(room.join_respond(pending.join_id)) == wire.ErrorCode.EXPIRED
+    assert await refusal(room.join_respond(pending.join_id)) == wire.ErrorCode.EXPIRED
     outcome = await laptop.next_event("join.result", within=5)
     assert isinstance(outcome, wire.JoinResult) and outcome.outcome == "expired"
     await laptop.close()
@@ -190,17 +171,17 @@ async def test_unanswered_join_prompt_expires(relay: RelayHarness, world: World)
 async def test_join_refusals(relay: RelayHarness, world: World) -> None:
     room = await relay.device(world.room_credential)
     laptop = await relay.laptop(world.alice)
-    code = await _refusal(laptop.join_request(world.room.id, "m"))
+    code = await refusal(laptop.join_request(world.room.id, "m"))
     assert code == wire.ErrorCode.NO_FRESH_SIGHTING
     carol = await relay.laptop(world.carol)
-    assert await _refusal(carol.join_request(world.room.id, "m")) == wire.ErrorCode.NOT_FOUND
+    assert await refusal(carol.join_request(world.room.id, "m")) == wire.ErrorCode.NOT_FOUND
     off = await relay.admin.create_policy(world.contoso.id, "No join", proximity_join="off")
     await relay.admin.set_device_policy(world.room.id, off.id)
     await sight(relay, laptop, world.room)
-    assert await _refusal(laptop.join_request(world.room.id, "m")) == wire.ErrorCode.POLICY_DENIED
+    assert await refusal(laptop.join_request(world.room.id, "m")) == wire.ErrorCode.POLICY_DENIED
     await relay.admin.set_device_policy(world.room.id, None)
     await room.close()
-    code = await _refusal(laptop.join_request(world.room.id, "m"))
+    code = await refusal(laptop.join_request(world.room.id, "m"))
     assert code == wire.ErrorCode.DEVICE_OFFLINE
     for link in (laptop, carol):
         await link.close()

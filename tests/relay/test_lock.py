@@ -10,7 +10,7 @@ import pytest
 from relay.protocol import wire
 from relay.protocol.link import RequestFailed
 from tests.relay.conftest import RelayHarness, StartRelay, World
-from tests.relay.helpers import pair
+from tests.relay.helpers import paired_alice
 
 
 def _row(relay: RelayHarness, phone_id: str) -> tuple[int, str, int] | None:
@@ -27,9 +27,7 @@ async def test_lock_is_durable_before_the_laptop_is_answered_then_acked(
 ) -> None:
     assert world.alice.phone is not None and world.alice.phone_credential is not None
     phone_id = world.alice.phone.id
-    phone = await relay.device(world.alice.phone_credential)
-    laptop = await relay.laptop(world.alice, "laptop-a")
-    await pair(relay, laptop, phone, world.alice.phone)
+    laptop, phone = await paired_alice(relay, world, "laptop-a")
 
     result = await laptop.lock_set("locked")
     assert result.phones == [wire.PhoneLockSeq(phone_id=phone_id, seq=1)]
@@ -54,9 +52,7 @@ async def test_offline_phone_gets_only_the_latest_state_on_reconnect(
     relay: RelayHarness, world: World
 ) -> None:
     assert world.alice.phone is not None and world.alice.phone_credential is not None
-    phone = await relay.device(world.alice.phone_credential)
-    laptop = await relay.laptop(world.alice)
-    await pair(relay, laptop, phone, world.alice.phone)
+    laptop, phone = await paired_alice(relay, world)
     await phone.close()
     await laptop.lock_set("locked")
     await laptop.lock_set("unlocked")
@@ -78,9 +74,7 @@ async def test_stale_ack_of_a_superseded_command_does_not_confirm_the_new_one(
     relay: RelayHarness, world: World
 ) -> None:
     assert world.alice.phone is not None and world.alice.phone_credential is not None
-    phone = await relay.device(world.alice.phone_credential)
-    laptop = await relay.laptop(world.alice)
-    await pair(relay, laptop, phone, world.alice.phone)
+    laptop, phone = await paired_alice(relay, world)
     await laptop.lock_set("locked")
     await laptop.lock_set("unlocked")
     await phone.lock_ack(1)
@@ -120,9 +114,7 @@ async def test_lock_is_refused_once_policy_disables_better_together(
     relay: RelayHarness, world: World
 ) -> None:
     assert world.alice.phone is not None and world.alice.phone_credential is not None
-    phone = await relay.device(world.alice.phone_credential)
-    laptop = await relay.laptop(world.alice)
-    await pair(relay, laptop, phone, world.alice.phone)
+    laptop, phone = await paired_alice(relay, world)
     await relay.admin.set_user_policy(world.alice.user.id, world.disabled_policy.id)
     with pytest.raises(RequestFailed) as denied:
         await laptop.lock_set("locked")
@@ -136,9 +128,7 @@ async def test_restart_keeps_pairings_and_delivers_pending_lock_state(
     start_relay: StartRelay, relay: RelayHarness, world: World
 ) -> None:
     assert world.alice.phone is not None and world.alice.phone_credential is not None
-    phone = await relay.device(world.alice.phone_credential)
-    laptop = await relay.laptop(world.alice, "laptop-a")
-    await pair(relay, laptop, phone, world.alice.phone)
+    laptop, phone = await paired_alice(relay, world, "laptop-a")
     await phone.close()
     assert (await laptop.lock_set("locked")).phones[0].seq == 1
     await relay.server.stop()
