@@ -31,14 +31,21 @@ async def pair(
     await phone_link.next_event("pair.completed")
 
 
+async def _alice_online(
+    relay: RelayHarness, world: World, laptop_id: str
+) -> tuple[RelayLink, RelayLink, Device]:
+    assert world.alice.phone is not None and world.alice.phone_credential is not None
+    phone = await relay.device(world.alice.phone_credential)
+    laptop = await relay.laptop(world.alice, laptop_id)
+    return laptop, phone, world.alice.phone
+
+
 async def sighted_alice(
     relay: RelayHarness, world: World, laptop_id: str = "laptop-1"
 ) -> tuple[RelayLink, RelayLink]:
     """Alice's phone and a laptop of hers connected, the laptop having just sighted the phone."""
-    assert world.alice.phone is not None and world.alice.phone_credential is not None
-    phone = await relay.device(world.alice.phone_credential)
-    laptop = await relay.laptop(world.alice, laptop_id)
-    await sight(relay, laptop, world.alice.phone)
+    laptop, phone, device = await _alice_online(relay, world, laptop_id)
+    await sight(relay, laptop, device)
     return laptop, phone
 
 
@@ -46,10 +53,8 @@ async def paired_alice(
     relay: RelayHarness, world: World, laptop_id: str = "laptop-1"
 ) -> tuple[RelayLink, RelayLink]:
     """Alice's phone and a laptop of hers connected and paired with each other."""
-    assert world.alice.phone is not None and world.alice.phone_credential is not None
-    phone = await relay.device(world.alice.phone_credential)
-    laptop = await relay.laptop(world.alice, laptop_id)
-    await pair(relay, laptop, phone, world.alice.phone)
+    laptop, phone, device = await _alice_online(relay, world, laptop_id)
+    await pair(relay, laptop, phone, device)
     return laptop, phone
 
 

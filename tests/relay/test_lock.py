@@ -5,12 +5,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 
-import pytest
-
 from relay.protocol import wire
-from relay.protocol.link import RequestFailed
 from tests.relay.conftest import RelayHarness, StartRelay, World
-from tests.relay.helpers import paired_alice
+from tests.relay.helpers import paired_alice, refusal
 
 
 def _row(relay: RelayHarness, phone_id: str) -> tuple[int, str, int] | None:
@@ -80,9 +77,7 @@ async def test_stale_ack_of_a_superseded_command_does_not_confirm_the_new_one(
     await phone.lock_ack(1)
     assert laptop.pending_events() == []
     assert _row(relay, world.alice.phone.id)[:2] == (2, "unlocked")  # type: ignore[index]
-    with pytest.raises(RequestFailed) as future_ack:
-        await phone.lock_ack(3)
-    assert future_ack.value.code == wire.ErrorCode.WRONG_STATE
+    assert await refusal(phone.lock_ack(3)) == wire.ErrorCode.WRONG_STATE
     await phone.lock_ack(2)
     assert (await laptop.next_event("lock.applied")) == wire.LockApplied(
         phone_id=world.alice.phone.id, seq=2, state="unlocked"
@@ -97,15 +92,9 @@ async def test_unpaired_laptop_cannot_set_lock_and_phone_cannot_either(
     assert world.alice.phone_credential is not None
     laptop = await relay.laptop(world.alice)
     phone = await relay.device(world.alice.phone_credential)
-    with pytest.raises(RequestFailed) as unpaired:
-        await laptop.lock_set("locked")
-    assert unpaired.value.code == wire.ErrorCode.NOT_PAIRED
-    with pytest.raises(RequestFailed) as wrong_role:
-        await phone.call(wire.LockSet, state="locked")
-    assert wrong_role.value.code == wire.ErrorCode.FORBIDDEN
-    with pytest.raises(RequestFailed) as nothing_to_ack:
-        await phone.lock_ack(1)
-    assert nothing_to_ack.value.code == wire.ErrorCode.WRONG_STATE
+    assert await refusal(laptop.lock_set("locked")) == wire.ErrorCode.NOT_PAIRED
+    assert await refusal(phone.call(wire.LockSet, state="locked")) == wire.ErrorCode.FORBIDDEN
+    assert await refusal(phone.lock_ack(1)) == wire.ErrorCode.WRONG_STATE
     await laptop.close()
     await phone.close()
 
@@ -116,9 +105,7 @@ async def test_lock_is_refused_once_policy_disables_better_together(
     assert world.alice.phone is not None and world.alice.phone_credential is not None
     laptop, phone = await paired_alice(relay, world)
     await relay.admin.set_user_policy(world.alice.user.id, world.disabled_policy.id)
-    with pytest.raises(RequestFailed) as denied:
-        await laptop.lock_set("locked")
-    assert denied.value.code == wire.ErrorCode.POLICY_DENIED
+    assert await refusal(laptop.lock_set("locked")) == wire.ErrorCode.POLICY_DENIED
     assert _row(relay, world.alice.phone.id) is None
     await laptop.close()
     await phone.close()
