@@ -121,13 +121,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(
-        argv,
-        render=render,
-        default_output=DEFAULT_OUTPUT,
-        module="relay.protocol.admin_docgen",
-        description=__doc__.splitlines()[0] if __doc__ else None,
-    )
+    return run(argv, render, DEFAULT_OUTPUT, "relay.protocol.admin_docgen", __doc__)
 
 
 if __name__ == "__main__":

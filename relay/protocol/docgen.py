@@ -279,14 +279,17 @@ def _result_sections(results: Iterable[type[BaseModel]], seen: set[type]) -> lis
 
 def run(
     argv: list[str] | None,
-    *,
     render: Callable[[], str],
     default_output: Path,
     module: str,
-    description: str | None,
+    doc: str | None,
 ) -> int:
-    """The command line shared by the protocol references: rewrite the file, or ``--check`` it."""
-    parser = argparse.ArgumentParser(description=description)
+    """The command line shared by the protocol references: rewrite the file, or ``--check`` it.
+
+    ``module`` is what to run to rewrite it; ``doc`` the module docstring, whose first line
+    describes the command.
+    """
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
     parser.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
     parser.add_argument("--output", type=Path, default=default_output)
     args = parser.parse_args(argv)
@@ -303,13 +306,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(
-        argv,
-        render=render,
-        default_output=DEFAULT_OUTPUT,
-        module="relay.protocol.docgen",
-        description=__doc__.splitlines()[0] if __doc__ else None,
-    )
+    return run(argv, render, DEFAULT_OUTPUT, "relay.protocol.docgen", __doc__)
 
 
 if __name__ == "__main__":
