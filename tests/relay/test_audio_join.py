@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from relay.admin import IssuedCredential
+from relay.model import Device
 from relay.protocol import wire
+from relay.protocol.link import RelayLink
 from tests.relay.conftest import RelayHarness, World
 from tests.relay.helpers import pair, paired_alice, refusal, sight
+
+
+async def _room_in_sight(
+    relay: RelayHarness, world: World, credential: IssuedCredential, room: Device
+) -> tuple[RelayLink, RelayLink]:
+    """A room system connected, and a laptop of alice's connected that has just sighted it."""
+    room_link = await relay.device(credential)
+    laptop = await relay.laptop(world.alice)
+    await sight(relay, laptop, room)
+    return laptop, room_link
 
 
 async def test_audio_handoff_take_ack_release(relay: RelayHarness, world: World) -> None:
@@ -118,9 +131,7 @@ async def test_audio_refusals(relay: RelayHarness, world: World) -> None:
 
 
 async def test_auto_accept_room_joins_at_once(relay: RelayHarness, world: World) -> None:
-    room = await relay.device(world.room_credential)
-    laptop = await relay.laptop(world.alice)
-    await sight(relay, laptop, world.room)
+    laptop, room = await _room_in_sight(relay, world, world.room_credential, world.room)
     result = await laptop.join_request(world.room.id, "meeting-7")
     assert result.outcome == "accepted"
     command = await room.next_event("join.command")
@@ -135,9 +146,9 @@ async def test_auto_accept_room_joins_at_once(relay: RelayHarness, world: World)
 
 
 async def test_prompting_room_decides(relay: RelayHarness, world: World) -> None:
-    room = await relay.device(world.prompt_room_credential)
-    laptop = await relay.laptop(world.alice)
-    await sight(relay, laptop, world.prompt_room)
+    laptop, room = await _room_in_sight(
+        relay, world, world.prompt_room_credential, world.prompt_room
+    )
     first = await laptop.join_request(world.prompt_room.id, "m1")
     assert first.outcome == "pending"
     prompt = await room.next_event("join.prompt")
@@ -156,9 +167,9 @@ async def test_prompting_room_decides(relay: RelayHarness, world: World) -> None
 
 
 async def test_unanswered_join_prompt_expires(relay: RelayHarness, world: World) -> None:
-    room = await relay.device(world.prompt_room_credential)
-    laptop = await relay.laptop(world.alice)
-    await sight(relay, laptop, world.prompt_room)
+    laptop, room = await _room_in_sight(
+        relay, world, world.prompt_room_credential, world.prompt_room
+    )
     pending = await laptop.join_request(world.prompt_room.id, "m1")
     relay.clock.advance(relay.settings.join_prompt_ttl_s + 1)
     assert await refusal(room.join_respond(pending.join_id)) == wire.ErrorCode.EXPIRED
