@@ -113,7 +113,7 @@ class Demo:
         self.stage = stage
         self.floor = dict(FLOOR if floor is None else floor)
         self.devices = dict(DEVICES if devices is None else devices)
-        self.say = narrator
+        self.narrator = narrator
         self.want_audio = audio
         self.pulse: Any = None
         self.pulse_note = ""
@@ -142,8 +142,7 @@ class Demo:
         return self.stage.env_for(host, extra)
 
     def nearby(self) -> list[dict[str, Any]]:
-        result = self.on("laptop", "client", "nearby", "--json")
-        return list(result) if isinstance(result, list) else list(result.get("nearby", []))
+        return list(self.on("laptop", "client", "nearby", "--json"))
 
     def phone_session_locked(self, host: str = "phone") -> bool:
         """Whether the phone's logind session is locked (what the person sees)."""
@@ -221,7 +220,7 @@ class Demo:
         accounts = ["Alex Doe"] + [d["account"] for d in self.devices.values()]
         for account in dict.fromkeys(accounts):
             user = self.admin("users", "create", account, "--tenant", self.tenant_id)
-            self.users[account] = _find(user, "user_id") or _find(user, "id")
+            self.users[account] = str(user["id"])
         return (f"owner 'Demo Admin' and tenant Contoso ({self.tenant_id}); accounts: "
                 + ", ".join(self.users))
 
@@ -237,13 +236,13 @@ class Demo:
                        "--kind", phone["kind"], "--location", phone["location"],
                        "--name", phone["name"])
         listed = self.admin("devices", "list", "--tenant", self.tenant_id)
-        rows = listed if isinstance(listed, list) else listed.get("devices", [])
-        by_mac = {str(r.get("mac", "")).upper(): r for r in rows}
+        rows = listed["devices"]
+        by_mac = {str(r["mac"]).upper(): r for r in rows}
         for host, spec in self.devices.items():
             row = by_mac.get(spec["mac"])
             if row is None:
                 raise StepFailed(f"{spec['mac']} is not in the device list: {rows}")
-            self.device_ids[host] = str(row.get("device_id") or row.get("id"))
+            self.device_ids[host] = str(row["id"])
             if row.get("state") != "waiting_for_activation":
                 raise StepFailed(f"{host} is {row.get('state')}, not waiting for activation")
         return (f"{len(rooms)} rooms imported from CSV, {len(self.devices) - len(rooms)} "
@@ -252,7 +251,7 @@ class Demo:
     def provision(self, host: str) -> str:
         spec = self.devices[host]
         code = self.admin("codes", "create", self.device_ids[host])
-        digits = _find(code, "code")
+        digits = code["code"]
         self.stage.run(
             self.stage.argv("beacon", "provision", str(digits), "--relay", self.stage.relay_url,
                             "--mac", spec["mac"]), env=self.host_env(host))
@@ -266,7 +265,7 @@ class Demo:
         self.stage.wait_for(lambda: self.device_status(host).get("connected") or None,
                             f"the {host} beacon daemon to reach the relay", timeout=20)
         login = self.admin("codes", "login", self.device_ids[host])
-        login_code = _find(login, "code") or _find(login, "login_code")
+        login_code = login["code"]
         self.admin("devices", "sign-in", self.device_ids[host], self.users[spec["account"]],
                    "--code", str(login_code))
         self.stage.wait_for(lambda: self.device_status(host).get("advertising") or None,
@@ -279,7 +278,7 @@ class Demo:
 
     def start_laptop(self) -> str:
         user = self.admin("credentials", "issue", self.users["Alex Doe"])
-        token = _find(user, "token")
+        token = user["token"]
         self.stage.run(self.stage.argv("client", "login", "--relay", self.stage.relay_url,
                                        "--token-file", "-", "--name", "Alex's laptop"),
                        env=self.host_env("laptop"), stdin=str(token) + "\n")
@@ -474,15 +473,3 @@ def _story(demo: Demo, n: Narrator) -> None:
 def _ready_line(actor: Actor) -> bool:
     """A stand-in process is ready once it printed ``ready``."""
     return actor.alive() and "ready" in actor.tail(50)
-
-
-def _find(obj: Any, key: str) -> Any:
-    """A value by key in a command's JSON answer, at the top or one level down."""
-    if isinstance(obj, dict):
-        if key in obj:
-            return obj[key]
-        for value in obj.values():
-            if isinstance(value, dict) and key in value:
-                return value[key]
-    return None
-

@@ -42,7 +42,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             devices={**DEVICES, "sam-phone": SAM_PHONE},
         )
         try:
-            set_the_stage(cast, cast.say)
+            set_the_stage(cast, cast.narrator)
             yield cast
         finally:
             cast.close()
@@ -131,8 +131,7 @@ def test_better_together_disabled_by_policy_refuses_to_connect(demo: Demo) -> No
     demo.on("laptop", "client", "unpair", demo.device_ids["phone"], "--json")
     policy = demo.admin("policies", "create", "No Better Together", "--tenant", demo.tenant_id,
                         "--better-together", "Disabled")
-    policy_id = policy.get("policy_id") or policy.get("id")
-    demo.admin("policies", "assign", "user", demo.users["Alex Doe"], "--policy", str(policy_id))
+    demo.admin("policies", "assign", "user", demo.users["Alex Doe"], "--policy", policy["id"])
     error = client_fails(demo, "connect", demo.device_ids["phone"], "--yes", "--timeout", "10")
     assert error["code"] == "policy_denied", error
     assert demo.device_status("phone")["prompts"] == []
