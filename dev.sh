@@ -28,6 +28,9 @@ if [ "$job" = test ]; then
     [ -d /usr/lib/python3/dist-packages/gi ] || apt_needed+=(python3-gi)
     compgen -G '/usr/lib/*/girepository-1.0/Gtk-3.0.typelib' >/dev/null || apt_needed+=(gir1.2-gtk-3.0)
     command -v openssl >/dev/null 2>&1 || apt_needed+=(openssl)
+    # The packaging tests: systemd's own review of the units, HAProxy terminating TLS.
+    command -v systemd-analyze >/dev/null 2>&1 || apt_needed+=(systemd)
+    command -v haproxy >/dev/null 2>&1 || apt_needed+=(haproxy)
 fi
 if [ ${#apt_needed[@]} -gt 0 ]; then
     echo "dev.sh: installing Debian packages: ${apt_needed[*]}" >&2

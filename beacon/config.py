@@ -15,6 +15,11 @@ directory) looks like::
     [hooks]
     on_lock = "/usr/local/bin/show-lock-screen --now"
     timeout_s = 10
+    [tls]
+    ca_file = "/etc/btogether/internal-ca.pem"   # trust an internal CA for wss://
+
+Every key with its default: ``packaging/config/beacon.toml`` (generated from these models
+by :mod:`btogether.config_examples`).
 
 Environment variables use ``__`` between table and key: ``BTOGETHER_AUTO_CONFIRM=1``,
 ``BTOGETHER_AUDIO__SINK=speakerphone``, ``BTOGETHER_HOOKS__ON_JOIN=…``.  Unknown keys,
@@ -74,50 +79,120 @@ DeviceName = Annotated[str, Field(min_length=1, max_length=256)]
 class AudioSettings(_Section):
     """The device's speakerphone, as the sound server names it (``pactl list short sinks``)."""
 
-    sink: DeviceName | None = None
-    source: DeviceName | None = None
+    sink: DeviceName | None = Field(
+        default=None,
+        description="sink that becomes the default during a hand-off; default: none (no audio)",
+        examples=["speakerphone"],
+    )
+    source: DeviceName | None = Field(
+        default=None,
+        description="source (microphone) that becomes the default during a hand-off",
+        examples=["speakerphone_mic"],
+    )
     server: DeviceName | None = Field(
-        default=None, description="PulseAudio server string; default: PULSE_SERVER, then usual"
+        default=None,
+        description="PulseAudio server string; default: PULSE_SERVER, then the usual socket",
+        examples=["unix:/run/pulse/native"],
     )
 
 
 class LockSettings(_Section):
+    """Locking the device's own screen session through logind."""
+
     system_bus: str | None = Field(
-        default=None, description="D-Bus address of logind; default: DBUS_SYSTEM_BUS_ADDRESS"
+        default=None,
+        description="D-Bus address of logind; default: DBUS_SYSTEM_BUS_ADDRESS, else the system "
+        "bus",
+        examples=["unix:path=/run/dbus/system_bus_socket"],
     )
     session: str | None = Field(
-        default=None, description="logind session id or path; default: XDG_SESSION_ID, ours, auto"
+        default=None,
+        description="logind session id or path; default: XDG_SESSION_ID, else ours, else "
+        "logind's auto, else the only session",
+        examples=["c1"],
     )
-    confirm_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    confirm_timeout_s: float = Field(
+        default=2.0, gt=0, le=60, description="how long to wait for LockedHint to follow a lock"
+    )
     retry_s: float = Field(default=5.0, gt=0, le=3600, description="retry a failed lock after")
 
 
 class AdvertisingSettings(_Section):
-    tx_power: int = Field(default=DEFAULT_TX_POWER, ge=MIN_TX_POWER, le=MAX_TX_POWER)
-    adapter: str | None = Field(default=None, description="BlueZ adapter, e.g. hci0")
-    local_name: Annotated[str, Field(max_length=8)] | None = None
+    """The BLE advert carrying the rotating EID."""
+
+    tx_power: int = Field(
+        default=DEFAULT_TX_POWER,
+        ge=MIN_TX_POWER,
+        le=MAX_TX_POWER,
+        description="calibrated signal strength at 1 m in dBm, carried in the advert",
+    )
+    adapter: str | None = Field(
+        default=None, description="BlueZ adapter; default: the first one", examples=["hci0"]
+    )
+    local_name: Annotated[str, Field(max_length=8)] | None = Field(
+        default=None, description="a short local name to advertise too", examples=["room-a"]
+    )
     retry_s: float = Field(default=10.0, gt=0, le=3600, description="retry a failed advert after")
 
 
 class ReconnectSettings(_Section):
-    initial_s: float = Field(default=0.5, gt=0, le=60)
-    cap_s: float = Field(default=30.0, gt=0, le=3600)
+    """Jittered exponential backoff towards the relay."""
+
+    initial_s: float = Field(default=0.5, gt=0, le=60, description="first reconnect delay")
+    cap_s: float = Field(default=30.0, gt=0, le=3600, description="longest reconnect delay")
+
+
+class TlsSettings(_Section):
+    """Trust for wss:// relay URLs, besides the system's certificate authorities."""
+
+    ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of an internal CA to trust for the relay's certificate",
+        examples=["/etc/btogether/internal-ca.pem"],
+    )
+
+
+_HOOK = "command run on this event (no shell); default: none"
 
 
 class HookSettings(_Section):
     """A command per event, run without a shell; details arrive as BTOGETHER_* variables."""
 
-    timeout_s: float = Field(default=10.0, gt=0, le=600)
-    on_state: str | None = None
-    on_login_code: str | None = None
-    on_pair_prompt: str | None = None
-    on_pair_end: str | None = None
-    on_lock: str | None = None
-    on_unlock: str | None = None
-    on_audio_take: str | None = None
-    on_audio_release: str | None = None
-    on_join_prompt: str | None = None
-    on_join: str | None = None
+    timeout_s: float = Field(
+        default=10.0, gt=0, le=600, description="a hook still running after this is killed"
+    )
+    on_state: str | None = Field(
+        default=None, description=_HOOK, examples=["/usr/local/bin/show-state"]
+    )
+    on_login_code: str | None = Field(
+        default=None, description=_HOOK, examples=["/usr/local/bin/show-login-code"]
+    )
+    on_pair_prompt: str | None = Field(
+        default=None, description=_HOOK, examples=["/usr/local/bin/show-pair-prompt"]
+    )
+    on_pair_end: str | None = Field(
+        default=None, description=_HOOK, examples=["/usr/local/bin/show-pair-end"]
+    )
+    on_lock: str | None = Field(
+        default=None, description=_HOOK, examples=["/usr/local/bin/show-lock"]
+    )
+    on_unlock: str | None = Field(
+        default=None, description=_HOOK, examples=["/usr/local/bin/show-unlock"]
+    )
+    on_audio_take: str | None = Field(
+        default=None, description=_HOOK, examples=["/usr/local/bin/show-audio-take"]
+    )
+    on_audio_release: str | None = Field(
+        default=None, description=_HOOK, examples=["/usr/local/bin/show-audio-release"]
+    )
+    on_join_prompt: str | None = Field(
+        default=None, description=_HOOK, examples=["/usr/local/bin/show-join-prompt"]
+    )
+    on_join: str | None = Field(
+        default=None,
+        description=_HOOK + "; packaging/hooks/open-meeting opens the meeting's URL",
+        examples=["/usr/local/lib/btogether/open-meeting"],
+    )
 
     @field_validator(*HOOK_NAMES)
     @classmethod
@@ -146,12 +221,14 @@ class BeaconSettings(BaseSettings):
     auto_confirm: bool | None = Field(
         default=None,
         description="confirm pair and join prompts without asking; default: the relay's policy",
+        examples=[True],
     )
     audio: AudioSettings = AudioSettings()
     lock: LockSettings = LockSettings()
     advertising: AdvertisingSettings = AdvertisingSettings()
     reconnect: ReconnectSettings = ReconnectSettings()
     hooks: HookSettings = HookSettings()
+    tls: TlsSettings = TlsSettings()
 
 
 def default_config_path(state_dir: Path, env: Mapping[str, str]) -> Path:

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import random
+import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -46,6 +47,7 @@ from hw.secure_file import write_private
 from relay.protocol import wire
 from relay.protocol.backoff import Backoff
 from relay.protocol.link import LinkClosed, LinkError, RelayLink, RequestFailed
+from relay.protocol.reach import why_unreachable
 
 STATUS_FILE = "status.json"
 # A connection that lasted this long was a success: the next failure starts backoff afresh.
@@ -117,8 +119,10 @@ class BeaconDaemon:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         out: Callable[[str], None] = print_line,
         tick_s: float = 0.25,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.identity = identity
+        self._tls = tls
         self.settings = settings
         self.state_dir = state_dir
         self._locker = locker
@@ -412,7 +416,10 @@ class BeaconDaemon:
 
             try:
                 link = await RelayLink.connect(
-                    self.identity.relay_url, self.identity.credential, on_event=deliver
+                    self.identity.relay_url,
+                    self.identity.credential,
+                    on_event=deliver,
+                    tls=self._tls,
                 )
             except InvalidStatus as exc:
                 status = exc.response.status_code
@@ -426,7 +433,7 @@ class BeaconDaemon:
                 self._log.error("relay_connect_refused", status=status, why=why)
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI, LinkError,
                     ValueError) as exc:
-                self._relay_error = str(exc) or type(exc).__name__
+                self._relay_error = why_unreachable(self.identity.relay_url, exc)
                 self._log.warning("relay_connect_failed", error=self._relay_error, attempt=attempt)
             else:
                 started = time.monotonic()

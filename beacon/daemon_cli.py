@@ -23,6 +23,7 @@ from hw.audio import AudioRouter, create_audio_router
 from hw.audio import UnsupportedPlatformError as AudioUnsupported
 from hw.lock import LockBusConfig, SessionLocker, create_session_locker
 from hw.lock import UnsupportedPlatformError as LockUnsupported
+from relay.protocol.reach import TlsSetupError, client_tls
 
 
 def register(sub: Any) -> None:
@@ -94,8 +95,9 @@ def run_command(args: argparse.Namespace) -> int:
     config_path = args.config if explicit else default_config_path(state_dir, os.environ)
     try:
         settings = load_config(config_path, required=explicit)
+        tls = client_tls(identity.relay_url, settings.tls.ca_file)
         advertiser = create_advertiser(adapter=settings.advertising.adapter)
-    except (ConfigError, AdvertiserError) as exc:
+    except (ConfigError, TlsSetupError, AdvertiserError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
 
@@ -127,6 +129,7 @@ def run_command(args: argparse.Namespace) -> int:
                 advertiser=advertiser,
                 hooks=HookRunner(settings.hooks),
                 rng=random.Random(),
+                tls=tls,
             )
         except ValueError as exc:  # e.g. a tx power the frame cannot carry
             raise ConfigError(str(exc)) from exc

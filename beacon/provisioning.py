@@ -10,22 +10,35 @@ BlueZ adapter's own address.
 relay is reachable (the credential is revoked and the device waits for activation
 again), then wipes it from the disk. The device must be provisioned again with a new
 verification code.
+
+``set-relay URL`` points a provisioned device at the relay's new address (the relay
+moved, or the URL given at provisioning was wrong) without a reset: the device's
+credential is checked against the relay at the new URL first, and nothing changes if
+that relay does not accept it.
+
+All three trust the internal CA of ``--ca-file``, else the ``[tls] ca_file`` of the
+beacon's settings (``beacon.toml``), for a ``wss://`` relay.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import ssl
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from websockets.exceptions import WebSocketException
+from websockets.exceptions import InvalidStatus, WebSocketException
 
+from beacon.config import ConfigError, default_config_path, load_config
 from beacon.daemon_cli import _state_dir, _state_dir_option
 from beacon.state import (
+    IDENTITY_FILE,
     DeviceIdentity,
     DeviceStateError,
     load_identity,
@@ -34,7 +47,8 @@ from beacon.state import (
 )
 from hw.bluetooth_address import AdapterAddressError, adapter_address
 from relay.protocol.admin_link import give_back_credential, provision
-from relay.protocol.link import LinkError, RequestFailed
+from relay.protocol.link import LinkError, RelayLink, RequestFailed
+from relay.protocol.reach import TlsSetupError, client_tls, why_unreachable
 
 RELAY_ENV = "BTOGETHER_RELAY_URL"
 MAC_ENV = "BTOGETHER_DEVICE_MAC"
@@ -42,7 +56,7 @@ UNREACHABLE = (OSError, TimeoutError, WebSocketException, LinkError)
 
 
 def register(sub: Any) -> None:
-    """Add ``provision`` and ``reset`` to ``btogether beacon``'s subcommands."""
+    """Add ``provision``, ``reset`` and ``set-relay`` to ``btogether beacon``'s subcommands."""
     p = sub.add_parser(
         "provision",
         help="bind this device to a tenant with the administrator's verification code",
@@ -54,12 +68,19 @@ def register(sub: Any) -> None:
         ),
     )
     p.add_argument("code", help="the 6-digit verification code")
-    p.add_argument("--relay", help=f"the relay's URL, ws://host:port/ (default ${RELAY_ENV})")
+    p.add_argument(
+        "--relay",
+        help=f"the relay's URL, ws://host:port/ or wss://host/ (default: ${RELAY_ENV})",
+    )
     p.add_argument(
         "--mac",
-        help=f"this device's MAC address (default ${MAC_ENV}, else the Bluetooth adapter's)",
+        help=f"this device's MAC address (default: ${MAC_ENV}, else the Bluetooth adapter's)",
     )
-    p.add_argument("--adapter", help="BlueZ adapter to read the address of, e.g. hci0")
+    p.add_argument(
+        "--adapter", help="BlueZ adapter to read the address of, e.g. hci0 (default: the first)"
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _tls_options(p)
     _state_dir_option(p)
     p.set_defaults(func=provision_command)
 
@@ -72,8 +93,54 @@ def register(sub: Any) -> None:
             "again needs a new verification code."
         ),
     )
+    _tls_options(r)
     _state_dir_option(r)
     r.set_defaults(func=reset_command)
+
+    m = sub.add_parser(
+        "set-relay",
+        help="point this provisioned device at the relay's new URL (no reset needed)",
+        description=(
+            "Check that the relay at URL accepts this device's credential, then store URL as "
+            "the device's relay; nothing changes if it does not. A running `beacon run` uses "
+            "the new URL once restarted (systemctl restart btogether-beacon)."
+        ),
+    )
+    m.add_argument("url", metavar="URL", help="the relay's new URL, ws://host:port/ or wss://host/")
+    m.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="store the URL without checking it (the relay is not reachable from here yet)",
+    )
+    _tls_options(m)
+    _state_dir_option(m)
+    m.set_defaults(func=set_relay_command)
+
+
+def _tls_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ca-file",
+        type=Path,
+        metavar="PEM",
+        help="trust this internal CA's certificate for a wss:// relay (default: [tls] ca_file "
+        "of the beacon's settings, else only the system's CAs)",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="the beacon's settings file, read for [tls] ca_file (default: $BTOGETHER_CONFIG, "
+        "else beacon.toml in the state directory)",
+    )
+
+
+def _tls(args: argparse.Namespace, url: str) -> ssl.SSLContext | None:
+    """The TLS context for ``url``: --ca-file, else the settings' ca_file; ValueError if bad."""
+    ca_file = args.ca_file
+    if ca_file is None:
+        explicit = args.config is not None
+        path = args.config if explicit else default_config_path(_state_dir(args), os.environ)
+        ca_file = load_config(path, required=explicit).tls.ca_file
+    return client_tls(url, ca_file)
 
 
 def provision_command(args: argparse.Namespace) -> int:
@@ -96,12 +163,17 @@ def provision_command(args: argparse.Namespace) -> int:
         print(f"{prog}: give the relay's URL with --relay or ${RELAY_ENV}", file=sys.stderr)
         return 2
     try:
+        tls = _tls(args, relay_url)
+    except (ConfigError, TlsSetupError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    try:
         mac = args.mac or os.environ.get(MAC_ENV) or asyncio.run(adapter_address(args.adapter))
     except AdapterAddressError as exc:
         print(f"{prog}: cannot tell this device's MAC address ({exc}); pass --mac", file=sys.stderr)
         return 2
     try:
-        result = asyncio.run(provision(relay_url, mac, args.code))
+        result = asyncio.run(provision(relay_url, mac, args.code, tls=tls))
         identity = DeviceIdentity(
             relay_url=relay_url,
             device_id=result.device_id,
@@ -115,16 +187,34 @@ def provision_command(args: argparse.Namespace) -> int:
     except RequestFailed as exc:
         print(f"{prog}: refused: {exc.message}", file=sys.stderr)
         return 1
+    except UNREACHABLE as exc:  # before ValueError: a TLS verification failure is both
+        why = why_unreachable(relay_url, exc)
+        print(f"{prog}: cannot reach the relay at {relay_url}: {why}", file=sys.stderr)
+        return 1
     except ValueError as exc:  # a bad URL, or a result the state file cannot hold
         if isinstance(exc, ValidationError):
-            print(f"{prog}: the relay's answer is not usable: {exc}", file=sys.stderr)
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            print(f"{prog}: the relay's answer is not usable: {problems}", file=sys.stderr)
         else:
             print(f"{prog}: {exc}", file=sys.stderr)
         return 2
-    except UNREACHABLE as exc:
-        print(f"{prog}: cannot reach the relay at {relay_url}: {exc}", file=sys.stderr)
-        return 1
     path = save_identity(state_dir, identity)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "device_id": identity.device_id,
+                    "tenant_id": identity.tenant_id,
+                    "organisation": identity.organisation,
+                    "mac": mac,
+                    "relay_url": relay_url,
+                    "state_file": str(path),
+                }
+            )
+        )
+        return 0
     print(f"Provisioned for {identity.organisation} (device {identity.device_id}, MAC {mac}).")
     print("Waiting for sign-in: ask your administrator to sign an account in.")
     print(f"Credential and identity key stored in {path} (owner-only).")
@@ -142,8 +232,11 @@ def reset_command(args: argparse.Namespace) -> int:
     told = False
     if identity is not None:
         try:
-            asyncio.run(give_back_credential(identity.relay_url, identity.credential))
+            tls = _tls(args, identity.relay_url)
+            asyncio.run(give_back_credential(identity.relay_url, identity.credential, tls=tls))
             told = True
+        except (ConfigError, TlsSetupError) as exc:
+            print(f"{prog}: cannot tell the relay ({exc}); wiping anyway", file=sys.stderr)
         except RequestFailed as exc:
             print(
                 f"{prog}: the relay did not take the credential back: {exc.message}",
@@ -151,8 +244,8 @@ def reset_command(args: argparse.Namespace) -> int:
             )
         except UNREACHABLE as exc:
             print(
-                f"{prog}: cannot reach the relay ({exc}); ask the administrator to remove the "
-                "device there",
+                f"{prog}: cannot reach the relay ({why_unreachable(identity.relay_url, exc)}); "
+                "ask the administrator to remove the device there",
                 file=sys.stderr,
             )
     if not wipe_identity(state_dir):
@@ -162,3 +255,59 @@ def reset_command(args: argparse.Namespace) -> int:
     print(f"Reset: the device credential was wiped{relay_note}.")
     print("Provision again with a new verification code: btogether beacon provision CODE")
     return 0
+
+
+def set_relay_command(args: argparse.Namespace) -> int:
+    prog = "btogether beacon set-relay"
+    state_dir = _state_dir(args)
+    try:
+        identity = load_identity(state_dir)
+    except DeviceStateError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    if identity is None:
+        print(
+            f"{prog}: this device is not provisioned ({state_dir} has no device state); "
+            "run `btogether beacon provision CODE --relay URL` instead",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        moved = identity.model_copy(update={"relay_url": args.url})
+        DeviceIdentity.model_validate(moved.model_dump())
+        tls = _tls(args, args.url)
+    except (ValueError, ConfigError, TlsSetupError) as exc:
+        problem = (
+            f"{args.url!r} is not a relay URL (expected ws://host:port/ or wss://host/)"
+            if isinstance(exc, ValidationError)
+            else str(exc)
+        )
+        print(f"{prog}: {problem}", file=sys.stderr)
+        return 2
+    if not args.no_verify:
+        try:
+            asyncio.run(_check_credential(args.url, identity, tls))
+        except UNREACHABLE as exc:
+            why = why_unreachable(args.url, exc)
+            if isinstance(exc, InvalidStatus) and exc.response.status_code == 401:
+                why = (
+                    "that relay does not accept this device's credential: is it the same relay "
+                    "(the same database) at a new address?"
+                )
+            print(f"{prog}: nothing changed: {why}", file=sys.stderr)
+            return 1
+    path = state_dir / IDENTITY_FILE
+    owner = path.stat()
+    save_identity(state_dir, moved)
+    if os.geteuid() == 0 and (owner.st_uid, owner.st_gid) != (0, 0):
+        # Run as root for a service's state (DynamicUser): the file stays the service's.
+        os.chown(path, owner.st_uid, owner.st_gid)
+    print(f"Relay URL changed from {identity.relay_url} to {args.url}.")
+    print("Restart the beacon daemon to use it (systemctl restart btogether-beacon).")
+    return 0
+
+
+async def _check_credential(url: str, identity: DeviceIdentity, tls: ssl.SSLContext | None) -> None:
+    """Connect to ``url`` with the device's credential; raises what the connection raised."""
+    link = await RelayLink.connect(url, identity.credential, tls=tls, open_timeout=10.0)
+    await link.close()

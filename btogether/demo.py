@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import re
 import shutil
@@ -187,11 +188,13 @@ class Demo:
         if not self.want_audio:
             self.pulse_note = "audio hand-off skipped (--no-audio)"
             return self.pulse_note
-        try:
-            from hw.standin.pulseaudio import PulseAudioUnavailable, start_headless_pulseaudio
-        except ImportError as exc:  # pragma: no cover - packaging problem
-            self.pulse_note = f"audio hand-off skipped: {exc}"
+        if importlib.util.find_spec("pulsectl") is None:
+            # `pip install .` without the desktop extra: the phone could not move the audio.
+            self.pulse_note = ("audio hand-off skipped: pulsectl is not installed "
+                               "(pip install 'btogether[desktop]')")
             return self.pulse_note
+        from hw.standin.pulseaudio import PulseAudioUnavailable, start_headless_pulseaudio
+
         try:
             self.pulse = start_headless_pulseaudio(
                 sinks=("handset", PHONE_SINK), sources=("handset_mic", PHONE_SOURCE),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -76,11 +77,26 @@ class WaitConnectedArgs(_Args):
     timeout: Wait = 10.0
 
 
-class ControlApi:
-    """Dispatches ``(op, args)`` from the control socket to a :class:`ClientCore`."""
+Relogin = Callable[[ClientCore], Awaitable[object]]
 
-    def __init__(self, core: ClientCore) -> None:
+
+class ControlApi:
+    """Dispatches ``(op, args)`` from the control socket to a :class:`ClientCore`.
+
+    ``relogin`` re-reads the stored login and hands it to the core (``client login`` asks
+    for it when a client is running); without it the operation says to restart.
+    ``settings_file`` is the client.toml the client was started with, shown by ``status``.
+    """
+
+    def __init__(
+        self,
+        core: ClientCore,
+        relogin: Relogin | None = None,
+        settings_file: Path | None = None,
+    ) -> None:
         self.core = core
+        self._relogin_with = relogin
+        self._settings_file = settings_file
         self._ops: dict[str, tuple[type[_Args], Callable[[Any], Awaitable[object]]]] = {
             "status": (NoArgs, self._status),
             "nearby": (NoArgs, self._nearby),
@@ -96,6 +112,8 @@ class ControlApi:
             "meeting": (MeetingArgs, self._meeting),
             "wait_connected": (WaitConnectedArgs, self._wait_connected),
             "tray_state": (NoArgs, self._tray_state),
+            "relogin": (NoArgs, self._relogin),
+            "stop": (NoArgs, self._stop),
         }
 
     @property
@@ -119,7 +137,9 @@ class ControlApi:
         return await call(args)
 
     async def _status(self, args: NoArgs) -> object:
-        return self.core.status()
+        settings = self._settings_file
+        in_use = str(settings) if settings is not None and settings.exists() else None
+        return {**self.core.status(), "settings_file": in_use}
 
     async def _nearby(self, args: NoArgs) -> object:
         return self.core.nearby_json()
@@ -156,6 +176,17 @@ class ControlApi:
 
     async def _tray_state(self, args: NoArgs) -> object:
         return dataclasses.asdict(self.core.tray_state())
+
+    async def _relogin(self, args: NoArgs) -> object:
+        if self._relogin_with is None:
+            raise ControlError(
+                "unsupported", "this client cannot reload its login: restart `client run`"
+            )
+        return await self._relogin_with(self.core)
+
+    async def _stop(self, args: NoArgs) -> object:
+        self.core.stop()
+        return {"stopping": True}
 
     async def _wait_connected(self, args: WaitConnectedArgs) -> object:
         connected = await self.core.wait_connected(args.timeout)

@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -26,14 +27,18 @@ from client.config import (
     ClientConfig,
     ClientFiles,
     ConfigError,
+    check_credential,
+    check_relay_url,
     check_socket_path,
     load_config,
     load_credential,
+    load_settings,
     login,
     resolve_state_dir,
     save_config,
 )
 from client.control import AlreadyRunning, ControlError, DaemonNotRunning, call
+from relay.protocol.reach import TlsSetupError, client_tls, why_unreachable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 
@@ -65,10 +70,11 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser(
         "login",
         help="store the relay URL and your user credential",
-        description="Store the relay URL and the user credential an administrator issued "
-        "(owner-only, in the state directory); this laptop's id is generated once and kept.",
+        description="Check the user credential an administrator issued against the relay, then "
+        "store it with the relay URL (owner-only, in the state directory); this laptop's id is "
+        "generated once and kept. A running `client run` switches to the new login at once.",
     )
-    _common(p, json_flag=False)
+    _common(p)
     p.add_argument("--relay", required=True, metavar="URL", help="e.g. wss://relay.example.com/")
     token = p.add_mutually_exclusive_group(required=True)
     token.add_argument("--token", metavar="TOKEN", help="the credential (visible to `ps`)")
@@ -76,6 +82,12 @@ def add_commands(sub: Any) -> None:
         "--token-file", type=Path, metavar="FILE", help="read it from FILE (- = stdin)"
     )
     p.add_argument("--name", help="this laptop's name as others see it (default: host name)")
+    p.add_argument(
+        "--ca-file",
+        metavar="PEM",
+        help="trust this internal CA's certificate for a wss:// relay, besides the system's "
+        "(default: only the system's)",
+    )
     p.add_argument(
         "--no-verify", action="store_true", help="store without checking them against the relay"
     )
@@ -94,24 +106,47 @@ def add_commands(sub: Any) -> None:
     _run_options(p)
     p.set_defaults(func=_run)
 
-    p = sub.add_parser("tray", help="run the client with a tray icon and menu")
+    p = sub.add_parser(
+        "tray",
+        help="run the client with a tray icon and menu",
+        description="Show a tray icon whose menu offers the client's actions (join a room, "
+        "connect and use my desk phone, lock sync, the meeting) and notifies pairing codes and "
+        "join results. Attaches to a running `client run` (its Quit then stops that client "
+        "too), else runs the client itself. Needs the desktop extra, btogether[desktop].",
+    )
     _common(p, json_flag=False)
     _run_options(p)
-    p.add_argument("--backend", help="pystray backend (appindicator, gtk, darwin, win32)")
+    p.add_argument(
+        "--backend",
+        choices=["appindicator", "gtk", "darwin", "win32"],
+        help="pystray backend (default: appindicator if installed, else gtk on Linux)",
+    )
     p.set_defaults(func=_tray)
 
-    p = sub.add_parser("status", help="what the running client is doing")
+    p = sub.add_parser(
+        "status",
+        help="what the running client is doing",
+        description="Show the running client's relay connection, scanning, the screen session "
+        "it watches and the lock state, pairings, a pending pair request, audio and the meeting.",
+    )
     _common(p)
     p.add_argument(
         "--wait",
         type=float,
         default=0.0,
         metavar="S",
-        help="wait up to S seconds for the client to start and reach the relay",
+        help="wait up to S seconds for the client to start and reach the relay (default 0: "
+        "ask once)",
     )
     p.set_defaults(func=_status)
 
-    p = sub.add_parser("nearby", help="rooms and phones nearby, nearest first")
+    p = sub.add_parser(
+        "nearby",
+        help="rooms and phones nearby, nearest first",
+        description="List the rooms and phones the running client hears and the relay named, "
+        "nearest first, with their estimated distance; a room appears once the ranking has "
+        "settled (about a second after it is first heard).",
+    )
     _common(p)
     p.set_defaults(func=_nearby)
 
@@ -125,56 +160,113 @@ def add_commands(sub: Any) -> None:
     _common(p)
     p.add_argument("phone", nargs="?", metavar="PHONE", help="phone id or name")
     p.add_argument("--yes", "-y", action="store_true", help="confirm without asking")
-    p.add_argument("--timeout", type=float, default=120.0, metavar="S", help="wait for the phone")
+    p.add_argument(
+        "--timeout", type=float, default=120.0, metavar="S", help="wait S s for the phone"
+    )
     p.set_defaults(func=_connect)
 
     for name, accept in (("confirm", True), ("decline", False)):
-        p = sub.add_parser(name, help=f"{name} the pending pair request on this laptop")
+        p = sub.add_parser(
+            name,
+            help=f"{name} the pending pair request on this laptop",
+            description=f"{name.capitalize()} the pair request shown by `client connect`, the "
+            "tray or `client status` (the code must match the one on the phone).",
+        )
         _common(p)
         p.add_argument(
             "--request", metavar="ID", help="the pair request (default: the pending one)"
         )
         p.set_defaults(func=_confirm, accept=accept)
 
-    p = sub.add_parser("pairings", help="phones this laptop is paired with")
+    p = sub.add_parser(
+        "pairings",
+        help="phones this laptop is paired with",
+        description="List the desk phones this laptop is paired with (Better Together).",
+    )
     _common(p)
     p.set_defaults(func=_pairings)
 
-    p = sub.add_parser("unpair", help="unpair a phone")
+    p = sub.add_parser(
+        "unpair",
+        help="unpair a phone",
+        description="End the pairing with a phone; lock sync and audio hand-off to it stop.",
+    )
     _common(p)
     p.add_argument("phone", metavar="PHONE", help="phone id or name")
     p.set_defaults(func=_unpair)
 
-    p = sub.add_parser("audio", help="use my paired phone as the meeting's audio device, or stop")
+    p = sub.add_parser(
+        "audio",
+        help="use my paired phone as the meeting's audio device, or stop",
+        description="on: the paired phone's speakerphone becomes the meeting's audio device; "
+        "off: give the audio back.",
+    )
     _common(p)
-    p.add_argument("state", choices=["on", "off"])
+    p.add_argument(
+        "state", choices=["on", "off"], help="on: hand the audio over; off: take it back"
+    )
     p.add_argument("--phone", metavar="PHONE", help="which paired phone (default: the only one)")
     p.add_argument("--meeting", metavar="ID", help="the meeting (default: the current one)")
-    p.add_argument("--wait", type=float, default=10.0, metavar="S", help="wait for the phone")
+    p.add_argument("--wait", type=float, default=10.0, metavar="S", help="wait S s for the phone")
     p.set_defaults(func=_audio)
 
-    p = sub.add_parser("lock-sync", help="lock my phone when this laptop locks: on or off")
+    p = sub.add_parser(
+        "lock-sync",
+        help="lock my phone when this laptop locks: on or off",
+        description="Switch lock sync: while on, locking and unlocking this laptop's screen "
+        "locks and unlocks the paired phone. Kept across restarts.",
+    )
     _common(p)
-    p.add_argument("state", choices=["on", "off"])
+    p.add_argument("state", choices=["on", "off"], help="on or off")
     p.set_defaults(func=_lock_sync)
 
-    p = sub.add_parser("join", help="add a nearby room to a meeting (proximity join)")
+    p = sub.add_parser(
+        "join",
+        help="add a nearby room to a meeting (proximity join)",
+        description="Ask the relay to add a nearby room to the meeting; the room accepts at "
+        "once or after a prompt, as its policy says, and runs its join hook (which can open "
+        "the meeting's URL: packaging/hooks/open-meeting).",
+    )
     _common(p)
     p.add_argument("room", nargs="?", metavar="ROOM", help="room id or name (default: nearest)")
     p.add_argument("--meeting", metavar="ID", help="the meeting (default: the current one)")
-    p.add_argument("--wait", type=float, default=30.0, metavar="S", help="wait for a room's answer")
+    p.add_argument(
+        "--wait", type=float, default=30.0, metavar="S", help="wait S s for a prompted room"
+    )
     p.set_defaults(func=_join)
 
-    p = sub.add_parser("meeting", help="set (or with --leave, clear) the current meeting")
+    p = sub.add_parser(
+        "meeting",
+        help="set (or with --leave, clear) the current meeting",
+        description="Set the meeting `join` and `audio on` use when no --meeting is given (an id "
+        "or a short meeting URL, at most 128 characters); kept across restarts of `client run`.",
+    )
     _common(p)
-    p.add_argument("meeting", nargs="?", metavar="ID")
-    p.add_argument("--leave", action="store_true")
+    p.add_argument("meeting", nargs="?", metavar="ID", help="the meeting id or short URL")
+    p.add_argument("--leave", action="store_true", help="clear the current meeting")
     p.set_defaults(func=_meeting)
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--report-interval", type=float, metavar="S", help="report sightings every S s")
-    p.add_argument("--reconnect-max", type=float, metavar="S", help="longest reconnect delay")
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="settings file (default: $BTOGETHER_CLIENT_CONFIG, else client.toml in the state "
+        "directory if it exists)",
+    )
+    p.add_argument(
+        "--report-interval",
+        type=float,
+        metavar="S",
+        help="report sightings every S s (default: the settings' scan.report_interval_s, 1)",
+    )
+    p.add_argument(
+        "--reconnect-max",
+        type=float,
+        metavar="S",
+        help="longest reconnect delay (default: the settings' reconnect_max_s, 30)",
+    )
     p.add_argument(
         "--no-lock-watch", action="store_true", help="do not watch the screen lock at all"
     )
@@ -247,51 +339,95 @@ def _read_token(args: argparse.Namespace) -> str:
 def _login(args: argparse.Namespace) -> int:
     files = _files(args)
     token = _read_token(args).strip()
+    ca_file = str(Path(args.ca_file).expanduser().resolve()) if args.ca_file else None
+    who: dict[str, Any] | None = None
     if not args.no_verify:
-        from client.config import check_credential, check_relay_url
-
         try:
             check_relay_url(args.relay)
             token = check_credential(token)
+            tls = client_tls(args.relay, ca_file)
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
-        who = asyncio.run(_verify(args.relay, token))
-        print(f"The relay at {args.relay} knows you: {who}")
-    config = login(files, args.relay, token, args.name)
+        who = asyncio.run(_verify(args.relay, token, tls))
+        if not args.json:
+            print(
+                f"The relay at {args.relay} knows you: user {who['user_id']} of tenant "
+                f"{who['tenant_id']}"
+            )
+    config = login(files, args.relay, token, args.name, ca_file)
+    running = _tell_running_client(files)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "state_dir": str(files.state_dir),
+                    "relay_url": config.relay_url,
+                    "ca_file": config.ca_file,
+                    "laptop_id": config.laptop_id,
+                    "laptop_name": config.laptop_name,
+                    "verified": who,
+                    "running_client": running,
+                }
+            )
+        )
+        return EXIT_OK
     print(
         f"Stored in {files.state_dir} (laptop id {config.laptop_id}, name {config.laptop_name!r})"
     )
+    if running == "switched":
+        print("The running client switched to this login.")
+    elif running != "not_running":
+        print(f"The running client did not take the new login ({running}): restart `client run`.")
     return EXIT_OK
 
 
-async def _verify(url: str, token: str) -> str:
+def _tell_running_client(files: ClientFiles) -> str:
+    """Ask a running client to reload the login: switched, not_running, or why it could not."""
+    try:
+        asyncio.run(call(files.socket_path, "relogin", {}, within=15.0))
+    except DaemonNotRunning:
+        return "not_running"
+    except ControlError as exc:
+        return exc.message
+    return "switched"
+
+
+async def _verify(url: str, token: str, tls: ssl.SSLContext | None) -> dict[str, Any]:
     from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
-    from relay.protocol import wire
     from relay.protocol.link import LinkError, RelayLink
 
     try:
         # Not this laptop's id: a client already running with it would be replaced.
         check_id = f"login-check-{secrets.token_hex(4)}"
-        link = await RelayLink.connect(url, token, laptop_id=check_id, open_timeout=10.0)
+        link = await RelayLink.connect(url, token, laptop_id=check_id, open_timeout=10.0, tls=tls)
     except InvalidStatus as exc:
-        code = exc.response.status_code
-        why = wire.HANDSHAKE_REFUSALS.get(code, exc.response.reason_phrase)
-        raise CommandFailed(f"the relay refused (HTTP {code}): {why}") from None
+        raise CommandFailed(why_unreachable(url, exc)) from None
     except (OSError, TimeoutError, InvalidHandshake, InvalidURI, LinkError) as exc:
-        raise CommandFailed(f"cannot reach the relay at {url}: {exc}") from None
+        raise CommandFailed(
+            f"cannot reach the relay at {url}: {why_unreachable(url, exc)}"
+        ) from None
     principal = link.welcome.principal
     await link.close()
     if principal.role != "laptop":
         raise CommandFailed("that is a device credential; a laptop needs a user credential")
-    return f"user {principal.user_id} of tenant {principal.tenant_id}"
+    return {"user_id": principal.user_id, "tenant_id": principal.tenant_id}
 
 
 def _load_for_run(args: argparse.Namespace) -> tuple[ClientFiles, ClientConfig, str]:
     files = _files(args)
-    config = load_config(files)
+    settings = files.settings_path(args.config, os.environ)
+    if args.config is not None:
+        load_settings(settings, required=True)  # a file named on the command line must exist
+    config = load_config(files, settings)
     credential = load_credential(files)
     check_socket_path(files.socket_path)
+    try:
+        client_tls(config.relay_url, config.ca_file)
+    except TlsSetupError as exc:
+        raise ConfigError(
+            f"{exc} (ca_file in {files.config_path}; `client login --ca-file`)"
+        ) from None
     overrides: dict[str, Any] = {}
     if args.reconnect_max is not None:
         if args.reconnect_max <= 0:
@@ -324,7 +460,15 @@ def _persist_lock_sync(files: ClientFiles) -> Callable[[ClientConfig], None]:
 def _run(args: argparse.Namespace) -> int:
     files, config, credential = _load_for_run(args)
     try:
-        asyncio.run(serve(files, config, credential, lock_watch=not args.no_lock_watch))
+        asyncio.run(
+            serve(
+                files,
+                config,
+                credential,
+                lock_watch=not args.no_lock_watch,
+                settings=files.settings_path(args.config, os.environ),
+            )
+        )
     except AlreadyRunning as exc:
         raise CommandFailed(str(exc)) from None
     return EXIT_OK
@@ -338,21 +482,40 @@ async def serve(
     lock_watch: bool = True,
     on_core: Callable[[Any], None] | None = None,
     handle_signals: bool = True,
+    settings: Path | None = None,
 ) -> None:
-    """Run the client core and its control socket until SIGINT/SIGTERM or ``core.stop()``."""
+    """Run the client core and its control socket until SIGINT/SIGTERM or ``core.stop()``.
+
+    ``settings`` is the client.toml a new login is read with (``relogin``).
+    """
     from client.api import ControlApi
     from client.control import ControlServer
-    from client.daemon import ClientCore, default_lock_watcher_factory
+    from client.daemon import ClientCore
+    from hw.lock import LockBusConfig, create_lock_watcher
+
+    lock_config = LockBusConfig.from_environ(os.environ, session_id=config.lock.session)
+
+    async def relogin(core: Any) -> object:
+        try:
+            fresh = load_config(files, settings)
+            return await core.use_login(
+                fresh, load_credential(files), client_tls(fresh.relay_url, fresh.ca_file)
+            )
+        except (ConfigError, TlsSetupError) as exc:
+            raise ControlError("bad_login", str(exc)) from None
 
     core = ClientCore(
         config,
         credential,
-        lock_watcher_factory=default_lock_watcher_factory if lock_watch else None,
+        lock_watcher_factory=(lambda: create_lock_watcher(lock_config)) if lock_watch else None,
         save_config=_persist_lock_sync(files),
         unsent_lock=files.load_unsent_lock(),
         save_unsent_lock=files.save_unsent_lock,
+        tls=client_tls(config.relay_url, config.ca_file),
+        meeting_id=files.load_meeting(),
+        save_meeting=files.save_meeting,
     )
-    server = ControlServer(files.socket_path, ControlApi(core).handle)
+    server = ControlServer(files.socket_path, ControlApi(core, relogin, settings).handle)
     await server.start()
     if handle_signals:
         loop = asyncio.get_running_loop()
@@ -412,6 +575,8 @@ def _status(args: argparse.Namespace) -> int:
         lines.append(f"Audio: {status['audio']['phone_id']} is {status['audio']['state']}")
     if status["meeting_id"]:
         lines.append(f"Meeting: {status['meeting_id']}")
+    if status.get("settings_file"):
+        lines.append(f"Settings: {status['settings_file']}")
     _emit(args, status, "\n".join(lines))
     if args.wait > 0 and not relay["connected"]:
         return EXIT_FAILED

@@ -3,15 +3,21 @@
 The state directory is ``--state-dir``, else ``$BTOGETHER_STATE_DIR``, else
 ``$XDG_STATE_HOME/btogether``, else ``~/.local/state/btogether``. It holds:
 
-* ``client.json`` — the settings (:class:`ClientConfig`): relay URL, this laptop's stable
-  id and name (generated once by ``client login`` and kept), scan settings, lock sync,
-  reconnect pacing. Written atomically, owner-only; the daemon rewrites it when lock sync
-  is switched.
+* ``client.json`` — what the commands write (:data:`COMMAND_KEYS`): the relay URL and the
+  CA file to trust for it (``client login``), this laptop's stable id and name (generated
+  once by ``client login`` and kept), and lock sync (rewritten when it is switched).
+  Written atomically, owner-only. Keys of :class:`ClientSettings` found there (older
+  versions wrote them) are still read.
+* ``client.toml`` — optional settings a person edits (:class:`ClientSettings`: scanning,
+  reconnect pacing, which logind session to watch); ``--config`` or
+  ``$BTOGETHER_CLIENT_CONFIG`` name another file. Its values win over ``client.json``'s.
+  Every key with its default: ``packaging/config/client.toml``.
 * ``credential`` — the user credential the relay issued, owner-only (refused if others
   can read it, see :mod:`hw.secure_file`).
 * ``control.sock`` — the running client's control socket (:mod:`client.control`).
 * ``unsent-lock.json`` — a lock state the relay has not confirmed yet, so that it is
   still sent if the client restarts before it could reach the relay.
+* ``meeting.json`` — the current meeting, so that it survives a restart of ``client run``.
 
 Files are untrusted input: anything unreadable or invalid raises :class:`ConfigError`
 with a message a user can act on (commands print it and exit 2).
@@ -23,10 +29,11 @@ import json
 import os
 import secrets
 import socket
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -39,6 +46,12 @@ CONFIG_FILE = "client.json"
 CREDENTIAL_FILE = "credential"
 SOCKET_FILE = "control.sock"
 UNSENT_LOCK_FILE = "unsent-lock.json"
+MEETING_FILE = "meeting.json"
+SETTINGS_FILE = "client.toml"
+SETTINGS_ENV = "BTOGETHER_CLIENT_CONFIG"
+# What `client login` and the running client write to client.json; everything else is
+# ClientSettings, for client.toml.
+COMMAND_KEYS = ("relay_url", "ca_file", "laptop_id", "laptop_name", "lock_sync")
 # sockaddr_un.sun_path is 108 bytes on Linux, including the terminating NUL.
 MAX_SOCKET_PATH = 107
 MAX_CREDENTIAL_BYTES = 4096
@@ -57,10 +70,25 @@ class ScanSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    company_id: int = Field(default=DEFAULT_COMPANY_ID, ge=0, le=0xFFFF)
-    mode: Literal["auto", "active", "passive"] = "auto"
-    min_rssi: int | None = Field(default=None, ge=-127, le=20)
-    report_interval_s: float = Field(default=1.0, ge=0.05, le=60.0)
+    company_id: int = Field(
+        default=DEFAULT_COMPANY_ID,
+        ge=0,
+        le=0xFFFF,
+        description="manufacturer data company ID of our adverts (0xFFFF: the SIG's test ID)",
+    )
+    mode: Literal["auto", "active", "passive"] = Field(
+        default="auto", description="passive where BlueZ offers it (auto), or force one"
+    )
+    min_rssi: int | None = Field(
+        default=None,
+        ge=-127,
+        le=20,
+        description="ask BlueZ to report only adverts at least this loud (dBm); default: all",
+        examples=[-90],
+    )
+    report_interval_s: float = Field(
+        default=1.0, ge=0.05, le=60.0, description="report what was heard to the relay this often"
+    )
     fresh_s: float = Field(
         default=3.0, gt=0, le=60.0, description="report only EIDs heard within this many seconds"
     )
@@ -70,18 +98,47 @@ class ScanSettings(BaseModel):
     retry_s: float = Field(default=5.0, gt=0, le=600.0, description="retry an unavailable radio")
 
 
-class ClientConfig(BaseModel):
-    """Everything ``client run`` needs besides the credential."""
+class LockWatchSettings(BaseModel):
+    """Which screen session's lock the client mirrors to the paired phone."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    session: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="logind session id or object path; default: XDG_SESSION_ID, else the "
+        "session of this process, else logind's choice for this user (`client status` "
+        "shows which)",
+        examples=["2"],
+    )
+
+
+class ClientSettings(BaseModel):
+    """What ``client.toml`` may set: how the client works, not who it is."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reconnect_initial_s: float = Field(
+        default=0.5, gt=0, le=60.0, description="first delay before reconnecting to the relay"
+    )
+    reconnect_max_s: float = Field(
+        default=30.0, gt=0, le=3600.0, description="longest delay before reconnecting"
+    )
+    scan: ScanSettings = ScanSettings()
+    lock: LockWatchSettings = LockWatchSettings()
+
+
+class ClientConfig(ClientSettings):
+    """Everything ``client run`` needs besides the credential."""
+
     relay_url: str
+    ca_file: str | None = Field(
+        default=None, description="PEM file of an internal CA trusted for a wss:// relay"
+    )
     laptop_id: LaptopId
     laptop_name: LaptopName
     lock_sync: bool = True
-    scan: ScanSettings = ScanSettings()
-    reconnect_initial_s: float = Field(default=0.5, gt=0, le=60.0)
-    reconnect_max_s: float = Field(default=30.0, gt=0, le=3600.0)
 
     @field_validator("relay_url")
     @classmethod
@@ -118,6 +175,33 @@ class ClientFiles:
     @property
     def unsent_lock_path(self) -> Path:
         return self.state_dir / UNSENT_LOCK_FILE
+
+    @property
+    def meeting_path(self) -> Path:
+        return self.state_dir / MEETING_FILE
+
+    def load_meeting(self) -> str | None:
+        """The meeting the last run was in; None if none (or unreadable)."""
+        try:
+            data = json.loads(self.meeting_path.read_bytes())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        meeting = data.get("meeting_id") if isinstance(data, dict) else None
+        return meeting if isinstance(meeting, str) and 0 < len(meeting) <= 128 else None
+
+    def save_meeting(self, meeting_id: str | None) -> None:
+        if meeting_id is None:
+            self.meeting_path.unlink(missing_ok=True)
+        else:
+            write_private(self.meeting_path, json.dumps({"meeting_id": meeting_id}).encode())
+
+    def settings_path(self, explicit: Path | None, environ: Mapping[str, str]) -> Path:
+        """client.toml: ``--config``, else ``$BTOGETHER_CLIENT_CONFIG``, else in the state dir."""
+        if explicit is not None:
+            return explicit.expanduser()
+        if environ.get(SETTINGS_ENV):
+            return Path(environ[SETTINGS_ENV]).expanduser()
+        return self.state_dir / SETTINGS_FILE
 
     def load_unsent_lock(self) -> Literal["locked", "unlocked"] | None:
         """The lock state left unsent by the last run; None if none (or unreadable)."""
@@ -161,8 +245,14 @@ def _not_logged_in(files: ClientFiles) -> ConfigError:
     )
 
 
-def load_config(files: ClientFiles) -> ClientConfig:
-    """The stored settings; ConfigError if missing or invalid."""
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+        for err in exc.errors()
+    )
+
+
+def _read_json(files: ClientFiles) -> dict[str, Any]:
     try:
         raw = files.config_path.read_bytes()
     except FileNotFoundError:
@@ -173,19 +263,60 @@ def load_config(files: ClientFiles) -> ClientConfig:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{files.config_path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{files.config_path} is invalid: not a JSON object")
+    return data
+
+
+def load_settings(path: Path, *, required: bool) -> dict[str, Any]:
+    """The keys set in a client.toml (checked); {} if it is absent and not ``required``."""
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(f"the settings file {path} does not exist") from None
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read the settings file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"the settings file {path} is not valid TOML: {exc}") from exc
+    try:
+        ClientSettings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"the settings file {path} is invalid: {_problems(exc)}") from None
+    return data
+
+
+def load_config(files: ClientFiles, settings: Path | None = None) -> ClientConfig:
+    """client.json with ``settings`` (a client.toml) over it; ConfigError if missing or invalid.
+
+    A settings file that does not exist is skipped.
+    """
+    data = _read_json(files)
+    overrides = load_settings(settings, required=False) if settings is not None else {}
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
     try:
         return ClientConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigError(f"{files.config_path} is invalid: {problems}") from None
+        where = f"{files.config_path}" + (f" with {settings}" if overrides else "")
+        raise ConfigError(f"{where} is invalid: {_problems(exc)}") from None
 
 
 def save_config(files: ClientFiles, config: ClientConfig) -> None:
-    text = json.dumps(config.model_dump(mode="json"), indent=2) + "\n"
-    write_private(files.config_path, text.encode())
+    """Write the commands' keys to client.json, keeping whatever else it holds."""
+    try:
+        data = _read_json(files)
+    except ConfigError:
+        data = {}
+    data.update(config.model_dump(mode="json", include=set(COMMAND_KEYS)))
+    if data.get("ca_file") is None:
+        data.pop("ca_file", None)
+    write_private(files.config_path, (json.dumps(data, indent=2) + "\n").encode())
 
 
 def check_credential(token: str) -> str:
@@ -224,9 +355,13 @@ def new_laptop_id() -> str:
 
 
 def login(
-    files: ClientFiles, relay_url: str, token: str, laptop_name: str | None = None
+    files: ClientFiles,
+    relay_url: str,
+    token: str,
+    laptop_name: str | None = None,
+    ca_file: str | None = None,
 ) -> ClientConfig:
-    """Store the relay URL and credential; keep this laptop's id (and other settings) if known.
+    """Store the relay URL, CA file and credential; keep this laptop's id (and name) if known.
 
     Raises ConfigError (bad URL, name or credential) without writing anything.
     """
@@ -235,29 +370,27 @@ def login(
         token = check_credential(token)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    previous: ClientConfig | None = None
+    previous: dict[str, Any] = {}
     if files.config_path.exists():
         try:
-            previous = load_config(files)
+            previous = _read_json(files)
         except ConfigError:
-            previous = None  # a broken file is replaced, but a new laptop id is made
-    fields: dict[str, object] = (
-        previous.model_dump() if previous is not None else {"laptop_id": new_laptop_id()}
-    )
+            previous = {}  # a broken file is replaced, and a new laptop id is made
     if laptop_name is not None and not (
         0 < len(laptop_name) <= 128 and all("\x20" <= c <= "\x7e" for c in laptop_name)
     ):
         raise ConfigError("the laptop name must be 1-128 printable ASCII characters")
-    fields["relay_url"] = relay_url
-    fields["laptop_name"] = laptop_name or (
-        previous.laptop_name if previous is not None else default_laptop_name()
-    )
+    fields: dict[str, Any] = {
+        **previous,
+        "relay_url": relay_url,
+        "ca_file": ca_file,
+        "laptop_id": previous.get("laptop_id") or new_laptop_id(),
+        "laptop_name": laptop_name or previous.get("laptop_name") or default_laptop_name(),
+    }
     try:
         config = ClientConfig.model_validate(fields)
     except ValidationError as exc:
-        raise ConfigError(
-            "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        ) from None
+        raise ConfigError(_problems(exc)) from None
     write_private(files.credential_path, token.encode("ascii") + b"\n")
     save_config(files, config)
     return config

@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import os
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ from relay.protocol import wire
 from relay.protocol.backoff import Backoff, Retries
 from relay.protocol.frame import decode_manufacturer_data
 from relay.protocol.link import LinkClosed, LinkError, RelayLink, RequestFailed
+from relay.protocol.reach import why_unreachable
 
 _log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -152,9 +154,15 @@ class ClientCore:
         on_change: Callable[[], None] | None = None,
         unsent_lock: LockState | None = None,
         save_unsent_lock: Callable[[LockState | None], None] | None = None,
+        tls: ssl.SSLContext | None = None,
+        meeting_id: str | None = None,
+        save_meeting: Callable[[str | None], None] | None = None,
     ) -> None:
         self.config = config
         self._credential = credential
+        self._tls = tls
+        self._relogin = asyncio.Event()
+        self._save_meeting = save_meeting
         self._scanner_factory = scanner_factory or default_scanner_factory(config)
         self._lock_watcher_factory = lock_watcher_factory
         self._connect = connect
@@ -185,7 +193,8 @@ class ClientCore:
         self.pairings_known = False
         self.pending: PendingPair | None = None
         self.handoffs: dict[str, Handoff] = {}
-        self.meeting_id: str | None = None
+        self.meeting_id: str | None = meeting_id
+        self._saved_meeting = meeting_id
         self.lock_applied: dict[str, wire.LockApplied] = {}
         self.adverts_heard = 0
         self.reports_sent = 0
@@ -244,8 +253,18 @@ class ClientCore:
             else:
                 self._saved_unsent = unsent
 
+    def _persist_meeting(self) -> None:
+        if self.meeting_id != self._saved_meeting and self._save_meeting is not None:
+            try:
+                self._save_meeting(self.meeting_id)
+            except OSError as exc:
+                self._log.warning("meeting_not_saved", error=str(exc))
+            else:
+                self._saved_meeting = self.meeting_id
+
     def _notify(self) -> None:
         self._persist_unsent_lock()
+        self._persist_meeting()
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
         if self._on_change is not None:
@@ -280,22 +299,44 @@ class ClientCore:
                     laptop_id=self.config.laptop_id,
                     laptop_name=self.config.laptop_name,
                     on_event=self._on_event,
+                    tls=self._tls,
                 )
             except InvalidStatus as exc:
-                code = exc.response.status_code
-                why = wire.HANDSHAKE_REFUSALS.get(code, exc.response.reason_phrase)
-                self._set_relay_error(f"the relay refused the connection (HTTP {code}): {why}")
+                refusal = why_unreachable(self.config.relay_url, exc)
+                if exc.response.status_code == 401:
+                    refusal += "; after a new `btogether client login` this client retries"
+                self._set_relay_error(refusal)
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI, LinkError) as exc:
-                self._set_relay_error(f"cannot reach the relay at {self.config.relay_url}: {exc}")
+                why = why_unreachable(self.config.relay_url, exc)
+                self._set_relay_error(f"cannot reach the relay at {self.config.relay_url}: {why}")
             else:
                 backoff.reset()
                 if await self._connected(link) == wire.CloseCode.REPLACED:
                     # Another client took this laptop id: retrying at once would make the
                     # two take turns replacing each other, so come back slowly.
                     backoff.failures = 64
-            delay = backoff.next_delay()
+            delay = 0.0 if self._relogin.is_set() else backoff.next_delay()
+            self._relogin.clear()
             self._log.info("relay_reconnect_scheduled", delay_s=round(delay, 2))
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._relogin.wait(), delay)
+            if self._relogin.is_set():
+                backoff.reset()
+
+    async def use_login(
+        self, config: ClientConfig, credential: str, tls: ssl.SSLContext | None
+    ) -> dict[str, Any]:
+        """A new ``client login``: reconnect at once with its relay URL and credential."""
+        self.config = self.config.model_copy(
+            update={k: getattr(config, k) for k in ("relay_url", "ca_file", "laptop_name")}
+        )
+        self._credential, self._tls = credential, tls
+        self._relogin.set()
+        link = self.link
+        if link is not None:
+            await link.close()
+        self._log.info("login_changed", url=self.config.relay_url)
+        return {"relay_url": self.config.relay_url}
 
     def _set_relay_error(self, message: str) -> None:
         if message != self.relay_error:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import os
 import sys
 import threading
@@ -99,6 +100,11 @@ def choose_backend(platform: str = sys.platform, requested: str | None = None) -
 
 def load_pystray(backend: str | None = None) -> Any:
     """Import pystray with a backend that has a menu; TrayUnavailable says what is missing."""
+    if importlib.util.find_spec("pystray") is None:
+        raise TrayUnavailable(
+            "pystray is not installed; the tray needs the desktop extra, btogether[desktop] "
+            "(in the source tree: pip install '.[desktop]' or pipx install '.[desktop]')"
+        )
     chosen = choose_backend(requested=backend)
     if chosen in ("gtk", "appindicator"):
         _make_gi_importable()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import ssl
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ from relay.protocol import admin_wire as aw
 from relay.protocol import wire
 from relay.protocol.admin_link import AdminLink
 from relay.protocol.link import LinkError, RequestFailed
+from relay.protocol.reach import TlsSetupError, client_tls, why_unreachable
 
 DEFAULT_RELAY = "ws://127.0.0.1:8765/"
 PROG = "btogether admin"
@@ -58,6 +60,14 @@ def _connection_options() -> argparse.ArgumentParser:
         type=Path,
         default=_default_token_file(),
         help="file holding the credential (default %(default)s)",
+    )
+    common.add_argument(
+        "--ca-file",
+        type=Path,
+        metavar="PEM",
+        default=os.environ.get("BTOGETHER_CA_FILE") or None,
+        help="trust this internal CA's certificate for a wss:// relay (default: "
+        "$BTOGETHER_CA_FILE, else only the system's CAs)",
     )
     common.add_argument("--json", action="store_true", help="print the result as JSON")
     return common
@@ -417,8 +427,9 @@ def _runner(build: Build) -> Callable[[argparse.Namespace], int]:
         try:
             kind, fields = build(ns)
             token = _token(ns)
-            result = asyncio.run(_send(ns.relay, token, kind, fields))
-        except _UsageError as exc:
+            tls = client_tls(ns.relay, ns.ca_file)
+            result = asyncio.run(_send(ns.relay, token, kind, fields, tls))
+        except (_UsageError, TlsSetupError) as exc:
             print(f"{PROG}: {exc}", file=sys.stderr)
             return 2
         except RequestFailed as exc:
@@ -429,7 +440,8 @@ def _runner(build: Build) -> Callable[[argparse.Namespace], int]:
             print(f"{PROG}: the relay refused the credential (HTTP {status})", file=sys.stderr)
             return 1
         except (OSError, TimeoutError, WebSocketException, LinkError, ValueError) as exc:
-            print(f"{PROG}: cannot reach the relay at {ns.relay}: {exc}", file=sys.stderr)
+            why = why_unreachable(ns.relay, exc)
+            print(f"{PROG}: cannot reach the relay at {ns.relay}: {why}", file=sys.stderr)
             return 1
         if ns.json:
             print(result.model_dump_json())
@@ -440,8 +452,14 @@ def _runner(build: Build) -> Callable[[argparse.Namespace], int]:
     return run
 
 
-async def _send(url: str, token: str, kind: type[aw.AdminRequest], fields: dict[str, Any]) -> Any:
-    async with await AdminLink.connect(url, token) as link:
+async def _send(
+    url: str,
+    token: str,
+    kind: type[aw.AdminRequest],
+    fields: dict[str, Any],
+    tls: ssl.SSLContext | None,
+) -> Any:
+    async with await AdminLink.connect(url, token, tls=tls) as link:
         return await link.call(kind, **fields)
 
 

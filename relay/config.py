@@ -29,29 +29,58 @@ class ConfigFileError(ValueError):
 class RelaySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BTOGETHER_", extra="forbid")
 
-    host: str = Field(default="127.0.0.1", description="address to listen on")
+    host: str = Field(
+        default="127.0.0.1", description="address to listen on (0.0.0.0: every interface)"
+    )
     port: int = Field(default=8765, ge=0, le=65535, description="TCP port (0 picks a free one)")
-    db: Path = Field(default=Path("relay.sqlite3"), description="SQLite database file")
+    db: Path = Field(
+        default=Path("relay.sqlite3"),
+        description="SQLite database file, created and migrated if needed; relative to the "
+        "working directory",
+    )
     sqlite_synchronous: Literal["full", "normal"] = Field(
         default="full",
         description="full: fsync every commit (acked locks survive power loss); "
         "normal: survive relay crashes only, one fsync less per commit",
     )
-    max_message_bytes: int = Field(default=64 * 1024, ge=1024, description="larger: close 1009")
+    max_message_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="largest message accepted; a larger one closes the connection (1009)",
+    )
     rate_per_second: float = Field(
-        default=100.0, gt=0, description="sustained requests/s per connection"
+        default=100.0, gt=0, description="sustained requests per second allowed per connection"
     )
-    rate_burst: float = Field(default=200.0, ge=1, description="requests allowed in a burst")
-    rate_strikes: int = Field(default=50, ge=1, description="rate_limited errors before close 1008")
+    rate_burst: float = Field(
+        default=200.0, ge=1, description="requests allowed in a burst above that rate"
+    )
+    rate_strikes: int = Field(
+        default=50, ge=1, description="rate_limited errors before the connection is closed (1008)"
+    )
     sighting_freshness_s: float = Field(
-        default=120.0, gt=0, description="how long a sighting counts"
+        default=120.0,
+        gt=0,
+        description="seconds a laptop's sighting of a device counts for pairing",
     )
-    pair_request_ttl_s: float = Field(default=120.0, gt=0, description="pair request lifetime")
-    join_prompt_ttl_s: float = Field(default=60.0, gt=0, description="join prompt lifetime")
-    eid_neighbours: int = Field(default=1, ge=0, le=4, description="EID windows accepted each side")
-    ping_interval_s: float = Field(default=20.0, gt=0, description="websocket keepalive ping")
+    pair_request_ttl_s: float = Field(
+        default=120.0, gt=0, description="seconds a pair request waits for both confirmations"
+    )
+    join_prompt_ttl_s: float = Field(
+        default=60.0, gt=0, description="seconds a room's join prompt waits for an answer"
+    )
+    eid_neighbours: int = Field(
+        default=1,
+        ge=0,
+        le=4,
+        description="EID rotation windows accepted on each side of the current one (clock skew)",
+    )
+    ping_interval_s: float = Field(
+        default=20.0, gt=0, description="seconds between websocket keepalive pings"
+    )
     directory_check_s: float = Field(
-        default=1.0, gt=0, description="how often to notice admin edits"
+        default=1.0,
+        gt=0,
+        description="seconds between checks for edits made to the database by another process",
     )
 
 

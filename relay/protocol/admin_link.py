@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import ssl
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -26,7 +27,7 @@ from websockets.typing import Subprotocol
 
 from relay.protocol import admin_wire as aw
 from relay.protocol import wire
-from relay.protocol.link import LinkError, RequestFailed
+from relay.protocol.link import LinkError, RequestFailed, tls_option
 
 M = TypeVar("M", bound=wire.Message)
 
@@ -55,28 +56,33 @@ async def _exchange(conn: ClientConnection, request: aw.AdminRequest, wait_s: fl
     return aw.ADMIN_RESULT_TYPES[request.type].model_validate(reply.result)
 
 
-async def _one_shot(relay_url: str, request: aw.AdminRequest, wait_s: float) -> Any:
+async def _one_shot(
+    relay_url: str, request: aw.AdminRequest, wait_s: float, tls: ssl.SSLContext | None
+) -> Any:
     async with connect(
         endpoint_url(relay_url, aw.PROVISION_PATH),
         subprotocols=[Subprotocol(aw.PROVISION_SUBPROTOCOL)],
         compression=None,
         open_timeout=wait_s,
+        **tls_option(tls),
     ) as conn:
         return await _exchange(conn, request, wait_s)
 
 
 async def provision(
-    relay_url: str, mac: str, code: str, wait_s: float = 10.0
+    relay_url: str, mac: str, code: str, wait_s: float = 10.0, tls: ssl.SSLContext | None = None
 ) -> aw.ProvisionResult:
     """Present the MAC and verification code; raises RequestFailed if refused."""
-    result = await _one_shot(relay_url, aw.Provision(id=1, mac=mac, code=code), wait_s)
+    result = await _one_shot(relay_url, aw.Provision(id=1, mac=mac, code=code), wait_s, tls)
     assert isinstance(result, aw.ProvisionResult)
     return result
 
 
-async def give_back_credential(relay_url: str, credential: str, wait_s: float = 5.0) -> None:
+async def give_back_credential(
+    relay_url: str, credential: str, wait_s: float = 5.0, tls: ssl.SSLContext | None = None
+) -> None:
     """Tell the relay a device is being reset: its credential is revoked."""
-    await _one_shot(relay_url, aw.Reset(id=1, credential=credential), wait_s)
+    await _one_shot(relay_url, aw.Reset(id=1, credential=credential), wait_s, tls)
 
 
 class AdminLink:
@@ -89,7 +95,13 @@ class AdminLink:
 
     @classmethod
     async def connect(
-        cls, relay_url: str, token: str, *, open_timeout: float = 10.0, reply_timeout: float = 30.0
+        cls,
+        relay_url: str,
+        token: str,
+        *,
+        open_timeout: float = 10.0,
+        reply_timeout: float = 30.0,
+        tls: ssl.SSLContext | None = None,
     ) -> AdminLink:
         """Open an authenticated admin connection; websockets' InvalidStatus (401) if refused."""
         conn = await connect(
@@ -99,6 +111,7 @@ class AdminLink:
             compression=None,
             open_timeout=open_timeout,
             max_size=8 * 2**20,
+            **tls_option(tls),
         )
         return cls(conn, reply_timeout)
 

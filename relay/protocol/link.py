@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -37,6 +38,11 @@ log = structlog.get_logger("relay.link")
 
 M = TypeVar("M", bound=wire.Message)
 EventHandler = Callable[[wire.Event], Awaitable[None] | None]
+
+
+def tls_option(tls: ssl.SSLContext | None) -> dict[str, Any]:
+    """websockets' ``ssl`` argument, only when given: ``ssl=None`` would refuse wss:// URLs."""
+    return {} if tls is None else {"ssl": tls}
 
 
 class LinkError(Exception):
@@ -97,8 +103,13 @@ class RelayLink:
         open_timeout: float = 10.0,
         max_size: int = 2**20,
         reply_timeout: float = 10.0,
+        tls: ssl.SSLContext | None = None,
     ) -> RelayLink:
-        """Open and authenticate a link; raises websockets' InvalidStatus (401…) if refused."""
+        """Open and authenticate a link; raises websockets' InvalidStatus (401…) if refused.
+
+        ``tls`` replaces the default TLS context of a ``wss://`` URL (an internal CA:
+        :func:`relay.protocol.reach.client_tls`).
+        """
         headers = {"Authorization": f"Bearer {credential}"}
         if laptop_id is not None:
             headers[wire.CLIENT_ID_HEADER] = laptop_id
@@ -111,6 +122,7 @@ class RelayLink:
             compression=None,
             open_timeout=open_timeout,
             max_size=max_size,
+            **tls_option(tls),
         )
         try:
             first = await asyncio.wait_for(conn.recv(), open_timeout)

@@ -28,8 +28,8 @@ def _service() -> tuple[list[str], dict[str, str]]:
 
 def test_exec_start_is_beacon_run_and_parses() -> None:
     argv, _ = _service()
-    assert argv[:2] == ["/usr/bin/env", "btogether"]
-    args = build_parser().parse_args(argv[2:])
+    assert argv[0] == "/opt/btogether/bin/btogether"
+    args = build_parser().parse_args(argv[1:])
     assert args.func is run_command and args.state_dir is None
 
 

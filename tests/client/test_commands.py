@@ -201,3 +201,88 @@ async def _drive(
     with pytest.raises(ControlError) as again:
         await call(state / "control.sock", "unpair", {"phone": "Alice's desk phone"})
     assert again.value.code == "not_paired"
+
+
+async def _start_client(state: Path, env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *btogether_argv(
+            "client", "run", "--state-dir", str(state), "--no-lock-watch", "--reconnect-max", "1"
+        ),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def _stop_client(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+    _, log = await asyncio.wait_for(process.communicate(), 20)
+    assert process.returncode == 0, log.decode()[-2000:]
+
+
+async def test_a_running_client_takes_a_new_login_and_keeps_its_meeting_across_restarts(
+    tmp_path: Path, relay: RelayHarness, world: World
+) -> None:
+    state, sd = tmp_path / "state", ("--state-dir", str(tmp_path / "state"))
+    code, _, err = await login(state, relay, "btg_not-a-credential", "--no-verify")
+    assert code == 0, err
+    env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={tmp_path}/no-bus"}
+    client = await _start_client(state, env)
+    try:
+
+        async def refused() -> Any:
+            if not (state / "control.sock").exists():
+                return False
+            status = await call(state / "control.sock", "status")
+            return "HTTP 401" in (status["relay"]["error"] or "") and status["relay"]["error"]
+
+        why = await eventually(refused, within=20, what="the relay refusing the credential")
+        assert "client login" in why
+        code, out, _ = await cli("meeting", "weekly-sync", *sd, env=env)
+        assert code == 0 and "weekly-sync" in out
+
+        code, out, err = await login(state, relay, world.alice_credential.token)
+        assert code == 0, err
+        assert "The running client switched to this login." in out
+        code, out, err = await cli("status", *sd, "--wait", "10", "--json", env=env)
+        assert code == 0, err
+        assert json.loads(out)["relay"]["user_id"] == world.alice.id
+    finally:
+        await _stop_client(client)
+
+    client = await _start_client(state, env)
+    try:
+        code, out, err = await cli("status", *sd, "--wait", "20", "--json", env=env)
+        assert code == 0, err
+        assert json.loads(out)["meeting_id"] == "weekly-sync"
+        code, out, _ = await cli("meeting", "--leave", *sd, env=env)
+        assert code == 0 and not (state / "meeting.json").exists()
+    finally:
+        await _stop_client(client)
+
+
+async def test_client_toml_tunes_the_client_and_a_bad_key_is_named(
+    tmp_path: Path, relay: RelayHarness, world: World
+) -> None:
+    state, sd = tmp_path / "state", ("--state-dir", str(tmp_path / "state"))
+    code, _, err = await login(state, relay, world.alice_credential.token)
+    assert code == 0, err
+    (state / "client.toml").write_text("[scan]\nreport_intervall_s = 0.3\n")
+    code, _, err = await cli("run", *sd)
+    assert code == 2 and "client.toml is invalid" in err and "report_intervall_s" in err
+    assert "Traceback" not in err and err.count("\n") == 1
+    code, _, err = await cli("run", *sd, "--config", str(tmp_path / "nope.toml"))
+    assert code == 2 and "nope.toml does not exist" in err
+    (state / "client.toml").write_text('[lock]\nsession = "7"\n[scan]\nfresh_s = 2.5\n')
+    env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={tmp_path}/no-bus"}
+    client = await _start_client(state, env)
+    try:
+        code, out, err = await cli("status", *sd, "--wait", "20", "--json", env=env)
+        assert code == 0, err
+        assert json.loads(out)["settings_file"] == str(state / "client.toml")
+    finally:
+        await _stop_client(client)
+    # What the commands write to client.json leaves the settings file alone.
+    assert "login" not in (state / "client.toml").read_text()
+    assert "scan" not in json.loads((state / "client.json").read_text())
