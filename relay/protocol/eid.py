@@ -10,6 +10,8 @@ published computation:
 relay and every beacon agree without exchanging a per-beacon epoch (the relay issues
 keys and keeps clocks; NTP-level skew is absorbed by also accepting the neighbouring
 windows).  ``K`` (the rotation exponent, 0..15) makes the EID change every 2**K seconds.
+Every device with the same ``K`` therefore rotates at the same instant; the relay does
+not recompute them all at that instant but ahead of time (see :mod:`relay.resolver`).
 
 Default K = 10 (1024 s, about 17 minutes): long enough that the relay recomputes a
 device's EIDs only every quarter hour and that a laptop's sighting is not invalidated
@@ -23,6 +25,7 @@ Everything here is pure: time comes in as an argument.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -35,9 +38,11 @@ DEFAULT_ROTATION_EXPONENT = 10
 _COUNTER_MASK = 0xFFFFFFFF
 
 
-def _aes128_block(key: bytes, block: bytes) -> bytes:
-    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()  # noqa: S305 - one block, as the spec says
-    return encryptor.update(block) + encryptor.finalize()
+def _aes128_ecb(key: bytes, blocks: bytes) -> bytes:
+    """AES-128 of independent 16-byte blocks (the spec encrypts single blocks; ECB over
+    several is the same computation done once per block with one key set-up)."""
+    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()  # noqa: S305 - see above
+    return encryptor.update(blocks) + encryptor.finalize()
 
 
 def check_rotation_exponent(k: int) -> int:
@@ -74,17 +79,64 @@ def window_start(counter: int, k: int) -> int:
     return (counter & _COUNTER_MASK) & ~((1 << k) - 1) & _COUNTER_MASK
 
 
+def _temporary_key_input(counter: int) -> bytes:
+    return bytes(11) + b"\xff" + b"\x00\x00" + ((counter >> 16) & 0xFFFF).to_bytes(2, "big")
+
+
+def _eid_input(window: int, k: int) -> bytes:
+    return bytes(11) + bytes([k]) + window.to_bytes(4, "big")
+
+
 def compute_eid(identity_key: bytes, counter: int, k: int) -> bytes:
     """The EID a device with ``identity_key`` beacons at ``counter`` with rotation ``k``."""
     if len(identity_key) != IDENTITY_KEY_LEN:
         raise ValueError("identity key must be 16 bytes")
     check_rotation_exponent(k)
     counter &= _COUNTER_MASK
-    high_bits = ((counter >> 16) & 0xFFFF).to_bytes(2, "big")
-    temp_key_input = bytes(11) + b"\xff" + b"\x00\x00" + high_bits
-    temporary_key = _aes128_block(identity_key, temp_key_input)
-    eid_input = bytes(11) + bytes([k]) + window_start(counter, k).to_bytes(4, "big")
-    return _aes128_block(temporary_key, eid_input)[:EID_LEN]
+    temporary_key = _aes128_ecb(identity_key, _temporary_key_input(counter))
+    return _aes128_ecb(temporary_key, _eid_input(window_start(counter, k), k))[:EID_LEN]
+
+
+def eids_for_windows(identity_key: bytes, k: int, windows: Sequence[int]) -> list[bytes]:
+    """One device's EIDs for several window starts, as :func:`compute_eid` gives them.
+
+    The cost of AES here is setting up a key, not encrypting a block, so this sets up
+    the identity key once per 2**16-second epoch (the temporary key changes only
+    then) and the temporary key once for all of that epoch's windows.
+    """
+    if len(identity_key) != IDENTITY_KEY_LEN:
+        raise ValueError("identity key must be 16 bytes")
+    check_rotation_exponent(k)
+    out: list[bytes] = [b""] * len(windows)
+    by_epoch: dict[int, list[int]] = {}
+    for position, window in enumerate(windows):
+        by_epoch.setdefault((window & _COUNTER_MASK) >> 16, []).append(position)
+    for epoch, positions in by_epoch.items():
+        temporary_key = _aes128_ecb(identity_key, _temporary_key_input(epoch << 16))
+        blocks = b"".join(
+            _eid_input(window_start(windows[p] & _COUNTER_MASK, k), k) for p in positions
+        )
+        encrypted = _aes128_ecb(temporary_key, blocks)
+        for n, position in enumerate(positions):
+            out[position] = encrypted[16 * n : 16 * n + EID_LEN]
+    return out
+
+
+def eids_of_keys(identity_keys: bytes, k: int, windows: Sequence[int]) -> list[bytes]:
+    """The EIDs of many devices sharing ``k``, for each window start in ``windows``.
+
+    ``identity_keys`` holds the 16-byte keys end to end; the answer holds, per window,
+    the 8-byte EIDs end to end in the same order. Flat bytes in and out, so that a
+    batch crosses to a worker process cheaply (this is what the relay's worker runs).
+    """
+    if len(identity_keys) % IDENTITY_KEY_LEN:
+        raise ValueError("identity keys must be 16 bytes each")
+    out = [bytearray() for _ in windows]
+    for start in range(0, len(identity_keys), IDENTITY_KEY_LEN):
+        key = identity_keys[start : start + IDENTITY_KEY_LEN]
+        for blob, eid in zip(out, eids_for_windows(key, k, windows), strict=True):
+            blob += eid
+    return [bytes(blob) for blob in out]
 
 
 def eid_at(identity_key: bytes, unix_time: float, k: int) -> bytes:
@@ -118,8 +170,7 @@ def eids_around(
     """
     period = 1 << k
     current = window_start(time_counter(unix_time), k)
-    out: list[WindowEid] = []
-    for offset in range(-neighbours, neighbours + 1):
-        start = (current + offset * period) & _COUNTER_MASK
-        out.append(WindowEid(compute_eid(identity_key, start, k), start, start + period))
-    return out
+    offsets = range(-neighbours, neighbours + 1)
+    starts = [(current + offset * period) & _COUNTER_MASK for offset in offsets]
+    eids = eids_for_windows(identity_key, k, starts)
+    return [WindowEid(e, start, start + period) for e, start in zip(eids, starts, strict=True)]
