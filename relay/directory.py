@@ -5,17 +5,52 @@ query the database each time. Everything here is dropped when the store's
 directory version changes; the version is checked at most once per
 ``check_interval`` seconds, so an administrator's change takes effect within that
 time, even when made by another process on the same database file.
+
+EIDs are resolved by an index kept current in the background (:mod:`relay.eid_indexer`):
+it loads every resolvable device once, follows directory changes device by device and
+the clock window by window, so neither a window change nor an edit rebuilds it.
 """
 
 from __future__ import annotations
 
-from relay.model import GLOBAL_DEFAULT_POLICY, Device, Pairing, Policy, Tenant, User
-from relay.resolver import EidIndex, build_index
+import time
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import Executor
+
+from relay.eid_indexer import EidIndexer, worker_process
+from relay.model import GLOBAL_DEFAULT_POLICY, Device, DeviceState, Pairing, Policy, Tenant, User
+from relay.resolver import EidIndex
 from relay.store import Store
+
+# A directory change re-reads the whole index inline (so that it applies within this
+# check) up to this many devices; beyond it, page by page in the background.
+RECONCILE_INLINE = 2000
+
+
+class _StoreDevices:
+    """The store as the EID indexer reads it."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def device(self, device_id: str) -> Device | None:
+        return await self._store.device(device_id)
+
+    async def device_page(self, after: str | None, limit: int) -> Sequence[Device]:
+        return await self._store.devices(after=after, limit=limit)
 
 
 class Directory:
-    def __init__(self, store: Store, check_interval: float = 1.0, eid_neighbours: int = 1) -> None:
+    def __init__(
+        self,
+        store: Store,
+        check_interval: float = 1.0,
+        eid_neighbours: int = 1,
+        *,
+        clock: Callable[[], float] = time.time,
+        eid_worker: Callable[[], Executor] = worker_process,
+        resolvable_states: Collection[DeviceState] | None = None,
+    ) -> None:
         self._store = store
         self._check_interval = check_interval
         self._eid_neighbours = eid_neighbours
@@ -27,8 +62,14 @@ class Directory:
         self._users: dict[str, User | None] = {}
         self._tenants: dict[str, Tenant | None] = {}
         self._policies: dict[str, Policy | None] = {}
-        self._index: EidIndex | None = None
-        self._index_devices: dict[str, Device] = {}
+        states = frozenset(resolvable_states) if resolvable_states is not None else None
+        self.eids = EidIndexer(
+            EidIndex(eid_neighbours),
+            _StoreDevices(store),
+            resolvable=lambda d: states is None or d.state in states,
+            clock=clock,
+            executor=eid_worker,
+        )
 
     async def refresh(self, now: float, force: bool = False) -> None:
         if not force and now - self._checked_at < self._check_interval:
@@ -36,11 +77,15 @@ class Directory:
         self._checked_at = now
         version = await self._store.directory_version()
         if version != self._version:
+            first = self._version < 0
             self._version = version
             self._devices.clear()
             self._users.clear()
             self._tenants.clear()
             self._policies.clear()
+            if not first:
+                await self._eids_directory_moved(now)
+        self.eids.keep_up(now)
         pairings_version = await self._store.pairings_version()
         if pairings_version != self._pairings_version:
             self._pairings_version = pairings_version
@@ -100,15 +145,29 @@ class Directory:
                 return policy
         return GLOBAL_DEFAULT_POLICY
 
+    # --- EID resolution ----------------------------------------------------------------
+    async def start(self, now: float) -> None:
+        """Read the directory version, then load the EID index in the background (sightings
+        resolve as it fills; later changes reach it through :meth:`refresh`)."""
+        await self.refresh(now, force=True)
+        self.eids.start()
+
+    async def close(self) -> None:
+        await self.eids.close()
+
+    async def _eids_directory_moved(self, now: float) -> None:
+        # Which devices changed is not known here: reconcile the index with the store
+        # (unchanged devices cost a comparison, no AES), inline while that is cheap.
+        if len(self.eids.index) <= RECONCILE_INLINE and self.eids.loaded.is_set():
+            await self.eids.reconcile(now)
+        else:
+            self.eids.resync("directory changed")
+
     async def resolve(self, eid: bytes, now: float) -> Device | None:
         """The device beaconing ``eid`` around ``now``, if any (any tenant: the caller filters)."""
-        if now - self._checked_at >= self._check_interval:
+        if not self.eids.started:
+            await self.start(now)
+        elif now - self._checked_at >= self._check_interval:
             await self.refresh(now)
-        if self._index is None or self._index.stale(now, self._version):
-            devices = await self._store.devices()
-            self._index_devices = {d.id: d for d in devices}
-            self._index = build_index(
-                devices, now, self._version, self._eid_neighbours, previous=self._index
-            )
-        device_id = self._index.resolve(eid)
-        return self._index_devices.get(device_id) if device_id else None
+        device_id = self.eids.resolve(eid, now)
+        return await self.device(device_id, now) if device_id is not None else None

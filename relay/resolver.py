@@ -1,75 +1,511 @@
 """EID resolution: which device beaconed this 8-byte EID, in O(1) per sighting.
 
-The index holds every device's EIDs for the current rotation window and its
-neighbours (clock skew, late reports), keyed by EID. It is rebuilt when the
-earliest of those windows ends or when the directory changes; a rebuild reuses the
-EIDs of every device whose key, rotation exponent and current window are unchanged,
-so an administrator's edit costs AES work only for the devices it touched. Pure: the
-time is an argument, and the caller decides when to rebuild.
+Every device with the same rotation exponent K rotates at the same instant (the EID
+counter is Unix time), so the index is organised the way time is: one table per
+(K, window) holding that window's EID of every device with that K. A lookup at time
+``now`` probes the tables of the windows accepted at ``now`` (the current one and
+``neighbours`` on each side, for clock skew and late reports), current first.
+
+Nothing is recomputed at a window change. One window ahead of the accepted ones is
+always being built (in batches, by whoever drives the index — see
+:mod:`relay.eid_indexer`), so when a window starts its table is already complete and
+the switch is simply the next lookup choosing other tables; the table that fell out
+of the accepted range is dropped whole. The work of a rotation is thus spread over the
+preceding window instead of landing on its first second.
+
+Directory changes are O(1) each: a device is a *slot* (its id, identity key and K in
+flat arrays); adding or re-keying one gives it a fresh slot whose EIDs the caller
+computes for the live tables; removing one (or excluding it, e.g. because it is no
+longer signed in) empties its slot at once, so it stops resolving immediately, while
+its stale entries stay in the tables until those are dropped. A slot is reused only
+once every table that existed when it was emptied is gone, so a stale entry can never
+point at a later device.
+
+Tables are open-addressing hash tables over two flat arrays (8-byte EID, 4-byte slot):
+about 20 bytes per entry at the 60 % load they are sized for, no Python object per
+entry, and freeing one is a single ``free``. EIDs are AES output, so the EID itself is
+a well-spread hash.
+
+Pure: time is an argument, and the caller computes the EIDs (the AES work) it is
+asked for.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import sys
+from array import array
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
-from relay.model import Device
-from relay.protocol.eid import eids_around, seconds_until_rotation, time_counter, window_start
+from relay.protocol.eid import (
+    EID_LEN,
+    IDENTITY_KEY_LEN,
+    MAX_ROTATION_EXPONENT,
+    check_rotation_exponent,
+    seconds_until_rotation,
+    time_counter,
+    window_start,
+)
+
+_COUNTER_MASK = 0xFFFFFFFF
+_LOAD = 0.6  # entries per table slot when a table is created
+_MAX_LOAD = 0.85  # a table that fills beyond this (many devices added in one window) grows
+_NO_DEVICE = 0xFF  # rotation-exponent byte of an empty slot
+_MAX_SLOTS = 0xFFFFFFFF  # slots are stored in 4 bytes
+MAX_NEIGHBOURS = 8
+# A table outlives its window by this much, so that a request whose time was read just
+# before a window change still finds the tables of that time.
+DROP_GRACE_S = 5.0
+
+
+class EidTable:
+    """One window's EIDs of the devices sharing a rotation exponent: EID -> slot."""
+
+    __slots__ = (
+        "_eids",
+        "_filled",
+        "_size",
+        "_slots",
+        "complete",
+        "growths",
+        "k",
+        "serial",
+        "window",
+    )
+
+    def __init__(self, k: int, window: int, serial: int, expected: int) -> None:
+        self.k = k
+        self.window = window
+        self.serial = serial  # creation order: which emptied slots may be in here
+        self.complete = False  # every device of ``k`` indexed at creation has its entry
+        self.growths = 0  # times it outgrew its size (a rehash on the caller's thread)
+        self._size = max(8, int(expected / _LOAD) + 1)
+        self._eids = array("Q", [0]) * self._size  # 0 = empty
+        self._slots = array("I", [0]) * self._size
+        self._filled = 0
+
+    def __len__(self) -> int:
+        return self._filled
+
+    @property
+    def nbytes(self) -> int:
+        return self._size * (self._eids.itemsize + self._slots.itemsize)
+
+    def get(self, eid: int) -> int:
+        """The slot holding ``eid`` (as an unsigned 64-bit number), or -1."""
+        if eid == 0:
+            return -1  # 0 marks an empty entry
+        eids = self._eids
+        size = self._size
+        i = eid % size
+        while True:
+            found = eids[i]
+            if found == eid:
+                return self._slots[i]
+            if found == 0:
+                return -1
+            i += 1
+            if i == size:
+                i = 0
+
+    def put(self, eid: int, slot: int) -> None:
+        """Map ``eid`` to ``slot`` (the later writer wins)."""
+        if eid == 0:
+            return  # 0 marks an empty entry; an EID of 0 (p = 2**-64) stays unresolvable
+        if self._filled + 1 > self._size * _MAX_LOAD:
+            self._grow()
+        eids = self._eids
+        size = self._size
+        i = eid % size
+        while True:
+            found = eids[i]
+            if found == 0:
+                eids[i] = eid
+                self._slots[i] = slot
+                self._filled += 1
+                return
+            if found == eid:
+                self._slots[i] = slot
+                return
+            i += 1
+            if i == size:
+                i = 0
+
+    def _grow(self) -> None:
+        self.growths += 1
+        old_eids, old_slots = self._eids, self._slots
+        self._size = self._size * 2
+        self._eids = array("Q", [0]) * self._size
+        self._slots = array("I", [0]) * self._size
+        self._filled = 0
+        for eid, slot in zip(old_eids, old_slots, strict=True):
+            if eid:
+                self.put(eid, slot)
 
 
 @dataclass(frozen=True, slots=True)
-class _DeviceEids:
-    identity_key: bytes
-    rotation_exponent: int
-    window: int  # the current window's start when computed
-    eids: tuple[bytes, ...]
+class Fill:
+    """Work the index asks for: the EIDs of every device with rotation exponent ``k``
+    for the newly opened ``windows`` (their tables are ``tables``, in the same order)."""
+
+    k: int
+    windows: tuple[int, ...]
+    tables: tuple[EidTable, ...]
 
 
 @dataclass(frozen=True, slots=True)
+class Batch:
+    """A run of slots of one rotation exponent and their identity keys, end to end."""
+
+    k: int
+    slots: tuple[int, ...]
+    keys: bytes
+    next_cursor: int
+
+
+@dataclass(frozen=True, slots=True)
+class IndexMemory:
+    """Bytes held by the index, by part (Python objects counted with ``sys.getsizeof``)."""
+
+    tables: int
+    slots: int  # identity keys, exponents, marks, the slot list and the device id strings
+    id_map: int  # device id -> slot
+    devices: int
+
+    @property
+    def total(self) -> int:
+        return self.tables + self.slots + self.id_map
+
+    @property
+    def per_device(self) -> float:
+        return self.total / self.devices if self.devices else 0.0
+
+
 class EidIndex:
-    by_eid: dict[bytes, str]  # EID -> device id
-    valid_until: float  # rebuild at or after this time
-    built_for_version: int
-    per_device: dict[str, _DeviceEids] = field(default_factory=dict)
+    """EID -> device id for the accepted windows, kept current by its caller."""
 
-    def resolve(self, eid: bytes) -> str | None:
-        return self.by_eid.get(eid)
+    def __init__(self, neighbours: int = 1) -> None:
+        if not 0 <= neighbours <= MAX_NEIGHBOURS:
+            raise ValueError(f"EID neighbours must be between 0 and {MAX_NEIGHBOURS}")
+        self.neighbours = neighbours
+        self._ids: list[str | None] = []
+        self._keys = bytearray()
+        self._exponents = bytearray()
+        self._marks = bytearray()  # full-sync marks; 0 on empty slots
+        self._slot_of: dict[str, int] = {}
+        self._free: list[int] = []
+        self._quarantine: list[tuple[int, int, int]] = []  # (serial when emptied, k, slot)
+        self._count = [0] * (MAX_ROTATION_EXPONENT + 1)
+        self._tables: dict[int, dict[int, EidTable]] = {}  # k -> window start -> table
+        self._serial = 0
+        self._mark = 1
+        self._rotated_at = float("-inf")
+        self._due = float("-inf")  # rotate() has nothing to do before this time
+        # k -> (counter >> k it was computed for, the tables a lookup probes, current first)
+        self._probe: dict[int, tuple[int, tuple[EidTable, ...]]] = {}
 
-    def stale(self, now: float, directory_version: int) -> bool:
-        return now >= self.valid_until or directory_version != self.built_for_version
+    # --- lookups ---------------------------------------------------------------------
+    def resolve(self, eid: bytes, now: float) -> str | None:
+        """The device whose EID this is in a window accepted at ``now``, if any."""
+        if len(eid) != EID_LEN:
+            return None
+        number = int.from_bytes(eid, "big")
+        counter = int(now) & _COUNTER_MASK
+        ids = self._ids
+        for k in self._tables:
+            cached = self._probe.get(k)
+            if cached is None or cached[0] != counter >> k:
+                cached = self._probe_tables(k, counter)
+            for table in cached[1]:
+                slot = table.get(number)
+                if slot >= 0:
+                    device_id = ids[slot]
+                    if device_id is not None:
+                        return device_id
+        return None
 
+    def _probe_tables(self, k: int, counter: int) -> tuple[int, tuple[EidTable, ...]]:
+        tables = self._tables[k]
+        probed = tuple(
+            table
+            for window in self.accepted_windows(k, counter)
+            if (table := tables.get(window)) is not None
+        )
+        entry = (counter >> k, probed)
+        self._probe[k] = entry
+        return entry
 
-def build_index(
-    devices: Iterable[Device],
-    now: float,
-    directory_version: int,
-    neighbours: int = 1,
-    previous: EidIndex | None = None,
-) -> EidIndex:
-    """Precompute the accepted EIDs of ``devices`` at ``now`` (reusing ``previous``'s)."""
-    by_eid: dict[bytes, str] = {}
-    per_device: dict[str, _DeviceEids] = {}
-    old = previous.per_device if previous is not None else {}
-    valid_until = math.inf
-    counter = time_counter(now)
-    for device in devices:
-        k = device.rotation_exponent
-        window = window_start(counter, k)
-        cached = old.get(device.id)
-        if (
-            cached is None
-            or cached.window != window
-            or cached.identity_key != device.identity_key
-            or cached.rotation_exponent != k
-        ):
-            eids = tuple(w.eid for w in eids_around(device.identity_key, now, k, neighbours))
-            cached = _DeviceEids(device.identity_key, k, window, eids)
-        per_device[device.id] = cached
-        for eid in cached.eids:
-            # Two devices sharing an EID is a 2**-64 accident; the first keeps it.
-            by_eid.setdefault(eid, device.id)
-        valid_until = min(valid_until, now + seconds_until_rotation(now, k))
-    if math.isinf(valid_until):
-        valid_until = now + 60.0
-    return EidIndex(by_eid, valid_until, directory_version, per_device)
+    def accepted_windows(self, k: int, counter: int) -> list[int]:
+        """Window starts accepted at ``counter``: the current one first, then its neighbours."""
+        period = 1 << k
+        current = window_start(counter, k)
+        out = [current]
+        for distance in range(1, self.neighbours + 1):
+            out.append((current - distance * period) & _COUNTER_MASK)
+            out.append((current + distance * period) & _COUNTER_MASK)
+        return out
+
+    def needed_windows(self, k: int, now: float) -> list[int]:
+        """Windows whose tables should exist at ``now``: the accepted ones and the next
+        one after them (being built ahead, not yet probed)."""
+        counter = time_counter(now)
+        ahead = (window_start(counter, k) + (self.neighbours + 1) * (1 << k)) & _COUNTER_MASK
+        return [*self.accepted_windows(k, counter), ahead]
+
+    def covers(self, now: float) -> bool:
+        """True when every accepted window at ``now`` has a complete table."""
+        counter = time_counter(now)
+        for k, count in enumerate(self._count):
+            if count == 0:
+                continue
+            tables = self._tables.get(k, {})
+            for window in self.accepted_windows(k, counter):
+                table = tables.get(window)
+                if table is None or not table.complete:
+                    return False
+        return True
+
+    # --- the clock's side: open, fill and drop tables ----------------------------------
+    def rotate(self, now: float) -> list[Fill]:
+        """Drop the tables no longer needed at ``now``, open the missing ones, and return
+        the fills that complete them (cheap when nothing is due: call it often)."""
+        # Time only moves forward here: a caller holding an older ``now`` must not drop
+        # the table ahead that a newer one just opened.
+        now = self._rotated_at = max(now, self._rotated_at)
+        if now < self._due:
+            return []
+        fills: list[Fill] = []
+        changed = False
+        for k in range(MAX_ROTATION_EXPONENT + 1):
+            count = self._count[k]
+            tables = self._tables.get(k)
+            if count == 0 and not tables:
+                continue
+            needed: list[int] = []
+            if count:
+                needed = self.needed_windows(k, now)
+                grace = self.accepted_windows(k, time_counter(now - DROP_GRACE_S))
+                needed += [w for w in grace if w not in needed]
+            if tables is None:
+                tables = self._tables[k] = {}
+            for window in [w for w in tables if w not in needed]:
+                del tables[window]  # one free per array, however many devices
+                changed = True
+            opened: list[EidTable] = []
+            for window in needed[: 2 * self.neighbours + 2]:  # not the grace ones
+                if window not in tables:
+                    self._serial += 1
+                    tables[window] = EidTable(k, window, self._serial, count)
+                    opened.append(tables[window])
+            if opened:
+                changed = True
+                fills.append(Fill(k, tuple(t.window for t in opened), tuple(opened)))
+            if not tables:
+                del self._tables[k]
+        if changed:
+            self._probe.clear()
+            self._release_quarantine()
+        self._due = self._next_due(now)
+        return fills
+
+    def _next_due(self, now: float) -> float:
+        """The next window start of any exponent in use, or the end of a table's grace."""
+        due = float("inf")
+        for k, count in enumerate(self._count):
+            if count == 0 and k not in self._tables:
+                continue
+            period = 1 << k
+            start = now - now % period  # windows start at multiples of 2**K in Unix time
+            due = min(due, start + period)
+            if now < start + DROP_GRACE_S:
+                due = min(due, start + DROP_GRACE_S)
+        return due
+
+    def next_rotation(self, now: float) -> float:
+        """Seconds until the earliest window change of any indexed rotation exponent."""
+        periods = [seconds_until_rotation(now, k) for k, c in enumerate(self._count) if c]
+        return min(periods, default=float("inf"))
+
+    def batch(self, k: int, cursor: int, limit: int) -> Batch:
+        """Up to ``limit`` occupied slots with exponent ``k``, from slot ``cursor`` on."""
+        exponents = self._exponents
+        keys = self._keys
+        end = len(exponents)
+        found: list[int] = []
+        cursor = exponents.find(k, cursor)
+        while cursor != -1 and len(found) < limit:
+            found.append(cursor)
+            cursor = exponents.find(k, cursor + 1)
+        next_cursor = end if cursor == -1 else cursor
+        blob = b"".join(keys[s * IDENTITY_KEY_LEN : (s + 1) * IDENTITY_KEY_LEN] for s in found)
+        return Batch(k, tuple(found), blob, next_cursor)
+
+    def merge(self, fill: Fill, slots: Sequence[int], eids: Sequence[bytes]) -> None:
+        """Enter computed EIDs (per window of ``fill``, 8 bytes per slot end to end) into
+        the fill's tables that are still live, for slots still holding the same device."""
+        live = self._tables.get(fill.k, {})
+        for table, blob in zip(fill.tables, eids, strict=True):
+            if live.get(table.window) is table:  # else dropped meanwhile
+                self._enter(table, fill.k, slots, blob)
+
+    def finish(self, fill: Fill) -> None:
+        """Mark the fill's tables complete (every slot present when it opened is in)."""
+        for table in fill.tables:
+            table.complete = True
+
+    def _enter(self, table: EidTable, k: int, slots: Sequence[int], blob: bytes) -> None:
+        ids = self._ids
+        exponents = self._exponents
+        put = table.put
+        for n, slot in enumerate(slots):
+            if ids[slot] is None or exponents[slot] != k:
+                continue  # removed or re-keyed since its keys were read
+            put(int.from_bytes(blob[n * EID_LEN : (n + 1) * EID_LEN], "big"), slot)
+
+    # --- the directory's side ------------------------------------------------------------
+    def put(self, device_id: str, identity_key: bytes, k: int) -> int | None:
+        """Index ``device_id`` with this key and exponent. Returns the slot whose EIDs the
+        caller must compute for :meth:`live_windows` and :meth:`fill_slots`, or None when
+        the device was already indexed with this key and exponent."""
+        if len(identity_key) != IDENTITY_KEY_LEN:
+            raise ValueError("identity key must be 16 bytes")
+        check_rotation_exponent(k)
+        slot = self._slot_of.get(device_id)
+        if slot is not None:
+            self._marks[slot] = self._mark
+            same_key = self._keys[slot * IDENTITY_KEY_LEN : (slot + 1) * IDENTITY_KEY_LEN]
+            if self._exponents[slot] == k and same_key == identity_key:
+                return None
+            self._empty(slot)
+        slot = self._take_slot()
+        self._ids[slot] = device_id
+        self._keys[slot * IDENTITY_KEY_LEN : (slot + 1) * IDENTITY_KEY_LEN] = identity_key
+        self._exponents[slot] = k
+        self._marks[slot] = self._mark
+        self._slot_of[device_id] = slot
+        self._count[k] += 1
+        if self._count[k] == 1:
+            self._due = float("-inf")  # a new exponent: its tables must open
+        return slot
+
+    def remove(self, device_id: str) -> bool:
+        """Stop resolving ``device_id`` (removed, reset, signed out); False if not indexed."""
+        slot = self._slot_of.get(device_id)
+        if slot is None:
+            return False
+        self._empty(slot)
+        return True
+
+    def count(self, k: int) -> int:
+        """How many devices with rotation exponent ``k`` are indexed."""
+        return self._count[k]
+
+    @property
+    def has_tables(self) -> bool:
+        return bool(self._tables)
+
+    def __contains__(self, device_id: object) -> bool:
+        return device_id in self._slot_of
+
+    def __len__(self) -> int:
+        return len(self._slot_of)
+
+    def exponent(self, slot: int) -> int:
+        return self._exponents[slot]
+
+    def key(self, slot: int) -> bytes:
+        return bytes(self._keys[slot * IDENTITY_KEY_LEN : (slot + 1) * IDENTITY_KEY_LEN])
+
+    def live_windows(self, k: int) -> tuple[EidTable, ...]:
+        """The tables (accepted and ahead) that a device with exponent ``k`` must be in."""
+        return tuple(self._tables.get(k, {}).values())
+
+    def fill_slots(
+        self, k: int, tables: Sequence[EidTable], slots: Sequence[int], eids: Sequence[bytes]
+    ) -> None:
+        """Enter the EIDs computed for ``slots`` into ``tables`` (from :meth:`live_windows`;
+        tables dropped meanwhile are skipped)."""
+        self.merge(Fill(k, tuple(t.window for t in tables), tuple(tables)), slots, eids)
+
+    def begin_sync(self) -> None:
+        """Start a full reconciliation: every device :meth:`put` from now on is kept by
+        :meth:`end_sync`; the others are removed."""
+        self._mark = self._mark % 255 + 1
+
+    def end_sync(self) -> list[str]:
+        """Remove the devices not put since :meth:`begin_sync`; returns their ids."""
+        stale = bytes(1 if m not in (0, self._mark) else 0 for m in range(256))
+        flags = self._marks.translate(stale)
+        removed: list[str] = []
+        slot = flags.find(1)
+        while slot != -1:
+            device_id = self._ids[slot]
+            if device_id is not None:
+                removed.append(device_id)
+                self._empty(slot)
+            slot = flags.find(1, slot + 1)
+        return removed
+
+    def device_ids(self) -> Iterator[str]:
+        return iter(list(self._slot_of))
+
+    def _take_slot(self) -> int:
+        if self._free:
+            return self._free.pop()
+        slot = len(self._ids)
+        if slot >= _MAX_SLOTS:
+            raise OverflowError("the EID index holds at most 2**32 - 1 devices")
+        self._ids.append(None)
+        self._keys.extend(bytes(IDENTITY_KEY_LEN))
+        self._exponents.append(_NO_DEVICE)
+        self._marks.append(0)
+        return slot
+
+    def _empty(self, slot: int) -> None:
+        device_id = self._ids[slot]
+        if device_id is not None:
+            del self._slot_of[device_id]
+        k = self._exponents[slot]
+        self._ids[slot] = None
+        self._exponents[slot] = _NO_DEVICE
+        self._marks[slot] = 0
+        self._count[k] -= 1
+        if self._count[k] == 0:
+            self._due = float("-inf")  # its tables can go
+        if k in self._tables:
+            self._quarantine.append((self._serial, k, slot))
+        else:
+            self._free.append(slot)
+
+    def _release_quarantine(self) -> None:
+        """Free emptied slots that no live table can still name."""
+        if not self._quarantine:
+            return
+        oldest = {k: min(t.serial for t in tables.values()) for k, tables in self._tables.items()}
+        kept: list[tuple[int, int, int]] = []
+        for entry in self._quarantine:
+            serial, k, slot = entry
+            if k in oldest and oldest[k] <= serial:
+                kept.append(entry)
+            else:
+                self._free.append(slot)
+        self._quarantine = kept
+
+    # --- measurement ---------------------------------------------------------------------
+    def memory(self) -> IndexMemory:
+        """What the index holds, in bytes (walks every id: for benchmarks and diagnostics)."""
+        tables = sum(t.nbytes for ts in self._tables.values() for t in ts.values())
+        strings = sum(sys.getsizeof(i) for i in self._ids if i is not None)
+        slots = (
+            sys.getsizeof(self._keys)
+            + sys.getsizeof(self._exponents)
+            + sys.getsizeof(self._marks)
+            + sys.getsizeof(self._ids)
+            + sys.getsizeof(self._free)
+            + strings
+        )
+        # Slot numbers above 256 are int objects of their own, held by the id map.
+        id_map = sys.getsizeof(self._slot_of) + sum(
+            sys.getsizeof(s) for s in self._slot_of.values() if s > 256
+        )
+        return IndexMemory(tables, slots, id_map, len(self._slot_of))

@@ -75,7 +75,7 @@ class RelayServer:
             ),
         )
         self.service.directory = type(self.service.directory)(
-            store, settings.directory_check_s, settings.eid_neighbours
+            store, settings.directory_check_s, settings.eid_neighbours, clock=clock
         )
         self._server: Server | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -90,6 +90,7 @@ class RelayServer:
     # --- life cycle ---------------------------------------------------------------------
     async def start(self) -> None:
         await self.store.open()
+        await self.service.directory.start(self.clock())  # the EID index loads in the background
         self._server = await serve(
             self._handle_connection,
             self.settings.host,
@@ -123,6 +124,7 @@ class RelayServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
             self._ticker = None
+        await self.service.directory.close()
         await self.store.close()
         log.info("relay_stopped")
 

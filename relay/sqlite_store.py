@@ -677,11 +677,27 @@ class SqliteStore:
         row = self._one("SELECT * FROM devices WHERE id = ?", device_id)
         return _device(row) if row else None
 
-    async def devices(self, tenant_id: str | None = None) -> list[Device]:
-        if tenant_id is None:
-            rows = self._all("SELECT * FROM devices ORDER BY id")
-        else:
-            rows = self._all("SELECT * FROM devices WHERE tenant_id = ? ORDER BY id", tenant_id)
+    async def devices(
+        self,
+        tenant_id: str | None = None,
+        *,
+        after: str | None = None,
+        limit: int | None = None,
+        state: DeviceState | None = None,
+    ) -> list[Device]:
+        where = ["id > ?"]
+        params: list[Any] = [after or ""]
+        if tenant_id is not None:
+            where.append("tenant_id = ?")
+            params.append(tenant_id)
+        if state is not None:
+            where.append("state = ?")
+            params.append(state)
+        params.append(-1 if limit is None else limit)
+        rows = self._all(
+            f"SELECT * FROM devices WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",  # noqa: S608
+            *params,
+        )
         return [_device(r) for r in rows]
 
     async def credential_by_hash(self, token_hash: bytes) -> Credential | None:

@@ -65,7 +65,15 @@ class Store(Protocol):
     async def user(self, user_id: str) -> User | None: ...
     async def users(self, tenant_id: str) -> list[User]: ...
     async def device(self, device_id: str) -> Device | None: ...
-    async def devices(self, tenant_id: str | None = None) -> list[Device]: ...
+    async def devices(
+        self,
+        tenant_id: str | None = None,
+        *,
+        after: str | None = None,
+        limit: int | None = None,
+        state: DeviceState | None = None,
+    ) -> list[Device]:
+        """Devices ordered by id (of one tenant or all), ``limit`` of them after ``after``."""
     async def credential_by_hash(self, token_hash: bytes) -> Credential | None: ...
 
     # --- pairings --------------------------------------------------------------------

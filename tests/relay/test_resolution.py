@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+from dataclasses import replace
+
+import pytest
+
+from relay.admin_store import SqliteAdminStore
+from relay.directory import Directory
 from relay.protocol.eid import eid_at
-from tests.relay.conftest import RelayHarness, World
+from tests.relay.conftest import RelayHarness, StartRelay, World, build_world
 from tests.relay.helpers import sight
 
 
@@ -62,3 +70,130 @@ async def test_index_follows_rotation(relay: RelayHarness, world: World) -> None
         world.alice.phone.id
     ]
     await laptop.close()
+
+
+# --- the index follows the directory and the clock -----------------------------------------
+
+
+async def test_a_device_added_while_running_resolves_after_one_directory_check(
+    start_relay: StartRelay,
+) -> None:
+    relay = await start_relay(directory_check_s=1.0)
+    world = await build_world(relay.admin)
+    relay.clock.advance(1.0)
+    laptop = await relay.laptop(world.alice)
+    await laptop.ping()  # a directory check before the change
+    room = await relay.admin.create_device(
+        world.contoso.id, "Room 5.02", "room_system", "meeting_room"
+    )
+    relay.clock.advance(1.0)  # the next request runs a directory check
+    assert [d.device_id for d in await sight(relay, laptop, room)] == [room.id]
+    await laptop.close()
+
+
+async def test_a_removed_device_stops_resolving_after_one_directory_check(
+    start_relay: StartRelay,
+) -> None:
+    relay = await start_relay(directory_check_s=1.0)
+    world = await build_world(relay.admin)
+    relay.clock.advance(1.0)
+    laptop = await relay.laptop(world.alice)
+    assert await sight(relay, laptop, world.room)
+    # Removed through another connection to the database, as another relay node would.
+    other = SqliteAdminStore(relay.db)
+    await other.open()
+    await other.remove_device(world.room.id, relay.clock())
+    await other.close()
+    relay.clock.advance(1.0)
+    assert await sight(relay, laptop, world.room) == []
+    await laptop.close()
+
+
+async def test_a_rekeyed_device_resolves_by_its_new_key_only_after_one_directory_check(
+    start_relay: StartRelay,
+) -> None:
+    relay = await start_relay(directory_check_s=1.0)
+    world = await build_world(relay.admin)
+    relay.clock.advance(1.0)
+    laptop = await relay.laptop(world.alice)
+    assert await sight(relay, laptop, world.room)
+    new_key = bytes(range(100, 116))
+    with sqlite3.connect(relay.db) as db:  # another process writes the new key
+        db.execute("UPDATE devices SET identity_key = ? WHERE id = ?", (new_key, world.room.id))
+    relay.clock.advance(1.0)
+    assert await sight(relay, laptop, world.room) == []  # the old key's EID
+    rekeyed = replace(world.room, identity_key=new_key)
+    assert [d.device_id for d in await sight(relay, laptop, rekeyed)] == [world.room.id]
+    await laptop.close()
+
+
+async def test_another_relay_node_on_the_same_database_follows_the_directory(
+    start_relay: StartRelay,
+) -> None:
+    node_a = await start_relay()
+    world = await build_world(node_a.admin)
+    node_b = await start_relay()
+    laptop = await node_b.laptop(world.alice)
+    assert await sight(node_b, laptop, world.room)
+    room = await node_a.admin.create_device(
+        world.contoso.id, "Room 6", "room_system", "meeting_room"
+    )
+    assert [d.device_id for d in await sight(node_b, laptop, room)] == [room.id]
+    await laptop.close()
+
+
+@pytest.mark.parametrize("neighbours", [1, 0])
+async def test_a_sighting_on_either_side_of_a_window_boundary_resolves_within_the_skew(
+    start_relay: StartRelay, neighbours: int
+) -> None:
+    relay = await start_relay(eid_neighbours=neighbours)
+    world = await build_world(relay.admin)
+    room = world.room
+    period = 1 << room.rotation_exponent
+    boundary = relay.clock() - relay.clock() % period + period
+    laptop = await relay.laptop(world.alice)
+    expected = [room.id] if neighbours else []
+
+    def eid(at: float) -> bytes:
+        return eid_at(room.identity_key, at, room.rotation_exponent)
+
+    relay.clock.now = boundary - 0.3
+    # A beacon whose clock is a second ahead already sends the next window's EID ...
+    ahead = await laptop.report_sightings([(eid(boundary + 0.7), -60)])
+    assert [d.device_id for d in ahead.devices] == expected
+    relay.clock.now = boundary + 0.3
+    # ... and one a second behind still sends the previous window's.
+    behind = await laptop.report_sightings([(eid(boundary - 0.7), -60)])
+    assert [d.device_id for d in behind.devices] == expected
+    # Its own window's EID resolves on both sides, whatever the allowance.
+    assert [
+        d.device_id for d in (await laptop.report_sightings([(eid(boundary + 0.3), -60)])).devices
+    ] == [room.id]
+    await laptop.close()
+
+
+async def test_only_devices_in_the_resolvable_states_resolve_after_one_check(
+    relay: RelayHarness, world: World
+) -> None:
+    """The rule the service applies (only signed-in devices resolve) is kept by the index
+    itself: a device reset or signed out drops out at the next check, and one signed in
+    comes back, without a rebuild."""
+    clock = relay.clock
+    directory = Directory(relay.store, 0.0, clock=clock, resolvable_states={"signed_in"})
+    await directory.start(clock())
+    await asyncio.wait_for(directory.eids.loaded.wait(), 10)
+    assert world.alice.phone is not None
+    phone = world.alice.phone
+    eid = relay.eid(phone)
+    assert await directory.resolve(eid, clock()) == phone
+    assert await directory.resolve(relay.eid(world.room), clock()) is None  # never signed in
+    admin_store = SqliteAdminStore(relay.db)
+    await admin_store.open()
+    await admin_store.reset_device(phone.id, clock())  # factory reset
+    assert await directory.resolve(eid, clock()) is None
+    await relay.admin.sign_in_device(phone.id, world.alice.user.id)
+    assert (await directory.resolve(eid, clock())) is not None
+    await relay.admin.sign_out_device(phone.id)
+    assert await directory.resolve(eid, clock()) is None
+    await admin_store.close()
+    await directory.close()

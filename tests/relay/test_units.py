@@ -1,4 +1,4 @@
-"""The pure parts of the relay: the pairing table, the token bucket, the EID index."""
+"""The pure parts of the relay: the pairing table, the token bucket (the EID index: tests/unit)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from relay.errors import RelayError
-from relay.model import Device
 from relay.pairing import (
     TERMINAL_STATES,
     TRANSITIONS,
@@ -17,9 +16,7 @@ from relay.pairing import (
     next_state,
 )
 from relay.protocol import wire
-from relay.protocol.eid import eid_at
 from relay.ratelimit import TokenBucket, Verdict
-from relay.resolver import build_index
 
 
 def _pending(expires_at: float = 100.0) -> PendingPair:
@@ -71,19 +68,6 @@ def test_token_bucket_refills_with_time() -> None:
     assert bucket.take(0.5) is Verdict.ALLOW  # one token back after half a second
 
 
-def test_index_resolves_current_and_neighbouring_windows_only() -> None:
-    key = bytes(range(16))
-    device = Device("d1", "t", "phone", "desk_phone", "personal", key, 4)
-    now = 1_000_000.0
-    index = build_index([device], now, directory_version=3)
-    assert index.resolve(eid_at(key, now, 4)) == "d1"
-    assert index.resolve(eid_at(key, now + 16, 4)) == "d1"
-    assert index.resolve(eid_at(key, now - 16, 4)) == "d1"
-    assert index.resolve(eid_at(key, now + 48, 4)) is None
-    assert index.valid_until <= now + 16
-    assert index.stale(index.valid_until, 3) and index.stale(now, 4) and not index.stale(now, 3)
-
-
 def test_docgen_check_fails_on_a_stale_document(tmp_path: Path) -> None:
     from relay.protocol import docgen
 
@@ -94,29 +78,3 @@ def test_docgen_check_fails_on_a_stale_document(tmp_path: Path) -> None:
     assert "`lock.set`" in target.read_text() and "`no_fresh_sighting`" in target.read_text()
     target.write_text(target.read_text().replace("lock.set", "lock.sett"))
     assert docgen.main(["--check", "--output", str(target)]) == 1
-
-
-def test_rebuild_reuses_unchanged_devices_and_drops_replaced_keys() -> None:
-    old_key, new_key, other_key = bytes(16), bytes(range(16)), bytes(range(1, 17))
-    now = 1_000_000.0
-    first = build_index(
-        [
-            Device("d1", "t", "phone", "desk_phone", "personal", old_key, 10),
-            Device("d2", "t", "room", "room_system", "meeting_room", other_key, 10),
-        ],
-        now,
-        directory_version=1,
-    )
-    second = build_index(
-        [
-            Device("d1", "t", "phone", "desk_phone", "personal", new_key, 10),
-            Device("d2", "t", "room", "room_system", "meeting_room", other_key, 10),
-        ],
-        now + 1,
-        directory_version=2,
-        previous=first,
-    )
-    assert second.per_device["d2"] is first.per_device["d2"]  # no AES work for d2
-    assert second.resolve(eid_at(new_key, now, 10)) == "d1"
-    assert second.resolve(eid_at(old_key, now, 10)) is None
-    assert second.resolve(eid_at(other_key, now, 10)) == "d2"
