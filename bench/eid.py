@@ -1,0 +1,601 @@
+"""EID resolution at 10,000, 100,000 and 1,000,000 devices, against the resolver it replaced.
+
+    ./dev.sh bench eid                                   # 10k, 100k, 1M; baseline up to 100k
+    python -P bench/eid.py --sizes 10000 --seconds 1     # a quick look
+    python -P bench/eid.py --keep /var/tmp/eid-dbs       # keep (and reuse) the generated DBs
+
+For each size a SQLite database of generated devices is made with bulk inserts (100
+tenants, every device signed in, rotation exponent K = 10 as provisioning issues, so
+every device rotates at the same instant), then a real :class:`~relay.server.RelayServer`
+is started on it on 127.0.0.1 and measured:
+
+* **build**: from the relay's start until every device resolves (the new index loads in
+  the background; the baseline builds on the first sighting, on the event loop);
+* **bytes per device**: the index's own objects (``gc`` walk of everything it holds,
+  over the device count), and the relay process's RSS growth per device;
+* **sightings per second** through the relay's real sighting path on its one event-loop
+  thread: a ``sightings.report`` of 64 EIDs parsed and validated by the wire model
+  (``REQUEST_ADAPTER.validate_json``), resolved by ``RelayService.handle``, and its reply
+  encoded; three batches: 64 devices of the laptop's own tenant (all returned), 64 of
+  other tenants (resolved, then filtered out), 64 unknown EIDs;
+* **the longest event-loop stall at a window change**: a separate client process keeps
+  two websocket connections to the relay, one sending ``ping`` every 10 ms and one a
+  64-EID ``sightings.report`` every 100 ms; the relay's clock is moved to 3 s before the
+  next window change, and the longest ping round trip from 1 s before the change until
+  the relay has finished that change's work (plus 2 s) is reported, next to the longest
+  in the 2 s before. For the new index the same client also measures the initial load.
+
+The baseline is the resolver as it was before issue 17 (commit e14be45), copied below
+and plugged into the same relay. Every loop is bounded in count and time; nothing
+leaves loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import hashlib
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from btogether.logs import configure_logging
+from relay.admin import Admin
+from relay.config import RelaySettings
+from relay.directory import Directory
+from relay.model import Device, Tenant
+from relay.protocol import wire
+from relay.protocol.eid import (
+    eid_at,
+    eids_around,
+    seconds_until_rotation,
+    time_counter,
+    window_start,
+)
+from relay.protocol.link import RelayLink
+from relay.server import RelayServer
+from relay.service import Principal
+from relay.sqlite_store import SqliteStore
+
+K = 10
+PERIOD = 1 << K
+TENANTS = 100
+SEED = "btogether-bench-eid"
+BATCH = 64
+WAIT_LIMIT_S = 900.0  # the longest any one phase may take before the bench gives up
+
+
+def device_key(n: int) -> bytes:
+    return hashlib.blake2b(f"{SEED}:{n}".encode(), digest_size=16).digest()
+
+
+def device_id(n: int) -> str:
+    return f"d_{n:016x}"
+
+
+def tenant_id(t: int) -> str:
+    return f"t_bench{t:04d}"
+
+
+# --- the baseline: relay/resolver.py and Directory.resolve at commit e14be45 ---------------
+@dataclass(frozen=True, slots=True)
+class _OldDeviceEids:
+    identity_key: bytes
+    rotation_exponent: int
+    window: int
+    eids: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OldEidIndex:
+    by_eid: dict[bytes, str]
+    valid_until: float
+    built_for_version: int
+    per_device: dict[str, _OldDeviceEids] = field(default_factory=dict)
+
+    def resolve(self, eid: bytes) -> str | None:
+        return self.by_eid.get(eid)
+
+    def stale(self, now: float, directory_version: int) -> bool:
+        return now >= self.valid_until or directory_version != self.built_for_version
+
+
+def old_build_index(
+    devices: Iterable[Device],
+    now: float,
+    directory_version: int,
+    neighbours: int = 1,
+    previous: OldEidIndex | None = None,
+) -> OldEidIndex:
+    by_eid: dict[bytes, str] = {}
+    per_device: dict[str, _OldDeviceEids] = {}
+    old = previous.per_device if previous is not None else {}
+    valid_until = math.inf
+    counter = time_counter(now)
+    for device in devices:
+        k = device.rotation_exponent
+        window = window_start(counter, k)
+        cached = old.get(device.id)
+        if (
+            cached is None
+            or cached.window != window
+            or cached.identity_key != device.identity_key
+            or cached.rotation_exponent != k
+        ):
+            eids = tuple(w.eid for w in eids_around(device.identity_key, now, k, neighbours))
+            cached = _OldDeviceEids(device.identity_key, k, window, eids)
+        per_device[device.id] = cached
+        for eid in cached.eids:
+            by_eid.setdefault(eid, device.id)
+        valid_until = min(valid_until, now + seconds_until_rotation(now, k))
+    if math.isinf(valid_until):
+        valid_until = now + 60.0
+    return OldEidIndex(by_eid, valid_until, directory_version, per_device)
+
+
+class BaselineDirectory(Directory):
+    """The relay's directory with the old resolution: every device's EIDs rebuilt on the
+    event loop, at the first sighting after a window ends or the directory changes."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.old_index: OldEidIndex | None = None
+        self.old_devices: dict[str, Device] = {}
+
+    async def start(self, now: float) -> None:
+        await self.refresh(now, force=True)  # the new indexer is never started
+
+    async def close(self) -> None:
+        return None
+
+    async def _eids_directory_moved(self, now: float) -> None:
+        return None
+
+    async def resolve(self, eid: bytes, now: float) -> Device | None:
+        if now - self._checked_at >= self._check_interval:
+            await self.refresh(now)
+        if self.old_index is None or self.old_index.stale(now, self._version):
+            devices = await self._store.devices()
+            self.old_devices = {d.id: d for d in devices}
+            self.old_index = old_build_index(
+                devices, now, self._version, self._eid_neighbours, previous=self.old_index
+            )
+        found = self.old_index.resolve(eid)
+        return self.old_devices.get(found) if found else None
+
+
+# --- helpers -------------------------------------------------------------------------------
+class BenchClock:
+    """The relay's wall clock, which the bench moves forward to just before a window change."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def deep_size(*roots: object) -> int:
+    """Bytes of every object reachable from ``roots`` (each counted once; no types/modules)."""
+    seen: set[int] = set()
+    stack = list(roots)
+    total = 0
+    skip = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType)
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, skip):
+            continue
+        seen.add(id(obj))
+        total += sys.getsizeof(obj)
+        stack.extend(gc.get_referents(obj))
+    return total
+
+
+def settings_for(db: Path) -> RelaySettings:
+    values: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "db": db,
+        "sqlite_synchronous": "normal",
+        # The client below pings 100 times a second on one connection.
+        "rate_per_second": 1e6,
+        "rate_burst": 1e6,
+    }
+    return RelaySettings.model_construct(**{**RelaySettings().model_dump(), **values})
+
+
+async def until(condition: Any, limit: float, step: float = 0.05) -> bool:
+    """Poll ``condition()`` until true or ``limit`` seconds pass."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(step)
+    return True
+
+
+# --- the database ----------------------------------------------------------------------------
+async def generate(db: Path, devices: int) -> dict[str, str]:
+    """``devices`` signed-in devices over 100 tenants, and one laptop user in tenant 0."""
+    meta_file = db.with_suffix(".json")
+    if db.exists() and meta_file.exists():
+        meta: dict[str, str] = json.loads(meta_file.read_text())
+        return meta
+    db.unlink(missing_ok=True)
+    store = SqliteStore(db, synchronous="normal")
+    await store.open()
+    started = time.perf_counter()
+    for t in range(TENANTS):
+        await store.add_tenant(Tenant(tenant_id(t), f"Tenant {t}"))
+    chunk = 20_000
+    for start in range(0, devices, chunk):
+        await store.add_devices(
+            [
+                Device(
+                    device_id(n),
+                    tenant_id(n % TENANTS),
+                    f"Room {n}",
+                    "room_system",
+                    "meeting_room",
+                    device_key(n),
+                    K,
+                    location=f"floor {n % 40}",
+                    state="signed_in",
+                )
+                for n in range(start, min(devices, start + chunk))
+            ]
+        )
+    admin = Admin(store)
+    user = await admin.create_user(tenant_id(0), "Bench laptop user")
+    credential = await admin.issue_credential("user", user.id)
+    await store.close()
+    meta = {"user_id": user.id, "token": credential.token}
+    meta_file.write_text(json.dumps(meta))
+    print(f"  generated {devices:,} devices in {time.perf_counter() - started:.1f} s", flush=True)
+    return meta
+
+
+# --- the pinging client (a separate process) --------------------------------------------------
+async def pinger(url: str, token: str) -> None:
+    """Ping every 10 ms and report 64 random EIDs every 100 ms until stdin says stop; then
+    print every ping as [wall time sent, round trip seconds] in JSON."""
+    ping_link = await RelayLink.connect(url, token, laptop_id="bench-pinger", reply_timeout=900)
+    report_link = await RelayLink.connect(url, token, laptop_id="bench-reporter", reply_timeout=900)
+    pings: list[tuple[float, float]] = []
+    stop = asyncio.Event()
+
+    async def ping_loop() -> None:
+        tick = time.monotonic()
+        while not stop.is_set() and len(pings) < 200_000:
+            sent, started = time.time(), time.perf_counter()
+            await ping_link.ping()
+            pings.append((sent, time.perf_counter() - started))
+            tick += 0.010
+            delay = tick - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                tick = time.monotonic()  # after a stall, keep the 10 ms cadence from now
+
+    async def report_loop() -> None:
+        rng = random.Random(7)
+        while not stop.is_set():
+            await report_link.report_sightings([(rng.randbytes(8), -60) for _ in range(BATCH)])
+            await asyncio.sleep(0.100)
+
+    async def wait_for_stop() -> None:
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        stop.set()
+
+    print("ready", flush=True)
+    await asyncio.gather(ping_loop(), report_loop(), wait_for_stop())
+    await ping_link.close()
+    await report_link.close()
+    print(json.dumps(pings), flush=True)
+
+
+class PingClient:
+    """The pinger process, seen from the bench."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-P", __file__, "pinger", url, token],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    async def ready(self) -> None:
+        assert self._proc.stdout is not None
+        line = await asyncio.get_running_loop().run_in_executor(None, self._proc.stdout.readline)
+        if line.strip() != "ready":
+            raise RuntimeError(f"pinger did not start: {line!r}")
+
+    async def stop(self) -> list[tuple[float, float]]:
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._proc.stdin.write("stop\n")
+        self._proc.stdin.flush()
+        out = await asyncio.get_running_loop().run_in_executor(None, self._proc.stdout.read)
+        self._proc.wait(timeout=30)
+        return [(float(t), float(rtt)) for t, rtt in json.loads(out)]
+
+
+def longest(pings: list[tuple[float, float]], start: float, end: float) -> tuple[float, float, int]:
+    """(longest, p99, count) of the round trips sent in [start, end], in ms."""
+    rtts = sorted(rtt for t, rtt in pings if start <= t <= end)
+    if not rtts:
+        return math.nan, math.nan, 0
+    p99 = rtts[min(len(rtts) - 1, int(len(rtts) * 0.99))]
+    return rtts[-1] * 1000, p99 * 1000, len(rtts)
+
+
+# --- one relay, measured -------------------------------------------------------------------------
+@dataclass
+class Figures:
+    implementation: str
+    devices: int
+    build_s: float = math.nan
+    load_longest_ms: float = math.nan
+    index_bytes_per_device: float = math.nan
+    rss_bytes_per_device: float = math.nan
+    sightings_per_s: dict[str, float] = field(default_factory=dict)
+    quiet_longest_ms: float = math.nan
+    change_longest_ms: float = math.nan
+    change_p99_ms: float = math.nan
+    change_pings: int = 0
+    change_work_s: float = math.nan
+    notes: list[str] = field(default_factory=list)
+
+
+def sighting_batches(now: float) -> dict[str, list[bytes]]:
+    rng = random.Random(11)
+    own = [eid_at(device_key(n * TENANTS), now, K) for n in range(BATCH)]
+    others = [eid_at(device_key(n * TENANTS + 1 + n % 99), now, K) for n in range(BATCH)]
+    return {
+        "own tenant": own,
+        "other tenants": others,
+        "unknown": [rng.randbytes(8) for _ in range(BATCH)],
+    }
+
+
+async def throughput(
+    server: RelayServer,
+    principal: Principal,
+    clock: BenchClock,
+    seconds: float,
+    expected: dict[str, int],
+) -> dict[str, float]:
+    """Sightings per second through validate → handle → encode, per kind of batch."""
+    out: dict[str, float] = {}
+    for kind, eids in sighting_batches(clock()).items():
+        raw = json.dumps(
+            {
+                "type": "sightings.report",
+                "id": 1,
+                "sightings": [{"eid": e.hex(), "rssi": -60} for e in eids],
+            }
+        )
+        request = wire.REQUEST_ADAPTER.validate_json(raw)
+        outcome = await server.service.handle(principal, request, clock())
+        assert isinstance(outcome.result, wire.SightingsResult)
+        if len(outcome.result.devices) != expected[kind]:
+            raise RuntimeError(
+                f"{kind}: {len(outcome.result.devices)} devices resolved, expected {expected[kind]}"
+            )
+        batches = 0
+        started = time.perf_counter()
+        deadline = started + seconds
+        while time.perf_counter() < deadline and batches < 1_000_000:
+            now = clock()
+            request = wire.REQUEST_ADAPTER.validate_json(raw)
+            outcome = await server.service.handle(principal, request, now)
+            wire.encode_result(request.id, outcome.result)
+            batches += 1
+        out[kind] = batches * BATCH / (time.perf_counter() - started)
+    return out
+
+
+async def measure(
+    db: Path, devices: int, meta: dict[str, str], implementation: str, seconds: float
+) -> Figures:
+    figures = Figures(implementation, devices)
+    clock = BenchClock()
+    settings = settings_for(db)
+    store = SqliteStore(db, synchronous="normal")
+    server = RelayServer(settings, store, clock=clock)
+    if implementation == "baseline":
+        server.service.directory = BaselineDirectory(
+            store, settings.directory_check_s, settings.eid_neighbours, clock=clock
+        )
+    directory = server.service.directory
+    gc.collect()
+    rss_before = rss_bytes()
+    started = time.perf_counter()
+    await server.start()
+    loaded: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+    async def watch_load() -> None:
+        await directory.eids.loaded.wait()
+        await directory.eids.idle.wait()
+        loaded.set_result(time.perf_counter())
+
+    watcher = asyncio.create_task(watch_load())
+    url = f"ws://127.0.0.1:{server.port}/"
+    client = PingClient(url, meta["token"])
+    try:
+        await client.ready()
+        client_up = time.time()
+        # --- build -----------------------------------------------------------------------
+        if isinstance(directory, BaselineDirectory):
+            watcher.cancel()
+            started = time.perf_counter()
+            await directory.resolve(bytes(8), clock())  # the old index builds on first use
+            figures.build_s = time.perf_counter() - started
+            index_holder: tuple[object, ...] = (directory.old_index, directory.old_devices)
+        else:
+            figures.build_s = await asyncio.wait_for(loaded, WAIT_LIMIT_S) - started
+            index_holder = (directory.eids.index,)
+        loaded_at = time.time()
+        gc.collect()
+        figures.rss_bytes_per_device = (rss_bytes() - rss_before) / devices
+        figures.index_bytes_per_device = deep_size(*index_holder) / devices
+        if not isinstance(directory, BaselineDirectory):
+            own = directory.eids.index.memory()
+            figures.notes.append(
+                f"index's own count: {own.per_device:.0f} B/device "
+                f"(tables {own.tables / devices:.0f}, slots {own.slots / devices:.0f}, "
+                f"id map {own.id_map / devices:.0f})"
+            )
+        # --- sightings through the real path ------------------------------------------------
+        principal = await server.service.authenticate(
+            meta["token"], "bench-laptop", "bench", clock()
+        )
+        assert principal is not None
+        expected = {"own tenant": BATCH, "other tenants": 0, "unknown": 0}
+        figures.sightings_per_s = await throughput(server, principal, clock, seconds, expected)
+        # --- a window change while the client pings ---------------------------------------------
+        await asyncio.sleep(2.0)
+        quiet_end = time.time()
+        now = clock()
+        boundary = now - now % PERIOD + PERIOD
+        jump = max(0.0, (boundary - 3.0) - now)
+        clock.offset += jump
+        change_at = time.time() + (boundary - clock())
+        await until(lambda: clock() >= boundary + 0.5, WAIT_LIMIT_S)
+        work_started = time.perf_counter()
+        if isinstance(directory, BaselineDirectory):
+            done = await until(
+                lambda: (
+                    directory.old_index is not None and directory.old_index.valid_until > boundary
+                ),
+                WAIT_LIMIT_S,
+            )
+        else:
+            done = await until(directory.eids.idle.is_set, WAIT_LIMIT_S)
+        figures.change_work_s = time.perf_counter() - work_started + 0.5
+        if not done:
+            figures.notes.append("the window change's work did not finish in time")
+        await asyncio.sleep(2.0)
+        pings = await client.stop()
+        end = time.time()
+        figures.quiet_longest_ms = longest(pings, quiet_end - 2.0, quiet_end)[0]
+        figures.change_longest_ms, figures.change_p99_ms, figures.change_pings = longest(
+            pings, change_at - 1.0, end
+        )
+        if client_up < loaded_at:
+            figures.load_longest_ms = longest(pings, client_up, loaded_at)[0]
+    finally:
+        await server.stop()
+    return figures
+
+
+# --- the report ------------------------------------------------------------------------
+def show(f: Figures) -> None:
+    def ms(v: float) -> str:
+        return "n/a" if math.isnan(v) else f"{v:.1f} ms"
+
+    rates = ", ".join(f"{kind} {rate:,.0f}/s" for kind, rate in f.sightings_per_s.items())
+    print(f"  [{f.implementation}] {f.devices:,} devices", flush=True)
+    print(f"    build {f.build_s:.2f} s; longest ping while loading {ms(f.load_longest_ms)}")
+    print(
+        f"    memory: index {f.index_bytes_per_device:.0f} B/device, "
+        f"process RSS growth {f.rss_bytes_per_device:.0f} B/device"
+    )
+    print(f"    sightings through validate→handle→encode, batches of 64: {rates}")
+    print(
+        f"    window change: longest ping {ms(f.change_longest_ms)} (p99 {ms(f.change_p99_ms)}, "
+        f"{f.change_pings} pings; {ms(f.quiet_longest_ms)} in the 2 s before), "
+        f"its work took {f.change_work_s:.1f} s"
+    )
+    for note in f.notes:
+        print(f"    {note}")
+
+
+async def run(args: argparse.Namespace) -> list[Figures]:
+    results: list[Figures] = []
+    keep = Path(args.keep) if args.keep else None
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        for devices in args.sizes:
+            print(f"{devices:,} devices", flush=True)
+            db = folder / f"eid-{devices}.sqlite3"
+            meta = await generate(db, devices)
+            implementations = ["new"] + (["baseline"] if devices <= args.baseline_max else [])
+            for implementation in implementations:
+                figures = await measure(db, devices, meta, implementation, args.seconds)
+                show(figures)
+                results.append(figures)
+            if devices > args.baseline_max:
+                print(f"  [baseline] not run above --baseline-max {args.baseline_max:,}")
+    return results
+
+
+def table(results: list[Figures]) -> None:
+    print()
+    print(
+        "| devices | resolver | build | index B/device | RSS B/device "
+        "| sightings/s own / other / unknown "
+        "| longest ping at window change (p99) | longest ping while loading |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for f in results:
+        rates = " / ".join(f"{v / 1000:,.0f}k" for v in f.sightings_per_s.values())
+        load = "n/a" if math.isnan(f.load_longest_ms) else f"{f.load_longest_ms:.1f} ms"
+        print(
+            f"| {f.devices:,} | {f.implementation} | {f.build_s:.1f} s "
+            f"| {f.index_bytes_per_device:.0f} | {f.rss_bytes_per_device:.0f} | {rates} "
+            f"| {f.change_longest_ms:.1f} ms "
+            f"({f.change_p99_ms:.1f} ms) | {load} |"
+        )
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "pinger":
+        asyncio.run(pinger(sys.argv[2], sys.argv[3]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--sizes",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[10_000, 100_000, 1_000_000],
+        help="device counts, comma-separated (default 10000,100000,1000000)",
+    )
+    parser.add_argument(
+        "--baseline-max", type=int, default=100_000, help="run the old resolver up to this size"
+    )
+    parser.add_argument("--seconds", type=float, default=2.0, help="per throughput measurement")
+    parser.add_argument(
+        "--keep", help="keep the generated databases in this folder (and reuse them)"
+    )
+    parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    args = parser.parse_args()
+    if any(n < BATCH * TENANTS for n in args.sizes):
+        parser.error(
+            f"sizes must be at least {BATCH * TENANTS} (64 devices in the laptop's tenant)"
+        )
+    configure_logging("warning")
+    results = asyncio.run(run(args))
+    table(results)
+    if args.json:
+        print(json.dumps([f.__dict__ for f in results], default=str))
+
+
+if __name__ == "__main__":
+    main()
