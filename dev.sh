@@ -31,6 +31,8 @@ if [ "$job" = test ]; then
     # The packaging tests: systemd's own review of the units, HAProxy terminating TLS.
     command -v systemd-analyze >/dev/null 2>&1 || apt_needed+=(systemd)
     command -v haproxy >/dev/null 2>&1 || apt_needed+=(haproxy)
+    # The browser tests drive Debian's Chromium with Playwright (never a downloaded browser).
+    [ -x /usr/bin/chromium ] || apt_needed+=(chromium)
 fi
 if [ ${#apt_needed[@]} -gt 0 ]; then
     echo "dev.sh: installing Debian packages: ${apt_needed[*]}" >&2

@@ -34,6 +34,8 @@ from relay.protocol import wire
 from relay.protocol.admin_link import AdminLink
 from relay.protocol.link import LinkError, RequestFailed
 from relay.protocol.reach import TlsSetupError, client_tls, why_unreachable
+from relay.web.accounts import SqliteAccounts, normalize_login
+from relay.web.passwords import hash_async, read_password_file
 
 DEFAULT_RELAY = "ws://127.0.0.1:8765/"
 PROG = "btogether admin"
@@ -147,6 +149,12 @@ def register(parser: argparse.ArgumentParser, groups: Any) -> None:
     p.add_argument("--tenant", help="also create a tenant with this name")
     p.add_argument("--another", action="store_true", help="add an owner even if one exists")
     p.add_argument("--token-file", type=Path, help="also write the credential here (0600)")
+    p.add_argument(
+        "--password-file",
+        type=Path,
+        help="give the owner this password (first line of the file) to sign in to the admin "
+        "center at /admin/ with the owner's name",
+    )
     p.set_defaults(func=_bootstrap)
 
     plain(groups, "whoami", "show the administrator the credential belongs to", aw.WhoAmI)
@@ -176,6 +184,8 @@ def register(parser: argparse.ArgumentParser, groups: Any) -> None:
     p.add_argument("name")
     p.add_argument("--role", choices=["owner", "device-admin"], required=True)
 
+    _sign_in_commands(g, command, "admin", "administrator")
+
     g = group("users", "user accounts")
     p = command(
         g,
@@ -190,6 +200,7 @@ def register(parser: argparse.ArgumentParser, groups: Any) -> None:
     p.add_argument("name")
     p.add_argument("--policy", help="policy id")
     plain(g, "list", "list users", aw.UserList, scoped=True)
+    _sign_in_commands(g, command, "user", "user")
 
     g = group("credentials", "laptop sign-in credentials for users (owners)")
     plain(
@@ -200,6 +211,14 @@ def register(parser: argparse.ArgumentParser, groups: Any) -> None:
         "user_id",
     )
     plain(g, "revoke", "revoke a credential", aw.CredentialRevoke, "credential_id")
+    p = command(
+        g,
+        "list",
+        "list users' laptop credentials (issued, or approved on the device login page)",
+        lambda ns: (aw.CredentialList, {"tenant_id": ns.tenant_id, "user_id": ns.user}),
+        scoped=True,
+    )
+    p.add_argument("--user", help="only this user's (user id)")
 
     g = group("devices", "the device list: add, import, list, sign in, remove")
     p = command(
@@ -346,6 +365,50 @@ def register(parser: argparse.ArgumentParser, groups: Any) -> None:
 
     g = group("pairings", "Better Together pairings (laptop and phone)")
     plain(g, "list", "list the tenant's pairings", aw.PairingList, scoped=True)
+
+
+def _sign_in_commands(g: Any, command: Any, kind: str, what: str) -> None:
+    """``password`` and ``setup-link`` for administrators or users: the browser sign-in."""
+    p = command(
+        g,
+        "password",
+        f"give the {what} a login and password for the browser pages (owners); ends their "
+        "browser sessions",
+        lambda ns: (
+            aw.PasswordSet,
+            {
+                "subject_kind": kind,
+                "subject_id": ns.subject_id,
+                "login": ns.login,
+                "password": _password(ns.password_file),
+            },
+        ),
+    )
+    p.add_argument("subject_id", help=f"the {what}'s id")
+    p.add_argument("--password-file", type=Path, required=True, help="first line: the password")
+    p.add_argument(
+        "--login", help="what they type to sign in (default: their login, else their name)"
+    )
+    p = command(
+        g,
+        "setup-link",
+        f"a one-time link (72 h) with which the {what} chooses a password (owners)",
+        lambda ns: (
+            aw.SetupLinkCreate,
+            {"subject_kind": kind, "subject_id": ns.subject_id, "login": ns.login},
+        ),
+    )
+    p.add_argument("subject_id", help=f"the {what}'s id")
+    p.add_argument(
+        "--login", help="what they type to sign in (default: their login, else their name)"
+    )
+
+
+def _password(path: Path) -> str:
+    try:
+        return read_password_file(path)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
 
 
 def _policy_options(p: argparse.ArgumentParser) -> None:
@@ -519,6 +582,10 @@ TABLES: dict[type, tuple[str, Sequence[str]]] = {
     aw.Consoles: ("consoles", ("console_id", "console_name", "room_id", "room_name")),
     aw.Pairings: ("pairings", ("laptop_id", "laptop_name", "phone_id", "phone_name", "created_at")),
     aw.AuditEntries: ("entries", ("seq", "at", "actor", "action", "target", "outcome")),
+    aw.Credentials: (
+        "credentials",
+        ("credential_id", "user_name", "laptop_name", "created_at", "revoked_at"),
+    ),
 }
 
 
@@ -551,6 +618,13 @@ def _bootstrap(ns: argparse.Namespace) -> int:
 
 
 async def _bootstrap_async(ns: argparse.Namespace) -> int:
+    password = None
+    if ns.password_file is not None:
+        try:
+            password = read_password_file(ns.password_file)
+        except ValueError as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return 2
     store = SqliteAdminStore(ns.db)
     await store.open()
     try:
@@ -560,8 +634,15 @@ async def _bootstrap_async(ns: argparse.Namespace) -> int:
             )
             return 1
         now = time.time()
+        if password is not None and await SqliteAccounts(store).login(ns.owner) is not None:
+            print(f"{PROG}: the login {ns.owner!r} is taken", file=sys.stderr)
+            return 1
         owner, token = await bootstrap_owner(store, ns.owner, now)
         tenant = await Admin(store).create_tenant(ns.tenant) if ns.tenant else None
+        if password is not None:
+            await SqliteAccounts(store).set_login(
+                "admin", owner.id, ns.owner, await hash_async(password), now
+            )
     finally:
         await store.close()
     if ns.token_file is not None:
@@ -570,6 +651,8 @@ async def _bootstrap_async(ns: argparse.Namespace) -> int:
     if tenant is not None:
         print(f"tenant: {tenant.name} ({tenant.id})")
     print(f"credential (shown once): {token}")
+    if password is not None:
+        print(f"admin center: sign in at /admin/ as {normalize_login(ns.owner)!r}")
     return 0
 
 

@@ -135,6 +135,10 @@ class AdminService:
             "audit.list": self._audit_list,
         }
 
+    def add_handler(self, kind: str, handler: Handler) -> None:
+        """Serve one more admin request type (the browser side's account requests)."""
+        self._handlers[kind] = handler
+
     async def authenticate(self, token: str) -> AdminRecord | None:
         return await self.store.admin_by_token_hash(hash_token(token))
 

@@ -29,6 +29,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from relay import admin_endpoint
+from relay import web as relay_web
 from relay.config import RelaySettings
 from relay.credentials import bearer_token
 from relay.errors import RelayError
@@ -86,11 +87,14 @@ class RelayServer:
         self._counters: dict[tuple[str, str], Any] = {}
         self._closing: set[asyncio.Task[None]] = set()  # replaced connections closing
         self.admin_endpoints = admin_endpoint.attach(self)  # /admin and /provision
+        self.web = relay_web.attach(self)  # the pages and their API, on the same port
 
     # --- life cycle ---------------------------------------------------------------------
     async def start(self) -> None:
         await self.store.open()
         await self.service.directory.start(self.clock())  # the EID index loads in the background
+        if self.web is not None:
+            await self.web.start()
         self._server = await serve(
             self._handle_connection,
             self.settings.host,
@@ -102,6 +106,7 @@ class RelayServer:
             ping_interval=self.settings.ping_interval_s,
             ping_timeout=self.settings.ping_interval_s,
             server_header=None,
+            create_connection=self.web.connection_class if self.web else ServerConnection,
         )
         self._ticker = asyncio.create_task(self._tick_forever())
         self._ready = True
@@ -125,6 +130,8 @@ class RelayServer:
                 await self._ticker
             self._ticker = None
         await self.service.directory.close()
+        if self.web is not None:
+            await self.web.stop()
         await self.store.close()
         log.info("relay_stopped")
 

@@ -171,8 +171,60 @@ _SCHEMA_V2 = """
     CREATE UNIQUE INDEX devices_mac ON devices (mac) WHERE mac IS NOT NULL;
 """
 
+# Sign-in for people in the browser (relay.web.accounts reads them): logins and their
+# password hashes, one-time set-up links, browser sessions with their CSRF secrets, the
+# sign-in throttle, and laptops' device-authorisation grants (RFC 8628).
+_SCHEMA_V3 = """
+    CREATE TABLE web_logins (
+        login TEXT PRIMARY KEY,
+        subject_kind TEXT NOT NULL CHECK (subject_kind IN ('admin', 'user')),
+        subject_id TEXT NOT NULL,
+        password_hash TEXT,
+        updated_at REAL NOT NULL,
+        UNIQUE (subject_kind, subject_id)
+    );
+    CREATE TABLE web_setup_links (
+        token_hash BLOB PRIMARY KEY,
+        subject_kind TEXT NOT NULL CHECK (subject_kind IN ('admin', 'user')),
+        subject_id TEXT NOT NULL,
+        login TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        used_at REAL
+    );
+    CREATE TABLE web_sessions (
+        token_hash BLOB PRIMARY KEY,
+        subject_kind TEXT NOT NULL CHECK (subject_kind IN ('admin', 'user')),
+        subject_id TEXT NOT NULL,
+        csrf TEXT NOT NULL,
+        method TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        seen_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE INDEX web_sessions_subject ON web_sessions (subject_kind, subject_id);
+    CREATE TABLE web_signin_failures (
+        throttle_key TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL,
+        first_at REAL NOT NULL,
+        locked_until REAL
+    );
+    CREATE TABLE web_device_grants (
+        device_code_hash BLOB PRIMARY KEY,
+        user_code_hash TEXT NOT NULL UNIQUE,
+        client_name TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        polled_at REAL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'denied', 'delivered')),
+        user_id TEXT,
+        tenant_id TEXT,
+        credential_id TEXT
+    );
+"""
+
 # Each entry upgrades the schema by one version (PRAGMA user_version). Append, never edit.
-MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1 + _version_triggers(), _SCHEMA_V2)
+MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1 + _version_triggers(), _SCHEMA_V2, _SCHEMA_V3)
 
 Op = tuple[str, Sequence[Any], bool]  # sql, params (or rows when executemany), executemany
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field, SecretStr, TypeAdapter, field_serializer
 
 from relay.protocol.wire import (
     DeviceKind,
@@ -41,7 +41,15 @@ MAX_CSV_CHARS = 2 * 1024 * 1024
 AdminRole = Literal["owner", "device_admin"]
 # What only an owner may ask; a device administrator may ask everything else, in its tenant.
 OWNER_ONLY_REQUESTS = frozenset(
-    {"tenant.create", "admin.create", "user.create", "credential.issue", "credential.revoke"}
+    {
+        "tenant.create",
+        "admin.create",
+        "user.create",
+        "credential.issue",
+        "credential.revoke",
+        "password.set",
+        "setup_link.create",
+    }
 )
 DeviceStateName = Literal["waiting_for_activation", "waiting_for_sign_in", "signed_in"]
 Name = Annotated[str, Field(min_length=1, max_length=128)]
@@ -350,6 +358,52 @@ class AuditList(AdminRequest):
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
 
 
+# --- admin endpoint: sign-in for people (the browser's admin center and device login) -------
+
+PersonKind = Literal["admin", "user"]
+Login = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class PasswordSet(AdminRequest):
+    """Give an administrator or a user a login and password for the browser pages (owners).
+    Their browser sessions end."""
+
+    type: Literal["password.set"] = "password.set"
+    subject_kind: PersonKind
+    subject_id: Identifier
+    login: Login | None = Field(
+        default=None, description="default: their current login, else their name"
+    )
+    password: Annotated[SecretStr, Field(min_length=10, max_length=1024)]
+
+    @field_serializer("password", when_used="json")
+    def _send_password(self, value: SecretStr) -> str:
+        # On the wire the password travels in clear (inside TLS); everywhere else (the
+        # audit log's detail, reprs) it stays masked.
+        return value.get_secret_value()
+
+
+class SetupLinkCreate(AdminRequest):
+    """A one-time link with which an administrator or a user chooses their own password
+    (owners); valid 72 hours."""
+
+    type: Literal["setup_link.create"] = "setup_link.create"
+    subject_kind: PersonKind
+    subject_id: Identifier
+    login: Login | None = Field(
+        default=None, description="default: their current login, else their name"
+    )
+
+
+class CredentialList(AdminRequest):
+    """The laptop credentials of a tenant's users (issued, or approved on the device login
+    page), revoked ones included."""
+
+    type: Literal["credential.list"] = "credential.list"
+    tenant_id: TenantScope = None
+    user_id: Identifier | None = None
+
+
 # --- admin endpoint: results -------------------------------------------------------------
 
 
@@ -414,6 +468,33 @@ class Removed(Message):
     removed: str
 
 
+class LoginInfo(Message):
+    subject_kind: PersonKind
+    subject_id: str
+    login: str
+
+
+class SetupLink(Message):
+    subject_kind: PersonKind
+    subject_id: str
+    login: str
+    path: str = Field(description="open it on the relay's address: /setup#<token>; shown once")
+    expires_at: float
+
+
+class CredentialInfo(Message):
+    credential_id: str
+    user_id: str
+    user_name: str
+    laptop_name: str | None = Field(description="set when the laptop signed in with a code")
+    created_at: float
+    revoked_at: float | None
+
+
+class Credentials(Message):
+    credentials: list[CredentialInfo]
+
+
 class Assigned(Message):
     subject_kind: Literal["user", "device", "tenant"]
     subject_id: str
@@ -445,7 +526,10 @@ AnyAdminRequest = Annotated[
     | ConsoleUnpair
     | ConsoleList
     | PairingList
-    | AuditList,
+    | AuditList
+    | PasswordSet
+    | SetupLinkCreate
+    | CredentialList,
     Field(discriminator="type"),
 ]
 ADMIN_REQUEST_ADAPTER: TypeAdapter[AnyAdminRequest] = TypeAdapter(AnyAdminRequest)
@@ -476,6 +560,9 @@ ADMIN_RESULT_TYPES: dict[str, type[Message]] = {
     "console.list": Consoles,
     "pairing.list": Pairings,
     "audit.list": AuditEntries,
+    "password.set": LoginInfo,
+    "setup_link.create": SetupLink,
+    "credential.list": Credentials,
     "provision": ProvisionResult,
     "reset": Removed,
 }

@@ -1,0 +1,502 @@
+"""What the browser side keeps: logins, set-up links, sessions, the sign-in throttle, and
+laptops' device-authorisation grants — one small interface and its SQLite implementation.
+
+:class:`Accounts` is the interface the web layer depends on; :class:`SqliteAccounts`
+implements it on the relay's SQLite file (tables of schema version 3, see
+:mod:`relay.sqlite_store`), through that store's group-committing writer. A PostgreSQL
+store implements the same interface. The SQL stays portable (``ON CONFLICT``, no
+``INSERT OR REPLACE``), and every write that must be race-free across relay processes is
+one conditional statement: a set-up link or a device grant is used once because its
+``UPDATE … WHERE used_at IS NULL`` (or ``status = …``) matches once.
+
+Secrets are stored only hashed: session tokens, set-up link tokens and device codes are
+256-bit random values hashed with SHA-256 (as connection credentials are); user codes
+are hashed too; passwords are scrypt hashes (:mod:`relay.web.passwords`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from relay.admin_store import AdminRecord
+from relay.model import Credential
+from relay.sqlite_store import SqliteStore
+from relay.store import StoreConflict
+
+SubjectKind = Literal["admin", "user"]
+GrantStatus = Literal["pending", "approved", "denied", "delivered"]
+
+
+def normalize_login(text: str) -> str:
+    """How a login is compared: surrounding space dropped, inner runs of space as one,
+    case-folded (``"Olivia  Owner "`` and ``"olivia owner"`` are the same login)."""
+    return " ".join(text.split()).casefold()
+
+
+@dataclass(frozen=True, slots=True)
+class LoginRecord:
+    login: str
+    subject_kind: SubjectKind
+    subject_id: str
+    password_hash: str | None
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SetupLinkRecord:
+    token_hash: bytes
+    subject_kind: SubjectKind
+    subject_id: str
+    login: str
+    created_at: float
+    expires_at: float
+    used_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    token_hash: bytes
+    subject_kind: SubjectKind
+    subject_id: str
+    csrf: str
+    method: str
+    created_at: float
+    seen_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class FailureRecord:
+    key: str
+    failures: int
+    first_at: float
+    locked_until: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRecord:
+    device_code_hash: bytes
+    user_code_hash: str
+    client_name: str
+    created_at: float
+    expires_at: float
+    status: GrantStatus = "pending"
+    polled_at: float | None = None
+    user_id: str | None = None
+    tenant_id: str | None = None
+    credential_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LaptopCredential:
+    """A user's laptop credential as the admin center lists it."""
+
+    credential: Credential
+    client_name: str | None  # from the device-code sign-in that made it, if one did
+
+
+class LoginTaken(StoreConflict):
+    """Another person already signs in with this login."""
+
+
+class Accounts(Protocol):
+    # --- people ---------------------------------------------------------------------------
+    async def admin(self, admin_id: str) -> AdminRecord | None: ...
+
+    # --- logins ---------------------------------------------------------------------------
+    async def login(self, login: str) -> LoginRecord | None: ...
+    async def login_of(self, subject_kind: SubjectKind, subject_id: str) -> LoginRecord | None: ...
+    async def set_login(
+        self,
+        subject_kind: SubjectKind,
+        subject_id: str,
+        login: str,
+        password_hash: str | None,
+        now: float,
+    ) -> None:
+        """Give a person a login (and password hash, or none until a set-up link is used);
+        raises :class:`LoginTaken` if another person has that login."""
+        ...
+
+    async def add_setup_link(self, link: SetupLinkRecord) -> None: ...
+    async def setup_link(self, token_hash: bytes) -> SetupLinkRecord | None: ...
+    async def redeem_setup_link(self, token_hash: bytes, password_hash: str, now: float) -> bool:
+        """Use the link once (unexpired) and set its person's password; False if it was
+        used, expired or unknown."""
+        ...
+
+    # --- sessions -------------------------------------------------------------------------
+    async def add_session(self, session: SessionRecord) -> None: ...
+    async def session(self, token_hash: bytes) -> SessionRecord | None: ...
+    async def touch_session(self, token_hash: bytes, seen_at: float, expires_at: float) -> None: ...
+    async def end_session(self, token_hash: bytes) -> None: ...
+    async def end_sessions(self, subject_kind: SubjectKind, subject_id: str) -> int: ...
+
+    # --- sign-in throttle ---------------------------------------------------------------
+    async def failures(self, key: str) -> FailureRecord | None: ...
+    async def put_failures(self, record: FailureRecord) -> None: ...
+    async def clear_failures(self, key: str) -> None: ...
+
+    # --- device authorisation grants (laptops) ------------------------------------------------
+    async def add_grant(self, grant: GrantRecord) -> None: ...
+    async def grant_by_user_code(self, user_code_hash: str) -> GrantRecord | None: ...
+    async def grant_by_device_code(self, device_code_hash: bytes) -> GrantRecord | None: ...
+    async def decide_grant(
+        self,
+        user_code_hash: str,
+        status: Literal["approved", "denied"],
+        user_id: str,
+        tenant_id: str,
+        now: float,
+    ) -> bool:
+        """Approve or deny a pending, unexpired grant once; False otherwise."""
+        ...
+
+    async def mark_polled(self, device_code_hash: bytes, now: float) -> None: ...
+    async def deliver_grant(self, device_code_hash: bytes, credential: Credential) -> bool:
+        """Mark an approved grant delivered and store its credential (for the approving
+        user and tenant), once; False if it is not (or no longer) approved."""
+        ...
+
+    async def laptop_credentials(
+        self, tenant_id: str, user_id: str | None
+    ) -> list[LaptopCredential]: ...
+
+
+def _login(row: Any) -> LoginRecord:
+    return LoginRecord(
+        row["login"], row["subject_kind"], row["subject_id"], row["password_hash"],
+        row["updated_at"],
+    )
+
+
+def _grant(row: Any) -> GrantRecord:
+    return GrantRecord(
+        device_code_hash=bytes(row["device_code_hash"]),
+        user_code_hash=row["user_code_hash"],
+        client_name=row["client_name"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        status=row["status"],
+        polled_at=row["polled_at"],
+        user_id=row["user_id"],
+        tenant_id=row["tenant_id"],
+        credential_id=row["credential_id"],
+    )
+
+
+_SESSION_COLUMNS = (
+    "token_hash, subject_kind, subject_id, csrf, method, created_at, seen_at, expires_at"
+)
+
+
+class SqliteAccounts:
+    """:class:`Accounts` on the relay's SQLite store (same file, same writer)."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+
+    # The store's private read and write helpers are this class's way in: it is the same
+    # database, and a second writer connection would defeat group commit.
+    async def _write(self, *ops: tuple[str, Sequence[Any], bool]) -> list[int]:
+        return await self.store._write(*ops)
+
+    def _one(self, sql: str, *params: Any) -> Any:
+        return self.store._one(sql, *params)
+
+    def _all(self, sql: str, *params: Any) -> list[Any]:
+        return self.store._all(sql, *params)
+
+    # --- people -------------------------------------------------------------------------------
+    async def admin(self, admin_id: str) -> AdminRecord | None:
+        row = self._one("SELECT * FROM admins WHERE id = ?", admin_id)
+        if row is None:
+            return None
+        return AdminRecord(row["id"], row["name"], row["role"], row["tenant_id"], row["created_at"])
+
+    # --- logins -------------------------------------------------------------------------------
+    async def login(self, login: str) -> LoginRecord | None:
+        row = self._one("SELECT * FROM web_logins WHERE login = ?", normalize_login(login))
+        return _login(row) if row else None
+
+    async def login_of(self, subject_kind: SubjectKind, subject_id: str) -> LoginRecord | None:
+        row = self._one(
+            "SELECT * FROM web_logins WHERE subject_kind = ? AND subject_id = ?",
+            subject_kind,
+            subject_id,
+        )
+        return _login(row) if row else None
+
+    async def set_login(
+        self,
+        subject_kind: SubjectKind,
+        subject_id: str,
+        login: str,
+        password_hash: str | None,
+        now: float,
+    ) -> None:
+        key = normalize_login(login)
+        holder = await self.login(key)
+        if holder is not None and (holder.subject_kind, holder.subject_id) != (
+            subject_kind,
+            subject_id,
+        ):
+            raise LoginTaken(f"the login {key!r} is taken")
+        try:
+            await self._write(
+                (
+                    "INSERT INTO web_logins (login, subject_kind, subject_id, password_hash,"
+                    " updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (subject_kind, subject_id)"
+                    " DO UPDATE SET login = excluded.login,"
+                    " password_hash = excluded.password_hash, updated_at = excluded.updated_at",
+                    (key, subject_kind, subject_id, password_hash, now),
+                    False,
+                )
+            )
+        except StoreConflict:  # taken meanwhile, by another relay process
+            raise LoginTaken(f"the login {key!r} is taken") from None
+
+    async def add_setup_link(self, link: SetupLinkRecord) -> None:
+        await self._write(
+            (
+                "INSERT INTO web_setup_links (token_hash, subject_kind, subject_id, login,"
+                " created_at, expires_at, used_at) VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                (
+                    link.token_hash,
+                    link.subject_kind,
+                    link.subject_id,
+                    normalize_login(link.login),
+                    link.created_at,
+                    link.expires_at,
+                ),
+                False,
+            )
+        )
+
+    async def setup_link(self, token_hash: bytes) -> SetupLinkRecord | None:
+        row = self._one("SELECT * FROM web_setup_links WHERE token_hash = ?", token_hash)
+        if row is None:
+            return None
+        return SetupLinkRecord(
+            bytes(row["token_hash"]),
+            row["subject_kind"],
+            row["subject_id"],
+            row["login"],
+            row["created_at"],
+            row["expires_at"],
+            row["used_at"],
+        )
+
+    async def redeem_setup_link(self, token_hash: bytes, password_hash: str, now: float) -> bool:
+        used, set_ = await self._write(
+            (
+                "UPDATE web_setup_links SET used_at = ?"
+                " WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?",
+                (now, token_hash, now),
+                False,
+            ),
+            (
+                "INSERT INTO web_logins (login, subject_kind, subject_id, password_hash,"
+                " updated_at) SELECT login, subject_kind, subject_id, ?, ? FROM web_setup_links"
+                " WHERE token_hash = ? AND used_at = ? ON CONFLICT (subject_kind, subject_id)"
+                " DO UPDATE SET login = excluded.login, password_hash = excluded.password_hash,"
+                " updated_at = excluded.updated_at",
+                (password_hash, now, token_hash, now),
+                False,
+            ),
+        )
+        return used == 1 and set_ == 1
+
+    # --- sessions -------------------------------------------------------------------------------
+    async def add_session(self, session: SessionRecord) -> None:
+        await self._write(
+            (
+                f"INSERT INTO web_sessions ({_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                (
+                    session.token_hash,
+                    session.subject_kind,
+                    session.subject_id,
+                    session.csrf,
+                    session.method,
+                    session.created_at,
+                    session.seen_at,
+                    session.expires_at,
+                ),
+                False,
+            )
+        )
+
+    async def session(self, token_hash: bytes) -> SessionRecord | None:
+        row = self._one(
+            f"SELECT {_SESSION_COLUMNS} FROM web_sessions WHERE token_hash = ?",  # noqa: S608
+            token_hash,
+        )
+        if row is None:
+            return None
+        return SessionRecord(
+            bytes(row["token_hash"]),
+            row["subject_kind"],
+            row["subject_id"],
+            row["csrf"],
+            row["method"],
+            row["created_at"],
+            row["seen_at"],
+            row["expires_at"],
+        )
+
+    async def touch_session(self, token_hash: bytes, seen_at: float, expires_at: float) -> None:
+        await self._write(
+            (
+                "UPDATE web_sessions SET seen_at = ?, expires_at = ? WHERE token_hash = ?",
+                (seen_at, expires_at, token_hash),
+                False,
+            )
+        )
+
+    async def end_session(self, token_hash: bytes) -> None:
+        await self._write(("DELETE FROM web_sessions WHERE token_hash = ?", (token_hash,), False))
+
+    async def end_sessions(self, subject_kind: SubjectKind, subject_id: str) -> int:
+        (count,) = await self._write(
+            (
+                "DELETE FROM web_sessions WHERE subject_kind = ? AND subject_id = ?",
+                (subject_kind, subject_id),
+                False,
+            )
+        )
+        return count
+
+    # --- sign-in throttle -----------------------------------------------------------------------
+    async def failures(self, key: str) -> FailureRecord | None:
+        row = self._one("SELECT * FROM web_signin_failures WHERE throttle_key = ?", key)
+        if row is None:
+            return None
+        return FailureRecord(row["throttle_key"], row["failures"], row["first_at"],
+                             row["locked_until"])
+
+    async def put_failures(self, record: FailureRecord) -> None:
+        await self._write(
+            (
+                "INSERT INTO web_signin_failures (throttle_key, failures, first_at, locked_until)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (throttle_key) DO UPDATE SET"
+                " failures = excluded.failures, first_at = excluded.first_at,"
+                " locked_until = excluded.locked_until",
+                (record.key, record.failures, record.first_at, record.locked_until),
+                False,
+            )
+        )
+
+    async def clear_failures(self, key: str) -> None:
+        await self._write(
+            ("DELETE FROM web_signin_failures WHERE throttle_key = ?", (key,), False)
+        )
+
+    # --- device authorisation grants ------------------------------------------------------------
+    async def add_grant(self, grant: GrantRecord) -> None:
+        await self._write(
+            (
+                "INSERT INTO web_device_grants (device_code_hash, user_code_hash, client_name,"
+                " created_at, expires_at, polled_at, status, user_id, tenant_id, credential_id)"
+                " VALUES (?, ?, ?, ?, ?, NULL, 'pending', NULL, NULL, NULL)",
+                (
+                    grant.device_code_hash,
+                    grant.user_code_hash,
+                    grant.client_name,
+                    grant.created_at,
+                    grant.expires_at,
+                ),
+                False,
+            )
+        )
+
+    async def grant_by_user_code(self, user_code_hash: str) -> GrantRecord | None:
+        row = self._one("SELECT * FROM web_device_grants WHERE user_code_hash = ?", user_code_hash)
+        return _grant(row) if row else None
+
+    async def grant_by_device_code(self, device_code_hash: bytes) -> GrantRecord | None:
+        row = self._one(
+            "SELECT * FROM web_device_grants WHERE device_code_hash = ?", device_code_hash
+        )
+        return _grant(row) if row else None
+
+    async def decide_grant(
+        self,
+        user_code_hash: str,
+        status: Literal["approved", "denied"],
+        user_id: str,
+        tenant_id: str,
+        now: float,
+    ) -> bool:
+        (count,) = await self._write(
+            (
+                "UPDATE web_device_grants SET status = ?, user_id = ?, tenant_id = ?"
+                " WHERE user_code_hash = ? AND status = 'pending' AND expires_at > ?",
+                (status, user_id, tenant_id, user_code_hash, now),
+                False,
+            )
+        )
+        return count == 1
+
+    async def mark_polled(self, device_code_hash: bytes, now: float) -> None:
+        await self._write(
+            (
+                "UPDATE web_device_grants SET polled_at = ? WHERE device_code_hash = ?",
+                (now, device_code_hash),
+                False,
+            )
+        )
+
+    async def deliver_grant(self, device_code_hash: bytes, credential: Credential) -> bool:
+        marked, stored = await self._write(
+            (
+                "UPDATE web_device_grants SET status = 'delivered', credential_id = ?"
+                " WHERE device_code_hash = ? AND status = 'approved'",
+                (credential.id, device_code_hash),
+                False,
+            ),
+            (
+                "INSERT INTO credentials (id, token_hash, subject_kind, subject_id, tenant_id,"
+                " created_at, revoked_at) SELECT ?, ?, 'user', user_id, tenant_id, ?, NULL"
+                " FROM web_device_grants WHERE device_code_hash = ? AND credential_id = ?"
+                " AND status = 'delivered'",
+                (
+                    credential.id,
+                    credential.token_hash,
+                    credential.created_at,
+                    device_code_hash,
+                    credential.id,
+                ),
+                False,
+            ),
+        )
+        return marked == 1 and stored == 1
+
+    async def laptop_credentials(
+        self, tenant_id: str, user_id: str | None
+    ) -> list[LaptopCredential]:
+        sql = (
+            "SELECT c.*, g.client_name FROM credentials c LEFT JOIN web_device_grants g"
+            " ON g.credential_id = c.id WHERE c.subject_kind = 'user' AND c.tenant_id = ?"
+        )
+        params: list[Any] = [tenant_id]
+        if user_id is not None:
+            sql += " AND c.subject_id = ?"
+            params.append(user_id)
+        rows = self._all(sql + " ORDER BY c.created_at, c.id", *params)
+        return [
+            LaptopCredential(
+                Credential(
+                    id=r["id"],
+                    token_hash=bytes(r["token_hash"]),
+                    subject_kind=r["subject_kind"],
+                    subject_id=r["subject_id"],
+                    tenant_id=r["tenant_id"],
+                    created_at=r["created_at"],
+                    revoked_at=r["revoked_at"],
+                ),
+                r["client_name"],
+            )
+            for r in rows
+        ]

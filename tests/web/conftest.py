@@ -1,0 +1,180 @@
+"""Fixtures for the browser pages: a real relay (127.0.0.1, port 0, real SQLite, real clock)
+with an owner, two tenants, a device administrator and a user in each (all with passwords),
+and Debian's Chromium driven by Playwright (never a downloaded browser).
+
+Screenshots of the main pages go to ``docs/`` only when ``BTOGETHER_SCREENSHOTS=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relay.admin import Admin
+from relay.admin_service import bootstrap_owner
+from relay.admin_store import SqliteAdminStore
+from relay.protocol import admin_wire as aw
+from relay.protocol.admin_link import AdminLink
+from relay.server import RelayServer
+from relay.web.accounts import SqliteAccounts
+from relay.web.passwords import hash_password
+from tests.relay_harness import relay_settings
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PASSWORD = "correct horse battery"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+try:
+    import playwright.async_api as pw
+except ImportError:  # pragma: no cover - dev.sh installs it
+    pw = None  # type: ignore[assignment]
+
+needs_browser = pytest.mark.skipif(
+    pw is None or not Path(CHROMIUM).exists(),
+    reason="needs Debian's chromium and the playwright package (./dev.sh test installs both)",
+)
+
+
+@dataclass
+class Person:
+    id: str
+    login: str
+    token: str = ""
+
+
+@dataclass
+class TenantSetup:
+    id: str
+    name: str
+    device_admin: Person
+    user: Person
+
+
+@dataclass
+class WebRelay:
+    server: RelayServer
+    store: SqliteAdminStore
+    db: Path
+    owner: Person
+    contoso: TenantSetup
+    fabrikam: TenantSetup
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}"
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.server.port}/"
+
+    async def admin_link(self, token: str | None = None) -> AdminLink:
+        return await AdminLink.connect(self.url, token or self.owner.token, reply_timeout=15.0)
+
+
+async def _give_password(store: SqliteAdminStore, kind: str, subject_id: str, login: str) -> None:
+    await SqliteAccounts(store).set_login(
+        kind,  # type: ignore[arg-type]
+        subject_id,
+        login,
+        hash_password(PASSWORD),
+        time.time(),
+    )
+
+
+@pytest.fixture
+async def web_relay(tmp_path: Path) -> AsyncIterator[WebRelay]:
+    db = tmp_path / "relay.sqlite3"
+    store = SqliteAdminStore(db)
+    await store.open()
+    owner, owner_token = await bootstrap_owner(store, "Olivia Owner", time.time())
+    await _give_password(store, "admin", owner.id, "olivia")
+    server = RelayServer(relay_settings(db), store)
+    await server.start()
+    tenants: dict[str, TenantSetup] = {}
+    link = await AdminLink.connect(f"ws://127.0.0.1:{server.port}/", owner_token)
+    try:
+        for name in ("Contoso", "Fabrikam"):
+            tenant = await link.typed(aw.TenantInfo, aw.TenantCreate, name=name)
+            made = await link.typed(
+                aw.AdminCreated,
+                aw.AdminCreate,
+                name=f"{name} devices",
+                role="device_admin",
+                tenant_id=tenant.id,
+            )
+            login = name.lower()
+            await _give_password(store, "admin", made.admin.admin_id, f"{login}-admin")
+            user = await Admin(store).create_user(tenant.id, f"{name} User")
+            await _give_password(store, "user", user.id, f"{login}-user")
+            tenants[name] = TenantSetup(
+                tenant.id,
+                name,
+                Person(made.admin.admin_id, f"{login}-admin", made.token),
+                Person(user.id, f"{login}-user"),
+            )
+    finally:
+        await link.close()
+    try:
+        yield WebRelay(
+            server,
+            store,
+            db,
+            Person(owner.id, "olivia", owner_token),
+            tenants["Contoso"],
+            tenants["Fabrikam"],
+        )
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """Chromium, started afresh for the test (Playwright gives it a new, empty user-data
+    dir); each ``browser.new_page()`` is a separate person's browser (its own cookies)."""
+    if pw is None or not Path(CHROMIUM).exists():
+        pytest.skip("needs Debian's chromium and the playwright package")
+    async with pw.async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        original = chromium.new_page
+
+        async def new_page(**options: Any) -> Any:
+            page = await original(viewport={"width": 1360, "height": 860}, **options)
+            page.set_default_timeout(15_000)
+            return page
+
+        chromium.new_page = new_page
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+async def sign_in(page: Any, base: str, login: str, password: str = PASSWORD) -> None:
+    await page.goto(f"{base}/signin")
+    await page.fill("#signin-password input[name=login]", login)
+    await page.fill("#signin-password input[name=password]", password)
+    await page.click("#signin-password button[type=submit]")
+
+
+async def screenshot(page: Any, name: str) -> None:
+    """Save the page to docs/NAME.png when BTOGETHER_SCREENSHOTS=1 (README pictures)."""
+    if os.environ.get("BTOGETHER_SCREENSHOTS") == "1":
+        await page.screenshot(path=str(DOCS / f"{name}.png"), full_page=False)
