@@ -27,7 +27,7 @@ from beacon.status import (
     status_from_fields,
 )
 from relay.protocol import wire
-from relay.protocol.login_code import generate_login_code
+from relay.protocol.login_code import LOGIN_CODE_KEEP_S, generate_login_code
 
 _log = structlog.get_logger(__name__)
 
@@ -182,6 +182,7 @@ class BeaconCore:
     handoff: Handoff | None = None
     last_join: dict[str, str] | None = None
     login_code: str | None = None
+    login_code_at: float = 0.0
     unapplied_lock: ApplyLock | None = None
     advertising: bool = False
     _status_seen: bool = False
@@ -303,8 +304,13 @@ class BeaconCore:
         return [Advertise(wanted)]
 
     def _login_code_request(self, request_id: str, now: float) -> list[Action]:
-        code, _normalised = generate_login_code(self.rng)
-        self.login_code = code
+        # The code on the screen stays while it is young, whoever asks (an administrator, or
+        # the relay for the device login page): two asks at once must not leave the relay
+        # holding a code the screen no longer shows.
+        if self.login_code is None or now - self.login_code_at >= LOGIN_CODE_KEEP_S:
+            self.login_code, _normalised = generate_login_code(self.rng)
+            self.login_code_at = now
+        code = self.login_code
         _log.info("login_code_shown", request_id=request_id)
         return [
             ReportLoginCode(request_id, code),

@@ -13,6 +13,9 @@ import random
 
 LOGIN_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
 LOGIN_CODE_LEN = 8
+# A device keeps showing the same code this long, whoever asks for it; the relay accepts a
+# reported code for 15 minutes, so a code shown is always one the relay still accepts.
+LOGIN_CODE_KEEP_S = 10 * 60.0
 
 
 def generate_login_code(rng: random.Random) -> tuple[str, str]:

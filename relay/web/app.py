@@ -104,6 +104,7 @@ class WebFront:
         self.methods = [self.password]
         self.changes = Changes(self.store, server.router, self.clock)
         self.device_login = DeviceLogin(self)
+        server.service.add_handler("login_code.report", self.device_login.on_report)
         self.app = self._build()
         self._runner: web.AppRunner | None = None
         self._streams: set[web.StreamResponse] = set()

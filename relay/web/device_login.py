@@ -35,10 +35,11 @@ from aiohttp import web
 from relay.credentials import hash_token, new_token
 from relay.errors import RelayError
 from relay.model import Credential, Device
+from relay.protocol import wire
 from relay.protocol.login_code import LOGIN_CODE_ALPHABET, normalize_login_code
 from relay.protocol.wire import ErrorCode
-from relay.service import device_address
-from relay.verification import hash_code
+from relay.service import DevicePrincipal, Outcome, Principal, device_address
+from relay.verification import LOGIN_CODE_TTL_S, hash_code
 from relay.web.account_admin import hash_secret
 from relay.web.accounts import GrantRecord
 from relay.web.replies import read_json
@@ -152,18 +153,24 @@ class DeviceLogin:
             await self.front.server.router.deliver(
                 device_address(device.id), event.model_dump_json()
             )
-            code, expires_at = await provisioning.wait_login_code(request_id, future)
+            await provisioning.wait_login_code(request_id, future)
         except RelayError as exc:
             log.info("login_code_not_shown", device=device.id, reason=exc.message)
-            return
-        raw = normalize_login_code(code)
-        if raw is None:
-            return
-        key = hash_code(device.tenant_id, raw)
-        self._codes.pop(self._shown.get(device.id, ""), None)
-        self._codes[key] = _PhoneCode(device.id, expires_at)
-        self._shown[device.id] = key
-        log.info("login_code_shown_for_users", device=device.id)
+
+    async def on_report(
+        self, principal: Principal, request: wire.Request, now: float
+    ) -> Outcome:
+        """``login_code.report`` from a device, whoever asked: provisioning keeps it for
+        sign-in; the device login page learns which phone shows which code."""
+        outcome = await self.front.provisioning.login_code_report(principal, request, now)
+        assert isinstance(principal, DevicePrincipal) and isinstance(request, wire.LoginCodeReport)
+        raw = normalize_login_code(request.code)
+        if raw is not None:
+            key = hash_code(principal.tenant_id, raw)
+            self._codes.pop(self._shown.get(principal.device_id, ""), None)
+            self._codes[key] = _PhoneCode(principal.device_id, now + LOGIN_CODE_TTL_S)
+            self._shown[principal.device_id] = key
+        return outcome
 
     # --- the page's API ------------------------------------------------------------------------
     def add_routes(self, router: UrlDispatcher) -> None:

@@ -10,7 +10,7 @@ from beacon import core as c
 from beacon.memory import DaemonMemory
 from beacon.status import DeviceStatus
 from relay.protocol import wire
-from relay.protocol.login_code import normalize_login_code
+from relay.protocol.login_code import LOGIN_CODE_KEEP_S, normalize_login_code
 
 T0 = 1_800_000_000.0
 
@@ -114,6 +114,23 @@ def test_a_login_code_request_is_answered_with_a_fresh_valid_code() -> None:
     assert core.snapshot(T0)["login_code"] == report.code
     core.on_event(_state("signed_in"), T0)
     assert core.snapshot(T0)["login_code"] is None
+
+
+def test_a_second_login_code_request_gets_the_code_on_the_screen_until_it_is_old() -> None:
+    core = _core()
+    core.on_welcome(_welcome(user_id=None), T0)
+    core.on_event(_state("waiting_for_sign_in"), T0)
+
+    def asked(request_id: str, at: float) -> str:
+        actions = core.on_event(wire.LoginCodeRequest(request_id=request_id), at)
+        (report,) = [a for a in actions if isinstance(a, c.ReportLoginCode)]
+        assert report.request_id == request_id
+        return report.code
+
+    first = asked("lc-1", T0)
+    assert asked("lc-2", T0 + 1) == first
+    assert asked("lc-3", T0 + LOGIN_CODE_KEEP_S - 1) == first
+    assert asked("lc-4", T0 + LOGIN_CODE_KEEP_S) != first
 
 
 def _pair_prompt(request_id: str = "pr-1", expires_at: float = T0 + 200) -> wire.PairPrompt:
