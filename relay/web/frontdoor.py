@@ -34,6 +34,10 @@ class Route(enum.Enum):
 
 def route(head: bytes) -> Route:
     """Where a request whose head starts with ``head`` goes."""
+    space = head.find(b" ")
+    method = head if space < 0 else head[:space]
+    if len(method) > 16 or (method and not (method.isalpha() and method.isupper())):
+        return Route.WEBSOCKET  # not HTTP (a TLS hello on the plain port…): refused at once
     end = head.find(b"\r\n\r\n")
     if end < 0:
         return Route.WEBSOCKET if len(head) >= MAX_HEAD_BYTES else Route.MORE

@@ -40,7 +40,9 @@ def _head(first: str, *headers: str) -> bytes:
         (_head("POST /admin/api/device.list HTTP/1.1", "Content-Length: 2"), Route.WEB),
         (_head("POST / HTTP/1.1"), Route.WEB),
         (b"GET / HTTP/1.1\r\nHost: x\r\n", Route.MORE),
-        (b"\x16\x03\x01" + b"x" * 20_000, Route.WEBSOCKET),
+        (b"\x16\x03\x01\x02\x00", Route.WEBSOCKET),
+        (b"G", Route.MORE),
+        (b"X" * 20_000, Route.WEBSOCKET),
         (_head("garbage"), Route.WEBSOCKET),
     ],
 )
