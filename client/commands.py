@@ -69,14 +69,17 @@ def add_commands(sub: Any) -> None:
     """Register the commands on ``btogether client``'s subparsers."""
     p = sub.add_parser(
         "login",
-        help="store the relay URL and your user credential",
-        description="Check the user credential an administrator issued against the relay, then "
-        "store it with the relay URL (owner-only, in the state directory); this laptop's id is "
-        "generated once and kept. A running `client run` switches to the new login at once.",
+        help="sign this laptop in (a code to approve in the browser, or a given credential)",
+        description="Without --token/--token-file: print a short code and the relay's device "
+        "login page, wait until you approve it there (signed in with your account), and receive "
+        "this laptop's own credential. With them: check the credential an administrator issued. "
+        "Either way the relay URL and credential are stored (owner-only, in the state "
+        "directory); this laptop's id is generated once and kept. A running `client run` "
+        "switches to the new login at once.",
     )
     _common(p)
     p.add_argument("--relay", required=True, metavar="URL", help="e.g. wss://relay.example.com/")
-    token = p.add_mutually_exclusive_group(required=True)
+    token = p.add_mutually_exclusive_group()
     token.add_argument("--token", metavar="TOKEN", help="the credential (visible to `ps`)")
     token.add_argument(
         "--token-file", type=Path, metavar="FILE", help="read it from FILE (- = stdin)"
@@ -338,8 +341,11 @@ def _read_token(args: argparse.Namespace) -> str:
 @_guard
 def _login(args: argparse.Namespace) -> int:
     files = _files(args)
-    token = _read_token(args).strip()
     ca_file = str(Path(args.ca_file).expanduser().resolve()) if args.ca_file else None
+    if args.token is None and args.token_file is None:
+        token = _device_code(args, ca_file)
+    else:
+        token = _read_token(args).strip()
     who: dict[str, Any] | None = None
     if not args.no_verify:
         try:
@@ -379,6 +385,41 @@ def _login(args: argparse.Namespace) -> int:
     elif running != "not_running":
         print(f"The running client did not take the new login ({running}): restart `client run`.")
     return EXIT_OK
+
+
+def _device_code(args: argparse.Namespace, ca_file: str | None) -> str:
+    """RFC 8628: the person approves this laptop on the relay's device login page."""
+    from client.config import check_relay_url, default_laptop_name
+    from client.device_code import DeviceCodeFailed, Prompt, sign_in
+
+    try:
+        check_relay_url(args.relay)
+        tls = client_tls(args.relay, ca_file)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+    def show(prompt: Prompt) -> None:
+        if args.json:
+            print(json.dumps({"user_code": prompt.user_code,
+                              "verification_uri": prompt.verification_uri,
+                              "verification_uri_complete": prompt.verification_uri_complete}),
+                  flush=True)
+        else:
+            print(
+                f"To sign this laptop in, open {prompt.verification_uri} and enter the code "
+                f"{prompt.user_code}\n(or open {prompt.verification_uri_complete}); "
+                f"it expires in {prompt.expires_in / 60:.0f} minutes. Waiting…",
+                flush=True,
+            )
+
+    try:
+        granted = asyncio.run(sign_in(args.relay, args.name or default_laptop_name(), show,
+                                      tls=tls))
+    except DeviceCodeFailed as exc:
+        raise CommandFailed(str(exc)) from None
+    if not args.json:
+        print(f"Approved for {granted.user_name or 'your account'}.")
+    return granted.token
 
 
 def _tell_running_client(files: ClientFiles) -> str:
