@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import signal
 import sys
 import time
@@ -72,6 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="manufacturer data company ID (default 0xFFFF, the SIG's test ID)",
     )
     adv.add_argument("--adapter", help="BlueZ adapter, e.g. hci0 (default: first powered one)")
+    adv.add_argument("--json", action="store_true", help="one JSON object per EID per line")
     adv.set_defaults(func=_advertise)
     register_daemon_commands(sub)
     register_provisioning_commands(sub)
@@ -95,7 +97,13 @@ def _advertise(args: argparse.Namespace) -> int:
         return 2
 
     def announce(rotation: Rotation) -> None:
-        print(f"EID {rotation.eid.hex()} (rotates in {rotation.valid_for_s:.1f} s)", flush=True)
+        if args.json:
+            line = json.dumps(
+                {"eid": rotation.eid.hex(), "rotates_in_s": round(rotation.valid_for_s, 1)}
+            )
+        else:
+            line = f"EID {rotation.eid.hex()} (rotates in {rotation.valid_for_s:.1f} s)"
+        print(line, flush=True)
 
     async def main() -> None:
         advertiser = create_advertiser(adapter=args.adapter)

@@ -55,9 +55,15 @@ def register(sub: Any) -> None:
     _state_dir_option(confirm)
     confirm.add_argument("request_id", nargs="?", metavar="REQUEST_ID", help="the prompt's id")
     confirm.add_argument("--decline", action="store_true", help="decline instead of confirming")
+    confirm.add_argument("--json", action="store_true", help="print the answer as JSON")
     confirm.set_defaults(func=confirm_command)
 
-    status = sub.add_parser("status", help="show the running daemon's state and pending prompts")
+    status = sub.add_parser(
+        "status",
+        help="show the running daemon's state and pending prompts",
+        description="Show the running daemon's relay connection, sign-in state, advert, lock, "
+        "audio, login code and pending prompts (from its control socket).",
+    )
     _state_dir_option(status)
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     status.set_defaults(func=status_command)
@@ -152,6 +158,9 @@ def run_command(args: argparse.Namespace) -> int:
 def confirm_command(args: argparse.Namespace) -> int:
     prog = "btogether beacon confirm"
     request = {"op": "confirm", "id": args.request_id, "accept": not args.decline}
+    if args.request_id is not None and not 0 < len(args.request_id) <= 128:
+        print(f"{prog}: a request id is 1-128 characters", file=sys.stderr)
+        return 2
     try:
         reply = control_request(control_path(_state_dir(args)), request)
     except (ControlError, OSError) as exc:
@@ -160,6 +169,9 @@ def confirm_command(args: argparse.Namespace) -> int:
     if not reply.get("ok"):
         print(f"{prog}: {reply.get('error', 'failed')}", file=sys.stderr)
         return 1
+    if args.json:
+        print(json.dumps({"id": reply.get("id"), "accepted": bool(reply.get("accepted"))}))
+        return 0
     print(f"{'confirmed' if reply.get('accepted') else 'declined'} {reply.get('id')}")
     return 0
 

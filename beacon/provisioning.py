@@ -93,6 +93,7 @@ def register(sub: Any) -> None:
             "again needs a new verification code."
         ),
     )
+    r.add_argument("--json", action="store_true", help="print the result as JSON")
     _tls_options(r)
     _state_dir_option(r)
     r.set_defaults(func=reset_command)
@@ -112,6 +113,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="store the URL without checking it (the relay is not reachable from here yet)",
     )
+    m.add_argument("--json", action="store_true", help="print the result as JSON")
     _tls_options(m)
     _state_dir_option(m)
     m.set_defaults(func=set_relay_command)
@@ -248,7 +250,11 @@ def reset_command(args: argparse.Namespace) -> int:
                 "ask the administrator to remove the device there",
                 file=sys.stderr,
             )
-    if not wipe_identity(state_dir):
+    wiped = wipe_identity(state_dir)
+    if args.json:
+        print(json.dumps({"wiped": wiped, "revoked_on_relay": told}))
+        return 0
+    if not wiped:
         print("Nothing to reset: this device was not provisioned.")
         return 0
     relay_note = " and revoked on the relay" if told else ""
@@ -302,6 +308,17 @@ def set_relay_command(args: argparse.Namespace) -> int:
     if os.geteuid() == 0 and (owner.st_uid, owner.st_gid) != (0, 0):
         # Run as root for a service's state (DynamicUser): the file stays the service's.
         os.chown(path, owner.st_uid, owner.st_gid)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "previous": identity.relay_url,
+                    "relay_url": args.url,
+                    "verified": not args.no_verify,
+                }
+            )
+        )
+        return 0
     print(f"Relay URL changed from {identity.relay_url} to {args.url}.")
     print("Restart the beacon daemon to use it (systemctl restart btogether-beacon).")
     return 0

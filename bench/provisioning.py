@@ -55,7 +55,11 @@ async def main(devices: int, provisions: int) -> None:
                 csv = "MAC address,Location\n" + rows
                 started = time.perf_counter()
                 imported = await admin.typed(
-                    aw.ImportResult, aw.DeviceImport, tenant_id=tenant.id, csv=csv
+                    aw.ImportResult,
+                    aw.DeviceImport,
+                    tenant_id=tenant.id,
+                    csv=csv,
+                    kind="desk_phone",
                 )
                 took = time.perf_counter() - started
                 print(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from btogether.logs import configure_logging
 
@@ -60,7 +60,34 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         add_arguments: Callable[[argparse.ArgumentParser], None] = module.add_arguments
         add_arguments(cmd)
+    for each in walk(parser):
+        show_defaults(each)
     return parser
+
+
+def walk(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """This parser and every parser below it."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                yield from walk(child)
+
+
+def show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Append ``(default: …)`` to the help of every option that has a default and does not
+    say it already, so that ``--help`` shows what leaving an option out means."""
+    for action in parser._actions:
+        default = action.default
+        if (
+            action.help in (None, argparse.SUPPRESS)
+            or default in (None, False, argparse.SUPPRESS)
+            or default == []
+            or isinstance(action, (argparse._HelpAction, argparse._SubParsersAction))
+            or "default" in str(action.help).lower()
+        ):
+            continue
+        action.help = f"{action.help} (default: %(default)s)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -66,7 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=HEX32",
         help="recognise the beacon with this identity key as NAME (repeatable)",
     )
-    scan.add_argument("--company-id", type=company_id, default=DEFAULT_COMPANY_ID)
+    scan.add_argument(
+        "--company-id",
+        type=company_id,
+        default=DEFAULT_COMPANY_ID,
+        help="manufacturer data company ID of our adverts (default 0xFFFF, the SIG's test ID)",
+    )
     scan.add_argument(
         "--min-rssi", type=int, metavar="DBM", help="ask BlueZ to report only adverts this loud"
     )

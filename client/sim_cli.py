@@ -144,6 +144,16 @@ def cmd_table(args: argparse.Namespace) -> int:
     except ScenarioError as exc:
         print(f"btogether sim table: {exc}", file=sys.stderr)
         return 2
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {"scenario": name, "noise_db": noise, "tracker": tracker, **s.as_json()}
+                    for name, noise, tracker, s in rows
+                ]
+            )
+        )
+        return 0
     print(format_table(rows))
     print(f"\n({len(rows)} runs in {time.monotonic() - started:.1f} s)", file=sys.stderr)
     return 0
@@ -151,15 +161,32 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="sim_command", metavar="SUBCOMMAND", required=True)
-    score = sub.add_parser("score", help="score a tracker against one scenario")
-    score.add_argument("scenario", metavar="SCENARIO.toml")
+    score = sub.add_parser(
+        "score",
+        help="score a tracker against one scenario",
+        description="Run a tracker over a scenario's simulated adverts and print its accuracy, "
+        "time to switch and spurious switches (README: Which room am I in).",
+    )
+    score.add_argument("scenario", metavar="SCENARIO.toml", help="the scenario file")
     score.add_argument("--json", action="store_true", help="print one JSON object")
     score.add_argument("--trace", metavar="FILE", help="write the tracker's answers (JSON lines)")
-    score.add_argument("--tracker", choices=list(TRACKERS), default="proximity")
+    score.add_argument(
+        "--tracker", choices=list(TRACKERS), default="proximity", help="which tracker"
+    )
     score.add_argument("--seed", type=int, help="override the scenario's seed")
     score.set_defaults(func=cmd_score)
-    table = sub.add_parser("table", help="score every scenario with every tracker")
-    table.add_argument("scenarios", nargs="*", metavar="SCENARIO.toml")
+    table = sub.add_parser(
+        "table",
+        help="score every scenario with every tracker",
+        description="Score every scenario with every tracker and print a Markdown table.",
+    )
+    table.add_argument(
+        "scenarios",
+        nargs="*",
+        metavar="SCENARIO.toml",
+        help="the scenarios (default: every file in scenarios/)",
+    )
+    table.add_argument("--json", action="store_true", help="print a JSON list of rows")
     table.add_argument(
         "--tracker", action="append", choices=list(TRACKERS), help="only these (repeatable)"
     )

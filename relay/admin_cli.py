@@ -1,205 +1,636 @@
-"""``btogether admin``: set a relay up by working on its SQLite database file.
+"""``btogether admin``: the administrator's commands, one set for a running relay.
 
-Creates tenants, policies, users, devices and credentials, signs accounts in to
-devices and stores pairings. Works while the relay is running on the same file (it
-notices changes within ``directory_check_s``) or before it starts. Each command
-prints one JSON object on stdout, so scripts (the demo, end-to-end tests) can read
-the ids and the one-time credential tokens.
+``btogether admin bootstrap`` creates the first owner on the relay host (on the database
+file); every other command works on the running relay with an administrator credential,
+checked against the administrator's role and recorded in the relay's audit log. Tenants,
+accounts, devices and policies are named by id or by name (a device also by MAC address);
+how a command runs and prints is :mod:`relay.admin_commands`.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import sys
-from collections.abc import Awaitable, Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from relay import admin_commands
-from relay.admin import Admin, AdminError
-from relay.model import Device
-from relay.protocol.eid import DEFAULT_ROTATION_EXPONENT, parse_identity_key
-from relay.sqlite_store import SqliteStore
-from relay.store import StoreConflict
+from relay.admin_commands import (
+    Build,
+    Lookup,
+    UsageError,
+    bootstrap,
+    connection_options,
+    password,
+    runner,
+)
+from relay.device_import import CSV_TEMPLATE, KINDS, MAX_CSV_BYTES
+from relay.protocol import admin_wire as aw
 
-Action = Callable[[Admin, argparse.Namespace], Awaitable[object]]
+Request = tuple[type[aw.AdminRequest], dict[str, Any]]
+STATES = ("waiting_for_activation", "waiting_for_sign_in", "signed_in")
+MODES = ("personal", "meeting_room", "common_area")
 
 
-def _device_json(device: Device) -> dict[str, Any]:
-    data = asdict(device)
-    data["identity_key"] = device.identity_key.hex()
-    data["capabilities"] = list(device.capabilities)
-    return data
+def _on_off(text: str) -> bool:
+    if text not in ("on", "off"):
+        raise argparse.ArgumentTypeError("expected on or off")
+    return text == "on"
 
 
-def _json(value: object) -> object:
-    if isinstance(value, Device):
-        return _device_json(value)
-    if isinstance(value, list):
-        return [_json(v) for v in value]
-    if hasattr(value, "__dataclass_fields__"):
-        return asdict(value)  # type: ignore[call-overload]
-    return value
+class _Tree:
+    """Adds groups and commands with help and descriptions, and the connection options."""
+
+    def __init__(self, groups: Any) -> None:
+        self._groups = groups
+        self._common = connection_options()
+
+    def group(self, name: str, help_text: str, description: str) -> Any:
+        parser = self._groups.add_parser(name, help=help_text, description=description)
+        return parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def command(
+        self, parent: Any, name: str, help_text: str, build: Build, description: str = ""
+    ) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = parent.add_parser(
+            name,
+            help=help_text,
+            description=description or help_text[0].upper() + help_text[1:] + ".",
+            parents=[self._common],
+        )
+        parser.set_defaults(func=runner(build))
+        return parser
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Administer a relay through its SQLite database file (also while it runs). "
-        "Every command prints one JSON object. Credential tokens are printed once and "
-        "only their hash is stored."
-    )
-    parser.add_argument(
-        "--db", type=Path, default=Path("relay.sqlite3"), help="the relay's database file"
+        "Administer a relay. `bootstrap` creates the first owner on the relay host; every "
+        "other command works on the running relay (--relay, default $BTOGETHER_RELAY_URL) "
+        "with an administrator credential (--token, $BTOGETHER_ADMIN_TOKEN or --token-file), "
+        "is checked against your role and recorded in the audit log. Tenants, accounts, "
+        "devices and policies are named by id or name (devices also by MAC address); an owner "
+        "with one tenant and a device administrator need no --tenant. Output is a table or "
+        "`key: value` lines; --json prints the result object for scripts."
     )
     groups = parser.add_subparsers(dest="admin_group", metavar="OBJECT", required=True)
+    tree = _Tree(groups)
+    _bootstrap(groups)
+    _top_level(groups, tree)
+    _tenants(tree)
+    _admins(tree)
+    _users(tree)
+    _credentials(tree)
+    _devices(tree)
+    _codes(tree)
+    _policies(tree)
+    _consoles(tree)
+    g = tree.group("pairings", "Better Together pairings", "Laptop and phone pairings.")
+    tree.command(g, "list", "list the tenant's pairings", _scoped(aw.PairingList))
 
-    tenant = groups.add_parser("tenant", help="tenants").add_subparsers(
-        dest="action", required=True
-    )
-    p = tenant.add_parser("create", help="create a tenant")
-    p.add_argument("name")
-    p.set_defaults(func=_runner(lambda a, ns: a.create_tenant(ns.name)))
-    p = tenant.add_parser("list", help="list tenants")
-    p.set_defaults(func=_runner(lambda a, ns: a.store.tenants()))
 
-    policy = groups.add_parser("policy", help="named policies").add_subparsers(
-        dest="action", required=True
-    )
-    p = policy.add_parser("create", help="create a policy")
-    p.add_argument("--tenant", required=True)
-    p.add_argument("name")
-    p.add_argument("--better-together", choices=["Enabled", "Disabled"], default="Enabled")
-    p.add_argument("--proximity-join", choices=["auto", "prompt", "off"], default="auto")
-    p.add_argument("--beaconing", choices=["on", "off"], default="on")
-    p.add_argument("--default", action="store_true", help="make it the tenant's default")
-    p.set_defaults(
-        func=_runner(
-            lambda a, ns: a.create_policy(
-                ns.tenant,
-                ns.name,
-                allow_better_together=ns.better_together,
-                proximity_join=ns.proximity_join,
-                beaconing=ns.beaconing == "on",
-                make_default=ns.default,
-            )
-        )
-    )
-    p = policy.add_parser("assign", help="give a user or device a policy (omit --policy to clear)")
-    p.add_argument("kind", choices=["user", "device"])
-    p.add_argument("subject_id")
-    p.add_argument("--policy")
-    p.set_defaults(func=_runner(_assign_policy))
+def _scoped(kind: type[aw.AdminRequest]) -> Build:
+    """A request whose only field is the tenant."""
 
-    user = groups.add_parser("user", help="user accounts").add_subparsers(
-        dest="action", required=True
-    )
-    p = user.add_parser("create", help="create a user")
-    p.add_argument("--tenant", required=True)
-    p.add_argument("name")
-    p.add_argument("--policy")
-    p.set_defaults(func=_runner(lambda a, ns: a.create_user(ns.tenant, ns.name, ns.policy)))
-    p = user.add_parser("list", help="list a tenant's users")
-    p.add_argument("--tenant", required=True)
-    p.set_defaults(func=_runner(lambda a, ns: a.store.users(ns.tenant)))
+    async def build(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        return kind, {"tenant_id": await lookup.tenant_id()}
 
-    device = groups.add_parser("device", help="devices").add_subparsers(
-        dest="action", required=True
+    return build
+
+
+def _bootstrap(groups: Any) -> None:
+    p = groups.add_parser(
+        "bootstrap",
+        help="on the relay host: create the first owner and print its credential once",
+        description=(
+            "Create an owner administrator in the relay's database file and print the owner's "
+            "credential once (only its hash is stored). Refused if an owner exists unless "
+            "--another. Optionally create a first tenant. Run it before the relay's first start."
+        ),
     )
-    p = device.add_parser("create", help="create a device (prints its identity key)")
-    p.add_argument("--tenant", required=True)
-    p.add_argument("name")
     p.add_argument(
-        "--kind", required=True, choices=["room_system", "conference_phone", "desk_phone"]
+        "--db", type=Path, default=Path("relay.sqlite3"), help="the relay's database file"
     )
-    p.add_argument("--mode", required=True, choices=["personal", "common_area", "meeting_room"])
-    p.add_argument("--location", default="")
-    p.add_argument("--mac")
-    p.add_argument("--policy")
-    p.add_argument("--identity-key", help="32 hex digits (default: random)")
-    p.add_argument("--rotation-exponent", type=int, default=DEFAULT_ROTATION_EXPONENT)
-    p.set_defaults(func=_runner(_create_device))
-    p = device.add_parser("sign-in", help="sign a user in to a device")
-    p.add_argument("device_id")
-    p.add_argument("user_id")
-    p.set_defaults(func=_runner(lambda a, ns: a.sign_in_device(ns.device_id, ns.user_id)))
-    p = device.add_parser("sign-out", help="sign a device out")
-    p.add_argument("device_id")
-    p.set_defaults(func=_runner(lambda a, ns: a.sign_out_device(ns.device_id)))
-    p = device.add_parser("list", help="list devices")
-    p.add_argument("--tenant")
-    p.set_defaults(func=_runner(lambda a, ns: a.store.devices(ns.tenant)))
-
-    credential = groups.add_parser("credential", help="connection credentials").add_subparsers(
-        dest="action", required=True
+    p.add_argument("--owner", required=True, help="the owner's name")
+    p.add_argument("--tenant", help="also create a tenant with this name (default: none)")
+    p.add_argument("--another", action="store_true", help="add an owner even if one exists")
+    p.add_argument(
+        "--password-file",
+        type=Path,
+        help="give the owner this password (first line of the file) to sign in to the admin "
+        "center at /admin/ with the owner's name (default: none)",
     )
-    p = credential.add_parser("issue", help="issue a credential; prints the token once")
-    p.add_argument("kind", choices=["user", "device"])
-    p.add_argument("subject_id")
-    p.set_defaults(func=_runner(lambda a, ns: a.issue_credential(ns.kind, ns.subject_id)))
-    p = credential.add_parser("revoke", help="revoke a credential (new connections refused)")
-    p.add_argument("credential_id")
-    p.set_defaults(func=_runner(_revoke))
-
-    pairing = groups.add_parser("pair", help="store a pairing without the confirmation dance")
-    pairing.add_argument("user_id")
-    pairing.add_argument("laptop_id")
-    pairing.add_argument("phone_id")
-    pairing.set_defaults(func=_runner(lambda a, ns: a.pair(ns.user_id, ns.laptop_id, ns.phone_id)))
-    admin_commands.register(parser, groups)  # the plural groups: a running relay, with roles
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        help="also write the credential to this file, owner-only (default: none)",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=bootstrap)
 
 
-async def _assign_policy(admin: Admin, ns: argparse.Namespace) -> object:
-    if ns.kind == "user":
-        await admin.set_user_policy(ns.subject_id, ns.policy)
-    else:
-        await admin.set_device_policy(ns.subject_id, ns.policy)
-    return {"subject_id": ns.subject_id, "policy_id": ns.policy}
+def _top_level(groups: Any, tree: _Tree) -> None:
+    async def whoami(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        return aw.WhoAmI, {}
+
+    tree.command(groups, "whoami", "show the administrator your credential belongs to", whoami)
+
+    async def audit(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        # An owner naming no tenant reads every tenant's entries.
+        tenant = (
+            await lookup.tenant_id(required=False)
+            if ns.tenant or (await lookup.me()).tenant_id
+            else None
+        )
+        return aw.AuditList, {"tenant_id": tenant, "limit": ns.limit}
+
+    p = tree.command(
+        groups,
+        "audit",
+        "show the audit log: who did what, when, and the outcome (refusals too)",
+        audit,
+    )
+    p.add_argument("--limit", type=int, default=100, help="the newest N entries, 1-1000")
 
 
-async def _create_device(admin: Admin, ns: argparse.Namespace) -> object:
+def _tenants(tree: _Tree) -> None:
+    g = tree.group("tenants", "tenants (owners)", "Tenants: the organisations a relay serves.")
+
+    async def create(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        return aw.TenantCreate, {"name": ns.name}
+
+    tree.command(g, "create", "create a tenant", create).add_argument("name", help="its name")
+    tree.command(
+        g, "list", "list tenants (a device administrator sees their own)", _plain(aw.TenantList)
+    )
+
+    async def rename(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        return aw.TenantRename, {"tenant_id": await lookup.tenant(ns.tenant_name), "name": ns.name}
+
+    p = tree.command(g, "rename", "rename a tenant (its devices show the new name)", rename)
+    p.add_argument("tenant_name", metavar="TENANT", help="the tenant's name or id")
+    p.add_argument("name", metavar="NEW_NAME", help="its new name")
+
+    async def delete(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        return aw.TenantDelete, {"tenant_id": await lookup.tenant(ns.tenant_name)}
+
+    p = tree.command(
+        g,
+        "delete",
+        "delete an empty tenant",
+        delete,
+        "Delete a tenant that has no accounts and no devices left; its policies and device "
+        "administrators go with it.",
+    )
+    p.add_argument("tenant_name", metavar="TENANT", help="the tenant's name or id")
+
+
+def _plain(kind: type[aw.AdminRequest]) -> Build:
+    async def build(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        return kind, {}
+
+    return build
+
+
+def _admins(tree: _Tree) -> None:
+    g = tree.group("admins", "administrators (owners)", "Administrators and their roles.")
+
+    async def create(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        role = ns.role.replace("-", "_")
+        tenant = await lookup.tenant_id() if role == "device_admin" else None
+        return aw.AdminCreate, {"name": ns.name, "role": role, "tenant_id": tenant}
+
+    p = tree.command(
+        g,
+        "create",
+        "create an administrator; prints its credential once",
+        create,
+        "Create an administrator: an owner (every tenant) or a device administrator of one "
+        "tenant (--tenant). Its credential is printed once.",
+    )
+    p.add_argument("name", help="the administrator's name")
+    p.add_argument("--role", choices=["owner", "device-admin"], required=True, help="its role")
+    _sign_in_commands(tree, g, "admin", "administrator")
+
+
+def _users(tree: _Tree) -> None:
+    g = tree.group(
+        "users",
+        "user accounts",
+        "Accounts: people, rooms' resource accounts and common-area accounts. Names are "
+        "unique within a tenant.",
+    )
+
+    async def create(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        return aw.UserCreate, {
+            "tenant_id": await lookup.tenant_id(),
+            "name": ns.name,
+            "policy_id": await lookup.policy(ns.policy),
+        }
+
+    p = tree.command(g, "create", "create an account (owners)", create)
+    p.add_argument("name", help="the account's name, unique in the tenant")
+    p.add_argument("--policy", help="policy name or id (default: the tenant's default)")
+    tree.command(g, "list", "list the tenant's accounts", _scoped(aw.UserList))
+
+    async def rename(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        return aw.UserRename, {"user_id": await lookup.user(ns.user), "name": ns.name}
+
+    p = tree.command(g, "rename", "rename an account (owners)", rename)
+    p.add_argument("user", metavar="USER", help="the account's name or id")
+    p.add_argument("name", metavar="NEW_NAME", help="its new name")
+
+    async def delete(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        return aw.UserDelete, {"user_id": await lookup.user(ns.user)}
+
+    _sign_in_commands(tree, g, "user", "user")
+    p = tree.command(
+        g,
+        "delete",
+        "delete an account (owners)",
+        delete,
+        "Delete an account no device is signed in as: its laptop credentials are revoked and "
+        "its pairings removed.",
+    )
+    p.add_argument("user", metavar="USER", help="the account's name or id")
+
+
+def _credentials(tree: _Tree) -> None:
+    g = tree.group(
+        "credentials",
+        "laptop sign-in credentials (owners)",
+        "Credentials a user's laptop signs in with (`btogether client login`).",
+    )
+
+    async def issue(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        return aw.CredentialIssue, {"user_id": await lookup.user(ns.user)}
+
+    p = tree.command(g, "issue", "issue a credential for a user's laptop; prints it once", issue)
+    p.add_argument("user", metavar="USER", help="the account's name or id")
+
+    async def revoke(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        return aw.CredentialRevoke, {"credential_id": ns.credential_id}
+
+    p = tree.command(g, "revoke", "revoke a credential", revoke)
+    p.add_argument("credential_id", metavar="CREDENTIAL", help="the credential's id (c_…)")
+
+    async def list_(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        user = await lookup.user(ns.user) if ns.user is not None else None
+        return aw.CredentialList, {"tenant_id": await lookup.tenant_id(), "user_id": user}
+
+    p = tree.command(
+        g,
+        "list",
+        "list users' laptop credentials (issued, or approved on the device login page)",
+        list_,
+    )
+    p.add_argument("--user", metavar="USER", help="only this account's (default: everyone's)")
+
+
+def _sign_in_commands(tree: _Tree, g: Any, kind: str, what: str) -> None:
+    """``password`` and ``setup-link`` for administrators or users: the browser sign-in."""
+
+    async def subject(lookup: Lookup, ns: argparse.Namespace) -> str:
+        # Administrators have no list to look names up in: their id (a_…) it is.
+        return await lookup.user(ns.subject) if kind == "user" else str(ns.subject)
+
+    async def set_password(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        return aw.PasswordSet, {
+            "subject_kind": kind,
+            "subject_id": await subject(lookup, ns),
+            "login": ns.login,
+            "password": password(ns.password_file),
+        }
+
+    who = "the account's name or id" if kind == "user" else "the administrator's id (a_…)"
+    p = tree.command(
+        g,
+        "password",
+        f"give the {what} a login and password for the browser pages (owners)",
+        set_password,
+        f"Give the {what} a login and password for the browser pages (the admin center, the "
+        "device login page); their browser sessions end. Owners only.",
+    )
+    p.add_argument("subject", metavar=what.upper(), help=who)
+    p.add_argument(
+        "--password-file", type=Path, required=True, help="file whose first line is the password"
+    )
+    p.add_argument(
+        "--login", help="what they type to sign in (default: their login, else their name)"
+    )
+
+    async def setup_link(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        return aw.SetupLinkCreate, {
+            "subject_kind": kind,
+            "subject_id": await subject(lookup, ns),
+            "login": ns.login,
+        }
+
+    p = tree.command(
+        g,
+        "setup-link",
+        f"a one-time link (72 h) with which the {what} chooses a password (owners)",
+        setup_link,
+    )
+    p.add_argument("subject", metavar=what.upper(), help=who)
+    p.add_argument(
+        "--login", help="what they type to sign in (default: their login, else their name)"
+    )
+
+
+def _devices(tree: _Tree) -> None:
+    g = tree.group(
+        "devices",
+        "the device list: add, import, list, sign in, rename, remove",
+        "Room systems, conference and desk phones: listed by MAC address, then provisioned "
+        "with a verification code (`codes create`) and signed in (`devices sign-in`).",
+    )
+
+    async def add(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        return aw.DeviceAdd, {
+            "tenant_id": await lookup.tenant_id(),
+            "mac": ns.mac,
+            "location": ns.location,
+            "name": ns.name,
+            "kind": ns.kind,
+        }
+
+    p = tree.command(g, "add", "list a device by MAC address (waiting for activation)", add)
+    p.add_argument("mac", metavar="MAC", help="its Bluetooth MAC address, e.g. 00:1B:44:11:3A:B7")
+    p.add_argument("--kind", choices=KINDS, required=True, help="what the device is")
+    p.add_argument("--name", help="display name (default: the location, else the MAC)")
+    p.add_argument("--location", default="", help="e.g. 'Building 1 / Floor 2' (default: none)")
+
+    async def import_(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        return aw.DeviceImport, {
+            "tenant_id": await lookup.tenant_id(),
+            "csv": _read_csv(ns.file),
+            "kind": ns.kind,
+            "skip_bad_rows": ns.skip_bad_rows,
+        }
+
+    p = tree.command(
+        g,
+        "import",
+        "list devices from a CSV file (see `devices template`)",
+        import_,
+        "List devices from a CSV file whose first row names its columns: MAC address "
+        "(required), Name, Kind (room_system, conference_phone, desk_phone), Location. All or "
+        "nothing unless --skip-bad-rows; every bad row is reported with its line.",
+    )
+    p.add_argument("file", type=Path, metavar="FILE", help="the CSV file")
+    p.add_argument(
+        "--kind",
+        choices=KINDS,
+        help="the kind of rows with no Kind (default: none; such rows are bad rows)",
+    )
+    p.add_argument(
+        "--skip-bad-rows", action="store_true", help="import the good rows and report the bad ones"
+    )
+    p = g.add_parser(
+        "template",
+        help="print a CSV template for `devices import`",
+        description="Print a CSV template for `devices import` (the columns and two rows).",
+    )
+    p.set_defaults(func=_template)
+
+    async def list_(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        return aw.DeviceList, {"tenant_id": await lookup.tenant_id(), "state": ns.state}
+
+    p = tree.command(
+        g, "list", "list devices, online or not, with lock-outs and their reason", list_
+    )
+    p.add_argument("--state", choices=STATES, help="only devices in this state (default: all)")
+
+    def one(name: str, help_text: str, kind: type[aw.AdminRequest], description: str = "") -> Any:
+        async def build(lookup: Lookup, ns: argparse.Namespace) -> Request:
+            return kind, {"device_id": await lookup.device(ns.device)}
+
+        parser = tree.command(g, name, help_text, build, description)
+        parser.add_argument("device", metavar="DEVICE", help="the device's name, MAC address or id")
+        return parser
+
+    one("remove", "remove a device; its credential stops working", aw.DeviceRemove)
+
+    async def sign_in(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        return aw.DeviceSignIn, {
+            "device_id": await lookup.device(ns.device),
+            "user_id": await lookup.user(ns.user),
+            "code": ns.code,
+            "mode": ns.mode,
+        }
+
+    p = tree.command(
+        g,
+        "sign-in",
+        "sign an account in to a device with its login code (`codes login` fetches it)",
+        sign_in,
+        "Sign an account in: a personal phone to its user, a room system to the room's "
+        "resource account, a common-area device to its own account.",
+    )
+    p.add_argument("device", metavar="DEVICE", help="the device's name, MAC address or id")
+    p.add_argument("user", metavar="USER", help="the account's name or id")
+    p.add_argument("--code", required=True, help="the login code the device shows, e.g. ABCD-EFGH")
+    p.add_argument(
+        "--mode", choices=MODES, help="how the device runs as the account (default: by its kind)"
+    )
+    one("sign-out", "sign a device out (back to waiting for sign-in)", aw.DeviceSignOut)
+
+    async def rename(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        return aw.DeviceRename, {
+            "device_id": await lookup.device(ns.device),
+            "name": ns.name,
+            "location": ns.location,
+        }
+
+    p = tree.command(g, "rename", "rename a device (and move it, with --location)", rename)
+    p.add_argument("device", metavar="DEVICE", help="the device's name, MAC address or id")
+    p.add_argument("name", metavar="NEW_NAME", help="its new name")
+    p.add_argument("--location", help="its new location (default: unchanged)")
+
+
+def _read_csv(path: Path) -> str:
     try:
-        key = parse_identity_key(ns.identity_key) if ns.identity_key else None
-    except ValueError as exc:
-        raise AdminError(str(exc)) from None
-    return await admin.create_device(
-        ns.tenant,
-        ns.name,
-        ns.kind,
-        ns.mode,
-        location=ns.location,
-        mac=ns.mac,
-        policy_id=ns.policy,
-        identity_key=key,
-        rotation_exponent=ns.rotation_exponent,
-    )
-
-
-async def _revoke(admin: Admin, ns: argparse.Namespace) -> object:
-    return {
-        "credential_id": ns.credential_id,
-        "revoked": await admin.revoke_credential(ns.credential_id),
-    }
-
-
-def _runner(action: Action) -> Callable[[argparse.Namespace], int]:
-    def run(ns: argparse.Namespace) -> int:
-        return asyncio.run(_run(action, ns))
-
-    return run
-
-
-async def _run(action: Action, ns: argparse.Namespace) -> int:
-    store = SqliteStore(ns.db)
-    await store.open()
+        data = path.read_bytes()[: MAX_CSV_BYTES + 1]
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_CSV_BYTES:
+        raise UsageError(f"{path} is larger than {MAX_CSV_BYTES} bytes")
     try:
-        result = await action(Admin(store), ns)
-    except (AdminError, StoreConflict) as exc:
-        print(f"btogether admin: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        await store.close()
-    print(json.dumps(_json(result)))
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text") from None
+
+
+def _template(ns: argparse.Namespace) -> int:
+    sys.stdout.write(CSV_TEMPLATE)
     return 0
+
+
+def _codes(tree: _Tree) -> None:
+    g = tree.group(
+        "codes",
+        "verification codes (provisioning) and login codes (sign-in)",
+        "Codes: the 6-digit verification code typed on a device to provision it, and the "
+        "login code a provisioned device shows for signing an account in.",
+    )
+    for name, kind, help_text in (
+        (
+            "create",
+            aw.CodeCreate,
+            "a 6-digit verification code for a device, valid 24 h, single use; a new one "
+            "voids the old",
+        ),
+        (
+            "login",
+            aw.LoginCodeGet,
+            "fetch the login code a connected device waiting for sign-in shows",
+        ),
+    ):
+
+        def build_for(kind: type[aw.AdminRequest]) -> Build:
+            async def build(lookup: Lookup, ns: argparse.Namespace) -> Request:
+                return kind, {"device_id": await lookup.device(ns.device)}
+
+            return build
+
+        p = tree.command(g, name, help_text, build_for(kind))
+        p.add_argument("device", metavar="DEVICE", help="the device's name, MAC address or id")
+
+
+def _policy_options(p: argparse.ArgumentParser, *, creating: bool) -> None:
+    unchanged = "unchanged" if not creating else None
+    p.add_argument(
+        "--better-together",
+        choices=["Enabled", "Disabled"],
+        help=f"AllowBetterTogether (default: {unchanged or 'Enabled'})",
+    )
+    p.add_argument(
+        "--proximity-join",
+        choices=["auto", "prompt", "off"],
+        help="rooms: accept joins at once, prompt on the room, or refuse "
+        f"(default: {unchanged or 'auto'})",
+    )
+    p.add_argument(
+        "--beaconing",
+        type=_on_off,
+        metavar="on|off",
+        help=f"whether devices advertise (default: {unchanged or 'on'})",
+    )
+    p.add_argument(
+        "--auto-confirm",
+        type=_on_off,
+        metavar="on|off",
+        help=f"unattended devices accept prompts themselves (default: {unchanged or 'off'})",
+    )
+
+
+def _policy_fields(ns: argparse.Namespace, *, creating: bool) -> dict[str, Any]:
+    fields = {
+        "allow_better_together": ns.better_together,
+        "proximity_join": ns.proximity_join,
+        "beaconing": ns.beaconing,
+        "auto_confirm": ns.auto_confirm,
+    }
+    return {k: v for k, v in fields.items() if v is not None} if creating else fields
+
+
+def _policies(tree: _Tree) -> None:
+    g = tree.group(
+        "policies",
+        "named policies: create, update, assign, list, rename, delete",
+        "Policies: what accounts and devices may do (Better Together, proximity join, "
+        "beaconing, auto-confirm). Connected devices are told of every change at once.",
+    )
+
+    async def create(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        return aw.PolicyCreate, {
+            "tenant_id": await lookup.tenant_id(),
+            "name": ns.name,
+            **_policy_fields(ns, creating=True),
+            "default": ns.default,
+        }
+
+    p = tree.command(g, "create", "create a policy", create)
+    p.add_argument("name", help="its name, unique in the tenant")
+    _policy_options(p, creating=True)
+    p.add_argument("--default", action="store_true", help="make it the tenant's default")
+
+    async def update(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        return aw.PolicyUpdate, {
+            "policy_id": await lookup.policy(ns.policy),
+            **_policy_fields(ns, creating=False),
+        }
+
+    p = tree.command(g, "update", "change a policy (connected devices are told at once)", update)
+    p.add_argument("policy", metavar="POLICY", help="the policy's name or id")
+    _policy_options(p, creating=False)
+
+    async def assign(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        if ns.kind == "tenant":
+            subject = await lookup.tenant(ns.subject)
+        elif ns.kind == "device":
+            subject = await lookup.device(ns.subject)
+        else:
+            subject = await lookup.user(ns.subject)
+        return aw.PolicyAssign, {
+            "subject_kind": ns.kind,
+            "subject_id": subject,
+            "policy_id": await lookup.policy(ns.policy),
+        }
+
+    p = tree.command(
+        g,
+        "assign",
+        "give a user, a device or a tenant (its default) a policy",
+        assign,
+        "Give an account, a device, or a tenant (as its default) a policy; without --policy "
+        "the assignment is cleared.",
+    )
+    p.add_argument("kind", choices=["user", "device", "tenant"], help="what gets the policy")
+    p.add_argument("subject", metavar="SUBJECT", help="its name or id (a device: also its MAC)")
+    p.add_argument("--policy", help="policy name or id (default: none, which clears it)")
+    tree.command(g, "list", "show the tenant's policies", _scoped(aw.PolicyList))
+
+    async def rename(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        return aw.PolicyRename, {"policy_id": await lookup.policy(ns.policy), "name": ns.name}
+
+    p = tree.command(g, "rename", "rename a policy", rename)
+    p.add_argument("policy", metavar="POLICY", help="the policy's name or id")
+    p.add_argument("name", metavar="NEW_NAME", help="its new name")
+
+    async def delete(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        return aw.PolicyDelete, {"policy_id": await lookup.policy(ns.policy)}
+
+    p = tree.command(
+        g,
+        "delete",
+        "delete a policy",
+        delete,
+        "Delete a policy: the accounts, devices and tenant default that had it fall back to "
+        "the tenant's default (or the built-in one).",
+    )
+    p.add_argument("policy", metavar="POLICY", help="the policy's name or id")
+
+
+def _consoles(tree: _Tree) -> None:
+    g = tree.group(
+        "consoles",
+        "touch consoles paired to room systems",
+        "Touch consoles: provisioned devices that control a room system.",
+    )
+
+    async def pair(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        return aw.ConsolePair, {
+            "console_id": await lookup.device(ns.console),
+            "room_id": await lookup.device(ns.room),
+        }
+
+    p = tree.command(g, "pair", "pair a console with a room system", pair)
+    p.add_argument("console", metavar="CONSOLE", help="the console's name, MAC address or id")
+    p.add_argument("room", metavar="ROOM", help="the room system's name, MAC address or id")
+
+    async def unpair(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        return aw.ConsoleUnpair, {"console_id": await lookup.device(ns.console)}
+
+    p = tree.command(g, "unpair", "unpair a console", unpair)
+    p.add_argument("console", metavar="CONSOLE", help="the console's name, MAC address or id")
+    tree.command(g, "list", "list the tenant's consoles", _scoped(aw.ConsoleList))

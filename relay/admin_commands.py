@@ -1,67 +1,77 @@
-"""``btogether admin <objects> …``: administer a running relay with an administrator credential.
+"""How a ``btogether admin`` command runs: reach the relay, look names up, send, print.
 
 Every command but ``bootstrap`` and ``devices template`` opens the relay's ``/admin``
-endpoint (``--relay``, default ``$BTOGETHER_RELAY_URL`` or ws://127.0.0.1:8765/) with
-an administrator credential (``--token``, else ``$BTOGETHER_ADMIN_TOKEN``, else the
-file ``--token-file``), sends one request and prints the result: a table for people,
-or the result object as JSON with ``--json``. The relay checks the administrator's
-role and records the action in its audit log (``btogether admin audit``).
+endpoint (``--relay``, default ``$BTOGETHER_RELAY_URL`` or ws://127.0.0.1:8765/) with an
+administrator credential (``--token``, else ``$BTOGETHER_ADMIN_TOKEN``, else the file
+``--token-file``), turns the names on its command line into ids through that connection
+(:class:`Lookup`, matching by :mod:`relay.admin_names`), sends one request and prints the
+result: tables and ``key: value`` lines for people, the result object as JSON with
+``--json``. Every failure is one line on stderr: 1 when the relay refused or cannot be
+reached, 2 for bad usage (an unknown name, an unreadable file).
 
-``bootstrap`` runs on the relay host, on the database file: it creates the first
-owner and prints the owner's credential once.
+``bootstrap`` runs on the relay host, on the database file: it creates the first owner and
+prints the owner's credential once. The command tree itself is :mod:`relay.admin_cli`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import ssl
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from websockets.exceptions import InvalidStatus, WebSocketException
 
 from relay.admin import Admin
+from relay.admin_names import Ambiguous, Candidate, NotFound, looks_like_id, pick
 from relay.admin_service import bootstrap_owner
 from relay.admin_store import SqliteAdminStore
-from relay.device_import import CSV_TEMPLATE, MAX_CSV_BYTES
 from relay.protocol import admin_wire as aw
 from relay.protocol import wire
 from relay.protocol.admin_link import AdminLink
 from relay.protocol.link import LinkError, RequestFailed
-from relay.protocol.reach import TlsSetupError, client_tls, why_unreachable
+from relay.protocol.reach import TlsSetupError, client_tls, refusal, why_unreachable
 from relay.web.accounts import SqliteAccounts, normalize_login
 from relay.web.passwords import hash_async, read_password_file
 
 DEFAULT_RELAY = "ws://127.0.0.1:8765/"
 PROG = "btogether admin"
-Build = Callable[[argparse.Namespace], tuple[type[aw.AdminRequest], dict[str, Any]]]
+EXIT_REFUSED, EXIT_USAGE = 1, 2
 
 
-def _default_token_file() -> Path:
+class UsageError(Exception):
+    """The command line cannot be carried out as given (exit 2); the message says why."""
+
+
+def default_token_file() -> Path:
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "btogether" / "admin-token"
 
 
-def _connection_options() -> argparse.ArgumentParser:
+def connection_options() -> argparse.ArgumentParser:
+    """The options every command that talks to the relay takes (a parent parser)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--relay",
         default=os.environ.get("BTOGETHER_RELAY_URL", DEFAULT_RELAY),
-        help="the relay's URL (default $BTOGETHER_RELAY_URL or %(default)s)",
+        help="the relay's URL (default: $BTOGETHER_RELAY_URL, else %(default)s)",
     )
     common.add_argument(
-        "--token", help="administrator credential (default $BTOGETHER_ADMIN_TOKEN, then the file)"
+        "--token",
+        help="administrator credential (default: $BTOGETHER_ADMIN_TOKEN, else --token-file)",
     )
     common.add_argument(
         "--token-file",
         type=Path,
-        default=_default_token_file(),
-        help="file holding the credential (default %(default)s)",
+        default=default_token_file(),
+        help="file holding the administrator credential (default: %(default)s)",
     )
     common.add_argument(
         "--ca-file",
@@ -71,407 +81,152 @@ def _connection_options() -> argparse.ArgumentParser:
         help="trust this internal CA's certificate for a wss:// relay (default: "
         "$BTOGETHER_CA_FILE, else only the system's CAs)",
     )
+    common.add_argument(
+        "--tenant",
+        metavar="TENANT",
+        help="tenant name or id, for this command and the names on its command line "
+        "(default: a device administrator's own; an owner's only tenant)",
+    )
     common.add_argument("--json", action="store_true", help="print the result as JSON")
     return common
 
 
-def _tenant_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--tenant", dest="tenant_id", help="tenant id (owners; a device admin has one)"
-    )
+# --- names to ids, through the relay -------------------------------------------------------
 
 
-def _on_off(text: str) -> bool:
-    if text not in ("on", "off"):
-        raise argparse.ArgumentTypeError("expected on or off")
-    return text == "on"
+def _device_detail(d: aw.DeviceInfo) -> str:
+    return ", ".join(part for part in (d.name, d.mac, d.location) if part)
 
 
-def register(parser: argparse.ArgumentParser, groups: Any) -> None:
-    """Add the command groups that talk to a running relay to ``btogether admin``."""
-    parser.description = (parser.description or "") + (
-        " The plural groups (tenants, admins, users, credentials, devices, codes, policies, "
-        "consoles, pairings, audit, whoami) instead work on a RUNNING relay with an "
-        "administrator credential (--relay, --token / $BTOGETHER_ADMIN_TOKEN / --token-file), "
-        "print tables (--json for scripts), check the administrator's role and are recorded "
-        "in the audit log; 'bootstrap' creates the first owner on the relay host."
-    )
-    common = _connection_options()
+class Lookup:
+    """Ids for the names on one command line, read from the relay over ``link``.
 
-    def command(
-        parent: Any, name: str, help_text: str, build: Build, *, scoped: bool = False
-    ) -> argparse.ArgumentParser:
-        parser: argparse.ArgumentParser = parent.add_parser(
-            name, help=help_text, description=help_text, parents=[common]
+    The tenant is ``--tenant`` (a name or an id), else the device administrator's own,
+    else an owner's only tenant; an owner of several tenants who names no tenant has
+    names looked up in all of them.
+    """
+
+    def __init__(self, link: AdminLink, tenant: str | None) -> None:
+        self.link = link
+        self._tenant_text = tenant
+        self._me: aw.AdminInfo | None = None
+        self._tenants: list[aw.TenantInfo] | None = None
+        self._scope: list[str] | None = None
+
+    async def me(self) -> aw.AdminInfo:
+        if self._me is None:
+            self._me = await self.link.typed(aw.AdminInfo, aw.WhoAmI)
+        return self._me
+
+    async def tenants(self) -> list[aw.TenantInfo]:
+        if self._tenants is None:
+            self._tenants = (await self.link.typed(aw.Tenants, aw.TenantList)).tenants
+        return self._tenants
+
+    async def tenant(self, text: str) -> str:
+        """The id of the tenant ``text`` names."""
+        if looks_like_id(text):
+            return text
+        tenants = await self.tenants()
+        return pick("tenant", text, [Candidate(t.id, t.name) for t in tenants])
+
+    async def scope(self) -> list[str]:
+        """The tenants this command works in: one, or (an owner naming none) all of theirs."""
+        if self._scope is None:
+            if self._tenant_text is not None:
+                self._scope = [await self.tenant(self._tenant_text)]
+            else:
+                me = await self.me()
+                if me.tenant_id is not None:
+                    self._scope = [me.tenant_id]
+                else:
+                    self._scope = [t.id for t in await self.tenants()]
+        return self._scope
+
+    async def tenant_id(self, *, required: bool = True) -> str | None:
+        """The one tenant of this command; UsageError if that is not clear (``required``)."""
+        scope = await self.scope()
+        if len(scope) == 1:
+            return scope[0]
+        if not required:
+            return None
+        if not scope:
+            raise UsageError(
+                "there is no tenant yet: create one with `btogether admin tenants create NAME`"
+            )
+        names = ", ".join(sorted(t.name for t in await self.tenants()))
+        raise UsageError(
+            f"you are an owner of {len(scope)} tenants ({names}): say which with --tenant"
         )
-        if scoped:
-            _tenant_option(parser)
-        parser.set_defaults(func=_runner(build))
-        return parser
 
-    def plain(
-        parent: Any,
-        name: str,
-        help_text: str,
-        request: type[aw.AdminRequest],
-        *ids: str,
-        scoped: bool = False,
-    ) -> argparse.ArgumentParser:
-        """A command whose request fields are its positional arguments (and --tenant), by name."""
-        fields = (*ids, "tenant_id") if scoped else ids
-        parser = command(
-            parent,
-            name,
-            help_text,
-            lambda ns: (request, {field: getattr(ns, field) for field in fields}),
-            scoped=scoped,
+    async def _where(self) -> str:
+        scope = await self.scope()
+        if len(scope) != 1:
+            return ""
+        names = (
+            {t.id: t.name for t in await self.tenants()}
+            if (await self.me()).role == "owner"
+            else {}
         )
-        for id_ in ids:
-            parser.add_argument(id_)
-        return parser
+        return f" in {names.get(scope[0], scope[0])}"
 
-    def group(name: str, help_text: str) -> Any:
-        return groups.add_parser(name, help=help_text, description=help_text).add_subparsers(
-            dest="action", metavar="ACTION", required=True
+    async def _pick(self, kind: str, text: str, candidates: list[Candidate]) -> str:
+        try:
+            return pick(kind, text, candidates, await self._where())
+        except (NotFound, Ambiguous) as exc:
+            raise UsageError(str(exc)) from None
+
+    async def device(self, text: str) -> str:
+        if looks_like_id(text):
+            return text
+        return await self._pick(
+            "device",
+            text,
+            [
+                Candidate(d.id, d.name, d.mac, (d.location,), _device_detail(d))
+                for d in await self.devices()
+            ],
         )
 
-    p = groups.add_parser(
-        "bootstrap",
-        help="on the relay host: create the first owner and print its credential once",
-        description=(
-            "Create an owner administrator in the relay's database file and print the "
-            "owner's credential once (only its hash is stored). Refused if an owner exists "
-            "unless --another. Optionally create a first tenant."
-        ),
-    )
-    p.add_argument("--db", type=Path, default=Path("relay.sqlite3"), help="the relay's database")
-    p.add_argument("--owner", required=True, help="the owner's name")
-    p.add_argument("--tenant", help="also create a tenant with this name")
-    p.add_argument("--another", action="store_true", help="add an owner even if one exists")
-    p.add_argument("--token-file", type=Path, help="also write the credential here (0600)")
-    p.add_argument(
-        "--password-file",
-        type=Path,
-        help="give the owner this password (first line of the file) to sign in to the admin "
-        "center at /admin/ with the owner's name",
-    )
-    p.set_defaults(func=_bootstrap)
+    async def devices(self) -> list[aw.DeviceInfo]:
+        out: list[aw.DeviceInfo] = []
+        for tenant_id in await self.scope():
+            out += (await self.link.typed(aw.Devices, aw.DeviceList, tenant_id=tenant_id)).devices
+        return out
 
-    plain(groups, "whoami", "show the administrator the credential belongs to", aw.WhoAmI)
-    command(
-        groups,
-        "audit",
-        "show the audit log (who did what, when)",
-        lambda ns: (aw.AuditList, {"tenant_id": ns.tenant_id, "limit": ns.limit}),
-        scoped=True,
-    ).add_argument("--limit", type=int, default=100)
+    async def users(self) -> list[aw.UserInfo]:
+        out: list[aw.UserInfo] = []
+        for tenant_id in await self.scope():
+            out += (await self.link.typed(aw.Users, aw.UserList, tenant_id=tenant_id)).users
+        return out
 
-    g = group("tenants", "tenants (owners)")
-    plain(g, "create", "create a tenant", aw.TenantCreate, "name")
-    plain(g, "list", "list tenants", aw.TenantList)
+    async def user(self, text: str) -> str:
+        if looks_like_id(text):
+            return text
+        return await self._pick("user", text, [Candidate(u.id, u.name) for u in await self.users()])
 
-    g = group("admins", "administrators (owners)")
-    p = command(
-        g,
-        "create",
-        "create an administrator; prints its credential once",
-        lambda ns: (
-            aw.AdminCreate,
-            {"name": ns.name, "role": ns.role.replace("-", "_"), "tenant_id": ns.tenant_id},
-        ),
-        scoped=True,
-    )
-    p.add_argument("name")
-    p.add_argument("--role", choices=["owner", "device-admin"], required=True)
+    async def policies(self) -> list[aw.PolicyInfo]:
+        out: list[aw.PolicyInfo] = []
+        for tenant_id in await self.scope():
+            out += (await self.link.typed(aw.Policies, aw.PolicyList, tenant_id=tenant_id)).policies
+        return out
 
-    _sign_in_commands(g, command, "admin", "administrator")
-
-    g = group("users", "user accounts")
-    p = command(
-        g,
-        "create",
-        "create a user account (owners)",
-        lambda ns: (
-            aw.UserCreate,
-            {"tenant_id": ns.tenant_id, "name": ns.name, "policy_id": ns.policy},
-        ),
-        scoped=True,
-    )
-    p.add_argument("name")
-    p.add_argument("--policy", help="policy id")
-    plain(g, "list", "list users", aw.UserList, scoped=True)
-    _sign_in_commands(g, command, "user", "user")
-
-    g = group("credentials", "laptop sign-in credentials for users (owners)")
-    plain(
-        g,
-        "issue",
-        "issue a credential for a user's laptop; prints it once",
-        aw.CredentialIssue,
-        "user_id",
-    )
-    plain(g, "revoke", "revoke a credential", aw.CredentialRevoke, "credential_id")
-    p = command(
-        g,
-        "list",
-        "list users' laptop credentials (issued, or approved on the device login page)",
-        lambda ns: (aw.CredentialList, {"tenant_id": ns.tenant_id, "user_id": ns.user}),
-        scoped=True,
-    )
-    p.add_argument("--user", help="only this user's (user id)")
-
-    g = group("devices", "the device list: add, import, list, sign in, remove")
-    p = command(
-        g,
-        "add",
-        "list a device by MAC address (waiting for activation)",
-        lambda ns: (
-            aw.DeviceAdd,
-            {
-                "tenant_id": ns.tenant_id,
-                "mac": ns.mac,
-                "location": ns.location,
-                "name": ns.name,
-                "kind": ns.kind,
-            },
-        ),
-        scoped=True,
-    )
-    p.add_argument("mac")
-    p.add_argument("--location", default="", help="e.g. 'Building 1 / Floor 2 / Aurora'")
-    p.add_argument("--name", help="display name (default: the location)")
-    p.add_argument(
-        "--kind", choices=["desk_phone", "conference_phone", "room_system"], default="desk_phone"
-    )
-    p = command(
-        g,
-        "import",
-        "list devices from a 'MAC address,Location' CSV file; all or "
-        "nothing unless --skip-bad-rows (see 'devices template')",
-        _import,
-        scoped=True,
-    )
-    p.add_argument("file", type=Path)
-    p.add_argument(
-        "--kind", choices=["desk_phone", "conference_phone", "room_system"], default="desk_phone"
-    )
-    p.add_argument(
-        "--skip-bad-rows", action="store_true", help="import the good rows and report the bad ones"
-    )
-    p = g.add_parser("template", help="print a CSV template for 'devices import'")
-    p.set_defaults(func=_template)
-    p = command(
-        g,
-        "list",
-        "list devices (optionally by state); shows lock-outs",
-        lambda ns: (aw.DeviceList, {"tenant_id": ns.tenant_id, "state": ns.state}),
-        scoped=True,
-    )
-    p.add_argument(
-        "--state", choices=["waiting_for_activation", "waiting_for_sign_in", "signed_in"]
-    )
-    plain(
-        g, "remove", "remove a device (its credential stops working)", aw.DeviceRemove, "device_id"
-    )
-    p = command(
-        g,
-        "sign-in",
-        "sign an account in to a device with the device's login code ('codes login' fetches it)",
-        lambda ns: (
-            aw.DeviceSignIn,
-            {"device_id": ns.device_id, "user_id": ns.user_id, "code": ns.code, "mode": ns.mode},
-        ),
-    )
-    p.add_argument("device_id")
-    p.add_argument("user_id", help="a user, a room's resource account, or a common-area account")
-    p.add_argument("--code", required=True, help="the login code, e.g. ABCD-EFGH")
-    p.add_argument(
-        "--mode",
-        choices=["personal", "meeting_room", "common_area"],
-        help="how the device runs as the account (default by kind)",
-    )
-    plain(
-        g,
-        "sign-out",
-        "sign a device out (back to waiting for sign-in)",
-        aw.DeviceSignOut,
-        "device_id",
-    )
-
-    g = group("codes", "verification codes (provisioning) and login codes (sign-in)")
-    plain(
-        g,
-        "create",
-        "a 6-digit verification code for a device, valid 24 h, single use; a new one voids the old",
-        aw.CodeCreate,
-        "device_id",
-    )
-    plain(
-        g,
-        "login",
-        "fetch the login code a connected device waiting for sign-in shows",
-        aw.LoginCodeGet,
-        "device_id",
-    )
-
-    g = group("policies", "named policies: create, update, assign, list")
-    p = command(
-        g,
-        "create",
-        "create a policy",
-        lambda ns: (
-            aw.PolicyCreate,
-            {
-                "tenant_id": ns.tenant_id,
-                "name": ns.name,
-                **_policy_fields(ns, defaults=True),
-                "default": ns.default,
-            },
-        ),
-        scoped=True,
-    )
-    p.add_argument("name")
-    _policy_options(p)
-    p.add_argument("--default", action="store_true", help="make it the tenant's default")
-    p = command(
-        g,
-        "update",
-        "change a policy (connected devices are told at once)",
-        lambda ns: (
-            aw.PolicyUpdate,
-            {"policy_id": ns.policy_id, **_policy_fields(ns, defaults=False)},
-        ),
-    )
-    p.add_argument("policy_id")
-    _policy_options(p)
-    p = command(
-        g,
-        "assign",
-        "assign a policy to a user, a device or a tenant (its default)",
-        lambda ns: (
-            aw.PolicyAssign,
-            {"subject_kind": ns.kind, "subject_id": ns.subject, "policy_id": ns.policy},
-        ),
-    )
-    p.add_argument("kind", choices=["user", "device", "tenant"])
-    p.add_argument("subject")
-    p.add_argument("--policy", help="policy id (omit to clear)")
-    plain(g, "list", "show the tenant's policies", aw.PolicyList, scoped=True)
-
-    g = group("consoles", "touch consoles paired to room systems")
-    plain(g, "pair", "pair a console with a room system", aw.ConsolePair, "console_id", "room_id")
-    plain(g, "unpair", "unpair a console", aw.ConsoleUnpair, "console_id")
-    plain(g, "list", "list consoles", aw.ConsoleList, scoped=True)
-
-    g = group("pairings", "Better Together pairings (laptop and phone)")
-    plain(g, "list", "list the tenant's pairings", aw.PairingList, scoped=True)
+    async def policy(self, text: str | None) -> str | None:
+        if text is None or looks_like_id(text):
+            return text
+        return await self._pick(
+            "policy", text, [Candidate(p.id, p.name) for p in await self.policies()]
+        )
 
 
-def _sign_in_commands(g: Any, command: Any, kind: str, what: str) -> None:
-    """``password`` and ``setup-link`` for administrators or users: the browser sign-in."""
-    p = command(
-        g,
-        "password",
-        f"give the {what} a login and password for the browser pages (owners); ends their "
-        "browser sessions",
-        lambda ns: (
-            aw.PasswordSet,
-            {
-                "subject_kind": kind,
-                "subject_id": ns.subject_id,
-                "login": ns.login,
-                "password": _password(ns.password_file),
-            },
-        ),
-    )
-    p.add_argument("subject_id", help=f"the {what}'s id")
-    p.add_argument("--password-file", type=Path, required=True, help="first line: the password")
-    p.add_argument(
-        "--login", help="what they type to sign in (default: their login, else their name)"
-    )
-    p = command(
-        g,
-        "setup-link",
-        f"a one-time link (72 h) with which the {what} chooses a password (owners)",
-        lambda ns: (
-            aw.SetupLinkCreate,
-            {"subject_kind": kind, "subject_id": ns.subject_id, "login": ns.login},
-        ),
-    )
-    p.add_argument("subject_id", help=f"the {what}'s id")
-    p.add_argument(
-        "--login", help="what they type to sign in (default: their login, else their name)"
-    )
+# --- running a command ------------------------------------------------------------------------
+
+Build = Callable[
+    [Lookup, argparse.Namespace], Awaitable[tuple[type[aw.AdminRequest], dict[str, Any]]]
+]
 
 
-def _password(path: Path) -> str:
-    try:
-        return read_password_file(path)
-    except ValueError as exc:
-        raise _UsageError(str(exc)) from None
-
-
-def _policy_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--better-together",
-        choices=["Enabled", "Disabled"],
-        help="AllowBetterTogether (default Enabled)",
-    )
-    p.add_argument(
-        "--proximity-join",
-        choices=["auto", "prompt", "off"],
-        help="rooms: accept joins at once, prompt on the room, or refuse (default auto)",
-    )
-    p.add_argument(
-        "--beaconing", type=_on_off, metavar="on|off", help="whether devices advertise (default on)"
-    )
-    p.add_argument(
-        "--auto-confirm",
-        type=_on_off,
-        metavar="on|off",
-        help="unattended devices accept prompts themselves (default off)",
-    )
-
-
-def _policy_fields(ns: argparse.Namespace, *, defaults: bool) -> dict[str, Any]:
-    fields = {
-        "allow_better_together": ns.better_together,
-        "proximity_join": ns.proximity_join,
-        "beaconing": ns.beaconing,
-        "auto_confirm": ns.auto_confirm,
-    }
-    return {k: v for k, v in fields.items() if v is not None} if defaults else fields
-
-
-class _UsageError(Exception):
-    pass
-
-
-def _import(ns: argparse.Namespace) -> tuple[type[aw.AdminRequest], dict[str, Any]]:
-    try:
-        data = ns.file.read_bytes()[: MAX_CSV_BYTES + 1]
-    except OSError as exc:
-        raise _UsageError(f"cannot read {ns.file}: {exc.strerror}") from None
-    if len(data) > MAX_CSV_BYTES:
-        raise _UsageError(f"{ns.file} is larger than {MAX_CSV_BYTES} bytes")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise _UsageError(f"{ns.file} is not UTF-8 text") from None
-    return aw.DeviceImport, {
-        "tenant_id": ns.tenant_id,
-        "csv": text,
-        "kind": ns.kind,
-        "skip_bad_rows": ns.skip_bad_rows,
-    }
-
-
-def _template(ns: argparse.Namespace) -> int:
-    sys.stdout.write(CSV_TEMPLATE)
-    return 0
-
-
-def _token(ns: argparse.Namespace) -> str:
+def token(ns: argparse.Namespace) -> str:
     if ns.token:
         return str(ns.token)
     if os.environ.get("BTOGETHER_ADMIN_TOKEN"):
@@ -479,63 +234,73 @@ def _token(ns: argparse.Namespace) -> str:
     try:
         return Path(ns.token_file).read_text().strip()
     except OSError:
-        raise _UsageError(
+        raise UsageError(
             "no administrator credential: pass --token, set BTOGETHER_ADMIN_TOKEN or write "
-            f"it to {ns.token_file}"
+            f"it to {ns.token_file} (`btogether admin bootstrap --token-file` does)"
         ) from None
 
 
-def _runner(build: Build) -> Callable[[argparse.Namespace], int]:
+def _fields(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in exc.errors()
+    )
+
+
+def runner(build: Build) -> Callable[[argparse.Namespace], int]:
+    """The ``func`` of a command: build its request (looking names up), send it, print."""
+
     def run(ns: argparse.Namespace) -> int:
         try:
-            kind, fields = build(ns)
-            token = _token(ns)
+            credential = token(ns)
             tls = client_tls(ns.relay, ns.ca_file)
-            result = asyncio.run(_send(ns.relay, token, kind, fields, tls))
-        except (_UsageError, TlsSetupError) as exc:
+            result, people = asyncio.run(_send(ns, credential, tls, build))
+        except (UsageError, TlsSetupError) as exc:
             print(f"{PROG}: {exc}", file=sys.stderr)
-            return 2
+            return EXIT_USAGE
+        except ValidationError as exc:  # a value the request cannot carry (too long, …)
+            print(f"{PROG}: bad value: {_fields(exc)}", file=sys.stderr)
+            return EXIT_USAGE
         except RequestFailed as exc:
             print(f"{PROG}: refused ({exc.code.value}): {exc.message}", file=sys.stderr)
-            return 1
+            return EXIT_REFUSED
         except InvalidStatus as exc:
-            status = exc.response.status_code
-            print(f"{PROG}: the relay refused the credential (HTTP {status})", file=sys.stderr)
-            return 1
+            print(f"{PROG}: the relay refused the credential: {refusal(exc)}", file=sys.stderr)
+            return EXIT_REFUSED
         except (OSError, TimeoutError, WebSocketException, LinkError, ValueError) as exc:
             why = why_unreachable(ns.relay, exc)
             print(f"{PROG}: cannot reach the relay at {ns.relay}: {why}", file=sys.stderr)
-            return 1
-        if ns.json:
-            print(result.model_dump_json())
-        else:
-            print(render(result))
+            return EXIT_REFUSED
+        print(result.model_dump_json() if ns.json else people)
         return 0
 
     return run
 
 
 async def _send(
-    url: str,
-    token: str,
-    kind: type[aw.AdminRequest],
-    fields: dict[str, Any],
-    tls: ssl.SSLContext | None,
-) -> Any:
-    async with await AdminLink.connect(url, token, tls=tls) as link:
-        return await link.call(kind, **fields)
+    ns: argparse.Namespace, credential: str, tls: ssl.SSLContext | None, build: Build
+) -> tuple[wire.Message, str]:
+    async with await AdminLink.connect(ns.relay, credential, tls=tls) as link:
+        lookup = Lookup(link, ns.tenant)
+        kind, fields = await build(lookup, ns)
+        result = await link.call(kind, **fields)
+        people = "" if ns.json else await render(result, lookup)
+        return result, people
 
 
-# --- output for people -------------------------------------------------------------------
+# --- output for people -------------------------------------------------------------------------
+
+
+def when(value: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
 
 
 def _cell(value: object) -> str:
-    if value is None:
+    if value is None or value == "":
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float) and value > 1e9:
-        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
+        return when(value)
     return str(value)
 
 
@@ -549,24 +314,11 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+DEVICE_COLUMNS = ("id", "name", "mac", "kind", "state", "user", "online", "location", "locked out")
 TABLES: dict[type, tuple[str, Sequence[str]]] = {
-    aw.Tenants: ("tenants", ("id", "name", "default_policy_id")),
-    aw.Users: ("users", ("id", "name", "policy_id")),
-    aw.Devices: (
-        "devices",
-        (
-            "id",
-            "mac",
-            "location",
-            "kind",
-            "mode",
-            "state",
-            "user_id",
-            "online",
-            "locked_out_until",
-            "lockout_reason",
-        ),
-    ),
+    aw.Tenants: ("tenants", ("id", "name", "default policy")),
+    aw.Users: ("users", ("id", "name", "policy")),
+    aw.Devices: ("devices", DEVICE_COLUMNS),
     aw.Policies: (
         "policies",
         (
@@ -589,17 +341,39 @@ TABLES: dict[type, tuple[str, Sequence[str]]] = {
 }
 
 
-def render(result: wire.Message) -> str:
+async def _names(lookup: Lookup, rows: list[dict[str, Any]]) -> None:
+    """Show account and policy names next to ids (people read names, not u_… ids)."""
+    wants_users = any(row.get("user_id") for row in rows)
+    wants_policies = any(row.get("policy_id") or row.get("default_policy_id") for row in rows)
+    users = {u.id: u.name for u in await lookup.users()} if wants_users else {}
+    policies = {p.id: p.name for p in await lookup.policies()} if wants_policies else {}
+    for row in rows:
+        if "user_id" in row:
+            row["user"] = users.get(row["user_id"], row["user_id"])
+        if "policy_id" in row:
+            row["policy"] = policies.get(row["policy_id"], row["policy_id"])
+        if "default_policy_id" in row:
+            row["default policy"] = policies.get(row["default_policy_id"], row["default_policy_id"])
+        if row.get("locked_out_until"):
+            row["locked out"] = f"until {when(row['locked_out_until'])} ({row['lockout_reason']})"
+
+
+async def render(result: wire.Message, lookup: Lookup) -> str:
     """A result as people read it: a table for lists, ``key: value`` lines otherwise."""
     data = result.model_dump()
     if isinstance(result, aw.ImportResult):
         out = [f"imported {len(result.added)} device(s)"]
         out += [f"skipped line {e.line}: {e.message}" for e in result.errors]
         if result.added:
-            out.append(table(data["added"], TABLES[aw.Devices][1]))
+            await _names(lookup, data["added"])
+            out.append(table(data["added"], DEVICE_COLUMNS))
         return "\n".join(out)
     for kind, (key, columns) in TABLES.items():
         if isinstance(result, kind):
+            if isinstance(result, aw.Tenants):
+                # Policies are per tenant: an owner's tenant list names no policies.
+                return table(data[key], ("id", "name"))
+            await _names(lookup, data[key])
             return table(data[key], columns)
     lines = []
     for key, value in data.items():
@@ -613,31 +387,35 @@ def render(result: wire.Message) -> str:
 # --- bootstrap -----------------------------------------------------------------------------
 
 
-def _bootstrap(ns: argparse.Namespace) -> int:
-    return asyncio.run(_bootstrap_async(ns))
+def bootstrap(ns: argparse.Namespace) -> int:
+    return asyncio.run(_bootstrap(ns))
 
 
-async def _bootstrap_async(ns: argparse.Namespace) -> int:
+async def _bootstrap(ns: argparse.Namespace) -> int:
     password = None
     if ns.password_file is not None:
         try:
             password = read_password_file(ns.password_file)
         except ValueError as exc:
             print(f"{PROG}: {exc}", file=sys.stderr)
-            return 2
+            return EXIT_USAGE
     store = SqliteAdminStore(ns.db)
-    await store.open()
+    try:
+        await store.open()
+    except Exception as exc:  # sqlite3.Error, OSError: the file is not a database we can use
+        print(f"{PROG}: cannot open the relay's database {ns.db}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         if await store.owner_count() and not ns.another:
             print(
                 f"{PROG}: {ns.db} already has an owner (use --another to add one)", file=sys.stderr
             )
-            return 1
+            return EXIT_REFUSED
         now = time.time()
         if password is not None and await SqliteAccounts(store).login(ns.owner) is not None:
             print(f"{PROG}: the login {ns.owner!r} is taken", file=sys.stderr)
-            return 1
-        owner, token = await bootstrap_owner(store, ns.owner, now)
+            return EXIT_REFUSED
+        owner, credential = await bootstrap_owner(store, ns.owner, now)
         tenant = await Admin(store).create_tenant(ns.tenant) if ns.tenant else None
         if password is not None:
             await SqliteAccounts(store).set_login(
@@ -646,19 +424,41 @@ async def _bootstrap_async(ns: argparse.Namespace) -> int:
     finally:
         await store.close()
     if ns.token_file is not None:
-        _write_owner_only(ns.token_file, token)
+        write_owner_only(ns.token_file, credential)
+    login = normalize_login(ns.owner) if password is not None else None
+    if ns.json:
+        print(
+            json.dumps(
+                {
+                    "owner": {"admin_id": owner.id, "name": owner.name},
+                    "tenant": {"id": tenant.id, "name": tenant.name} if tenant else None,
+                    "token": credential,
+                    "token_file": str(ns.token_file) if ns.token_file else None,
+                    "admin_center_login": login,
+                }
+            )
+        )
+        return 0
     print(f"owner: {owner.name} ({owner.id})")
     if tenant is not None:
         print(f"tenant: {tenant.name} ({tenant.id})")
-    print(f"credential (shown once): {token}")
-    if password is not None:
-        print(f"admin center: sign in at /admin/ as {normalize_login(ns.owner)!r}")
+    print(f"credential (shown once): {credential}")
+    if login is not None:
+        print(f"admin center: sign in at /admin/ as {login!r}")
     return 0
 
 
-def _write_owner_only(path: Path, token: str) -> None:
+def password(path: Path) -> str:
+    """The password in the first line of ``path``; UsageError says what is wrong with it."""
+    try:
+        return read_password_file(path)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def write_owner_only(path: Path, secret: str) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         os.fchmod(handle.fileno(), 0o600)
-        handle.write(token + "\n")
+        handle.write(secret + "\n")

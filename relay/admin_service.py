@@ -25,9 +25,16 @@ from typing import Any
 import structlog
 
 from relay.admin import DEFAULT_CAPABILITIES, Admin, AdminError
+from relay.admin_edits import AdminEdits
 from relay.admin_store import AdminRecord, ConsolePairing, SqliteAdminStore
 from relay.credentials import hash_token, new_token
-from relay.device_import import InvalidMac, check_location, parse_device_csv, parse_mac
+from relay.device_import import (
+    InvalidMac,
+    check_location,
+    kinds_for_rows,
+    parse_device_csv,
+    parse_mac,
+)
 from relay.errors import RelayError
 from relay.model import Device, Policy
 from relay.protocol import admin_wire as aw
@@ -134,6 +141,8 @@ class AdminService:
             "pairing.list": self._pairing_list,
             "audit.list": self._audit_list,
         }
+        # Renames, deletions and unique account names (relay.admin_edits).
+        self._handlers.update(AdminEdits(self, self._user_create).handlers())
 
     def add_handler(self, kind: str, handler: Handler) -> None:
         """Serve one more admin request type (the browser side's account requests)."""
@@ -398,17 +407,18 @@ class AdminService:
     ) -> AdminOutcome:
         tenant_id = await self._tenant(admin, request.tenant_id)
         plan = parse_device_csv(request.csv, await self._known_macs())
-        errors = [aw.RowProblem(line=e.line, message=e.message) for e in plan.errors]
+        rows, problems = kinds_for_rows(plan, request.kind)
+        errors = [aw.RowProblem(line=e.line, message=e.message) for e in problems]
         if errors and not request.skip_bad_rows:
             raise RelayError(
                 ErrorCode.INVALID_REQUEST,
                 "nothing imported: "
-                + "; ".join(str(e) for e in plan.errors[:20])
+                + "; ".join(str(e) for e in problems[:20])
                 + (f"; and {len(errors) - 20} more" if len(errors) > 20 else ""),
             )
         devices = [
-            self._listed_device(tenant_id, row.mac, row.location, None, request.kind)
-            for row in plan.rows
+            self._listed_device(tenant_id, row.mac, row.location, row.name, kind)
+            for row, kind in rows
         ]
         if devices:
             await self.store.add_devices(devices)

@@ -299,6 +299,82 @@ class SqliteAdminStore(SqliteStore):
             for r in reversed(rows)
         ]
 
+    # --- renaming and deleting (relay.admin_edits) ---------------------------------------
+    async def rename_tenant(self, tenant_id: str, name: str) -> None:
+        await self._update_one(
+            "UPDATE tenants SET name = ? WHERE id = ?", (name, tenant_id), "tenant"
+        )
+
+    async def rename_user(self, user_id: str, name: str) -> None:
+        await self._update_one("UPDATE users SET name = ? WHERE id = ?", (name, user_id), "user")
+
+    async def rename_device(self, device_id: str, name: str, location: str | None) -> None:
+        await self._update_one(
+            "UPDATE devices SET name = ?, location = coalesce(?, location) WHERE id = ?",
+            (name, location, device_id),
+            "device",
+        )
+
+    async def rename_policy(self, policy_id: str, name: str) -> None:
+        await self._update_one(
+            "UPDATE policies SET name = ? WHERE id = ?", (name, policy_id), "policy"
+        )
+
+    async def devices_signed_in_as(self, user_id: str) -> list[str]:
+        rows = self._all("SELECT id FROM devices WHERE user_id = ? ORDER BY id", user_id)
+        return [r["id"] for r in rows]
+
+    async def delete_user(self, user_id: str, now: float) -> None:
+        """The account, its pairings and lock states gone, its laptop credentials revoked."""
+        await self._write(
+            (
+                "UPDATE credentials SET revoked_at = ? WHERE subject_kind = 'user'"
+                " AND subject_id = ? AND revoked_at IS NULL",
+                (now, user_id),
+                False,
+            ),
+            ("DELETE FROM pairings WHERE user_id = ?", (user_id,), False),
+            ("DELETE FROM lock_states WHERE user_id = ?", (user_id,), False),
+            ("DELETE FROM users WHERE id = ?", (user_id,), False),
+        )
+
+    async def delete_policy(self, policy_id: str) -> None:
+        """The policy gone; whoever had it falls back to the default."""
+        await self._write(
+            ("UPDATE users SET policy_id = NULL WHERE policy_id = ?", (policy_id,), False),
+            ("UPDATE devices SET policy_id = NULL WHERE policy_id = ?", (policy_id,), False),
+            (
+                "UPDATE tenants SET default_policy_id = NULL WHERE default_policy_id = ?",
+                (policy_id,),
+                False,
+            ),
+            ("DELETE FROM policies WHERE id = ?", (policy_id,), False),
+        )
+
+    async def tenant_admins(self, tenant_id: str) -> list[AdminRecord]:
+        rows = self._all("SELECT * FROM admins WHERE tenant_id = ? ORDER BY id", tenant_id)
+        return [
+            AdminRecord(r["id"], r["name"], r["role"], r["tenant_id"], r["created_at"])
+            for r in rows
+        ]
+
+    async def delete_tenant(self, tenant_id: str) -> None:
+        """An empty tenant gone, with its policies and its device administrators (and their
+        credentials: a deleted administrator's token stops working)."""
+        await self._write(
+            (
+                "DELETE FROM admin_credentials WHERE admin_id IN"
+                " (SELECT id FROM admins WHERE tenant_id = ?)",
+                (tenant_id,),
+                False,
+            ),
+            ("DELETE FROM admins WHERE tenant_id = ?", (tenant_id,), False),
+            ("UPDATE tenants SET default_policy_id = NULL WHERE id = ?", (tenant_id,), False),
+            ("DELETE FROM policies WHERE tenant_id = ?", (tenant_id,), False),
+            ("DELETE FROM credentials WHERE tenant_id = ?", (tenant_id,), False),
+            ("DELETE FROM tenants WHERE id = ?", (tenant_id,), False),
+        )
+
 
 def _console(row: Any) -> ConsolePairing:
     return ConsolePairing(row["console_id"], row["room_id"], row["tenant_id"], row["created_at"])

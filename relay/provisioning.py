@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -138,7 +139,9 @@ class Provisioning:
         if lockout is not None:
             raise RelayError(
                 ErrorCode.RATE_LIMITED,
-                f"device locked out until {lockout.until:.0f} ({lockout.reason}); "
+                "device locked out until "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(lockout.until))} "
+                f"({lockout.reason}); "
                 "ask the administrator",
             )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -90,7 +91,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"every host's signal strength at 1 m, dBm (default {DEFAULT_TX_POWER})",
     )
     parser.add_argument(
-        "--path-loss-exponent", type=float, default=2.0, help="n in the path-loss model"
+        "--path-loss-exponent",
+        type=float,
+        default=2.0,
+        help="n in the path-loss model rssi = tx_power - 10·n·log10(d) (default 2)",
     )
     parser.add_argument(
         "--no-advertisement-monitor",
@@ -107,14 +111,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(
         dest="air_command", metavar="ACTION", title="actions on a running air (optional)"
     )
-    move = sub.add_parser("move", help="move a host of a running air")
-    move.add_argument("name")
-    move.add_argument("x", type=float)
-    move.add_argument("y", type=float)
+    move = sub.add_parser(
+        "move",
+        help="move a host of a running air",
+        description="Move a host of a running air to X,Y (metres); RSSI follows at once.",
+    )
+    move.add_argument("name", help="the host's name")
+    move.add_argument("x", type=float, help="new position east, metres")
+    move.add_argument("y", type=float, help="new position north, metres")
     move.add_argument("--bus", help="any host's bus address (default $DBUS_SYSTEM_BUS_ADDRESS)")
+    move.add_argument("--json", action="store_true", help="print the new position as JSON")
     move.set_defaults(func=_move)
-    hosts = sub.add_parser("hosts", help="list the hosts of a running air")
+    hosts = sub.add_parser(
+        "hosts",
+        help="list the hosts of a running air",
+        description="List the hosts of a running air and their positions (metres).",
+    )
     hosts.add_argument("--bus", help="any host's bus address (default $DBUS_SYSTEM_BUS_ADDRESS)")
+    hosts.add_argument("--json", action="store_true", help="print a JSON list of hosts")
     hosts.set_defaults(func=_hosts)
 
 
@@ -193,7 +207,10 @@ def _move(args: argparse.Namespace) -> int:
     except AirControlError as exc:
         print(f"btogether air move: {exc}", file=sys.stderr)
         return 1
-    print(f"{args.name} {args.x:g},{args.y:g}")
+    if args.json:
+        print(json.dumps({"name": args.name, "x": args.x, "y": args.y}))
+    else:
+        print(f"{args.name} {args.x:g},{args.y:g}")
     return 0
 
 
@@ -203,6 +220,9 @@ def _hosts(args: argparse.Namespace) -> int:
     except AirControlError as exc:
         print(f"btogether air hosts: {exc}", file=sys.stderr)
         return 1
+    if args.json:
+        print(json.dumps([{"name": name, "x": x, "y": y} for name, x, y in positions]))
+        return 0
     for name, x, y in positions:
         print(f"{name} {x:g},{y:g}")
     return 0

@@ -43,8 +43,12 @@ AdminRole = Literal["owner", "device_admin"]
 OWNER_ONLY_REQUESTS = frozenset(
     {
         "tenant.create",
+        "tenant.rename",
+        "tenant.delete",
         "admin.create",
         "user.create",
+        "user.rename",
+        "user.delete",
         "credential.issue",
         "credential.revoke",
         "password.set",
@@ -240,12 +244,17 @@ class DeviceAdd(AdminRequest):
 
 
 class DeviceImport(AdminRequest):
-    """A ``MAC address,Location`` CSV; all-or-nothing unless ``skip_bad_rows``."""
+    """A device list CSV (columns ``MAC address``, ``Name``, ``Kind``, ``Location``, the
+    first required); all-or-nothing unless ``skip_bad_rows``."""
 
     type: Literal["device.import"] = "device.import"
     tenant_id: TenantScope = None
     csv: Annotated[str, Field(max_length=MAX_CSV_CHARS)]
-    kind: DeviceKind = "desk_phone"
+    kind: DeviceKind | None = Field(
+        default=None,
+        description="the kind of the rows whose Kind cell is empty (or without a Kind "
+        "column); a row with no kind at all is a bad row",
+    )
     skip_bad_rows: bool = False
 
 
@@ -350,6 +359,59 @@ class ConsoleList(AdminRequest):
 class PairingList(AdminRequest):
     type: Literal["pairing.list"] = "pairing.list"
     tenant_id: TenantScope = None
+
+
+class TenantRename(AdminRequest):
+    type: Literal["tenant.rename"] = "tenant.rename"
+    tenant_id: Identifier
+    name: Name
+
+
+class TenantDelete(AdminRequest):
+    """Delete a tenant with no accounts and no devices left; its policies and device
+    administrators go with it."""
+
+    type: Literal["tenant.delete"] = "tenant.delete"
+    tenant_id: Identifier
+
+
+class UserRename(AdminRequest):
+    """Rename an account; names are unique within a tenant (ignoring case)."""
+
+    type: Literal["user.rename"] = "user.rename"
+    user_id: Identifier
+    name: Name
+
+
+class UserDelete(AdminRequest):
+    """Delete an account that no device is signed in as: its laptop credentials are revoked
+    and its pairings removed."""
+
+    type: Literal["user.delete"] = "user.delete"
+    user_id: Identifier
+
+
+class DeviceRename(AdminRequest):
+    """Rename a device (and, if given, change its location); it is told at once."""
+
+    type: Literal["device.rename"] = "device.rename"
+    device_id: Identifier
+    name: Name
+    location: Location | None = None
+
+
+class PolicyRename(AdminRequest):
+    type: Literal["policy.rename"] = "policy.rename"
+    policy_id: Identifier
+    name: Name
+
+
+class PolicyDelete(AdminRequest):
+    """Delete a policy: accounts, devices and the tenant default that had it fall back to
+    the tenant's default (or the built-in one); connected devices are told."""
+
+    type: Literal["policy.delete"] = "policy.delete"
+    policy_id: Identifier
 
 
 class AuditList(AdminRequest):
@@ -529,7 +591,14 @@ AnyAdminRequest = Annotated[
     | AuditList
     | PasswordSet
     | SetupLinkCreate
-    | CredentialList,
+    | CredentialList
+    | TenantRename
+    | TenantDelete
+    | UserRename
+    | UserDelete
+    | DeviceRename
+    | PolicyRename
+    | PolicyDelete,
     Field(discriminator="type"),
 ]
 ADMIN_REQUEST_ADAPTER: TypeAdapter[AnyAdminRequest] = TypeAdapter(AnyAdminRequest)
@@ -563,6 +632,13 @@ ADMIN_RESULT_TYPES: dict[str, type[Message]] = {
     "password.set": LoginInfo,
     "setup_link.create": SetupLink,
     "credential.list": Credentials,
+    "tenant.rename": TenantInfo,
+    "tenant.delete": Removed,
+    "user.rename": UserInfo,
+    "user.delete": Removed,
+    "device.rename": DeviceInfo,
+    "policy.rename": PolicyInfo,
+    "policy.delete": Removed,
     "provision": ProvisionResult,
     "reset": Removed,
 }

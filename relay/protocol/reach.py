@@ -71,9 +71,7 @@ def why_unreachable(url: str, exc: BaseException) -> str:
             "use a wss:// URL"
         )
     if isinstance(exc, InvalidStatus):
-        code = exc.response.status_code
-        why = wire.HANDSHAKE_REFUSALS.get(code, exc.response.reason_phrase)
-        return f"the relay refused the connection (HTTP {code}): {why}"
+        return f"the relay refused the connection: {refusal(exc)}"
     if isinstance(exc, ConnectionRefusedError):
         return f"nothing accepts connections at {where} (connection refused)"
     if isinstance(exc, socket.gaierror):
@@ -83,6 +81,17 @@ def why_unreachable(url: str, exc: BaseException) -> str:
     if isinstance(exc, InvalidURI):
         return f"{url!r} is not a relay URL (expected ws://host:port/ or wss://host/)"
     return f"{_detail(exc)}"
+
+
+def refusal(exc: InvalidStatus) -> str:
+    """``HTTP 401: unknown or revoked credential``: the status and the relay's own reason
+    (the response body), else what the protocol reference says that status means."""
+    code = exc.response.status_code
+    body = (exc.response.body or b"").decode("utf-8", "replace").strip()
+    why = body.splitlines()[0][:200] if body else ""
+    if not why:
+        why = wire.HANDSHAKE_REFUSALS.get(code, exc.response.reason_phrase).replace("``", "")
+    return f"HTTP {code}: {why}"
 
 
 def _detail(exc: BaseException) -> str:

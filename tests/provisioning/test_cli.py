@@ -57,9 +57,12 @@ async def test_bootstrap_then_administer_a_running_relay(tmp_path: Path) -> None
     try:
         common = ["--relay", f"ws://127.0.0.1:{server.port}/", "--token-file", str(token_file)]
         rc, template, _ = await btogether("admin", "devices", "template")
-        assert rc == 0 and template.startswith("MAC address,Location\n")
+        assert rc == 0 and template.startswith("MAC address,Name,Kind,Location\n")
         csv = tmp_path / "devices.csv"
-        csv.write_text(template + "00:1B:44:11:3A:B8,Floor 3\nnonsense,Floor 4\n")
+        csv.write_text(
+            "MAC address,Location\n00:1B:44:11:3A:B7,Floor 2\n"
+            "00:1B:44:11:3A:B8,Floor 3\nnonsense,Floor 4\n"
+        )
         rc, _, err = await btogether(
             "admin", "devices", "import", str(csv), "--tenant", tenant_id, *common
         )
@@ -71,6 +74,8 @@ async def test_bootstrap_then_administer_a_running_relay(tmp_path: Path) -> None
             str(csv),
             "--tenant",
             tenant_id,
+            "--kind",
+            "desk_phone",
             "--skip-bad-rows",
             *common,
         )

@@ -94,15 +94,20 @@ async def test_malformed_csv_imports_nothing_and_names_each_bad_line(relay: Rela
     admin = await relay.admin(relay.contoso.admin_token)
     bad = CSV + "not-a-mac,Lobby\n00:1B:44:11:3A:B7,again\n"
     with pytest.raises(RequestFailed) as refused:
-        await admin.call(aw.DeviceImport, csv=bad)
+        await admin.call(aw.DeviceImport, csv=bad, kind="room_system")
     assert refused.value.code is wire.ErrorCode.INVALID_REQUEST
     assert "line 4" in refused.value.message and "line 5" in refused.value.message
     assert (await admin.typed(aw.Devices, aw.DeviceList)).devices == []
 
-    partial = await admin.typed(aw.ImportResult, aw.DeviceImport, csv=bad, skip_bad_rows=True)
+    partial = await admin.typed(
+        aw.ImportResult, aw.DeviceImport, csv=bad, kind="room_system", skip_bad_rows=True
+    )
     assert len(partial.added) == 2 and [e.line for e in partial.errors] == [4, 5]
-    with pytest.raises(RequestFailed, match="first row must be the header"):
+    with pytest.raises(RequestFailed, match="first row must name the columns"):
         await admin.call(aw.DeviceImport, csv="00:1B:44:11:3A:B9,x\n")
+    # Without a kind for the file, a row without one is a bad row: no silent desk phones.
+    with pytest.raises(RequestFailed, match="line 2: no kind"):
+        await admin.call(aw.DeviceImport, csv="MAC address,Location\n00:1B:44:11:3A:C0,Hall\n")
 
 
 async def test_duplicate_and_malformed_macs_are_refused(relay: Relay) -> None:
@@ -260,5 +265,5 @@ async def test_a_csv_larger_than_a_device_message_imports_in_one_request(relay: 
     rows = "".join(f"02:00:00:00:{n >> 8:02X}:{n & 0xFF:02X},Floor {n % 40}\n" for n in range(3000))
     csv = "MAC address,Location\n" + rows
     assert len(csv) > relay.server.settings.max_message_bytes
-    imported = await admin.typed(aw.ImportResult, aw.DeviceImport, csv=csv)
+    imported = await admin.typed(aw.ImportResult, aw.DeviceImport, csv=csv, kind="desk_phone")
     assert len(imported.added) == 3000 and imported.errors == []

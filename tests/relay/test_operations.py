@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import signal
@@ -15,7 +14,6 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from relay import admin_cli
 from relay.admin import Admin
 from relay.config import ConfigFileError, load_settings
 from relay.protocol import wire
@@ -139,49 +137,3 @@ async def test_serve_command_logs_json_per_request_and_closes_1001_on_sigterm(
     assert len(requests) == 1
     assert requests[0]["type"] == "ping" and requests[0]["outcome"] == "ok"
     assert requests[0]["role"] == "laptop" and requests[0]["laptop"] == "l1"
-
-
-def test_admin_command_sets_up_a_relay(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    db = str(tmp_path / "relay.sqlite3")
-
-    def admin(*args: str) -> dict[str, object]:
-        parser = argparse.ArgumentParser()
-        admin_cli.add_arguments(parser)
-        namespace = parser.parse_args(["--db", db, *args])
-        assert namespace.func(namespace) == 0
-        result = json.loads(capsys.readouterr().out)
-        assert isinstance(result, dict)
-        return result
-
-    # Once through the real entry point, the rest in-process (imports are slow).
-    out = subprocess.run(
-        [sys.executable, "-m", "btogether", "admin", "--db", db, "tenant", "create", "Contoso"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    tenant = json.loads(out.stdout)
-    user = admin("user", "create", "--tenant", str(tenant["id"]), "alice")
-    phone = admin(
-        "device",
-        "create",
-        "--tenant",
-        str(tenant["id"]),
-        "--kind",
-        "desk_phone",
-        "--mode",
-        "personal",
-        "alice's phone",
-    )
-    assert len(str(phone["identity_key"])) == 32
-    signed_in = admin("device", "sign-in", str(phone["id"]), str(user["id"]))
-    assert signed_in["state"] == "signed_in" and signed_in["user_id"] == user["id"]
-    credential = admin("credential", "issue", "user", str(user["id"]))
-    assert str(credential["token"]).startswith("btg_")
-    pairing = admin("pair", str(user["id"]), "laptop-1", str(phone["id"]))
-    assert pairing["phone_id"] == phone["id"]
-    parser = argparse.ArgumentParser()
-    admin_cli.add_arguments(parser)
-    namespace = parser.parse_args(["--db", db, "user", "create", "--tenant", "t_nope", "x"])
-    assert namespace.func(namespace) == 1
-    assert "no tenant" in capsys.readouterr().err
