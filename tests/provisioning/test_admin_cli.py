@@ -127,6 +127,14 @@ def test_an_owner_of_one_tenant_works_by_names_and_macs(admin: Admin, tmp_path: 
     header, row = out.splitlines()[0].split(), out.splitlines()[1]
     assert header == ["ID", "NAME", "POLICY"] and "No Better Together" in row
 
+    issued = admin.json("credentials", "issue", "Alex Doe")
+    code, out, _ = admin.run("credentials", "list", "--user", "alex doe")
+    assert code == 0 and issued["credential_id"] in out and "Alex Doe" in out
+    password_file = tmp_path / "password"
+    password_file.write_text("a long secret for alex\n")
+    login = admin.json("users", "password", "Alex Doe", "--password-file", str(password_file))
+    assert (login["subject_id"], login["login"]) == (alex["id"], "alex doe")
+
     renamed = admin.json("devices", "rename", "Room Aurora", "Aurora", "--location", "B1 F2")
     assert (renamed["name"], renamed["location"]) == ("Aurora", "B1 F2")
     assert admin.json("users", "rename", "alex doe", "Alex Doe-Smith")["name"] == "Alex Doe-Smith"
