@@ -108,6 +108,17 @@ function actionButton(label, action) {
   return el("button", { type: "button", onclick: action }, label);
 }
 
+// Rename (and, for a device, move) something: a dialog with the request's fields.
+function renameButton({ type, idField, id, current, extraFields }) {
+  return actionButton("Rename", () => {
+    const form = requestForm({ id: "rename-form", type, submit: "Rename",
+      fields: [["name", "New name", "text", current], ...(extraFields || [])],
+      build: (b) => Object.assign({ [idField]: id }, b), describe: (r) => [`Renamed to ${r.name}.`],
+      after: () => { if (type === "tenant.rename") loadTenants(); } });
+    openDialog(el("h3", {}, "Rename " + current), form);
+  });
+}
+
 async function run(target, action) {
   try {
     await action();
@@ -147,6 +158,8 @@ function deviceRow(device, result) {
   if (device.state === "signed_in") {
     actions.append(actionButton("Sign out", () => run(result, () => call("device.sign_out", { device_id: device.id }))));
   }
+  actions.append(renameButton({ type: "device.rename", idField: "device_id", id: device.id, current: device.name,
+    extraFields: [["location", "Location", "text", device.location || ""]] }));
   actions.append(confirmButton("Remove", () => run(result, () => call("device.remove", { device_id: device.id }))));
   const lockout = device.locked_out_until
     ? badge(`locked out until ${btg.when(device.locked_out_until)}: ${device.lockout_reason}`, "bad") : "–";
@@ -207,7 +220,7 @@ async function devicesSection(main) {
   main.replaceChildren(
     el("h2", {}, "Devices"),
     panel("Provision new devices",
-      el("p", { class: "muted" }, "List devices by MAC address, one by one or from a CSV file (MAC address,Location). " +
+      el("p", { class: "muted" }, "List devices by MAC address, one by one or from a CSV file (MAC address,Name,Kind,Location). " +
         "Then generate a verification code and enter it on the device."),
       requestForm({ id: "device-add", type: "device.add", submit: "Add device", scopedToTenant: true,
         fields: [["mac", "MAC address", "text", "AA:BB:CC:DD:EE:FF"], ["location", "Location", "text", "Building 1 / Floor 2"],
@@ -215,7 +228,8 @@ async function devicesSection(main) {
         describe: (d) => [`Added ${d.name} (${d.mac}), waiting for activation.`] }),
       el("hr"),
       requestForm({ id: "device-import", type: "device.import", submit: "Upload CSV", scopedToTenant: true,
-        fields: [["csv", "CSV file", "file"], ["kind", "Kind", "select", kinds], ["skip_bad_rows", "Skip bad lines", "checkbox"]],
+        fields: [["csv", "CSV file", "file"], ["kind", "Kind", "select", [["", "(the file's Kind column)"], ...kinds]],
+                 ["skip_bad_rows", "Skip bad lines", "checkbox"]],
         describe: (r) => [`Imported ${r.added.length} device(s).`,
           r.errors.length ? el("ul", {}, r.errors.map((e) => el("li", {}, `line ${e.line}: ${e.message}`))) : ""] })),
     result,
@@ -296,6 +310,8 @@ async function usersSection(main) {
     tbody.replaceChildren(...state.users.map((u) => el("tr", { "data-user": u.id },
       el("td", {}, u.name), el("td", {}, u.id), el("td", {}, u.policy_id ? policyName(u.policy_id) : "(default)"),
       el("td", { class: "actions" }, ...personActions("user", u.id, u.name, result),
+        renameButton({ type: "user.rename", idField: "user_id", id: u.id, current: u.name }),
+        confirmButton("Delete", () => run(result, () => call("user.delete", { user_id: u.id }))),
         actionButton("Issue laptop credential", () => run(result, async () => {
           const issued = await call("credential.issue", { user_id: u.id });
           btg.notice(result, "ok", `Credential for ${u.name} (shown once): `, el("span", { class: "secret" }, issued.token));
@@ -347,7 +363,8 @@ async function policiesSection(main) {
           if (input.type === "checkbox") input.checked = p[name]; else input.value = p[name];
         }
         openDialog(el("h3", {}, "Edit " + p.name), form);
-      })))));
+      }), renameButton({ type: "policy.rename", idField: "policy_id", id: p.id, current: p.name }),
+      confirmButton("Delete", () => run(result, () => call("policy.delete", { policy_id: p.id })))))));
   };
   await state.refresh();
 }
@@ -404,14 +421,22 @@ async function adminsSection(main) {
 
 async function tenantsSection(main) {
   const tbody = el("tbody");
+  const result = el("div", { class: "result", id: "tenant-result" });
   main.replaceChildren(el("h2", {}, "Tenants"),
     panel("Create a tenant", requestForm({ id: "tenant-create", type: "tenant.create", submit: "Create tenant",
       fields: [["name", "Name", "text"]], describe: (t) => [`Created ${t.name} (${t.id}).`], after: () => loadTenants() })),
-    table(["Name", "Id", "Default policy"], [], "tenants"));
+    result, table(["Name", "Id", "Default policy", ""], [], "tenants"));
   main.querySelector("#tenants tbody").replaceWith(tbody);
   state.refresh = async () => {
     const listed = await call("tenant.list");
-    tbody.replaceChildren(...listed.tenants.map((t) => el("tr", {}, el("td", {}, t.name), el("td", {}, t.id), el("td", {}, t.default_policy_id || "–"))));
+    tbody.replaceChildren(...listed.tenants.map((t) => el("tr", { "data-tenant": t.id }, el("td", {}, t.name), el("td", {}, t.id),
+      el("td", {}, t.default_policy_id || "–"),
+      el("td", { class: "actions" }, renameButton({ type: "tenant.rename", idField: "tenant_id", id: t.id, current: t.name }),
+        confirmButton("Delete", () => run(result, async () => {
+          await call("tenant.delete", { tenant_id: t.id });
+          if (state.tenant === t.id) state.tenant = null;
+          await loadTenants();
+        }))))));
   };
   await state.refresh();
 }
