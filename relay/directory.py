@@ -169,5 +169,8 @@ class Directory:
             await self.start(now)
         elif now - self._checked_at >= self._check_interval:
             await self.refresh(now)
-        device_id = self.eids.resolve(eid, now)
-        return await self.device(device_id, now) if device_id is not None else None
+        device_id = self.eids.index.resolve(eid, now)
+        if device_id is None:
+            return None
+        device = self._devices.get(device_id)  # the hot path: no coroutine when cached
+        return device if device is not None else await self.device(device_id, now)

@@ -36,13 +36,13 @@ from relay.resolver import EidIndex, EidTable, Fill
 log = structlog.get_logger("relay.eid")
 
 # Inserts entered per slice before yielding to the loop (~1 µs each on a slow core).
-MERGE_SLICE = 1024
+MERGE_SLICE = 256
 # Up to this many device-windows of AES are computed on the loop (~6 µs each).
 INLINE_LIMIT = 256
 # More changed devices than this in one directory check: reconcile by pages instead of
 # reading each device.
 CHANGES_LIMIT = 512
-PAGE_SIZE = 500
+PAGE_SIZE = 200  # devices read per query while loading (~5 µs each to read and build)
 # After the worker failed, compute inline (in small steps) this long before trying again.
 WORKER_RETRY_S = 60.0
 # The longest the background task sleeps before looking at the clock again (so that a
@@ -92,6 +92,7 @@ class EidIndexer:
         self._new_executor = executor
         self._executor: Executor | None = None
         self._worker_retry_at = float("-inf")
+        self._starting = asyncio.Lock()
         self._inline_limit = inline_limit
         self._page_size = page_size
         self._fills: deque[Fill] = deque()
@@ -188,6 +189,8 @@ class EidIndexer:
                 await self._sync()
                 log.info("eid_resync_done", devices=len(self.index))
             self._fills.extend(self.index.rotate(self._clock()))
+            if self._fills:
+                self.idle.clear()
             await self._drain()
             if self._resync or self._fills:
                 continue
@@ -298,16 +301,23 @@ class EidIndexer:
             eids = await self._compute(keys, k, windows)
             self.index.fill_slots(k, tables, chunk, eids)
 
+    async def _worker(self) -> Executor:
+        async with self._starting:
+            if self._executor is None:
+                executor = self._new_executor()
+                # A process pool starts its process on the first call, on the caller's
+                # thread: let that be a thread of its own, not the loop (a spawn is ~20 ms).
+                await asyncio.to_thread(lambda: executor.submit(int).result())
+                self._executor = executor
+            return self._executor
+
     async def _compute(self, keys: bytes, k: int, windows: Sequence[int]) -> list[bytes]:
         """EIDs of a batch, in the worker; inline in small steps if the worker failed."""
         if time.monotonic() >= self._worker_retry_at:
             try:
-                if self._executor is None:
-                    self._executor = self._new_executor()
+                executor = await self._worker()
                 loop = asyncio.get_running_loop()
-                return await loop.run_in_executor(
-                    self._executor, eids_of_keys, keys, k, tuple(windows)
-                )
+                return await loop.run_in_executor(executor, eids_of_keys, keys, k, tuple(windows))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a dead worker must not stop resolution
