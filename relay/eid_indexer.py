@@ -30,19 +30,21 @@ from typing import Protocol
 import structlog
 
 from relay.model import Device
-from relay.protocol.eid import eids_of_keys
+from relay.protocol.eid import EID_LEN, eids_of_keys
 from relay.resolver import EidIndex, EidTable, Fill
 
 log = structlog.get_logger("relay.eid")
 
 # Inserts entered per slice before yielding to the loop (~1 µs each on a slow core).
 MERGE_SLICE = 256
+# Devices per call to the worker: large, so that the round trips cost little.
+WORKER_BATCH = 4096
 # Up to this many device-windows of AES are computed on the loop (~6 µs each).
 INLINE_LIMIT = 256
 # More changed devices than this in one directory check: reconcile by pages instead of
 # reading each device.
 CHANGES_LIMIT = 512
-PAGE_SIZE = 200  # devices read per query while loading (~5 µs each to read and build)
+PAGE_SIZE = 100  # devices read per query while loading (~8 µs each to read, build and put)
 # After the worker failed, compute inline (in small steps) this long before trying again.
 WORKER_RETRY_S = 60.0
 # The longest the background task sleeps before looking at the clock again (so that a
@@ -250,7 +252,7 @@ class EidIndexer:
             self._fill_now(fill)
             return
         started = time.perf_counter()
-        per_batch = max(1, MERGE_SLICE // len(fill.windows))
+        per_slice = max(1, MERGE_SLICE // len(fill.windows))
         cursor = 0
         pending: deque[tuple[Sequence[int], asyncio.Future[list[bytes]]]] = deque()
         devices = 0
@@ -258,7 +260,7 @@ class EidIndexer:
             while True:
                 # Keep two batches in flight so that the worker never waits for the loop.
                 while len(pending) < 2:
-                    batch = self.index.batch(fill.k, cursor, per_batch)
+                    batch = self.index.batch(fill.k, cursor, WORKER_BATCH)
                     if not batch.slots:
                         break
                     cursor = batch.next_cursor
@@ -268,9 +270,12 @@ class EidIndexer:
                     break
                 slots, result = pending.popleft()
                 eids = await result
-                self.index.merge(fill, slots, eids)
+                for start in range(0, len(slots), per_slice):
+                    end = start + per_slice
+                    parts = [blob[start * EID_LEN : end * EID_LEN] for blob in eids]
+                    self.index.merge(fill, slots[start:end], parts)
+                    await asyncio.sleep(0)
                 devices += len(slots)
-                await asyncio.sleep(0)
         finally:
             for _, left in pending:
                 left.cancel()
@@ -294,9 +299,9 @@ class EidIndexer:
             keys = b"".join(self.index.key(s) for s in slots)
             self.index.fill_slots(k, tables, slots, eids_of_keys(keys, k, windows))
             return
-        per_batch = max(1, MERGE_SLICE // len(windows))
-        for start in range(0, len(slots), per_batch):
-            chunk = slots[start : start + per_batch]
+        per_slice = max(1, MERGE_SLICE // len(windows))
+        for start in range(0, len(slots), per_slice):
+            chunk = slots[start : start + per_slice]
             keys = b"".join(self.index.key(s) for s in chunk)
             eids = await self._compute(keys, k, windows)
             self.index.fill_slots(k, tables, chunk, eids)
