@@ -21,6 +21,7 @@ import asyncio
 import importlib.util
 import json
 import re
+import secrets
 import shutil
 import sys
 import tempfile
@@ -119,6 +120,7 @@ class Demo:
         self.pulse: Any = None
         self.pulse_note = ""
         self.admin_token_file = stage.workdir / "admin-token"
+        self.admin_password = ""
         self.tenant_id = ""
         self.users: dict[str, str] = {}
         self.device_ids: dict[str, str] = {}
@@ -212,10 +214,15 @@ class Demo:
         return f"relay at {url}, state in {self.stage.workdir / 'relay.sqlite3'}"
 
     def bootstrap(self) -> str:
+        # The owner's password for the admin center (a local demo: kept in the work dir).
+        self.admin_password = "demo-" + secrets.token_urlsafe(9)
+        password_file = self.stage.workdir / "admin-password"
+        password_file.touch(mode=0o600)
+        password_file.write_text(self.admin_password + "\n")
         done = self.stage.run(self.stage.argv(
             "admin", "bootstrap", "--db", str(self.stage.workdir / "relay.sqlite3"),
             "--owner", "Demo Admin", "--tenant", "Contoso",
-            "--token-file", str(self.admin_token_file)))
+            "--token-file", str(self.admin_token_file), "--password-file", str(password_file)))
         found = re.search(r"^tenant: Contoso \((\S+)\)$", done.stdout, re.MULTILINE)
         if found is None:
             raise StepFailed(f"bootstrap printed no tenant id: {done.stdout!r}")
@@ -406,6 +413,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the steps as JSON lines")
     parser.add_argument("--keep", action="store_true",
                         help="keep the work directory (logs, databases) after a success")
+    parser.add_argument("--serve", action="store_true",
+                        help="after the story, keep the relay, devices and laptop running and "
+                        "print the admin center's address and sign-in; Ctrl-C ends (implies "
+                        "--keep)")
     parser.add_argument("--workdir", type=Path, help="use this directory (default: a new temp dir)")
     parser.add_argument("--no-audio", action="store_true", help="skip the audio hand-off")
     parser.set_defaults(func=run)
@@ -424,6 +435,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             _story(demo, narrator)
             ok = True
+            if args.serve:
+                _serve(demo, workdir)
         except StepFailed as exc:
             message = f"{exc}\nlogs: {workdir / 'logs'}"
             if args.json:
@@ -442,10 +455,27 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"\nAll {passed} steps succeeded in {elapsed:.0f} s. "
                   + (demo.pulse_note + ". " if demo.pulse_note else ""))
-        if not args.keep and args.workdir is None:
+        if not (args.keep or args.serve) and args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
         return 0
     return 1
+
+
+def _serve(demo: Demo, workdir: Path) -> None:
+    """Keep everything running for a person to look at the admin center, until Ctrl-C."""
+    web = demo.stage.relay_url.replace("ws://", "http://", 1).rstrip("/")
+    print(
+        f"\nThe demo keeps running. Admin center: {web}/admin/\n"
+        f"  sign in as 'demo admin' with the password {demo.admin_password}"
+        f" (also in {workdir / 'admin-password'})\n"
+        f"  device login page: {web}/devicelogin\nPress Ctrl-C to end.",
+        flush=True,
+    )
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("\nending the demo", flush=True)
 
 
 def set_the_stage(demo: Demo, n: Narrator) -> None:

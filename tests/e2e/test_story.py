@@ -18,6 +18,12 @@ import pytest
 
 from btogether.demo import DEVICES, FLOOR, LAPTOP_IN_ROOM_B, Demo, Narrator, set_the_stage
 from btogether.stage import Stage
+from tests.web.conftest import (  # noqa: F401 - browser is the fixture
+    browser,
+    needs_browser,
+    screenshot,
+    sign_in,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -59,6 +65,25 @@ def client_fails(demo: Demo, *args: str) -> dict[str, Any]:
     answer: dict[str, Any] = json.loads(done.stdout)
     assert answer["ok"] is False
     return dict(answer["error"])
+
+
+@needs_browser
+async def test_admin_center_shows_the_demo_rooms_and_phones_live(
+    demo: Demo, browser: Any  # noqa: F811 - the imported fixture
+) -> None:
+    """What `btogether demo --serve` leaves running: the owner signs in to the admin center
+    with the printed password and sees the rooms and phones, signed in and online."""
+    web = demo.stage.relay_url.replace("ws://", "http://", 1).rstrip("/")
+    page = await browser.new_page()
+    await sign_in(page, web, "Demo Admin", demo.admin_password)
+    await page.wait_for_url(f"{web}/admin/")
+    await page.wait_for_selector("#live.on")
+    for host in ("room-a", "room-b", "phone"):
+        row = page.locator(f"#devices tr[data-device={demo.device_ids[host]}]")
+        await row.locator("td.state", has_text="Signed in").wait_for()
+        await row.locator("td.online", has_text="Online").wait_for()
+        assert DEVICES[host]["name"] in await row.inner_text()
+    await screenshot(page, "admin-center-demo")
 
 
 def test_laptop_discovers_rooms_and_phones_with_the_nearest_room_on_top(demo: Demo) -> None:
