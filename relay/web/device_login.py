@@ -91,6 +91,7 @@ class DeviceLogin:
         self._shown: dict[str, str] = {}  # device id -> hash of the code it shows
         self._used: dict[str, float] = {}  # hashes of codes already used -> when
         self._asking: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._waiting: list[Device] = []
         self._version: int | None = None
@@ -101,11 +102,12 @@ class DeviceLogin:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in [self._task, *self._tasks]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = None
 
     async def _run(self) -> None:
         while True:
@@ -138,7 +140,9 @@ class DeviceLogin:
             if not self.front.server.router.is_online(device_address(device.id)):
                 continue
             self._asking.add(device.id)
-            asyncio.create_task(self._ask(device))  # noqa: RUF006 - _asking holds the claim
+            task = asyncio.create_task(self._ask(device))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _ask(self, device: Device) -> None:
         try:
