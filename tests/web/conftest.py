@@ -7,13 +7,16 @@ Screenshots of the main pages go to ``docs/`` only when ``BTOGETHER_SCREENSHOTS=
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from relay.admin import Admin
@@ -182,6 +185,40 @@ async def browser() -> AsyncIterator[Any]:
             yield chromium
         finally:
             await chromium.close()
+
+
+class HttpPerson:
+    """A person's browser without the browser: cookies, the CSRF token, JSON calls."""
+
+    def __init__(self, http: aiohttp.ClientSession, base: str, csrf: str) -> None:
+        self.http, self.base, self.csrf = http, base, csrf
+        self.person: dict[str, Any] | None = None
+
+    async def post(self, path: str, body: dict[str, Any]) -> tuple[int, str]:
+        headers = {"X-CSRF-Token": self.csrf}
+        async with self.http.post(self.base + path, json=body, headers=headers) as r:
+            return r.status, await r.text()
+
+    async def get(self, path: str) -> tuple[int, str]:
+        async with self.http.get(self.base + path) as r:
+            return r.status, await r.text()
+
+    async def sign_in(self, login: str, password: str = PASSWORD) -> int:
+        status, text = await self.post("/api/signin/password",
+                                       {"login": login, "password": password})
+        if status == 200:
+            answer = json.loads(text)
+            self.person, self.csrf = answer["person"], answer["csrf"]
+        return status
+
+
+@asynccontextmanager
+async def http_person(base: str) -> AsyncIterator[HttpPerson]:
+    """Someone at the sign-in page (pre-session token in hand), over plain HTTP."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        async with http.get(f"{base}/api/session") as r:
+            csrf = (await r.json())["csrf"]
+        yield HttpPerson(http, base, csrf)
 
 
 async def sign_in(page: Any, base: str, login: str, password: str = PASSWORD) -> None:

@@ -12,43 +12,20 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any, get_args
 
-import aiohttp
 import pytest
 
 from relay.protocol import admin_wire as aw
-from tests.web.conftest import PASSWORD, WebRelay
+from tests.web.conftest import HttpPerson, WebRelay, http_person
 
 UNION = get_args(get_args(aw.AnyAdminRequest)[0])
 KINDS = {model.model_fields["type"].default: model for model in UNION}
 
 
-class Session:
-    def __init__(self, http: aiohttp.ClientSession, base: str, csrf: str) -> None:
-        self.http, self.base, self.csrf = http, base, csrf
-
-    async def post(self, path: str, body: dict[str, Any]) -> tuple[int, str]:
-        headers = {"X-CSRF-Token": self.csrf}
-        async with self.http.post(self.base + path, json=body, headers=headers) as r:
-            return r.status, await r.text()
-
-    async def get(self, path: str) -> tuple[int, str]:
-        async with self.http.get(self.base + path) as r:
-            return r.status, await r.text()
-
-
 @pytest.fixture
-async def contoso_admin(web_relay: WebRelay) -> AsyncIterator[Session]:
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
-        async with http.get(f"{web_relay.base}/api/session") as r:
-            csrf = (await r.json())["csrf"]
-        async with http.post(
-            f"{web_relay.base}/api/signin/password",
-            json={"login": "contoso-admin", "password": PASSWORD},
-            headers={"X-CSRF-Token": csrf},
-        ) as r:
-            assert r.status == 200
-            csrf = (await r.json())["csrf"]
-        yield Session(http, web_relay.base, csrf)
+async def contoso_admin(web_relay: WebRelay) -> AsyncIterator[HttpPerson]:
+    async with http_person(web_relay.base) as person:
+        assert await person.sign_in("contoso-admin") == 200
+        yield person
 
 
 async def fabrikam_estate(relay: WebRelay) -> dict[str, str]:
@@ -136,7 +113,7 @@ def secrets_of(ids: dict[str, str], relay: WebRelay) -> set[str]:
 
 
 async def test_a_device_administrator_gets_nothing_of_another_tenant(
-    web_relay: WebRelay, contoso_admin: Session
+    web_relay: WebRelay, contoso_admin: HttpPerson
 ) -> None:
     ids = await fabrikam_estate(web_relay)
     secret = secrets_of(ids, web_relay)

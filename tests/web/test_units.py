@@ -5,6 +5,7 @@ websocket (the command line's path) with their audit."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from relay.web.accounts import FailureRecord
 from relay.web.frontdoor import Route, route
 from relay.web.passwords import ScryptCost, hash_password, needs_rehash, verify_password
 from relay.web.signin import ThrottleRules, after_failure, locked_until
-from tests.web.conftest import WebRelay
+from tests.web.conftest import WebRelay, http_person
 
 CHEAP = ScryptCost(n=2**10)
 
@@ -110,16 +111,9 @@ async def test_password_set_over_the_admin_websocket_is_audited_without_the_pass
             await admin.close()
     finally:
         await link.close()
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
-        async with http.get(f"{web_relay.base}/api/session") as response:
-            csrf = (await response.json())["csrf"]
-        async with http.post(
-            f"{web_relay.base}/api/signin/password",
-            json={"login": "CU2", "password": secret},
-            headers={"X-CSRF-Token": csrf},
-        ) as response:
-            assert response.status == 200
-            assert (await response.json())["person"]["id"] == web_relay.contoso.user.id
+    async with http_person(web_relay.base) as person:
+        assert await person.sign_in("CU2", secret) == 200
+        assert person.person is not None and person.person["id"] == web_relay.contoso.user.id
 
 
 async def test_setup_link_sets_a_password_once(web_relay: WebRelay) -> None:
@@ -133,21 +127,13 @@ async def test_setup_link_sets_a_password_once(web_relay: WebRelay) -> None:
         await link.close()
     assert made.login == "fabrikam-user" and made.expires_at > time.time() + 71 * 3600
     token = made.path.split("#", 1)[1]
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
-        async with http.get(f"{web_relay.base}/api/session") as response:
-            csrf = (await response.json())["csrf"]
-        headers = {"X-CSRF-Token": csrf}
+    async with http_person(web_relay.base) as person:
         body = {"token": token, "password": "chosen by me 123"}
-        async with http.post(f"{web_relay.base}/api/setup", json=body, headers=headers) as r:
-            assert r.status == 200 and (await r.json())["login"] == "fabrikam-user"
-        async with http.post(f"{web_relay.base}/api/setup", json=body, headers=headers) as r:
-            assert r.status == 409 and "already used" in (await r.json())["error"]["message"]
-        async with http.post(
-            f"{web_relay.base}/api/signin/password",
-            json={"login": "fabrikam-user", "password": "chosen by me 123"},
-            headers=headers,
-        ) as r:
-            assert r.status == 200
+        status, text = await person.post("/api/setup", body)
+        assert status == 200 and json.loads(text)["login"] == "fabrikam-user"
+        status, text = await person.post("/api/setup", body)
+        assert status == 409 and "already used" in json.loads(text)["error"]["message"]
+        assert await person.sign_in("fabrikam-user", "chosen by me 123") == 200
 
 
 async def test_relay_plain_paths_still_answer_and_a_browser_gets_the_sign_in_page(
