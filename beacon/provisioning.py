@@ -229,8 +229,10 @@ def reset_command(args: argparse.Namespace) -> int:
     try:
         identity = load_identity(state_dir)
     except DeviceStateError as exc:
-        print(f"{prog}: {exc}; wiping it", file=sys.stderr)
         identity = None
+        unreadable: DeviceStateError | None = exc
+    else:
+        unreadable = None
     told = False
     if identity is not None:
         try:
@@ -250,7 +252,15 @@ def reset_command(args: argparse.Namespace) -> int:
                 "ask the administrator to remove the device there",
                 file=sys.stderr,
             )
-    wiped = wipe_identity(state_dir)
+    try:
+        wiped = wipe_identity(state_dir)
+    except OSError as exc:
+        print(
+            f"{prog}: cannot wipe the device state in {state_dir}: {exc.strerror}", file=sys.stderr
+        )
+        return 1
+    if unreadable is not None and wiped:
+        print(f"{prog}: {unreadable}; it was wiped without telling the relay", file=sys.stderr)
     if args.json:
         print(json.dumps({"wiped": wiped, "revoked_on_relay": told}))
         return 0

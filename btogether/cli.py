@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 
 from btogether.logs import configure_logging
+from hw.stdout import quiet_stdout
 
 # (command, module, one-line help). A module that is not there yet is skipped.
 COMMAND_GROUPS: tuple[tuple[str, str, str], ...] = (
@@ -105,6 +106,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        quiet_stdout()  # the reader went away (`… | head`): stop quietly, like other tools
+        return 0
+    except OSError as exc:
+        # What the machine refused (a file that is a directory, a full disk…) and no
+        # command foresaw: one line saying what and where, not a traceback.
+        where = f": {exc.filename}" if exc.filename else ""
+        print(
+            f"btogether {chosen or ''}: {exc.strerror or exc}{where}".replace("  ", " "),
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

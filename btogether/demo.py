@@ -423,6 +423,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.workdir is not None and args.workdir.exists() and not args.workdir.is_dir():
+        print(f"btogether demo: --workdir {args.workdir} is not a directory", file=sys.stderr)
+        return 2
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="btogether-demo-"))
     narrator = Narrator(json_lines=args.json)
     narrator.say("btogether demo: Better Together on simulated hardware "

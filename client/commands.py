@@ -300,6 +300,10 @@ def _guard(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
         except CommandFailed as exc:
             print(f"{_prog(args)}: {exc}", file=sys.stderr)
             return exc.exit_code
+        except OSError as exc:  # e.g. --state-dir names a file
+            where = exc.filename or _files(args).state_dir
+            print(f"{_prog(args)}: cannot use {where}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_USAGE
 
     return wrapped
 
@@ -400,10 +404,16 @@ def _device_code(args: argparse.Namespace, ca_file: str | None) -> str:
 
     def show(prompt: Prompt) -> None:
         if args.json:
-            print(json.dumps({"user_code": prompt.user_code,
-                              "verification_uri": prompt.verification_uri,
-                              "verification_uri_complete": prompt.verification_uri_complete}),
-                  flush=True)
+            print(
+                json.dumps(
+                    {
+                        "user_code": prompt.user_code,
+                        "verification_uri": prompt.verification_uri,
+                        "verification_uri_complete": prompt.verification_uri_complete,
+                    }
+                ),
+                flush=True,
+            )
         else:
             print(
                 f"To sign this laptop in, open {prompt.verification_uri} and enter the code "
@@ -413,8 +423,9 @@ def _device_code(args: argparse.Namespace, ca_file: str | None) -> str:
             )
 
     try:
-        granted = asyncio.run(sign_in(args.relay, args.name or default_laptop_name(), show,
-                                      tls=tls))
+        granted = asyncio.run(
+            sign_in(args.relay, args.name or default_laptop_name(), show, tls=tls)
+        )
     except DeviceCodeFailed as exc:
         raise CommandFailed(str(exc)) from None
     if not args.json:

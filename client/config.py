@@ -279,7 +279,7 @@ def load_settings(path: Path, *, required: bool) -> dict[str, Any]:
         return {}
     except OSError as exc:
         raise ConfigError(f"cannot read the settings file {path}: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"the settings file {path} is not valid TOML: {exc}") from exc
     try:
         ClientSettings.model_validate(data)

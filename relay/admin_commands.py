@@ -128,7 +128,10 @@ class Lookup:
         if looks_like_id(text):
             return text
         tenants = await self.tenants()
-        return pick("tenant", text, [Candidate(t.id, t.name) for t in tenants])
+        try:
+            return pick("tenant", text, [Candidate(t.id, t.name) for t in tenants])
+        except (NotFound, Ambiguous) as exc:
+            raise UsageError(str(exc)) from None
 
     async def scope(self) -> list[str]:
         """The tenants this command works in: one, or (an owner naming none) all of theirs."""

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import errno
 import signal
+import sqlite3
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -71,17 +74,51 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
     return uvloop.run(coro)
 
 
+def describe_settings_error(exc: ValidationError) -> str:
+    """pydantic's report as one line: ``port: Input should be less than or equal to 65535``."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+    )
+
+
 def run_serve(args: argparse.Namespace) -> int:
+    prog = "btogether relay serve"
     try:
         settings = load_settings(args.config, {"host": args.host, "port": args.port, "db": args.db})
-    except (ConfigFileError, ValidationError) as exc:
-        print(f"btogether relay serve: bad settings: {exc}", file=sys.stderr)
+    except ConfigFileError as exc:
+        print(f"{prog}: bad settings: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        where = f" in {args.config} or BTOGETHER_* variables" if args.config else ""
+        print(f"{prog}: bad settings{where}: {describe_settings_error(exc)}", file=sys.stderr)
         return 2
     # The SQLite writer thread needs the GIL back promptly after each fsync; with the
     # default 5 ms switch interval a busy event loop makes it wait, and every lock
     # acknowledgement waits with it.
     sys.setswitchinterval(0.0005)
-    return _run(serve_until_signalled(settings, args.port_file))
+    try:
+        return _run(serve_until_signalled(settings, args.port_file))
+    except CannotServe as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+
+
+class CannotServe(Exception):
+    """The relay could not start; the message says why in one line."""
+
+
+def _why_not_listening(settings: RelaySettings, exc: OSError) -> str:
+    where = f"{settings.host}:{settings.port}"
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"cannot listen on {where}: address already in use "
+            "(another relay running? choose another --port)"
+        )
+    if exc.errno == errno.EACCES:
+        return f"cannot listen on {where}: permission denied (ports below 1024 need privileges)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {where}: this machine has no such address (--host)"
+    return f"cannot listen on {where}: {exc.strerror or exc}"
 
 
 async def serve_until_signalled(settings: RelaySettings, port_file: Path | None = None) -> int:
@@ -90,13 +127,25 @@ async def serve_until_signalled(settings: RelaySettings, port_file: Path | None 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     relay = RelayServer(settings, SqliteAdminStore(settings.db, settings.sqlite_synchronous))
-    await relay.start()
+    try:
+        await relay.start()
+    except (OSError, sqlite3.Error) as exc:
+        with contextlib.suppress(Exception):  # release what did start (the database)
+            await relay.stop()
+        if isinstance(exc, sqlite3.Error) or (isinstance(exc, OSError) and exc.filename):
+            raise CannotServe(f"cannot use the database {settings.db}: {exc}") from None
+        raise CannotServe(_why_not_listening(settings, exc)) from None
     if port_file is not None:
         await asyncio.to_thread(port_file.write_text, f"{relay.port}\n")
-    log.warning("relay_serving", host=settings.host, port=relay.port, db=str(settings.db))
+    log.info("relay_serving", host=settings.host, port=relay.port, db=str(settings.db))
+    print(
+        f"btogether relay: serving ws://{settings.host}:{relay.port}/ (database {settings.db}); "
+        "Ctrl-C or SIGTERM stops it",
+        flush=True,
+    )
     try:
         await stop.wait()
     finally:
-        log.warning("relay_shutting_down")
+        log.info("relay_shutting_down")
         await relay.stop()
     return 0

@@ -90,7 +90,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
             data = tomllib.load(handle)
     except OSError as exc:
         raise ConfigFileError(f"cannot read config file {path}: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigFileError(f"config file {path} is not valid TOML: {exc}") from exc
     relay_table = data.get("relay", data)
     if not isinstance(relay_table, dict):
