@@ -33,6 +33,9 @@ if [ "$job" = test ]; then
     command -v haproxy >/dev/null 2>&1 || apt_needed+=(haproxy)
     # The browser tests drive Debian's Chromium with Playwright (never a downloaded browser).
     [ -x /usr/bin/chromium ] || apt_needed+=(chromium)
+    # The reference clients the simulated BlueZ is checked against: bluetoothctl, and
+    # busctl (package systemd, above).
+    command -v bluetoothctl >/dev/null 2>&1 || apt_needed+=(bluez)
 fi
 if [ ${#apt_needed[@]} -gt 0 ]; then
     echo "dev.sh: installing Debian packages: ${apt_needed[*]}" >&2

@@ -55,6 +55,8 @@ def payload_at(config: BeaconConfig, unix_time: float) -> AdvertPayload:
     return AdvertPayload(
         manufacturer_data={config.company_id: encode_frame(frame_at(config, unix_time))},
         local_name=config.local_name,
+        # Discoverable, so that unfiltered scans (`bluetoothctl scan on`) list the room.
+        discoverable=True,
     )
 
 

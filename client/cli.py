@@ -79,14 +79,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--mode",
         choices=[m.value for m in ScanMode],
         default=ScanMode.AUTO.value,
-        help="passive where BlueZ offers it (auto, the default), or force one",
+        help="auto (the default) is active scanning, which hears every advert; passive "
+        "needs bluetoothd -E and hears a still beacon only once",
     )
     scan.add_argument(
         "--lost-after",
         type=float,
         default=DEFAULT_LOST_AFTER_S,
         metavar="S",
-        help=f"report a beacon lost when not heard for S s (default {DEFAULT_LOST_AFTER_S:g})",
+        help=f"report a beacon lost when not heard for S s (default {DEFAULT_LOST_AFTER_S:g}; "
+        "in passive mode BlueZ decides, in whole seconds)",
     )
     scan.add_argument(
         "--rssi-step",
@@ -112,8 +114,10 @@ def _scan(args: argparse.Namespace) -> int:
     if args.timeout is not None and args.timeout < 0:
         print("btogether client scan: --timeout must be >= 0", file=sys.stderr)
         return 2
+    if not 0 < args.lost_after <= 300:
+        print("btogether client scan: --lost-after must be between 0 and 300 s", file=sys.stderr)
+        return 2
     keys = KeyRing(dict(args.key)) if args.key else None
-    tracker = SightingTracker(args.company_id, keys, args.lost_after, args.rssi_step)
 
     def emit(events: list[SightingEvent]) -> None:
         for event in events:
@@ -123,7 +127,9 @@ def _scan(args: argparse.Namespace) -> int:
     async def main() -> None:
         queue: asyncio.Queue[ScanEvent] = asyncio.Queue()
         clock = SystemClock()
-        options = ScanOptions(args.company_id, args.min_rssi, ScanMode(args.mode))
+        options = ScanOptions(
+            args.company_id, args.min_rssi, ScanMode(args.mode), lost_after_s=args.lost_after
+        )
         scanner = create_scanner(queue.put_nowait, options, clock)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -131,6 +137,9 @@ def _scan(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         deadline = None if args.timeout is None else time.monotonic() + args.timeout
         await scanner.start()
+        # Silence means gone only where the scanner hears every advert.
+        lost_after = args.lost_after if scanner.reports_every_advert else None
+        tracker = SightingTracker(args.company_id, keys, lost_after, args.rssi_step)
         try:
             while not stop.is_set():
                 wait = 0.5

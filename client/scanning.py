@@ -3,7 +3,13 @@
 Pure: events and the current time come in, sighting events go out.  A beacon is
 tracked by its address; it is *new* when first heard, *changed* when its EID or name
 changes or its RSSI has moved by at least ``rssi_step_db`` since last reported, and
-*lost* when the OS stack forgets it or it has not been heard for ``lost_after_s``.
+*lost* when the OS stack forgets it (:class:`~hw.scanner.AdvertLost`) or, when the
+scanner reports every advert it hears, when it has not been heard for
+``lost_after_s``.  With a scanner that does not (``lost_after_s=None``: BlueZ's passive
+scanning signals a still beacon once), silence proves nothing and only the stack's
+word counts: the scanner's advertisement monitor hears ``DeviceLost`` when BlueZ has
+not heard the beacon for its lost timeout, and BlueZ removes a device its
+TemporaryTimeout (30 s by default) after it last heard it.
 """
 
 from __future__ import annotations
@@ -100,7 +106,7 @@ class SightingTracker:
         self,
         company_id: int = DEFAULT_COMPANY_ID,
         keys: KeyRing | None = None,
-        lost_after_s: float = DEFAULT_LOST_AFTER_S,
+        lost_after_s: float | None = DEFAULT_LOST_AFTER_S,
         rssi_step_db: float = DEFAULT_RSSI_STEP_DB,
     ) -> None:
         self._company_id = company_id
@@ -152,7 +158,9 @@ class SightingTracker:
         return [SightingEvent("lost", tracked.last)]
 
     def expire(self, monotonic_now: float) -> list[SightingEvent]:
-        """Report beacons not heard for ``lost_after_s`` as lost."""
+        """Report beacons not heard for ``lost_after_s`` as lost (none when it is None)."""
+        if self._lost_after_s is None:
+            return []
         cutoff = monotonic_now - self._lost_after_s
         gone = [a for a, t in self._tracked.items() if t.last.monotonic < cutoff]
         return [SightingEvent("lost", self._tracked.pop(a).last) for a in gone]

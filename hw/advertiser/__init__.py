@@ -49,12 +49,18 @@ class AdvertiserUnavailable(AdvertiserError):
 
 @dataclass(frozen=True, slots=True)
 class AdvertPayload:
-    """What to put on the air: manufacturer data per company ID, and an optional name."""
+    """What to put on the air: manufacturer data per company ID, and an optional name.
+
+    ``discoverable`` adds the LE General Discoverable flag, without which scanners that
+    set no filter (``bluetoothctl scan on``, a phone's Bluetooth settings) never list
+    the advert: bluetoothd reports only discoverable adverts to them.
+    """
 
     manufacturer_data: Mapping[int, bytes]
     local_name: str | None = None
     connectable: bool = False
     service_data: Mapping[str, bytes] = field(default_factory=dict)
+    discoverable: bool = False
 
 
 class Advertiser(Protocol):

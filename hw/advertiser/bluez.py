@@ -3,8 +3,17 @@
 We export an ``org.bluez.LEAdvertisement1`` object and register it; bluetoothd then
 reads its properties from us (``GetAll``) once.  Registration is one-shot, so a new
 payload means unregister, swap, register again.  Before registering we look for
-what is missing — the system bus, bluetoothd, an adapter with LE advertising, power —
-so that each gives its own error instead of a bare D-Bus error name.
+what is missing — the system bus, bluetoothd, an adapter with LE advertising, power,
+room in the 31-byte advert — so that each gives its own error instead of a bare D-Bus
+error name (bluetoothd answers every unusable advert with "Failed to parse
+advertisement.").
+
+A discoverable payload sets ``Discoverable`` (BlueZ >= 5.46), which makes bluetoothd
+put the Flags AD (LE General Discoverable, BR/EDR not supported) in the advert.  BlueZ
+refuses Flags in a "broadcast" advertisement ("Broadcast cannot set flags",
+``src/advertising.c`` parse_advertisement), so a discoverable advert is registered as
+"peripheral" (connectable).  A ``LocalName`` goes in the scan response (legacy
+advertising, generate_scan_rsp), which only active scanners ask for.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ _INTROSPECTION = """<node>
   <property name="ManufacturerData" type="a{qv}" access="read"/>
   <property name="ServiceData" type="a{sv}" access="read"/>
   <property name="LocalName" type="s" access="read"/>
+  <property name="Discoverable" type="b" access="read"/>
  </interface>
 </node>"""
 
@@ -45,8 +55,9 @@ _log = structlog.get_logger(__name__)
 
 def advertisement_properties(payload: AdvertPayload) -> dict[str, Variant]:
     """The LEAdvertisement1 properties bluetoothd will read for ``payload``."""
+    peripheral = payload.connectable or payload.discoverable
     props: dict[str, Variant] = {
-        "Type": Variant("s", "peripheral" if payload.connectable else "broadcast"),
+        "Type": Variant("s", "peripheral" if peripheral else "broadcast"),
         "ManufacturerData": Variant(
             "a{qv}",
             {
@@ -62,7 +73,27 @@ def advertisement_properties(payload: AdvertPayload) -> dict[str, Variant]:
         )
     if payload.local_name:
         props["LocalName"] = Variant("s", payload.local_name)
+    if payload.discoverable:
+        props["Discoverable"] = Variant("b", True)
     return props
+
+
+def advert_length(payload: AdvertPayload) -> int:
+    """Bytes of the advertising PDU bluetoothd builds for ``payload`` (the name is not in it).
+
+    Each AD structure is a length byte, a type byte and its data: Flags (1 byte) when
+    discoverable, manufacturer data (company ID + data), service data (a 16-bit UUID on
+    the Bluetooth base, else 128-bit, + data).
+    """
+    length = 3 if payload.discoverable else 0
+    length += sum(4 + len(data) for data in payload.manufacturer_data.values())
+    for uuid, data in payload.service_data.items():
+        text = uuid.lower()
+        short = len(text) <= 8 or (
+            text.startswith("0000") and text.endswith("-0000-1000-8000-00805f9b34fb")
+        )
+        length += 2 + (2 if short else 16) + len(data)
+    return length
 
 
 def _check_payload(payload: AdvertPayload) -> None:
@@ -71,6 +102,13 @@ def _check_payload(payload: AdvertPayload) -> None:
             raise AdvertiserError(f"company ID {company} is not a 16-bit number")
         if len(data) > 27:
             raise AdvertiserError(f"manufacturer data of {len(data)} bytes cannot fit in an advert")
+    length = advert_length(payload)
+    if length > 31:
+        raise AdvertiserError(
+            f"the advert does not fit in 31 bytes ({length} bytes with "
+            + ("the discoverable flags" if payload.discoverable else "its data")
+            + "); send less data"
+        )
 
 
 class BlueZAdvertiser:
@@ -294,10 +332,6 @@ class BlueZAdvertiser:
             return AdvertiserUnavailable(
                 UnavailableReason.POWERED_OFF,
                 f"Bluetooth adapter {adapter} is not ready (powered off?): {text}",
-            )
-        if name == "org.bluez.Error.InvalidLength":
-            return AdvertiserError(
-                f"the advert does not fit in 31 bytes ({text}); use a shorter name or none"
             )
         if name == "org.bluez.Error.NotPermitted":
             return AdvertiserError(f"BlueZ refused another advertisement on {adapter}: {text}")

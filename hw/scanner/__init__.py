@@ -2,9 +2,13 @@
 
 ``create_scanner()`` picks the backend by platform the way bleak does, unless
 ``backend=`` or ``BTOGETHER_SCANNER_BACKEND`` says otherwise: ``bluez`` (Linux: bleak
-plus BlueZ's device-removed signals, passive scanning with an advertisement monitor
-where BlueZ offers one) or ``bleak`` (macOS, Windows: plain bleak, active scanning).
+plus BlueZ's device-removed signals; active scanning that asks BlueZ for every advert,
+or passive scanning with an advertisement monitor when asked for and BlueZ offers one)
+or ``bleak`` (macOS, Windows: plain bleak, active scanning).
 Events are raw: manufacturer data bytes, RSSI, time — decoding is the caller's job.
+Whether a device that is still there keeps producing events is the scanner's
+``reports_every_advert``: when false (BlueZ's passive scanning reports a still device
+once), only :class:`AdvertLost` says it is gone.
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ class SystemClock:
 
 
 class ScanMode(enum.StrEnum):
+    """``auto`` is active scanning: the only mode that hears every advert on BlueZ."""
+
     AUTO = "auto"
     ACTIVE = "active"
     PASSIVE = "passive"
@@ -83,12 +89,18 @@ class ScannerUnavailable(ScannerError):
 
 @dataclass(frozen=True, slots=True)
 class ScanOptions:
-    """What to listen for and how."""
+    """What to listen for and how.
+
+    ``lost_after_s`` only matters to passive scanning on BlueZ, where BlueZ itself says
+    when a device is gone: not heard (above ``min_rssi``) for that many whole seconds
+    (1–300, the advertisement monitor's RSSILowTimeout).
+    """
 
     company_id: int
     min_rssi: int | None = None
     mode: ScanMode = ScanMode.AUTO
     adapter: str | None = None
+    lost_after_s: float = 10.0
 
 
 class AdvertScanner(Protocol):
@@ -96,6 +108,11 @@ class AdvertScanner(Protocol):
 
     @property
     def mode_in_use(self) -> ScanMode | None: ...
+
+    @property
+    def reports_every_advert(self) -> bool:
+        """True: a device still in range keeps producing events (silence means gone)."""
+        ...
 
     async def start(self) -> None: ...
 

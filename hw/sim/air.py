@@ -25,7 +25,7 @@ from hw.radio_model import DEFAULT_TX_POWER, RadioModel
 from hw.sim.bluez import HostBluez, Transmission
 
 DEFAULT_INTERVAL_S = 0.1  # the iBeacon-recommended advertising interval
-DEFAULT_DEVICE_TIMEOUT_S = 30.0  # bluetoothd's TemporaryTimeout
+DEFAULT_DEVICE_TIMEOUT_S = 30.0  # bluetoothd's TemporaryTimeout (main.c DEFAULT_TEMPORARY_TIMEOUT)
 DEFAULT_SENSITIVITY_DBM = -100  # a typical BLE receiver's floor
 ADV_DELAY_MAX_S = 0.010
 
@@ -73,7 +73,7 @@ class AirConfig:
     tx_power_1m: int = DEFAULT_TX_POWER
     path_loss_exponent: float = 2.0
     sensitivity_dbm: int = DEFAULT_SENSITIVITY_DBM
-    advertisement_monitor: bool = True
+    experimental: bool = False  # bluetoothd -E: AdvertisementMonitorManager1 and more
 
 
 class Air:
@@ -180,7 +180,7 @@ async def run_air(
                 monotonic=time.monotonic,
                 device_timeout_s=config.device_timeout_s,
                 interval_s=config.interval_s,
-                advertisement_monitor=config.advertisement_monitor,
+                experimental=config.experimental,
                 scan_phase_s=rng.uniform(0.0, 1.0),
             )
             await bluez.start()

@@ -19,10 +19,20 @@ from hw.sim.air import (
     parse_host_spec,
     run_air,
 )
+from hw.sim.bluez import BLUEZ_VERSION
 from hw.sim.control import AirControlError, list_hosts, move_host
 from hw.stdout import quiet_stdout
 
 EPILOG = """\
+Reports like bluetoothd {version} (BlueZ's src/adapter.c, src/device.c, src/advertising.c,
+src/adv_monitor.c): RSSI is signalled again only when it moved by 8 dB or more, and
+manufacturer/service data only when the bytes change, unless a discovery filter is set
+(then every report's RSSI; the data too with DuplicateData=true); discovery without a
+filter (plain `bluetoothctl scan on`) reports only adverts with the LE General or Limited
+Discoverable flag, 10.24 s of every 15.24 s; a device is removed --device-timeout
+seconds (TemporaryTimeout) after it was last heard.  Passive scanning
+(AdvertisementMonitorManager1) only with --experimental, as with `bluetoothd -E`.
+
 Each host gets its own private D-Bus system bus with a simulated BlueZ (hci0) on it;
 for each host, as soon as it is ready, one line is printed:
 
@@ -54,7 +64,11 @@ def _host(text: str) -> HostSpec:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = EPILOG
+    parser.epilog = EPILOG.format(version=BLUEZ_VERSION)
+    parser.description = (
+        f"Simulate BlueZ (bluetoothd {BLUEZ_VERSION}'s D-Bus API and reporting rules) for "
+        "several hosts sharing one radio space."
+    )
     parser.add_argument(
         "--host",
         action="append",
@@ -80,7 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=DEFAULT_DEVICE_TIMEOUT_S,
         metavar="S",
-        help="forget a device not heard for S seconds, like bluetoothd's TemporaryTimeout "
+        help="remove a device not heard for S seconds, like bluetoothd's TemporaryTimeout "
         f"(default {DEFAULT_DEVICE_TIMEOUT_S:g})",
     )
     parser.add_argument(
@@ -97,9 +111,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="n in the path-loss model rssi = tx_power - 10·n·log10(d) (default 2)",
     )
     parser.add_argument(
-        "--no-advertisement-monitor",
+        "-E",
+        "--experimental",
         action="store_true",
-        help="leave out AdvertisementMonitorManager1 (like bluetoothd without --experimental)",
+        help="like bluetoothd -E: offer AdvertisementMonitorManager1 (passive scanning) and "
+        "the other experimental interfaces and properties (default: a stock bluetoothd)",
     )
     parser.add_argument(
         "--exit-with-pid",
@@ -154,7 +170,7 @@ def _run(args: argparse.Namespace) -> int:
         device_timeout_s=args.device_timeout,
         tx_power_1m=args.tx_power,
         path_loss_exponent=args.path_loss_exponent,
-        advertisement_monitor=not args.no_advertisement_monitor,
+        experimental=args.experimental,
     )
 
     def ready(name: str, address: str) -> None:

@@ -1,4 +1,8 @@
-"""What the simulated bluetoothd does with adverts and filters, without any bus."""
+"""What the simulated bluetoothd does with a client's advertisement, without any bus.
+
+Each rule is BlueZ 5.66's src/advertising.c (parsers, parse_advertisement,
+refresh_legacy_adv) as hw.sim.adverts models it.
+"""
 
 from __future__ import annotations
 
@@ -6,99 +10,131 @@ import pytest
 from dbus_fast import Variant
 
 from hw.sim.adverts import (
-    AD_MANUFACTURER,
+    FLAG_GENERAL,
+    FLAG_LIMITED,
+    FLAG_NO_BREDR,
     Advertisement,
-    DiscoveryFilter,
     InvalidAdvertisement,
-    InvalidFilter,
-    OrPattern,
+    ad_flags,
     ad_length,
-    ad_structures,
-    filter_accepts,
-    matches_or_patterns,
-    merge_filters,
+    layout_advertisement,
     parse_advertisement,
-    parse_discovery_filter,
 )
 from hw.sim.air import parse_host_spec
+from hw.sim.reporting import AD_FLAGS, AD_MANUFACTURER, AD_NAME_COMPLETE, AD_NAME_SHORT
 
 FRAME = bytes(11)
+OUR_ADVERT = {
+    "Type": Variant("s", "peripheral"),
+    "ManufacturerData": Variant("a{qv}", {0xFFFF: Variant("ay", FRAME)}),
+    "LocalName": Variant("s", "room-a"),
+    "Discoverable": Variant("b", True),
+}
 
 
-def test_advertisement_properties_are_read_with_bluez_types() -> None:
-    ad = parse_advertisement(
-        {
-            "Type": Variant("s", "broadcast"),
-            "ManufacturerData": Variant("a{qv}", {0xFFFF: Variant("ay", FRAME)}),
-            "LocalName": Variant("s", "ra"),
-        }
+def layout(ad: Advertisement, *, discoverable_adapter: bool = False, flags: int | None = None):  # type: ignore[no-untyped-def]
+    if flags is None:
+        flags = ad_flags(ad, adapter_bredr=True, adapter_discoverable=discoverable_adapter)
+    return layout_advertisement(
+        ad, flags=flags, adapter_name="host", adapter_discoverable=discoverable_adapter
     )
+
+
+def test_our_beacon_advert_is_read_with_bluez_types() -> None:
+    ad = parse_advertisement(OUR_ADVERT)
     assert ad.manufacturer_data == {0xFFFF: FRAME}
-    assert ad.local_name == "ra"
+    assert ad.local_name == "room-a" and ad.discoverable and ad.connectable
 
 
-@pytest.mark.parametrize(
-    "props, message",
-    [
-        ({}, "Type is missing"),
-        ({"Type": Variant("s", "beacon")}, "Type must be"),
-        (
-            {"Type": Variant("s", "broadcast"), "ManufacturerData": Variant("a{sv}", {})},
-            "ManufacturerData must be of type a{qv}",
-        ),
-    ],
-)
-def test_malformed_advertisements_are_refused_with_a_reason(props: dict, message: str) -> None:
-    with pytest.raises(InvalidAdvertisement, match=message):
+def test_discoverable_puts_general_discoverable_and_no_bredr_flags_in_the_advert() -> None:
+    # set_flags: General, plus "BR/EDR not supported" while the adapter is not discoverable.
+    ad = parse_advertisement(OUR_ADVERT)
+    pdu = layout(ad).adv_data
+    assert (AD_FLAGS, bytes([FLAG_GENERAL | FLAG_NO_BREDR])) in pdu
+    assert (AD_MANUFACTURER, b"\xff\xff" + FRAME) in pdu
+    assert ad_length(pdu) == 3 + 4 + len(FRAME)
+    discoverable_adapter = layout(ad, discoverable_adapter=True).adv_data
+    assert (AD_FLAGS, bytes([FLAG_GENERAL])) in discoverable_adapter
+
+
+def test_a_peripheral_without_discoverable_carries_flags_only_while_the_adapter_is_discoverable() -> None:
+    # get_adv_flags: MGMT_ADV_FLAG_DISCOV for a connectable advert without Flags of its own.
+    ad = Advertisement("peripheral", {0xFFFF: FRAME})
+    assert not any(t == AD_FLAGS for t, _ in layout(ad).adv_data)
+    assert (AD_FLAGS, bytes([FLAG_GENERAL])) in layout(ad, discoverable_adapter=True).adv_data
+
+
+def test_a_discoverable_broadcast_is_refused_as_bluez_refuses_it() -> None:
+    props = {**OUR_ADVERT, "Type": Variant("s", "broadcast")}
+    with pytest.raises(InvalidAdvertisement, match="Broadcast cannot set flags"):
         parse_advertisement(props)
 
 
-def test_our_frame_and_a_short_name_fit_in_a_legacy_advert() -> None:
-    ad = Advertisement("broadcast", {0xFFFF: FRAME}, local_name="x" * 14)
-    assert ad_length(ad_structures(ad, "host")) == 31
-    longer = Advertisement("broadcast", {0xFFFF: FRAME}, local_name="x" * 15)
-    assert ad_length(ad_structures(longer, "host")) == 32
+def test_discoverable_timeout_makes_the_flag_limited() -> None:
+    ad = parse_advertisement({**OUR_ADVERT, "DiscoverableTimeout": Variant("q", 30)})
+    assert ad_flags(ad, adapter_bredr=True, adapter_discoverable=False) & FLAG_LIMITED
 
 
-def test_manufacturer_ad_starts_with_the_little_endian_company_id() -> None:
-    structures = ad_structures(Advertisement("broadcast", {0x004C: b"\x02"}), "host")
-    assert structures == [(AD_MANUFACTURER, b"\x4c\x00\x02")]
+def test_the_name_goes_in_the_scan_response_shortened_to_fit() -> None:
+    ad = Advertisement("broadcast", {0xFFFF: FRAME}, local_name="x" * 40)
+    result = layout(ad)
+    assert not any(t in (AD_NAME_COMPLETE, AD_NAME_SHORT) for t, _ in result.adv_data)
+    assert result.scan_response == ((AD_NAME_SHORT, b"x" * 29),)
+    assert result.scannable and not result.connectable
 
 
-def test_or_patterns_match_on_type_offset_and_content() -> None:
-    structures = ad_structures(Advertisement("broadcast", {0xFFFF: FRAME}), "host")
-    assert matches_or_patterns(structures, [OrPattern(0, AD_MANUFACTURER, b"\xff\xff")])
-    assert not matches_or_patterns(structures, [OrPattern(0, AD_MANUFACTURER, b"\x4c\x00")])
-    assert not matches_or_patterns(structures, [OrPattern(0, 0x16, b"\xff\xff")])
+def test_data_beyond_31_bytes_is_refused() -> None:
+    fits = Advertisement("peripheral", {0xFFFF: bytes(24)}, discoverable=True)
+    assert ad_length(layout(fits).adv_data) == 31
+    too_long = Advertisement("peripheral", {0xFFFF: bytes(25)}, discoverable=True)
+    with pytest.raises(InvalidAdvertisement, match="too long"):
+        layout(too_long)
 
 
-def test_discovery_filter_as_bleak_sends_it() -> None:
-    flt = parse_discovery_filter(
-        {
-            "Transport": Variant("s", "le"),
-            "DuplicateData": Variant("b", False),
-            "RSSI": Variant("n", -70),
-        }
-    )
-    assert flt == DiscoveryFilter(rssi=-70, transport="le", duplicate_data=False)
-    with pytest.raises(InvalidFilter):
-        parse_discovery_filter({"Transport": Variant("s", "radio")})
+def test_tx_power_include_costs_three_bytes_even_before_it_is_added() -> None:
+    # calc_max_adv_len: 31 - 3 for MGMT_ADV_FLAG_TX_POWER.
+    ad = Advertisement("broadcast", {0xFFFF: bytes(25)}, includes=("tx-power",))
+    with pytest.raises(InvalidAdvertisement):
+        layout(ad)
 
 
-def test_the_adapter_serves_the_loosest_filter_of_its_clients() -> None:
-    merged = merge_filters(
-        [DiscoveryFilter(rssi=-70, duplicate_data=False), DiscoveryFilter(rssi=-90)]
-    )
-    assert merged.rssi == -90 and merged.duplicate_data
-    assert merge_filters([DiscoveryFilter(rssi=-70), DiscoveryFilter()]).rssi is None
+@pytest.mark.parametrize(
+    "props, reason",
+    [
+        ({"Type": Variant("s", "beacon")}, "Type"),
+        ({"ManufacturerData": Variant("a{sv}", {})}, "ManufacturerData"),
+        ({"ManufacturerData": Variant("a{qv}", {1: Variant("ay", bytes(28))})}, "too long"),
+        ({"ServiceUUIDs": Variant("as", ["not-a-uuid"])}, "ServiceUUIDs"),
+        (
+            {"Includes": Variant("as", ["local-name"]), "LocalName": Variant("s", "x")},
+            "Local name already included",
+        ),
+        ({"Timeout": Variant("q", 5), "DiscoverableTimeout": Variant("q", 9),
+          "Type": Variant("s", "peripheral"), "Discoverable": Variant("b", True)},
+         "DiscoverableTimeout > Timeout"),
+    ],
+)
+def test_unusable_advertisements_are_refused_with_bluetoothds_log_line(
+    props: dict[str, Variant], reason: str
+) -> None:
+    with pytest.raises(InvalidAdvertisement, match=reason):
+        parse_advertisement(props)
 
 
-def test_rssi_and_pathloss_filters_drop_faint_adverts() -> None:
-    kwargs = {"address": "C0:00:00:00:00:01", "name": None, "uuids": []}
-    assert filter_accepts(DiscoveryFilter(rssi=-70), rssi=-70, tx_power=None, **kwargs)
-    assert not filter_accepts(DiscoveryFilter(rssi=-70), rssi=-71, tx_power=None, **kwargs)
-    assert not filter_accepts(DiscoveryFilter(pathloss=10), rssi=-60, tx_power=0, **kwargs)
-    assert not filter_accepts(DiscoveryFilter(transport="bredr"), rssi=-1, tx_power=None, **kwargs)
+def test_a_missing_type_is_a_broadcast_and_unknown_includes_are_skipped() -> None:
+    ad = parse_advertisement({"Includes": Variant("as", ["rsi", "tx-power"])})
+    assert ad.type == "broadcast" and ad.includes == ("tx-power",)
+
+
+def test_intervals_and_tx_power_count_only_with_experimental() -> None:
+    props = {"MinInterval": Variant("u", 200), "MaxInterval": Variant("u", 300)}
+    assert parse_advertisement(props).min_interval_ms == 0
+    assert parse_advertisement(props, experimental=True).min_interval_ms == 200
+    with pytest.raises(InvalidAdvertisement, match="MinInterval must be less"):
+        parse_advertisement(
+            {"MinInterval": Variant("u", 300), "MaxInterval": Variant("u", 200)},
+            experimental=True,
+        )
 
 
 @pytest.mark.parametrize("text", ["room-a", "@1,2", "a@1", "a@x,2", "a b@1,2"])

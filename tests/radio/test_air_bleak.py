@@ -8,12 +8,23 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from dbus_fast import BusType, Message, MessageType
+from dbus_fast.aio import MessageBus
 
 from beacon.advertising import BeaconConfig, RotatingBeacon, payload_at
 from hw.advertiser import AdvertiserError, AdvertiserUnavailable, AdvertPayload, UnavailableReason
-from hw.advertiser.bluez import BlueZAdvertiser
+from hw.advertiser.bluez import BlueZAdvertiser, advertisement_properties
 from hw.radio_model import RadioModel
-from hw.scanner import AdvertScanner, RawAdvert, ScanEvent, ScanMode, ScanOptions, create_scanner
+from hw.scanner import (
+    AdvertLost,
+    AdvertScanner,
+    RawAdvert,
+    ScanEvent,
+    ScanMode,
+    ScannerUnavailable,
+    ScanOptions,
+    create_scanner,
+)
 from hw.sim.launch import AirProcess
 from relay.protocol.eid import eid_at
 from relay.protocol.frame import DEFAULT_COMPANY_ID, decode_manufacturer_data
@@ -73,7 +84,7 @@ async def test_beacon_is_heard_with_its_eid_and_the_rssi_of_its_distance(
     now = time.time()
     async with scanning(collector) as scanner, advertising(air, "room-a", KEY_A, now):
         event = await collector.wait_for(heard())
-        assert scanner.mode_in_use is ScanMode.PASSIVE
+        assert scanner.mode_in_use is ScanMode.ACTIVE and scanner.reports_every_advert
         assert eid_of(event) == eid_at(KEY_A, now, 10)
         assert isinstance(event, RawAdvert)
         expected = RadioModel().expected_rssi(TX_1M, (0, 0), (4, 0))
@@ -159,18 +170,77 @@ async def test_an_rssi_discovery_filter_hides_the_far_beacon(
         assert eid_at(KEY_B, now, 10) not in eids
 
 
-async def test_without_an_advertisement_monitor_the_scanner_falls_back_to_active(
+async def test_passive_scanning_needs_bluetoothd_experimental(
     make_air: Callable[..., AirProcess],
     on_host: Callable[[AirProcess, str], None],
     collector: Collector,
 ) -> None:
-    air = make_air(("room-a", 0, 0), ("phone", 2, 0), advertisement_monitor=False)
+    air = make_air(("room-a", 0, 0), ("phone", 2, 0))
+    on_host(air, "phone")
+    with pytest.raises(ScannerUnavailable, match="only when started with -E") as caught:
+        async with scanning(collector, ScanOptions(DEFAULT_COMPANY_ID, mode=ScanMode.PASSIVE)):
+            pass
+    assert caught.value.reason == "no-passive-scanning"
+
+
+async def test_auto_scans_actively_even_where_bluetoothd_offers_monitors(
+    make_air: Callable[..., AirProcess],
+    on_host: Callable[[AirProcess, str], None],
+    collector: Collector,
+) -> None:
+    air = make_air(("room-a", 0, 0), ("phone", 2, 0), experimental=True)
     on_host(air, "phone")
     now = time.time()
     async with scanning(collector) as scanner, advertising(air, "room-a", KEY_A, now):
-        event = await collector.wait_for(heard())
+        await collector.wait_for(heard())
         assert scanner.mode_in_use is ScanMode.ACTIVE
-        assert eid_of(event) == eid_at(KEY_A, now, 10)
+
+
+async def test_a_still_beacon_keeps_being_reported_in_active_mode(
+    make_air: Callable[..., AirProcess],
+    on_host: Callable[[AirProcess, str], None],
+    collector: Collector,
+) -> None:
+    # No noise: every advert has the same RSSI and data, which bluetoothd signals only
+    # because the scanner's filter asks for it (filtered discovery, DuplicateData).
+    air = make_air(("room-a", 0, 0), ("phone", 2, 0))
+    on_host(air, "phone")
+    async with scanning(collector), advertising(air, "room-a", KEY_A, time.time()):
+        await collector.wait_for(heard())
+        start = len(collector.events)
+        await asyncio.sleep(1.0)
+        assert len(collector.events) - start >= 5  # ten adverts a second are sent
+
+
+async def test_passive_scanning_reports_a_known_still_beacon_and_its_loss(
+    make_air: Callable[..., AirProcess],
+    on_host: Callable[[AirProcess, str], None],
+    collector: Collector,
+) -> None:
+    air = make_air(("room-a", 0, 0), ("phone", 2, 0), experimental=True)
+    on_host(air, "phone")
+    now = time.time()
+    advertiser = await advertise(air, "room-a", KEY_A, now)
+    try:
+        # BlueZ learns the device from an active scan first: in passive scanning it
+        # will not signal it again (same RSSI, same data), only the monitor hears it.
+        async with scanning(collector):
+            await collector.wait_for(heard())
+        collector.events.clear()
+        options = ScanOptions(DEFAULT_COMPANY_ID, mode=ScanMode.PASSIVE, lost_after_s=2)
+        async with scanning(collector, options) as scanner:
+            assert scanner.mode_in_use is ScanMode.PASSIVE and not scanner.reports_every_advert
+            event = await collector.wait_for(heard())
+            assert eid_of(event) == eid_at(KEY_A, now, 10)
+            await asyncio.sleep(3.0)  # longer than the monitor's lost timeout: still there
+            assert not any(isinstance(e, AdvertLost) for e in collector.events)
+            stopped = time.monotonic()
+            await advertiser.stop()
+            lost = await collector.wait_for(lambda e: isinstance(e, AdvertLost), timeout=10)
+            assert isinstance(lost, AdvertLost) and lost.address == event.address
+            assert time.monotonic() - stopped < 2 + 2  # RSSILowTimeout, in whole seconds
+    finally:
+        await advertiser.stop()
 
 
 async def test_scanner_ignores_adverts_of_other_companies(
@@ -200,10 +270,44 @@ async def test_an_advert_too_long_for_31_bytes_is_refused_with_a_reason(
 ) -> None:
     air = make_air(("room-a", 0, 0))
     advertiser = BlueZAdvertiser(bus_address=air.bus_address("room-a"))
-    payload = payload_at(BeaconConfig(KEY_A, local_name="a-much-too-long-name"), time.time())
+    # 3 bytes of Flags + 4 + 25 bytes of manufacturer data: 32.
+    payload = AdvertPayload({DEFAULT_COMPANY_ID: bytes(25)}, discoverable=True)
     with pytest.raises(AdvertiserError, match="does not fit in 31 bytes"):
         await advertiser.start(payload)
     await advertiser.stop()
+
+
+async def test_bluetoothd_refuses_an_overlong_advert_it_is_given_anyway(
+    make_air: Callable[..., AirProcess],
+) -> None:
+    """What our advertiser's own check spares the user: BlueZ's one generic answer."""
+    air = make_air(("room-a", 0, 0))
+    payload = AdvertPayload({DEFAULT_COMPANY_ID: bytes(25)}, discoverable=True)
+    bus = await MessageBus(bus_address=air.bus_address("room-a"), bus_type=BusType.SYSTEM).connect()
+    props = advertisement_properties(payload)
+
+    def answer(msg: Message) -> Message | None:
+        if msg.member == "GetAll" and msg.path == "/ad":
+            return Message.new_method_return(msg, "a{sv}", [props])
+        return None
+
+    bus.add_message_handler(answer)
+    try:
+        reply = await bus.call(
+            Message(
+                destination="org.bluez",
+                path="/org/bluez/hci0",
+                interface="org.bluez.LEAdvertisingManager1",
+                member="RegisterAdvertisement",
+                signature="oa{sv}",
+                body=["/ad", {}],
+            )
+        )
+    finally:
+        bus.disconnect()
+    assert reply is not None and reply.message_type == MessageType.ERROR
+    assert reply.error_name == "org.bluez.Error.Failed"
+    assert reply.body == ["Failed to parse advertisement."]
 
 
 async def test_losing_the_bus_mid_run_is_reported_as_unavailable(
