@@ -22,7 +22,8 @@ from dbus_fast.aio import MessageBus
 
 from hw.dbus_daemon import PrivateBus, start_private_bus
 from hw.radio_model import DEFAULT_TX_POWER, RadioModel
-from hw.sim.bluez import HostBluez, Transmission
+from hw.sim.advertising import Transmission
+from hw.sim.bluez import HostBluez
 
 DEFAULT_INTERVAL_S = 0.1  # the iBeacon-recommended advertising interval
 DEFAULT_DEVICE_TIMEOUT_S = 30.0  # bluetoothd's TemporaryTimeout (main.c DEFAULT_TEMPORARY_TIMEOUT)

@@ -1,12 +1,14 @@
 """One simulated host's ``org.bluez``: bluetoothd 5.66 as its D-Bus clients see it.
 
-The I/O shell around the pure rules in :mod:`hw.sim.discovery` (sessions and filters),
-:mod:`hw.sim.reporting` (what a device signals), :mod:`hw.sim.adverts` (a client's
-advertisement) and :mod:`hw.sim.monitors` (advertisement monitors), answered over a
-real (private) D-Bus connection with low-level handlers, so each caller's unique name
-is known the way bluetoothd knows it: discovery sessions, filters, adverts, monitor
-apps and agents are per caller and go away when the caller leaves the bus.  What is
-heard comes in through :meth:`HostBluez.receive`, from the air (:mod:`hw.sim.air`).
+The adapter, its discovery and its devices, around the pure rules of
+:mod:`hw.sim.discovery` (sessions and filters) and :mod:`hw.sim.reporting` (what a
+device signals); adverts are :mod:`hw.sim.advertising`'s, monitor apps
+:mod:`hw.sim.monitor_apps`' and agents/profiles :mod:`hw.sim.registrations`'.  All is
+answered over a real (private) D-Bus connection with low-level handlers, so each
+caller's unique name is known the way bluetoothd knows it: discovery sessions,
+filters, adverts, monitor apps and agents are per caller and go away when the caller
+leaves the bus.  What is heard comes in through :meth:`HostBluez.receive`, from the
+air (:mod:`hw.sim.air`).
 
 Out of scope, answered the way bluetoothd answers when it cannot do it: connecting
 and pairing (``Device1.Connect`` fails with "le-connection-abort-by-local", ``Pair``
@@ -19,23 +21,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import structlog
-from dbus_fast import Message, MessageFlag, MessageType, Variant
+from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
 from hw.sim import introspection
-from hw.sim.adverts import (
-    LEGACY_ADV_MAX,
-    Advertisement,
-    InvalidAdvertisement,
-    Layout,
-    ad_flags,
-    layout_advertisement,
-    parse_advertisement,
+from hw.sim.advertising import AdapterView, AdvertisingManager, AirLink, Transmission
+from hw.sim.bus import (
+    ADAPTER,
+    ADAPTER_PATH,
+    ADV_MANAGER,
+    AGENT_MANAGER,
+    BLUEZ_NAME,
+    DEVICE,
+    GATT_MANAGER,
+    INTROSPECTABLE,
+    MONITOR_MANAGER,
+    OBJECT_MANAGER,
+    PROFILE_MANAGER,
+    PROPERTIES,
+    ROOT_PATH,
+    BluezError,
+    call_bus,
+    does_not_exist,
+    emit_changed,
+    invalid_arguments,
 )
 from hw.sim.discovery import (
     SCAN_TYPE_DUAL,
@@ -47,13 +61,8 @@ from hw.sim.discovery import (
     kernel_accepts,
     parse_discovery_filter,
 )
-from hw.sim.monitors import (
-    InvalidMonitor,
-    MonitoredDevice,
-    MonitorSpec,
-    content_matches,
-    parse_monitor,
-)
+from hw.sim.monitor_apps import MonitorApps
+from hw.sim.registrations import Registrations
 from hw.sim.reporting import (
     RemoteDevice,
     apply_advert,
@@ -63,41 +72,15 @@ from hw.sim.reporting import (
     parse_eir,
 )
 
-BLUEZ_VERSION = "5.66"
-BLUEZ_NAME = "org.bluez"
-ROOT_PATH = "/org/bluez"
-ADAPTER_PATH = "/org/bluez/hci0"
-ADAPTER = "org.bluez.Adapter1"
-DEVICE = "org.bluez.Device1"
-ADV_MANAGER = "org.bluez.LEAdvertisingManager1"
-ADV = "org.bluez.LEAdvertisement1"
-MONITOR_MANAGER = "org.bluez.AdvertisementMonitorManager1"
-MONITOR = "org.bluez.AdvertisementMonitor1"
-GATT_MANAGER = "org.bluez.GattManager1"
-AGENT_MANAGER = "org.bluez.AgentManager1"
-PROFILE_MANAGER = "org.bluez.ProfileManager1"
-PROPERTIES = "org.freedesktop.DBus.Properties"
-INTROSPECTABLE = "org.freedesktop.DBus.Introspectable"
-OBJECT_MANAGER = "org.freedesktop.DBus.ObjectManager"
 AIR_NAME = "org.btogether.Air"
 AIR_PATH = "/org/btogether/Air"
 AIR_INTERFACE = "org.btogether.Air1"
-MAX_ADVERTISEMENTS = 5
 DEFAULT_DISCOVERABLE_TIMEOUT_S = 180  # main.conf DiscoverableTimeout
 # The kernel's passive (background) LE scan while only monitors listen: a 30 ms window
 # every 60 ms (le_scan_window / le_scan_interval).  Discovery scans continuously.
 PASSIVE_SCAN_INTERVAL_S = 0.060
 PASSIVE_SCAN_WINDOW_S = 0.030
 SWEEP_PERIOD_S = 0.25
-DBUS_REPLY_TIMEOUT_S = 25.0  # libdbus's default, which gdbus uses (-1)
-AGENT_CAPABILITIES = (
-    "",
-    "DisplayOnly",
-    "DisplayYesNo",
-    "KeyboardOnly",
-    "NoInputNoOutput",
-    "KeyboardDisplay",
-)
 
 _log = structlog.get_logger(__name__)
 
@@ -108,79 +91,14 @@ def host_address(host: str) -> str:
     return ":".join(f"{b:02X}" for b in (0xC0, *digest[:5]))
 
 
-def instance_address(adapter_address: str, slot: int) -> tuple[str, str]:
-    """(address, type) of advertising instance ``slot``: the first uses the adapter's."""
-    if slot == 1:
-        return adapter_address, "public"
-    digest = hashlib.sha256(f"{adapter_address}/{slot}".encode()).digest()
-    first = digest[0] | 0xC0  # random static address: two top bits set
-    return ":".join(f"{b:02X}" for b in (first, *digest[1:6])), "random"
-
-
 def device_path(address: str) -> str:
     return f"{ADAPTER_PATH}/dev_{address.replace(':', '_')}"
-
-
-@dataclass(frozen=True, slots=True)
-class Transmission:
-    """One advertising instance as it goes out on the air."""
-
-    address: str
-    address_type: str
-    layout: Layout
-    interval_s: float
-
-
-class AirLink(Protocol):
-    """What a host asks of the air it is part of."""
-
-    def start_airing(self, host: str, key: tuple[str, str], transmission: Transmission) -> None: ...
-
-    def stop_airing(self, host: str, key: tuple[str, str]) -> None: ...
-
-    def move_host(self, name: str, x: float, y: float) -> None: ...
-
-    def host_positions(self) -> list[tuple[str, float, float]]: ...
-
-
-@dataclass
-class _Advert:
-    owner: str
-    path: str
-    slot: int
-    advertisement: Advertisement
-    flags: int
-    timers: list[asyncio.TimerHandle] = field(default_factory=list)
-
-
-@dataclass
-class _Monitor:
-    path: str
-    spec: MonitorSpec
-    devices: dict[str, MonitoredDevice] = field(default_factory=dict)
-
-
-@dataclass
-class _MonitorApp:
-    owner: str
-    root: str
-    rule: str
-    monitors: dict[str, _Monitor] = field(default_factory=dict)
 
 
 @dataclass
 class _Device:
     path: str
     record: RemoteDevice
-
-
-class _Refusal(Exception):
-    """Answer the method call with this D-Bus error."""
-
-    def __init__(self, name: str, text: str) -> None:
-        super().__init__(text)
-        self.name = name
-        self.text = text
 
 
 class HostBluez:
@@ -204,7 +122,6 @@ class HostBluez:
         self._air = air
         self._now = monotonic
         self._device_timeout_s = device_timeout_s
-        self._interval_s = interval_s
         self._experimental = experimental
         self._scan_phase_s = scan_phase_s
         self.powered = True
@@ -212,19 +129,23 @@ class HostBluez:
         self._discoverable = False
         self._discoverable_timeout = DEFAULT_DISCOVERABLE_TIMEOUT_S
         self._discovery_discoverable = False
-        self._pairable = True  # bluetoothd sets the adapter bondable when it starts
+        self._pairable = True  # bluetoothd makes the adapter bondable when it starts
         self._pairable_timeout = 0
         self._mode_timers: dict[str, asyncio.TimerHandle] = {}
         self._discovery = DiscoverySessions(SCAN_TYPE_DUAL)
         self._found_in_discovery: set[str] = set()
-        self._adverts: dict[tuple[str, str], _Advert] = {}
-        self._pending_adverts: set[tuple[str, str]] = set()
-        self._monitor_apps: dict[tuple[str, str], _MonitorApp] = {}
         self._devices: dict[str, _Device] = {}
-        self._agents: dict[str, tuple[str, str]] = {}  # owner -> (path, capability)
-        self._default_agent: str | None = None
-        self._profiles: dict[tuple[str, str], str] = {}  # (owner, path) -> UUID
-        self._gatt_apps: set[tuple[str, str]] = set()
+        self._adverts = AdvertisingManager(
+            host=host,
+            adapter_address=self.address,
+            bus=bus,
+            air=air,
+            adapter=lambda: AdapterView(self._alias or self.host, self.discoverable),
+            interval_s=interval_s,
+            experimental=experimental,
+        )
+        self._monitors = MonitorApps(bus, host)
+        self._registrations = Registrations()
         self._tasks: set[asyncio.Task[None]] = set()
         self._log = _log.bind(host=host)
 
@@ -234,7 +155,8 @@ class HostBluez:
         self._bus.add_message_handler(self._on_message)
         for name in (BLUEZ_NAME, AIR_NAME):
             await self._bus.request_name(name)
-        await self._call_bus(
+        await call_bus(
+            self._bus,
             "AddMatch",
             "s",
             [
@@ -250,9 +172,8 @@ class HostBluez:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        for advert in list(self._adverts.values()):
-            self._cancel_timers(advert)
-            self._air.stop_airing(self.host, (advert.owner, advert.path))
+        await self._monitors.close()
+        self._adverts.close()
         for handle in self._mode_timers.values():
             handle.cancel()
         self._bus.disconnect()
@@ -261,20 +182,6 @@ class HostBluez:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def _call_bus(self, member: str, signature: str, body: list[Any]) -> Message:
-        reply = await self._bus.call(
-            Message(
-                destination="org.freedesktop.DBus",
-                path="/org/freedesktop/DBus",
-                interface="org.freedesktop.DBus",
-                member=member,
-                signature=signature,
-                body=body,
-            )
-        )
-        assert reply is not None
-        return reply
 
     # ---- object model ----------------------------------------------------------
 
@@ -303,20 +210,6 @@ class HostBluez:
             props["PowerState"] = Variant("s", "on" if self.powered else "off")
         return props
 
-    def _adv_manager_props(self) -> dict[str, Variant]:
-        active = len(self._adverts)
-        props = {
-            "ActiveInstances": Variant("y", active),
-            "SupportedInstances": Variant("y", MAX_ADVERTISEMENTS - active),
-            "SupportedIncludes": Variant("as", ["tx-power", "appearance", "local-name"]),
-        }
-        if self._experimental:
-            props["SupportedFeatures"] = Variant("as", [])
-            props["SupportedCapabilities"] = Variant(
-                "a{sv}", {"MaxAdvLen": Variant("y", LEGACY_ADV_MAX)}
-            )
-        return props
-
     def _interfaces_at(self, path: str) -> dict[str, dict[str, Variant]] | None:
         """The interfaces and properties of the object at ``path`` (None: no object)."""
         if path == "/":
@@ -327,7 +220,7 @@ class HostBluez:
             interfaces = {
                 ADAPTER: self._adapter_props(),
                 GATT_MANAGER: {},
-                ADV_MANAGER: self._adv_manager_props(),
+                ADV_MANAGER: self._adverts.properties(),
             }
             if self._experimental:
                 interfaces[MONITOR_MANAGER] = {
@@ -335,10 +228,13 @@ class HostBluez:
                     "SupportedFeatures": Variant("as", []),
                 }
             return interfaces
-        for device in self._devices.values():
-            if device.path == path:
-                return {DEVICE: device_properties(device.record, ADAPTER_PATH, self._experimental)}
+        device = self._device_at(path)
+        if device is not None:
+            return {DEVICE: device_properties(device.record, ADAPTER_PATH, self._experimental)}
         return None
+
+    def _device_at(self, path: str) -> _Device | None:
+        return next((d for d in self._devices.values() if d.path == path), None)
 
     def _objects(self) -> dict[str, dict[str, dict[str, Variant]]]:
         """GetManagedObjects on ``/``: every object below the root, with all its interfaces."""
@@ -354,24 +250,9 @@ class HostBluez:
     ) -> None:
         self._bus.send(Message.new_signal(path, interface, member, signature, body))
 
-    def _emit_changed(
-        self,
-        path: str,
-        interface: str,
-        changed: Mapping[str, Variant],
-        invalidated: list[str] | None = None,
-    ) -> None:
-        self._emit(
-            path,
-            PROPERTIES,
-            "PropertiesChanged",
-            "sa{sv}as",
-            [interface, dict(changed), invalidated or []],
-        )
-
     def _adapter_changed(self, *names: str) -> None:
         props = self._adapter_props()
-        self._emit_changed(ADAPTER_PATH, ADAPTER, {n: props[n] for n in names if n in props})
+        emit_changed(self._bus, ADAPTER_PATH, ADAPTER, {n: props[n] for n in names if n in props})
 
     # ---- message dispatch ------------------------------------------------------
 
@@ -383,22 +264,16 @@ class HostBluez:
             return False
         try:
             return self._dispatch(msg)
-        except _Refusal as refusal:
-            return Message.new_error(msg, refusal.name, refusal.text)
+        except BluezError as error:
+            return Message.new_error(msg, error.name, error.text)
 
     def _on_signal(self, msg: Message) -> None:
         if msg.member == "NameOwnerChanged" and msg.sender == "org.freedesktop.DBus":
             name, _old, new = msg.body
             if not new and name.startswith(":"):
                 self._owner_left(name)
-            return
-        if msg.interface == OBJECT_MANAGER and msg.member in (
-            "InterfacesAdded",
-            "InterfacesRemoved",
-        ):
-            for app in list(self._monitor_apps.values()):
-                if msg.sender == app.owner and msg.path == app.root:
-                    self._monitor_app_signal(app, msg)
+        elif msg.interface == OBJECT_MANAGER:
+            self._monitors.on_signal(msg)
 
     def _dispatch(self, msg: Message) -> Message | bool:
         path, interface, member = msg.path or "", msg.interface, msg.member
@@ -413,11 +288,18 @@ class HostBluez:
             return self._properties(msg, interfaces)
         if interface == OBJECT_MANAGER and member == "GetManagedObjects" and path == "/":
             return Message.new_method_return(msg, "a{oa{sa{sv}}}", [self._objects()])
+        sender = msg.sender or ""
         if path == ROOT_PATH:
-            return self._root_call(msg)
+            if interface in (AGENT_MANAGER, None) and self._registrations.agent_call(msg, sender):
+                return Message.new_method_return(msg)
+            if interface in (PROFILE_MANAGER, None) and self._registrations.profile_call(
+                msg, sender
+            ):
+                return Message.new_method_return(msg)
+            return False
         if path == ADAPTER_PATH:
-            return self._adapter_call(msg)
-        if DEVICE in interfaces and interface in (DEVICE, None):
+            return self._adapter_call(msg, sender)
+        if interface in (DEVICE, None):
             return self._device_call(msg)
         return False
 
@@ -457,39 +339,39 @@ class HostBluez:
         if msg.member == "GetAll" and msg.signature == "s":
             props = interfaces.get(msg.body[0])
             if props is None:
-                raise _Refusal(invalid, f"No such interface '{msg.body[0]}'")
+                raise BluezError(invalid, f"No such interface '{msg.body[0]}'")
             return Message.new_method_return(msg, "a{sv}", [props])
         if msg.member == "Get" and msg.signature == "ss":
             iface, name = msg.body
             if iface not in interfaces:
-                raise _Refusal(invalid, f"No such interface '{iface}'")
+                raise BluezError(invalid, f"No such interface '{iface}'")
             value = interfaces[iface].get(name)
             if value is None:
-                raise _Refusal(invalid, f"No such property '{name}'")
+                raise BluezError(invalid, f"No such property '{name}'")
             return Message.new_method_return(msg, "v", [value])
         if msg.member == "Set" and msg.signature == "ssv":
             iface, name, value = msg.body
             if iface not in interfaces:
-                raise _Refusal(invalid, f"No such interface '{iface}'")
+                raise BluezError(invalid, f"No such interface '{iface}'")
             spec = introspection.BY_NAME.get(iface)
             prop = next((p for p in spec.properties if p.name == name), None) if spec else None
             if prop is None or (prop.experimental and not self._experimental):
-                raise _Refusal(
+                raise BluezError(
                     "org.freedesktop.DBus.Error.UnknownProperty", f"No such property '{name}'"
                 )
             if not prop.writable:
-                raise _Refusal(
+                raise BluezError(
                     "org.freedesktop.DBus.Error.PropertyReadOnly",
                     f"Property '{name}' is not writable",
                 )
             if value.signature != prop.type:
-                raise _Refusal(invalid, f"Invalid signature for '{name}'")
+                raise BluezError(invalid, f"Invalid signature for '{name}'")
             if msg.path == ADAPTER_PATH:
                 self._set_adapter_property(name, value.value)
             else:
                 self._set_device_property(msg.path or "", name, value.value)
             return Message.new_method_return(msg)
-        raise _Refusal(
+        raise BluezError(
             "org.freedesktop.DBus.Error.UnknownMethod",
             f'Method "{msg.member}" with signature "{msg.signature}" on interface '
             f'"{PROPERTIES}" doesn\'t exist',
@@ -527,7 +409,7 @@ class HostBluez:
     def _set_discoverable(self, on: bool) -> None:
         """property_set_mode(MGMT_SETTING_DISCOVERABLE): the kernel ends it after the timeout."""
         if on and not self.powered and self._discoverable_timeout:
-            raise _Refusal("org.bluez.Error.Failed", "Not Powered")
+            raise BluezError("org.bluez.Error.Failed", "Not Powered")
         if on == self._discoverable:
             return
         before = self.discoverable
@@ -538,7 +420,7 @@ class HostBluez:
             self._cancel_mode_timer("Discoverable")
         if self.discoverable != before:
             self._adapter_changed("Discoverable")
-            self._refresh_adverts()
+            self._adverts.refresh()
 
     def _arm_mode_timer(self, name: str, seconds: int) -> None:
         self._cancel_mode_timer(name)
@@ -560,7 +442,7 @@ class HostBluez:
             self._adapter_changed("Pairable")
 
     def _set_device_property(self, path: str, name: str, value: Any) -> None:
-        device = next((d for d in self._devices.values() if d.path == path), None)
+        device = self._device_at(path)
         if device is None:
             return
         record = device.record
@@ -571,9 +453,9 @@ class HostBluez:
         elif name == "Blocked":
             record.blocked = bool(value)
         else:
-            raise _Refusal("org.bluez.Error.NotSupported", "Operation is not supported")
+            raise BluezError("org.bluez.Error.NotSupported", "Operation is not supported")
         changed, _ = changed_properties(record, [name], ADAPTER_PATH)
-        self._emit_changed(path, DEVICE, changed)
+        emit_changed(self._bus, path, DEVICE, changed)
 
     def _set_powered(self, powered: bool) -> None:
         if powered == self.powered:
@@ -582,12 +464,7 @@ class HostBluez:
         if not powered:
             # property_set_mode: btd_adv_monitor_power_down, clear_discoverable and
             # remove_temporary_devices; then adapter_stop ends every discovery.
-            for app in self._monitor_apps.values():
-                for monitor in app.monitors.values():
-                    for path, state in monitor.devices.items():
-                        if state.lost_deadline() is not None:
-                            state.lost_timer_fired()
-                            self._call_client(app.owner, monitor.path, MONITOR, "DeviceLost", path)
+            self._monitors.fire_lost_timers(self._now(), all_running=True)
             if self._discoverable:
                 self._discoverable = False
                 self._cancel_mode_timer("Discoverable")
@@ -597,63 +474,15 @@ class HostBluez:
             self._discovery.clear()
             self._found_in_discovery.clear()
             self._discovery_discoverable = False
-            self.powered = False
-        else:
-            self.powered = True
+        self.powered = powered
         # settings_changed and adapter_stop: one PropertiesChanged (gdbus batches them).
-        names = ["Powered", "Discovering"] if not powered else ["Powered"]
+        names = ["Powered"] if powered else ["Powered", "Discovering"]
         self._adapter_changed(*names, *(("PowerState",) if self._experimental else ()))
-
-    # ---- /org/bluez: agents and profiles ---------------------------------------------
-
-    def _root_call(self, msg: Message) -> Message | bool:
-        sender, member, interface = msg.sender or "", msg.member, msg.interface
-        if interface in (AGENT_MANAGER, None):
-            if member == "RegisterAgent" and msg.signature == "os":
-                # agent.c register_agent: one agent per client, a known IO capability.
-                if sender in self._agents:
-                    raise _Refusal("org.bluez.Error.AlreadyExists", "Already Exists")
-                path, capability = msg.body
-                if capability not in AGENT_CAPABILITIES:
-                    raise _Refusal(
-                        "org.bluez.Error.InvalidArguments", "Invalid arguments in method call"
-                    )
-                self._agents[sender] = (path, capability or "KeyboardDisplay")
-                return Message.new_method_return(msg)
-            if member in ("UnregisterAgent", "RequestDefaultAgent") and msg.signature == "o":
-                agent = self._agents.get(sender)
-                if agent is None or agent[0] != msg.body[0]:
-                    raise _Refusal("org.bluez.Error.DoesNotExist", "Does Not Exist")
-                if member == "UnregisterAgent":
-                    self._agent_gone(sender)
-                else:
-                    self._default_agent = sender
-                return Message.new_method_return(msg)
-        if interface in (PROFILE_MANAGER, None):
-            if member == "RegisterProfile" and msg.signature == "osa{sv}":
-                # profile.c register_profile: kept, never connected (no profiles here).
-                path, uuid, _options = msg.body
-                if (sender, path) in self._profiles:
-                    raise _Refusal("org.bluez.Error.AlreadyExists", "Already Exists")
-                if uuid in self._profiles.values():
-                    raise _Refusal("org.bluez.Error.NotPermitted", "UUID already registered")
-                self._profiles[(sender, path)] = uuid
-                return Message.new_method_return(msg)
-            if member == "UnregisterProfile" and msg.signature == "o":
-                if self._profiles.pop((sender, msg.body[0]), None) is None:
-                    raise _Refusal("org.bluez.Error.DoesNotExist", "Does Not Exist")
-                return Message.new_method_return(msg)
-        return False
-
-    def _agent_gone(self, owner: str) -> None:
-        self._agents.pop(owner, None)
-        if self._default_agent == owner:
-            self._default_agent = None
 
     # ---- hci0: discovery, advertising, monitors, GATT -----------------------------------
 
-    def _adapter_call(self, msg: Message) -> Message | bool:
-        interface, member, sender = msg.interface, msg.member, msg.sender or ""
+    def _adapter_call(self, msg: Message, sender: str) -> Message | bool:
+        interface, member = msg.interface, msg.member
         if interface in (ADAPTER, None):
             if member == "SetDiscoveryFilter" and msg.signature == "a{sv}":
                 return self._set_discovery_filter(msg, sender)
@@ -662,49 +491,31 @@ class HostBluez:
             if member == "StopDiscovery" and msg.signature == "":
                 return self._stop_discovery(msg, sender)
             if member == "RemoveDevice" and msg.signature == "o":
-                address = next((a for a, d in self._devices.items() if d.path == msg.body[0]), None)
-                if address is None:
-                    raise _Refusal("org.bluez.Error.DoesNotExist", "Does Not Exist")
-                self._remove_device(address)
+                device = self._device_at(msg.body[0])
+                if device is None:
+                    raise does_not_exist()
+                self._remove_device(device.record.address)
                 return Message.new_method_return(msg)
             if member == "GetDiscoveryFilters" and msg.signature == "":
-                keys = [
-                    "UUIDs",
-                    "RSSI",
-                    "Pathloss",
-                    "Transport",
-                    "DuplicateData",
-                    "Discoverable",
-                    "Pattern",
-                ]
+                keys = ["UUIDs", "RSSI", "Pathloss", "Transport", "DuplicateData"]
+                keys += ["Discoverable", "Pattern"]
                 return Message.new_method_return(msg, "as", [keys])
         if interface in (ADV_MANAGER, None):
             if member == "RegisterAdvertisement" and msg.signature == "oa{sv}":
-                self._spawn(self._register_advertisement(msg, sender, msg.body[0]))
+                self._spawn(self._adverts.register(msg, sender, msg.body[0]))
                 return True
             if member == "UnregisterAdvertisement" and msg.signature == "o":
-                advert = self._adverts.get((sender, msg.body[0]))
-                if advert is None:
-                    raise _Refusal("org.bluez.Error.DoesNotExist", "Does Not Exist")
-                self._drop_advert(advert)
+                self._adverts.unregister(sender, msg.body[0])
                 return Message.new_method_return(msg)
         if interface in (MONITOR_MANAGER, None) and self._experimental:
             if member == "RegisterMonitor" and msg.signature == "o":
-                self._register_monitor_app(msg, sender, msg.body[0])
+                self._monitors.register(msg, sender, msg.body[0])
                 return True
             if member == "UnregisterMonitor" and msg.signature == "o":
-                return self._unregister_monitor_app(msg, sender, msg.body[0])
-        if interface in (GATT_MANAGER, None):
-            if member == "RegisterApplication" and msg.signature == "oa{sv}":
-                if (sender, msg.body[0]) in self._gatt_apps:
-                    raise _Refusal("org.bluez.Error.AlreadyExists", "Already Exists")
-                self._gatt_apps.add((sender, msg.body[0]))
+                self._monitors.unregister(sender, msg.body[0])
                 return Message.new_method_return(msg)
-            if member == "UnregisterApplication" and msg.signature == "o":
-                if (sender, msg.body[0]) not in self._gatt_apps:
-                    raise _Refusal("org.bluez.Error.DoesNotExist", "Does Not Exist")
-                self._gatt_apps.discard((sender, msg.body[0]))
-                return Message.new_method_return(msg)
+        if interface in (GATT_MANAGER, None) and self._registrations.gatt_call(msg, sender):
+            return Message.new_method_return(msg)
         return False
 
     def _device_call(self, msg: Message) -> Message | bool:
@@ -712,40 +523,38 @@ class HostBluez:
         if member in ("Connect", "ConnectProfile"):
             # No link layer here: what bluetoothd answers when the LE connection attempt
             # is given up (btd_error_le_errno(ECONNABORTED)).
-            raise _Refusal("org.bluez.Error.Failed", "le-connection-abort-by-local")
+            raise BluezError("org.bluez.Error.Failed", "le-connection-abort-by-local")
         if member == "Pair":
             # new_authentication_return for MGMT_STATUS_CONNECT_FAILED.
-            raise _Refusal("org.bluez.Error.ConnectionAttemptFailed", "Page Timeout")
+            raise BluezError("org.bluez.Error.ConnectionAttemptFailed", "Page Timeout")
         if member == "CancelPairing":
-            raise _Refusal("org.bluez.Error.DoesNotExist", "Does Not Exist")
-        if member in ("Disconnect", "DisconnectProfile"):
-            if member == "DisconnectProfile":
-                raise _Refusal("org.bluez.Error.NotConnected", "Not Connected")
+            raise does_not_exist()
+        if member == "DisconnectProfile":
+            raise BluezError("org.bluez.Error.NotConnected", "Not Connected")
+        if member == "Disconnect":
             return Message.new_method_return(msg)
         return False
 
     def _set_discovery_filter(self, msg: Message, sender: str) -> Message:
         if not self.powered:
-            raise _Refusal("org.bluez.Error.NotReady", "Resource Not Ready")
+            raise BluezError("org.bluez.Error.NotReady", "Resource Not Ready")
         try:
             flt = parse_discovery_filter(msg.body[0], SCAN_TYPE_DUAL)
         except InvalidFilter as exc:
             self._log.info("discovery_filter_refused", client=sender, reason=str(exc))
-            raise _Refusal(
-                "org.bluez.Error.InvalidArguments", "Invalid arguments in method call"
-            ) from None
+            raise invalid_arguments() from None
         self._discovery.set_filter(sender, flt, self._now())
         self._discovery_changed()
         return Message.new_method_return(msg)
 
     def _start_discovery(self, msg: Message, sender: str) -> Message:
         if not self.powered:
-            raise _Refusal("org.bluez.Error.NotReady", "Resource Not Ready")
+            raise BluezError("org.bluez.Error.NotReady", "Resource Not Ready")
         before = self._discovery.discovering
         try:
             self._discovery.start(sender, self._now())
         except DiscoveryError as exc:
-            raise _Refusal(exc.name, exc.text) from None
+            raise BluezError(exc.name, exc.text) from None
         self._log.info("discovery_started", client=sender)
         if not before:
             self._adapter_changed("Discovering")
@@ -754,11 +563,11 @@ class HostBluez:
 
     def _stop_discovery(self, msg: Message, sender: str) -> Message:
         if not self.powered:
-            raise _Refusal("org.bluez.Error.NotReady", "Resource Not Ready")
+            raise BluezError("org.bluez.Error.NotReady", "Resource Not Ready")
         try:
             last = self._discovery.stop(sender, self._now())
         except DiscoveryError as exc:
-            raise _Refusal(exc.name, exc.text) from None
+            raise BluezError(exc.name, exc.text) from None
         self._log.info("discovery_stopped", client=sender)
         if last:
             self._discovery_ended()
@@ -773,7 +582,7 @@ class HostBluez:
             self._discovery_discoverable = wanted
             if self.discoverable != before:
                 self._adapter_changed("Discoverable")
-                self._refresh_adverts()
+                self._adverts.refresh()
 
     def _discovery_ended(self) -> None:
         """discovery_cleanup after the last session: invalidate and drop what it found."""
@@ -786,250 +595,17 @@ class HostBluez:
                 device.record, invalidate_rssi_and_tx_power(device.record), ADAPTER_PATH
             )
             if invalidated:
-                self._emit_changed(device.path, DEVICE, {}, invalidated)
+                emit_changed(self._bus, device.path, DEVICE, {}, invalidated)
         self._found_in_discovery.clear()
         for address in [a for a, d in self._devices.items() if not d.record.connectable]:
             self._remove_device(address)
 
-    # ---- advertising (src/advertising.c) ---------------------------------------------
-
-    async def _register_advertisement(self, msg: Message, sender: str, path: str) -> None:
-        key = (sender, path)
-        try:
-            if key in self._adverts or key in self._pending_adverts:
-                raise _Refusal("org.bluez.Error.AlreadyExists", "Already Exists")
-            used = {a.slot for a in self._adverts.values()}
-            if len(used) + len(self._pending_adverts) >= MAX_ADVERTISEMENTS:
-                raise _Refusal("org.bluez.Error.NotPermitted", "Maximum advertisements reached")
-            self._pending_adverts.add(key)
-            props = await self._read_client_properties(sender, path, ADV)
-            if key not in self._pending_adverts:
-                return  # the client left the bus while we read its advertisement
-            self._pending_adverts.discard(key)
-            try:
-                advertisement = parse_advertisement(props, experimental=self._experimental)
-                flags = ad_flags(
-                    advertisement, adapter_bredr=True, adapter_discoverable=self.discoverable
-                )
-                self._layout(advertisement, flags)
-            except InvalidAdvertisement as exc:
-                self._log.info("advertisement_refused", client=sender, path=path, reason=str(exc))
-                raise _Refusal("org.bluez.Error.Failed", "Failed to parse advertisement.") from None
-            free = set(range(1, MAX_ADVERTISEMENTS + 1)) - {a.slot for a in self._adverts.values()}
-            slot = min(free)
-        except _Refusal as refusal:
-            self._bus.send(Message.new_error(msg, refusal.name, refusal.text))
-            return
-        advert = _Advert(sender, path, slot, advertisement, flags)
-        self._adverts[key] = advert
-        loop = asyncio.get_running_loop()
-        if advertisement.timeout:
-            advert.timers.append(
-                loop.call_later(advertisement.timeout, self._advert_timed_out, key)
-            )
-        if flags and advertisement.discoverable_timeout:
-            advert.timers.append(
-                loop.call_later(
-                    advertisement.discoverable_timeout, self._advert_discoverable_ended, key
-                )
-            )
-        self._air_advert(advert)
-        self._log.info("advertisement_registered", client=sender, path=path, slot=slot)
-        self._bus.send(Message.new_method_return(msg))
-        # add_client_complete: only these two properties are signalled.
-        props = self._adv_manager_props()
-        self._emit_changed(
-            ADAPTER_PATH,
-            ADV_MANAGER,
-            {n: props[n] for n in ("SupportedInstances", "ActiveInstances")},
-        )
-
-    async def _read_client_properties(
-        self, owner: str, path: str, interface: str
-    ) -> Mapping[str, Any]:
-        """gdbus's proxy GetAll to the caller; an error or no answer leaves no properties."""
-        try:
-            reply = await asyncio.wait_for(
-                self._bus.call(
-                    Message(
-                        destination=owner,
-                        path=path,
-                        interface=PROPERTIES,
-                        member="GetAll",
-                        signature="s",
-                        body=[interface],
-                    )
-                ),
-                timeout=DBUS_REPLY_TIMEOUT_S,
-            )
-        except TimeoutError:
-            return {}
-        if reply is None or reply.message_type != MessageType.METHOD_RETURN:
-            return {}
-        return dict(reply.body[0])
-
-    def _layout(self, advertisement: Advertisement, flags: int) -> Layout:
-        return layout_advertisement(
-            advertisement,
-            flags=flags,
-            adapter_name=self._alias or self.host,
-            adapter_discoverable=self.discoverable,
-        )
-
-    def _air_advert(self, advert: _Advert) -> None:
-        ad = advert.advertisement
-        interval = self._interval_s
-        if ad.min_interval_ms and ad.max_interval_ms:
-            interval = ad.min_interval_ms / 1000.0
-        address, address_type = instance_address(self.address, advert.slot)
-        self._air.start_airing(
-            self.host,
-            (advert.owner, advert.path),
-            Transmission(address, address_type, self._layout(ad, advert.flags), interval),
-        )
-
-    def _refresh_adverts(self) -> None:
-        """btd_adv_manager_refresh: the adapter's Discoverable changed the kernel's flags."""
-        for advert in self._adverts.values():
-            try:
-                self._air_advert(advert)
-            except InvalidAdvertisement:
-                self._log.warning("advertisement_refresh_failed", path=advert.path)
-
-    def _advert_timed_out(self, key: tuple[str, str]) -> None:
-        """client_timeout: Release() the client and remove its advertisement."""
-        advert = self._adverts.get(key)
-        if advert is not None:
-            self._call_client(advert.owner, advert.path, ADV, "Release")
-            self._drop_advert(advert)
-
-    def _advert_discoverable_ended(self, key: tuple[str, str]) -> None:
-        """client_discoverable_timeout: the Flags go, the advert stays."""
-        advert = self._adverts.get(key)
-        if advert is not None:
-            advert.flags = 0
-            self._air_advert(advert)
-
-    def _drop_advert(self, advert: _Advert) -> None:
-        """client_remove."""
-        key = (advert.owner, advert.path)
-        self._adverts.pop(key, None)
-        self._cancel_timers(advert)
-        self._air.stop_airing(self.host, key)
-        self._log.info("advertisement_unregistered", client=advert.owner, path=advert.path)
-        props = self._adv_manager_props()
-        self._emit_changed(
-            ADAPTER_PATH,
-            ADV_MANAGER,
-            {n: props[n] for n in ("SupportedInstances", "ActiveInstances")},
-        )
-
-    @staticmethod
-    def _cancel_timers(advert: _Advert) -> None:
-        for handle in advert.timers:
-            handle.cancel()
-        advert.timers.clear()
-
-    # ---- advertisement monitors (src/adv_monitor.c) ---------------------------------
-
-    def _register_monitor_app(self, msg: Message, sender: str, root: str) -> None:
-        if (sender, root) in self._monitor_apps:
-            self._bus.send(
-                Message.new_error(msg, "org.bluez.Error.AlreadyExists", "Already Exists")
-            )
-            return
-        rule = f"type='signal',sender='{sender}',path='{root}',interface='{OBJECT_MANAGER}'"
-        app = _MonitorApp(sender, root, rule)
-        self._monitor_apps[(sender, root)] = app
-        self._spawn(self._start_monitor_app(msg, app))
-
-    async def _start_monitor_app(self, msg: Message, app: _MonitorApp) -> None:
-        """app_create: follow the app's objects, read them, then reply (app_ready_cb)."""
-        await self._call_bus("AddMatch", "s", [app.rule])
-        reply = await self._bus.call(
-            Message(
-                destination=app.owner,
-                path=app.root,
-                interface=OBJECT_MANAGER,
-                member="GetManagedObjects",
-            )
-        )
-        if self._monitor_apps.get((app.owner, app.root)) is not app:
-            return
-        if reply is not None and reply.message_type == MessageType.METHOD_RETURN:
-            for path, interfaces in reply.body[0].items():
-                if MONITOR in interfaces:
-                    self._monitor_added(app, path, interfaces[MONITOR])
-        self._log.info("monitor_app_registered", client=app.owner, root=app.root)
-        self._bus.send(Message.new_method_return(msg))
-
-    def _monitor_app_signal(self, app: _MonitorApp, msg: Message) -> None:
-        """gdbus client: InterfacesAdded/InterfacesRemoved from the app's root."""
-        path = msg.body[0]
-        if msg.member == "InterfacesAdded":
-            interfaces = msg.body[1]
-            if MONITOR in interfaces:
-                self._monitor_added(app, path, interfaces[MONITOR])
-        elif MONITOR in msg.body[1] and path in app.monitors:
-            # monitor_proxy_removed_cb: released (no Release() call), then gone.
-            del app.monitors[path]
-            self._log.info("monitor_removed", client=app.owner, path=path)
-
-    def _monitor_added(self, app: _MonitorApp, path: str, props: Mapping[str, Any]) -> None:
-        """monitor_proxy_added_cb: an object under the root becomes a monitor, or is released."""
-        if not path.startswith(app.root) or path in app.monitors:
-            return
-        try:
-            spec = parse_monitor(props)
-        except InvalidMonitor as exc:
-            self._log.info("monitor_refused", client=app.owner, path=path, reason=str(exc))
-            self._call_client(app.owner, path, MONITOR, "Release")
-            return
-        app.monitors[path] = _Monitor(path, spec)
-        self._log.info("monitor_activated", client=app.owner, path=path)
-        self._call_client(app.owner, path, MONITOR, "Activate")
-
-    def _unregister_monitor_app(self, msg: Message, sender: str, root: str) -> Message:
-        app = self._monitor_apps.pop((sender, root), None)
-        if app is None:
-            raise _Refusal("org.bluez.Error.DoesNotExist", "Does Not Exist")
-        for monitor in app.monitors.values():
-            self._call_client(app.owner, monitor.path, MONITOR, "Release")
-        self._drop_monitor_app(app)
-        return Message.new_method_return(msg)
-
-    def _drop_monitor_app(self, app: _MonitorApp) -> None:
-        app.monitors.clear()
-        self._spawn(self._call_bus("RemoveMatch", "s", [app.rule]))
-
-    def _call_client(
-        self, owner: str, path: str, interface: str, member: str, *device: str
-    ) -> None:
-        """g_dbus_proxy_method_call without a reply callback: no reply expected."""
-        self._bus.send(
-            Message(
-                destination=owner,
-                path=path,
-                interface=interface,
-                member=member,
-                signature="o" if device else "",
-                body=list(device),
-                flags=MessageFlag.NO_REPLY_EXPECTED,
-            )
-        )
-
     # ---- clients leaving ---------------------------------------------------------
 
     def _owner_left(self, owner: str) -> None:
-        self._pending_adverts = {k for k in self._pending_adverts if k[0] != owner}
-        for advert in [a for a in self._adverts.values() if a.owner == owner]:
-            self._drop_advert(advert)
-        for key in [k for k in self._monitor_apps if k[0] == owner]:
-            self._drop_monitor_app(self._monitor_apps.pop(key))
-        self._agent_gone(owner)
-        for key in [k for k in self._profiles if k[0] == owner]:
-            del self._profiles[key]
-        self._gatt_apps = {k for k in self._gatt_apps if k[0] != owner}
+        self._adverts.owner_left(owner)
+        self._monitors.owner_left(owner)
+        self._registrations.owner_left(owner)
         was = self._discovery.discovering
         if self._discovery.owner_left(owner, self._now()) and was:
             self._discovery_ended()
@@ -1042,11 +618,10 @@ class HostBluez:
         if not self.powered:
             return
         now = self._now()
-        monitors = [(app, m) for app in self._monitor_apps.values() for m in app.monitors.values()]
         layout = transmission.layout
         if self._discovery.listening_le(now):
             structures = layout.adv_data + (layout.scan_response if layout.scannable else ())
-        elif monitors and self._passive_window_open(now):
+        elif self._monitors.listening and self._passive_window_open(now):
             structures = layout.adv_data  # a passive scan sends no scan requests
         else:
             return
@@ -1054,10 +629,9 @@ class HostBluez:
         kernel = self._discovery.kernel
         if kernel is not None and not kernel_accepts(kernel, rssi, ad.services):
             return
-        matched = [(app, m) for app, m in monitors if content_matches(structures, m.spec.patterns)]
-        monitoring = bool(matched)
+        matched = self._monitors.matching(structures)
         discovering = self._discovery.discovering
-        if not discovering and not monitoring:
+        if not discovering and not matched:
             return
         filters = self._discovery.filters()
         filtered = kernel is not None and kernel.service
@@ -1068,15 +642,14 @@ class HostBluez:
         device = self._devices.get(address)
         created = device is None
         if device is None:
-            if not discoverable and not monitoring:
+            if not discoverable and not matched:
                 return
-            record = RemoteDevice(address, transmission.address_type)
-            device = _Device(device_path(address), record)
+            device = _Device(device_path(address), RemoteDevice(address, transmission.address_type))
             self._devices[address] = device
         record = device.record
         record.last_seen = now  # device_update_last_seen
         record.connectable = layout.connectable
-        if not monitoring and (
+        if not matched and (
             not discoverable
             or (
                 filtered
@@ -1095,14 +668,14 @@ class HostBluez:
             self._announce(device)
         elif changed:
             values, invalidated = changed_properties(record, changed, ADAPTER_PATH)
-            self._emit_changed(device.path, DEVICE, values, invalidated)
+            emit_changed(self._bus, device.path, DEVICE, values, invalidated)
         if discovering:
             self._found_in_discovery.add(address)
-        for app, monitor in matched:
-            self._notify_monitor(app, monitor, device.path, rssi, now)
+        if matched:
+            self._monitors.notify_found(matched, device.path, rssi, now)
 
     def _announce(self, device: _Device) -> None:
-        """A new device object: InterfacesAdded with everything known (pending changes dropped)."""
+        """A new device object: InterfacesAdded with all it has (no PropertiesChanged after)."""
         self._emit(
             "/",
             OBJECT_MANAGER,
@@ -1118,22 +691,6 @@ class HostBluez:
             ],
         )
 
-    def _notify_monitor(
-        self, app: _MonitorApp, monitor: _Monitor, path: str, rssi: int, now: float
-    ) -> None:
-        """adv_monitor_filter_rssi: without RSSI parameters every match is a DeviceFound."""
-        if monitor.spec.rssi is None:
-            self._call_client(app.owner, monitor.path, MONITOR, "DeviceFound", path)
-            return
-        state = monitor.devices.get(path)
-        if state is None:
-            state = monitor.devices[path] = MonitoredDevice(monitor.spec.rssi)
-        action = state.heard(rssi, now)
-        if action == "found":
-            self._call_client(app.owner, monitor.path, MONITOR, "DeviceFound", path)
-        elif action == "lost":
-            self._call_client(app.owner, monitor.path, MONITOR, "DeviceLost", path)
-
     def _passive_window_open(self, now: float) -> bool:
         phase = (now + self._scan_phase_s) % PASSIVE_SCAN_INTERVAL_S
         return phase < PASSIVE_SCAN_WINDOW_S
@@ -1144,9 +701,7 @@ class HostBluez:
         if device is None:
             return
         self._found_in_discovery.discard(address)
-        for app in self._monitor_apps.values():
-            for monitor in app.monitors.values():
-                monitor.devices.pop(device.path, None)
+        self._monitors.forget_device(device.path)
         self._emit(
             "/",
             OBJECT_MANAGER,
@@ -1164,13 +719,7 @@ class HostBluez:
             cutoff = now - self._device_timeout_s
             for address in [a for a, d in self._devices.items() if d.record.last_seen < cutoff]:
                 self._remove_device(address)  # device_disappeared
-            for app in list(self._monitor_apps.values()):
-                for monitor in app.monitors.values():
-                    for path, state in monitor.devices.items():
-                        deadline = state.lost_deadline()
-                        if deadline is not None and deadline <= now:
-                            state.lost_timer_fired()  # handle_device_lost_timeout
-                            self._call_client(app.owner, monitor.path, MONITOR, "DeviceLost", path)
+            self._monitors.fire_lost_timers(now)
 
     # ---- the air's control interface ----------------------------------------------
 
@@ -1180,13 +729,13 @@ class HostBluez:
             try:
                 self._air.move_host(name, float(x), float(y))
             except KeyError:
-                raise _Refusal(
+                raise BluezError(
                     "org.btogether.Error.UnknownHost", f"no host named {name!r}"
                 ) from None
             return Message.new_method_return(msg)
         if msg.member == "ListHosts" and msg.signature == "":
             return Message.new_method_return(msg, "a(sdd)", [self._air.host_positions()])
-        raise _Refusal(
+        raise BluezError(
             "org.freedesktop.DBus.Error.UnknownMethod",
             f"{msg.member} is not a method of {AIR_INTERFACE}",
         )

@@ -19,7 +19,7 @@ from hw.sim.air import (
     parse_host_spec,
     run_air,
 )
-from hw.sim.bluez import BLUEZ_VERSION
+from hw.sim.bus import BLUEZ_VERSION
 from hw.sim.control import AirControlError, list_hosts, move_host
 from hw.stdout import quiet_stdout
 
