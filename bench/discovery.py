@@ -13,7 +13,9 @@ Printed as min / median / p95 next to the configured advertising interval: a sca
 cannot hear a frame before it is sent.  The air sends a new advertisement's first
 frame as soon as it is registered, so these figures are the software path
 (bluetoothd stand-in, D-Bus, bleak); on real radios add up to one interval and the
-scan window's duty cycle.
+scan window's duty cycle.  The air reports like bluetoothd 5.66 (``btogether air
+--help``); passive scanning needs its ``--experimental`` (bluetoothd ``-E``), which
+this script turns on for ``--mode passive``.
 
     python bench/discovery.py [--trials 20] [--interval-ms 100] [--mode auto|active|passive]
 """
@@ -173,7 +175,11 @@ def main() -> int:
     parser.add_argument("--max-seconds", type=float, default=120.0, help="give up after this long")
     args = parser.parse_args()
     configure_logging("warning")
-    air = start_air([("room-a", 0, 0), ("phone", 2, 0)], interval_s=args.interval_ms / 1000)
+    air = start_air(
+        [("room-a", 0, 0), ("phone", 2, 0)],
+        interval_s=args.interval_ms / 1000,
+        experimental=args.mode == ScanMode.PASSIVE.value,
+    )
     try:
         started = time.monotonic()
         discovery, rotation, mode = asyncio.run(
