@@ -464,12 +464,18 @@ class ClientCore:
     # --- scanning and reporting ---------------------------------------------------------
     def _on_scan_event(self, event: ScanEvent) -> None:
         if isinstance(event, AdvertLost):
-            return  # the book and the tracker age devices out on their own
+            # The book and the tracker age devices out on their own, unless the scanner
+            # only hears changes (passive): then this is the only word that one is gone.
+            for gone in self.book.lost(event.address):
+                self.tracker.forget(gone)
+            return
         frame = decode_manufacturer_data(event.manufacturer_data, self.config.scan.company_id)
         if frame is None:
             return
         self.adverts_heard += 1
-        device_id = self.book.heard(frame.eid, event.rssi, frame.tx_power, event.monotonic)
+        device_id = self.book.heard(
+            frame.eid, event.rssi, frame.tx_power, event.monotonic, event.address
+        )
         if device_id is not None:
             self.tracker.observe(device_id, event.rssi, frame.tx_power, event.monotonic)
 
@@ -489,6 +495,8 @@ class ClientCore:
                 continue
             self.scan_status = "scanning"
             self.scan_mode = scanner.mode_in_use.value if scanner.mode_in_use else None
+            held = not scanner.reports_every_advert
+            self.book.hold_until_lost = self.tracker.hold_until_lost = held
             self._log.info("scan_started", mode=self.scan_mode)
             self._notify()
             try:

@@ -11,6 +11,10 @@ then the loudest) and remembers the descriptors of those the relay resolved. EID
 rotate; the device id does not, so proximity is tracked by device id and the caller
 feeds a :class:`~client.proximity.ProximityTracker` only with resolved adverts.
 Times are monotonic seconds.
+
+With a scanner that does not report every advert (BlueZ's passive scanning signals a
+still beacon once), ``hold_until_lost`` keeps the latest EID of each address fresh
+until :meth:`SightingBook.lost` says the radio stack lost that address.
 """
 
 from __future__ import annotations
@@ -70,9 +74,15 @@ class SightingBook:
         self._device_of_eid: dict[bytes, str] = {}
         self._descriptors: dict[str, wire.DeviceDescriptor] = {}
         self._device_seen: dict[str, float] = {}
+        self._eid_of_address: dict[str, bytes] = {}  # the EID each address sent last
+        self.hold_until_lost = False
 
-    def heard(self, eid: bytes, rssi: int, tx_power: int, t: float) -> str | None:
+    def heard(
+        self, eid: bytes, rssi: int, tx_power: int, t: float, address: str | None = None
+    ) -> str | None:
         """Record an advert; the device id if the relay already resolved this EID."""
+        if address is not None:
+            self._eid_of_address[address] = eid
         entry = self._heard.get(eid)
         if entry is None:
             self._heard[eid] = _Heard(rssi, tx_power, t)
@@ -83,10 +93,27 @@ class SightingBook:
             self._device_seen[device_id] = t
         return device_id
 
+    def lost(self, address: str) -> list[str]:
+        """The radio stack lost ``address``: its EID is no longer held; the device ids it was."""
+        eid = self._eid_of_address.pop(address, None)
+        if eid is None or eid in self._eid_of_address.values():
+            return []
+        self._heard.pop(eid, None)
+        device_id = self._device_of_eid.get(eid)
+        return [device_id] if device_id is not None else []
+
+    def _held(self) -> set[bytes]:
+        return set(self._eid_of_address.values()) if self.hold_until_lost else set()
+
     def batch(self, t: float) -> list[tuple[bytes, int]]:
-        """The (EID, RSSI) pairs to report now: heard within ``fresh_s``, at most 64."""
+        """The (EID, RSSI) pairs to report now: heard within ``fresh_s`` (or held), at most 64."""
         self._forget(t)
-        fresh = [(eid, h) for eid, h in self._heard.items() if t - h.last <= self.fresh_s]
+        held = self._held()
+        fresh = [
+            (eid, h)
+            for eid, h in self._heard.items()
+            if t - h.last <= self.fresh_s or eid in held
+        ]
         fresh.sort(
             key=lambda item: (
                 item[0] not in self._device_of_eid,  # ours first: keep their sightings fresh
@@ -130,10 +157,14 @@ class SightingBook:
 
     def _forget(self, t: float) -> None:
         horizon = t - self.forget_after_s
-        for eid in [e for e, h in self._heard.items() if h.last < horizon]:
+        held = self._held()  # present, says the radio stack, however long ago last heard
+        held_devices = {self._device_of_eid[e] for e in held if e in self._device_of_eid}
+        for eid in [e for e, h in self._heard.items() if h.last < horizon and e not in held]:
             del self._heard[eid]
             self._device_of_eid.pop(eid, None)
-        for device_id in [d for d, seen in self._device_seen.items() if seen < horizon]:
+        for device_id in [
+            d for d, seen in self._device_seen.items() if seen < horizon and d not in held_devices
+        ]:
             del self._device_seen[device_id]
             self._descriptors.pop(device_id, None)
 

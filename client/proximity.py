@@ -34,7 +34,10 @@ is the per-device calibration, the measured RSSI at 1 m minus the advertised pow
    several dB.  Errors while walking cost little; a flap while sitting is what users
    notice, so the still thresholds are the stricter ones.
 5. **Timeout**: a device not heard for ``timeout_s`` is dropped; if it was the top, the
-   best remaining device becomes the top at once.
+   best remaining device becomes the top at once.  With a scanner that does not report
+   every advert (BlueZ's passive scanning), silence proves nothing: set
+   ``hold_until_lost`` and call :meth:`ProximityTracker.forget` when the stack says a
+   device is gone.
 
 Distance is ``hw.radio_model.distance_from_rssi`` of the smoothed RSSI against the
 calibrated power.  Ranking uses the level, which orders devices exactly as distance does.
@@ -211,6 +214,13 @@ class ProximityTracker:
         # Each device's level when the laptop last started moving: what a switch while
         # moving must have moved away from (see moving_change_db).
         self._moving_from: dict[str, float] = {}
+        # True when silence does not mean gone (the scanner reports a still device once).
+        self.hold_until_lost = False
+
+    def forget(self, device_id: str) -> None:
+        """The radio stack says ``device_id`` is gone: drop it now, whatever the timeout."""
+        self._devices.pop(device_id, None)
+        self._moving_from.pop(device_id, None)
 
     def observe(self, device_id: str, rssi: float, tx_power: float, t: float) -> None:
         """One advert: its device, RSSI (dBm), advertised power at 1 m (dBm), time (s)."""
@@ -280,7 +290,8 @@ class ProximityTracker:
 
     def _update(self, t: float) -> None:
         cfg = self.config
-        for name in [n for n, d in self._devices.items() if t - d.last_seen > cfg.timeout_s]:
+        timeout = math.inf if self.hold_until_lost else cfg.timeout_s
+        for name in [n for n, d in self._devices.items() if t - d.last_seen > timeout]:
             del self._devices[name]
         if not self._devices:
             self._top, self._beaten_since = None, None
