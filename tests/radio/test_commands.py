@@ -156,11 +156,12 @@ async def test_air_prints_one_ready_line_per_host_and_cleans_up_on_sigterm(
     assert not any(os.path.exists(s) for s in sockets)
 
 
-def test_air_help_explains_how_to_move_hosts() -> None:
+def test_air_help_explains_how_to_move_hosts_and_whose_rules_it_follows() -> None:
     result = run({}, "air", "--help")
     assert result.returncode == 0
     assert "btogether air move NAME X Y" in result.stdout
     assert "org.btogether.Air1.MoveHost" in result.stdout
+    assert "bluetoothd 5.66" in result.stdout and "--experimental" in result.stdout
 
 
 def test_air_rejects_a_malformed_host_clearly() -> None:
