@@ -114,9 +114,11 @@ def main() -> int:
     paths = [Path(p) for p in args.scenarios] or sorted(sim_cli.DEFAULT_SCENARIOS.glob("*.toml"))
     started = time.monotonic()
     print("\nThe proximity tracker on what bluetoothd 5.66 signals in each scan mode:\n")
-    print(rules_table(paths, args.seeds or [None]))
+    seeds = args.seeds or [None]
+    print(rules_table(paths, seeds))
     elapsed = time.monotonic() - started
-    print(f"\n({len(paths) * len(MODES)} runs in {elapsed:.1f} s)", file=sys.stderr)
+    runs = len(paths) * len(MODES) * len(seeds)
+    print(f"\n({runs} runs in {elapsed:.1f} s)", file=sys.stderr)
     return 0
 
 
