@@ -54,7 +54,7 @@ def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
 class AirProcess:
     """A running ``btogether air`` and the bus address of each of its hosts."""
 
-    process: subprocess.Popen[str]
+    process: subprocess.Popen[bytes]
     addresses: dict[str, str] = field(default_factory=dict)
 
     def bus_address(self, name: str) -> str:
@@ -123,25 +123,32 @@ def start_air(
         str(os.getpid()),
         *extra_args,
     ]
+    # Unbuffered: the ready lines are read from the descriptor the selector watches, so
+    # two lines arriving together cannot leave one in a buffer the selector cannot see.
     process = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, start_new_session=True
+        argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, bufsize=0, start_new_session=True
     )
     air = AirProcess(process)
     assert process.stdout is not None
+    fd = process.stdout.fileno()
+    pending = b""
     deadline = time.monotonic() + ready_timeout_s
     with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
+        selector.register(fd, selectors.EVENT_READ)
         while len(air.addresses) < len(specs):
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not selector.select(remaining):
                 air.stop()
                 raise AirStartError(f"the air did not report every host within {ready_timeout_s} s")
-            line = process.stdout.readline()
-            if not line:
+            chunk = os.read(fd, 65536)
+            if not chunk:
                 code = process.wait()
                 raise AirStartError(f"the air exited with code {code} before it was ready")
-            name, _, rest = line.strip().partition(" ")
-            key, _, address = rest.partition("=")
-            if key == "DBUS_SYSTEM_BUS_ADDRESS" and address:
-                air.addresses[name] = address
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                name, _, rest = line.decode(errors="replace").strip().partition(" ")
+                key, _, address = rest.partition("=")
+                if key == "DBUS_SYSTEM_BUS_ADDRESS" and address:
+                    air.addresses[name] = address
     return air
