@@ -110,16 +110,7 @@ class PresenceRegistration:
     async def register(self) -> str | None:
         """Export and register; None on success, else BlueZ's error name."""
         self._bus.export(self.path, self._monitor)
-        reply = await self._bus.call(
-            Message(
-                destination="org.bluez",
-                path=self._adapter_path,
-                interface=MONITOR_MANAGER,
-                member="RegisterMonitor",
-                signature="o",
-                body=[self.root],
-            )
-        )
+        reply = await self._manager("RegisterMonitor")
         if reply is None or reply.message_type == MessageType.ERROR:
             self._bus.unexport(self.path, self._monitor)
             return reply.error_name if reply is not None else "no reply"
@@ -129,12 +120,15 @@ class PresenceRegistration:
         if not self._bus.connected:
             return
         self._bus.unexport(self.path, self._monitor)
-        await self._bus.call(
+        await self._manager("UnregisterMonitor")
+
+    async def _manager(self, member: str) -> Message | None:
+        return await self._bus.call(
             Message(
                 destination="org.bluez",
                 path=self._adapter_path,
                 interface=MONITOR_MANAGER,
-                member="UnregisterMonitor",
+                member=member,
                 signature="o",
                 body=[self.root],
             )

@@ -21,6 +21,7 @@ from hw.sim.launch import AirProcess
 from relay.protocol.eid import eid_at
 from relay.protocol.frame import DEFAULT_COMPANY_ID
 from tests.radio.bluetoothctl import (
+    Bluetoothctl,
     bluetoothctl,
     busctl,
     needs_bluetoothctl,
@@ -49,6 +50,18 @@ async def advertising(
 
 def beacon_payload(name: str = "room-a") -> AdvertPayload:
     return payload_at(BeaconConfig(KEY_A, local_name=name), time.time())
+
+
+async def scan_with_a_filter(ctl: Bluetoothctl, *settings: str) -> int:
+    """`scan on` after `menu scan` settings (bluetoothctl sends the filter with it); the line."""
+    await ctl.run("menu scan", "Menu scan")
+    for setting in settings:
+        await ctl.send(setting)  # sent with the next scan on
+    await ctl.run("back", "Menu main")
+    start = len(ctl.lines)
+    await ctl.send("scan on")
+    await ctl.expect("SetDiscoveryFilter success", start=start)
+    return start
 
 
 def hidden_payload() -> AdvertPayload:
@@ -136,12 +149,8 @@ async def test_scan_on_lists_our_beacon_but_not_an_advert_without_the_discoverab
         assert not any("hidden" in line for line in ctl.lines), ctl.lines
         await ctl.run("scan off", "Discovery stopped")
         # A filter (any: here the transport) makes it a filtered discovery: all adverts.
-        await ctl.run("menu scan", "Menu scan")
-        await ctl.send("transport le")  # sent with the next scan on
-        await ctl.run("back", "Menu main")
-        start = len(ctl.lines)
-        await ctl.run("scan on", rf"\[NEW\] Device {ADDRESS} hidden")
-        await ctl.expect("SetDiscoveryFilter success", start=start)
+        start = await scan_with_a_filter(ctl, "transport le")
+        await ctl.expect(rf"\[NEW\] Device {ADDRESS} hidden", start=start)
 
 
 async def test_unfiltered_scan_signals_rssi_only_after_an_8_db_move(
@@ -172,10 +181,7 @@ async def test_filtered_scan_signals_every_rssi_and_duplicate_data_every_data(
         bluetoothctl(air.bus_address("phone")) as ctl,
     ):
         await ctl.expect("Agent registered")
-        await ctl.run("menu scan", "Menu scan")
-        await ctl.send("transport le")  # sent with the next scan on
-        await ctl.run("back", "Menu main")
-        await ctl.run("scan on", "SetDiscoveryFilter success")
+        await scan_with_a_filter(ctl, "transport le")
         await ctl.expect(rf"\[NEW\] Device {ADDRESS} room-a")
         start = len(ctl.lines)
         await asyncio.sleep(1.5)
@@ -183,11 +189,7 @@ async def test_filtered_scan_signals_every_rssi_and_duplicate_data_every_data(
         assert sum("RSSI: -65" in line for line in window) >= 5, window  # unchanged, yet sent
         assert not any("ManufacturerData" in line for line in window), window
         await ctl.run("scan off", "Discovery stopped")
-        await ctl.run("menu scan", "Menu scan")
-        await ctl.send("duplicate-data on")
-        await ctl.run("back", "Menu main")
-        await ctl.run("scan on", "SetDiscoveryFilter success")
-        start = len(ctl.lines)
+        start = await scan_with_a_filter(ctl, "duplicate-data on")
         await asyncio.sleep(1.5)
         window = ctl.lines[start:]
         assert sum("ManufacturerData Key: 0xffff" in line for line in window) >= 5, window
