@@ -265,6 +265,39 @@ async def test_scanner_ignores_adverts_of_other_companies(
             await other.stop()
 
 
+async def test_registering_an_advert_signals_only_the_instance_counts(
+    make_air: Callable[..., AirProcess],
+) -> None:
+    # add_client_complete emits SupportedInstances and ActiveInstances, nothing else.
+    air = make_air(("room-a", 0, 0))
+    bus = await MessageBus(bus_address=air.bus_address("room-a"), bus_type=BusType.SYSTEM).connect()
+    changes: list[dict[str, object]] = []
+
+    def watch(msg: Message) -> None:
+        if msg.member == "PropertiesChanged" and msg.body[0] == "org.bluez.LEAdvertisingManager1":
+            changes.append(msg.body[1])
+
+    bus.add_message_handler(watch)
+    await bus.call(
+        Message(
+            destination="org.freedesktop.DBus",
+            path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus",
+            member="AddMatch",
+            signature="s",
+            body=["type='signal',member='PropertiesChanged',path='/org/bluez/hci0'"],
+        )
+    )
+    try:
+        advertiser = await advertise(air, "room-a", KEY_A, time.time())
+        await advertiser.stop()
+        await asyncio.sleep(0.3)
+    finally:
+        bus.disconnect()
+    assert [set(c) for c in changes] == [{"SupportedInstances", "ActiveInstances"}] * 2
+    assert [c["ActiveInstances"].value for c in changes] == [1, 0]  # type: ignore[attr-defined]
+
+
 async def test_an_advert_too_long_for_31_bytes_is_refused_with_a_reason(
     make_air: Callable[..., AirProcess],
 ) -> None:

@@ -258,6 +258,7 @@ async def test_monitor_menu_adds_a_monitor_that_finds_the_beacon_and_removes_it(
         # bluetoothctl registers "/" as its monitor app root when the manager appears;
         # bluetoothd then follows its InterfacesAdded/InterfacesRemoved.
         await ctl.expect("AdvertisementMonitor path registered")
+        await asyncio.sleep(3.5)  # a monitor exported well after RegisterMonitor still counts
         async with advertising(air, "room-a", beacon_payload()):
             await ctl.run("menu monitor", "Menu monitor")
             await ctl.run("add-or-pattern 0 255 ffff", "Advertisement Monitor 0 added")
