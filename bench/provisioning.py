@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from relay.admin_service import bootstrap_owner
-from relay.admin_store import SqliteAdminStore
 from relay.config import RelaySettings
 from relay.protocol import admin_wire as aw
 from relay.protocol.admin_link import AdminLink, provision
 from relay.server import RelayServer
+from relay.sqlite_store import SqliteStore
 from relay.verification import ThrottlePolicy
 
 
@@ -37,7 +37,7 @@ async def main(devices: int, provisions: int) -> None:
         db = Path(tmp) / "relay.sqlite3"
         values: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "db": db}
         settings = RelaySettings.model_construct(**{**RelaySettings().model_dump(), **values})
-        store = SqliteAdminStore(db)
+        store = SqliteStore(db)
         await store.open()
         _, token = await bootstrap_owner(store, "bench", time.time())
         server = RelayServer(settings, store)

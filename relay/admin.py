@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TypedDict, Unpack
+from typing import Protocol, TypedDict, Unpack
 
 from relay.credentials import hash_token, new_token
 from relay.model import (
@@ -21,6 +21,7 @@ from relay.model import (
     Capability,
     Credential,
     Device,
+    DeviceState,
     Pairing,
     Policy,
     ProximityJoin,
@@ -30,7 +31,11 @@ from relay.model import (
 )
 from relay.protocol.eid import DEFAULT_ROTATION_EXPONENT, IDENTITY_KEY_LEN, check_rotation_exponent
 from relay.protocol.wire import DeviceKind, DeviceMode
-from relay.store import Store
+from relay.store import DirectoryStore, PairingStore
+
+
+class AdminApiStore(DirectoryStore, PairingStore, Protocol):
+    """The roles of the store this API writes."""
 
 
 class AdminError(ValueError):
@@ -53,6 +58,7 @@ class DeviceOptions(TypedDict, total=False):
     capabilities: Sequence[str] | None
     rotation_exponent: int
     identity_key: bytes | None
+    state: DeviceState
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +78,7 @@ def _new_id(prefix: str) -> str:
 class Admin:
     def __init__(
         self,
-        store: Store,
+        store: AdminApiStore,
         *,
         clock: Callable[[], float] = time.time,
         new_id: Callable[[str], str] = _new_id,
@@ -154,6 +160,7 @@ class Admin:
         capabilities: Sequence[str] | None = None,
         rotation_exponent: int = DEFAULT_ROTATION_EXPONENT,
         identity_key: bytes | None = None,
+        state: DeviceState = "signed_in",
     ) -> Device:
         key = identity_key if identity_key is not None else self._random_bytes(IDENTITY_KEY_LEN)
         if len(key) != IDENTITY_KEY_LEN:
@@ -172,7 +179,7 @@ class Admin:
             rotation_exponent=rotation_exponent,
             location=location,
             mac=mac,
-            state="waiting_for_sign_in",
+            state=state,
             policy_id=policy_id,
             capabilities=tuple(
                 capabilities if capabilities is not None else DEFAULT_CAPABILITIES[kind]
@@ -187,7 +194,9 @@ class Admin:
         mode: DeviceMode,
         **options: Unpack[DeviceOptions],
     ) -> Device:
-        """A new device, waiting for sign-in, with a fresh identity key unless one is given."""
+        """A new device, already set up (signed in, without an account unless one is signed in
+        later), with a fresh identity key unless one is given: for tests, benchmarks and
+        scripted set-ups that skip provisioning."""
         await self._tenant(tenant_id)
         await self._policy_in(options.get("policy_id"), tenant_id)
         device = self._device(tenant_id, name, kind, mode, **options)

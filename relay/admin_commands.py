@@ -32,12 +32,12 @@ from websockets.exceptions import InvalidStatus, WebSocketException
 from relay.admin import Admin
 from relay.admin_names import Ambiguous, Candidate, NotFound, looks_like_id, pick
 from relay.admin_service import bootstrap_owner
-from relay.admin_store import SqliteAdminStore
 from relay.protocol import admin_wire as aw
 from relay.protocol import wire
 from relay.protocol.admin_link import AdminLink
 from relay.protocol.link import LinkError, RequestFailed
 from relay.protocol.reach import TlsSetupError, client_tls, refusal, why_unreachable
+from relay.sqlite_store import SqliteStore
 from relay.web.accounts import SqliteAccounts, normalize_login
 from relay.web.passwords import hash_async, read_password_file
 
@@ -402,7 +402,7 @@ async def _bootstrap(ns: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"{PROG}: {exc}", file=sys.stderr)
             return EXIT_USAGE
-    store = SqliteAdminStore(ns.db)
+    store = SqliteStore(ns.db)
     try:
         await store.open()
     except Exception as exc:  # sqlite3.Error, OSError: the file is not a database we can use

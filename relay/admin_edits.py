@@ -28,8 +28,7 @@ from relay.protocol.wire import ErrorCode
 
 if TYPE_CHECKING:
     from relay.admin_service import AdminOutcome, AdminService, Handler
-    from relay.admin_store import AdminRecord
-    from relay.model import User
+    from relay.model import AdminRecord, User
 
 
 def _same_name(a: str, b: str) -> bool:

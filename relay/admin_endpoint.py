@@ -1,51 +1,47 @@
 """The websocket shell of administration and provisioning: the ``/admin`` and ``/provision``
 endpoints on the relay's port.
 
-Attached to a :class:`~relay.server.RelayServer` whose store is a
-:class:`~relay.admin_store.SqliteAdminStore` (:func:`attach`). It also plugs the
-provisioning pieces into the device protocol: ``login_code.report`` and
-``console.join`` handlers, and the ``device.state`` event every device gets after its
-welcome. Like the main shell it authenticates during the opening handshake,
-validates every message, turns refusals into error replies here and nowhere else,
-and logs one event per request.
+``/admin`` authenticates an administrator during the opening handshake and serves its
+requests through :class:`~relay.admin_service.AdminService`; each session is indexed
+under its administrator and credential, so revoking the credential closes it at once.
+``/provision`` serves devices that have no credential yet: it is unauthenticated, so
+each connection is short-lived (``provision_idle_s``) and carries one request, and its
+replies tell nothing apart that a guesser could use. Both run the one request pipeline
+of :mod:`relay.pipeline` (errors become wire errors there and nowhere else).
 """
 
 from __future__ import annotations
 
+import asyncio
 import http
-import json
-import weakref
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
-from pydantic import ValidationError
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from relay.admin_service import AdminService
-from relay.admin_store import AdminRecord, SqliteAdminStore
-from relay.consoles import Consoles
-from relay.credentials import bearer_token
-from relay.errors import RelayError
+from relay.connection import WsSession, serve_requests
+from relay.credentials import bearer_token, hash_token
+from relay.model import AdminRecord
+from relay.node import RelayNode
+from relay.pipeline import RequestLog, RequestPipeline
 from relay.protocol import admin_wire as aw
 from relay.protocol import wire
-from relay.protocol.wire import CloseCode, ErrorCode
-from relay.provisioning import Provisioning
-from relay.ratelimit import TokenBucket, Verdict
-from relay.service import Delivery
-
-if TYPE_CHECKING:
-    from relay.server import RelayServer
+from relay.protocol.wire import CloseCode
+from relay.ratelimit import TokenBucket
+from relay.service import Delivery, device_address, laptop_address
+from relay.sessions import SessionEnd, SessionKeys
 
 log = structlog.get_logger("relay.admin")
 
 ENDPOINTS = {aw.ADMIN_PATH: aw.ADMIN_SUBPROTOCOL, aw.PROVISION_PATH: aw.PROVISION_SUBPROTOCOL}
 SUBPROTOCOLS = tuple(ENDPOINTS.values())
 ADMIN_MAX_MESSAGE_BYTES = 4 * aw.MAX_CSV_CHARS  # JSON escaping can grow the text
+_ADMIN_TYPES = frozenset(aw.ADMIN_RESULT_TYPES) - {"provision", "reset"}
+_PROVISION_TYPES = frozenset({"provision", "reset"})
 
 
-def _offered(request: Request) -> set[str]:
+def offered(request: Request) -> set[str]:
     return {
         p.strip()
         for header in request.headers.get_all("Sec-WebSocket-Protocol")
@@ -53,176 +49,170 @@ def _offered(request: Request) -> set[str]:
     }
 
 
-def _peer_host(conn: ServerConnection) -> str:
+class AdminEndpoint:
+    """``/admin``: administrators' requests, role-checked and audited."""
+
+    def __init__(self, node: RelayNode) -> None:
+        self.node = node
+        self._pipeline: RequestPipeline[tuple[AdminRecord, str]] = RequestPipeline(
+            aw.ADMIN_REQUEST_ADAPTER, _ADMIN_TYPES.__contains__, self._handle, log
+        )
+        self._requests = RequestLog(node.metrics, "admin_request")
+
+    async def authenticate(self, request: Request) -> tuple[AdminRecord, str] | None:
+        """The administrator and credential id of the handshake's bearer token, if valid."""
+        token = bearer_token(request.headers.get("Authorization"))
+        if token is None:
+            return None
+        store = self.node.store
+        credential = await store.admin_credential_by_hash(hash_token(token))
+        if credential is None or credential.revoked_at is not None:
+            return None
+        admin = await store.admin(credential.admin_id)
+        return (admin, credential.id) if admin is not None else None
+
+    async def _handle(
+        self, who: tuple[AdminRecord, str], request: aw.AdminRequest, now: float
+    ) -> Any:
+        return await self.node.admin.handle(who[0], request, now)
+
+    async def verdict(self, who: tuple[AdminRecord, str], now: float) -> int | None:
+        """Whether an administrator's connection still stands (its credential not revoked)."""
+        current = await self.node.store.admin_by_credential(who[1])
+        return None if current is not None else CloseCode.REVOKED
+
+    async def serve(self, conn: ServerConnection, who: tuple[AdminRecord, str]) -> None:
+        admin, credential_id = who
+        settings = self.node.settings
+        # An authenticated administrator may send a whole device CSV in one message.
+        conn.protocol.max_message_size = max(
+            conn.protocol.max_message_size or 0, ADMIN_MAX_MESSAGE_BYTES
+        )
+        keys = SessionKeys(credential_id, admin.tenant_id, admin_id=admin.id)
+        session = WsSession(conn, keys, who, settings.outbox_messages)
+        address = f"admin/{admin.id}/{conn.id}"
+        clog = log.bind(role="admin", admin=admin.id, peer=peer_host(conn))
+        router = self.node.router
+        await router.attach(address, session)
+        clog.info("connected")
+        try:
+            await serve_requests(
+                conn,
+                session,
+                who,
+                self._pipeline,
+                router,
+                TokenBucket(settings.rate_per_second, settings.rate_burst, settings.rate_strikes),
+                self._requests,
+                self.node.clock,
+                clog,
+                verdict=self.verdict,
+            )
+        finally:
+            await router.detach(address, session)
+            await session.finished()
+            session.outbox.stop()
+            clog.info("disconnected", code=conn.close_code)
+
+
+class ProvisionEndpoint:
+    """``/provision``: one unauthenticated request per connection (provision or reset)."""
+
+    def __init__(self, node: RelayNode) -> None:
+        self.node = node
+        self._pipeline: RequestPipeline[str] = RequestPipeline(
+            aw.PROVISION_REQUEST_ADAPTER, _PROVISION_TYPES.__contains__, self._handle, log
+        )
+        self._requests = RequestLog(node.metrics, "provision_request")
+
+    async def _handle(self, source: str, request: aw.Provision | aw.Reset, now: float) -> Any:
+        provisioning = self.node.provisioning
+        if isinstance(request, aw.Provision):
+            done = await provisioning.provision(request.mac, request.code, source, now)
+            return _Done(
+                aw.ProvisionResult(
+                    device_id=done.device.id,
+                    tenant_id=done.tenant.id,
+                    organisation=done.tenant.name,
+                    credential=done.token,
+                    identity_key=done.identity_key.hex(),
+                    rotation_exponent=done.device.rotation_exponent,
+                )
+            )
+        credential = await self.node.store.credential_by_hash(hash_token(request.credential))
+        device_id = credential.subject_id if credential is not None else None
+        before = await self.node.store.pairings_of_phone(device_id) if device_id else []
+        handoff = (
+            await self.node.service.end_phone_handoff(device_id, "the phone was reset", now)
+            if device_id
+            else []
+        )
+        device = await provisioning.reset(request.credential, source, now)
+        deliveries = [
+            Delivery(
+                laptop_address(p.user_id, p.laptop_id),
+                wire.PairRemoved(laptop_id=p.laptop_id, phone_id=device.id),
+            )
+            for p in before
+        ] + [d for d in handoff if d.address != device_address(device.id)]
+        return _Done(
+            aw.Removed(removed=device.id),
+            deliveries,
+            [SessionEnd(("device", device.id), CloseCode.REVOKED, "the device was reset")],
+        )
+
+    async def serve(self, conn: ServerConnection, source: str) -> None:
+        settings = self.node.settings
+        session = WsSession(
+            conn, SessionKeys(f"provision/{conn.id}"), source, settings.outbox_messages
+        )
+        clog = log.bind(role="provision", peer=source)
+        clog.info("connected")
+        try:
+            async with asyncio.timeout(settings.provision_idle_s):
+                await serve_requests(
+                    conn,
+                    session,
+                    source,
+                    self._pipeline,
+                    self.node.router,
+                    TokenBucket(1.0, 1.0, 0),
+                    self._requests,
+                    self.node.clock,
+                    clog,
+                    one_request=True,
+                )
+        except TimeoutError:
+            clog.info("provision_idle_closed")
+            session.end(CloseCode.IDLE, "idle")
+        finally:
+            await session.finished()
+            session.outbox.stop()
+            clog.info("disconnected", code=conn.close_code)
+
+
+class _Done:
+    """A provisioning outcome in the pipeline's shape."""
+
+    def __init__(
+        self,
+        result: Any,
+        deliveries: list[Delivery] | None = None,
+        ends: list[SessionEnd] | None = None,
+    ) -> None:
+        self.result = result
+        self.deliveries = deliveries or []
+        self.ends = ends or []
+
+
+def peer_host(conn: ServerConnection) -> str:
     address = conn.remote_address
     return str(address[0]) if address else "?"
 
 
-class AdminEndpoints:
-    def __init__(self, server: RelayServer, store: SqliteAdminStore) -> None:
-        self.server = server
-        self.provisioning = Provisioning(store, server.service.directory, server.router)
-        self.consoles = Consoles(store, server.router)
-        self.admin = AdminService(store, self.provisioning, server.router, self._route)
-        self._admins: weakref.WeakKeyDictionary[ServerConnection, AdminRecord] = (
-            weakref.WeakKeyDictionary()
-        )
-        service = server.service
-        service.add_handler("login_code.report", self.provisioning.login_code_report)
-        service.add_handler("console.join", self.consoles.console_join)
-        service.device_state = self.provisioning.device_state
-
-    def serves(self, path: str) -> bool:
-        return path in ENDPOINTS
-
-    # --- handshake ----------------------------------------------------------------------
-    async def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
-        path = request.path.split("?", 1)[0]
-        if ENDPOINTS[path] not in _offered(request):
-            return self._refuse(
-                conn, http.HTTPStatus.BAD_REQUEST, f"offer the subprotocol {ENDPOINTS[path]}"
-            )
-        if path == aw.PROVISION_PATH:
-            return None  # no credential: the device has none yet; requests are throttled
-        token = bearer_token(request.headers.get("Authorization"))
-        admin = await self.admin.authenticate(token) if token else None
-        if admin is None:
-            return self._refuse(
-                conn, http.HTTPStatus.UNAUTHORIZED, "unknown or revoked administrator credential"
-            )
-        self._admins[conn] = admin
-        return None
-
-    def _refuse(self, conn: ServerConnection, status: http.HTTPStatus, why: str) -> Response:
-        log.info("admin_handshake_refused", status=int(status), reason=why, peer=_peer_host(conn))
-        return conn.respond(status, why + "\n")
-
-    # --- connections --------------------------------------------------------------------
-    async def handle(self, conn: ServerConnection) -> None:
-        path = conn.request.path.split("?", 1)[0] if conn.request else ""
-        admin = self._admins.pop(conn, None)
-        if path == aw.PROVISION_PATH:
-            await self._serve(conn, None, log.bind(role="provision", peer=_peer_host(conn)))
-        elif admin is not None:
-            # An authenticated administrator may send a whole device CSV in one message.
-            conn.protocol.max_message_size = max(
-                conn.protocol.max_message_size or 0, ADMIN_MAX_MESSAGE_BYTES
-            )
-            clog = log.bind(role="admin", admin=admin.id, peer=_peer_host(conn))
-            await self._serve(conn, admin, clog)
-        else:  # cannot happen: the handshake refuses these
-            await conn.close(CloseCode.INTERNAL_ERROR, "no administrator")
-
-    async def _serve(self, conn: ServerConnection, admin: AdminRecord | None, clog: Any) -> None:
-        settings = self.server.settings
-        bucket = TokenBucket(settings.rate_per_second, settings.rate_burst, settings.rate_strikes)
-        clog.info("connected")
-        try:
-            async for raw in conn:
-                now = self.server.clock()
-                if isinstance(raw, bytes) or bucket.take(now) is Verdict.CLOSE:
-                    await conn.close(CloseCode.POLICY_VIOLATION, "binary frame or flood")
-                    break
-                reply, kind, outcome = await self._process(conn, admin, raw, now, clog)
-                await conn.send(reply)
-                clog.info("admin_request", type=kind, outcome=outcome)
-        except ConnectionClosed:
-            pass
-        clog.info("disconnected", code=conn.close_code)
-
-    async def _route(self, delivery: Delivery) -> None:
-        await self.server.router.deliver(delivery.address, delivery.event.model_dump_json())
-
-    async def _process(
-        self, conn: ServerConnection, admin: AdminRecord | None, raw: str, now: float, clog: Any
-    ) -> tuple[str, str, str]:
-        """Validate and carry out one request: (reply, type, outcome)."""
-        request_id = _peek_id(raw)
-        try:
-            request: aw.AdminRequest
-            if admin is None:
-                request = aw.PROVISION_REQUEST_ADAPTER.validate_json(raw)
-            else:
-                request = aw.ADMIN_REQUEST_ADAPTER.validate_json(raw)
-        except ValidationError as exc:
-            code, message = _diagnose(raw, exc)
-            return wire.encode_error(request_id, code, message), "-", code.value
-        try:
-            result = await self._carry_out(conn, admin, request, now)
-        except RelayError as refusal:
-            return (
-                wire.encode_error(request.id, refusal.code, refusal.message),
-                request.type,
-                refusal.code.value,
-            )
-        except Exception:
-            clog.exception("admin_request_failed", type=request.type)
-            return (
-                wire.encode_error(request.id, ErrorCode.INTERNAL, "the relay failed"),
-                request.type,
-                ErrorCode.INTERNAL.value,
-            )
-        return wire.encode_result(request.id, result), request.type, "ok"
-
-    async def _carry_out(
-        self,
-        conn: ServerConnection,
-        admin: AdminRecord | None,
-        request: aw.AdminRequest,
-        now: float,
-    ) -> wire.Message:
-        source = _peer_host(conn)
-        if isinstance(request, aw.Provision):
-            done = await self.provisioning.provision(request.mac, request.code, source, now)
-            return aw.ProvisionResult(
-                device_id=done.device.id,
-                tenant_id=done.tenant.id,
-                organisation=done.tenant.name,
-                credential=done.token,
-                identity_key=done.identity_key.hex(),
-                rotation_exponent=done.device.rotation_exponent,
-            )
-        if isinstance(request, aw.Reset):
-            device = await self.provisioning.reset(request.credential, source, now)
-            for delivery in await self.provisioning.state_deliveries([device.id], now):
-                await self._route(delivery)
-            return aw.Removed(removed=device.id)
-        assert admin is not None
-        outcome = await self.admin.handle(admin, request, now)
-        for delivery in outcome.deliveries:
-            await self._route(delivery)
-        return outcome.result
+def refuse(conn: ServerConnection, status: http.HTTPStatus, why: str) -> Response:
+    log.info("admin_handshake_refused", status=int(status), reason=why, peer=peer_host(conn))
+    return conn.respond(status, why + "\n")
 
 
-def _peek_id(raw: str | bytes) -> int | None:
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    value = data.get("id") if isinstance(data, dict) else None
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= wire.MAX_REQUEST_ID:
-        return value
-    return None
-
-
-def _diagnose(raw: str, exc: ValidationError) -> tuple[ErrorCode, str]:
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError):
-        return ErrorCode.BAD_JSON, "message is not valid JSON"
-    if not isinstance(data, dict):
-        return ErrorCode.BAD_JSON, "message must be a JSON object"
-    if any(e["type"] == "union_tag_invalid" or e["loc"] == () for e in exc.errors()):
-        return ErrorCode.UNKNOWN_TYPE, f"unknown message type {str(data.get('type'))[:64]!r}"
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in e['loc'][1:]) or '(message)'}: {e['msg']}"
-        for e in exc.errors()[:3]
-    )
-    return ErrorCode.INVALID_REQUEST, f"invalid {data.get('type')}: {problems}"
-
-
-def attach(server: RelayServer) -> AdminEndpoints | None:
-    """Serve administration and provisioning if the relay's store keeps their state."""
-    if isinstance(server.store, SqliteAdminStore):
-        return AdminEndpoints(server, server.store)
-    return None
+__all__ = ["ENDPOINTS", "SUBPROTOCOLS", "AdminEndpoint", "ProvisionEndpoint", "offered", "refuse"]

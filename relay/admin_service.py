@@ -20,13 +20,12 @@ from __future__ import annotations
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
 from relay.admin import DEFAULT_CAPABILITIES, Admin, AdminError
 from relay.admin_edits import AdminEdits
-from relay.admin_store import AdminRecord, ConsolePairing, SqliteAdminStore
 from relay.credentials import hash_token, new_token
 from relay.device_import import (
     InvalidMac,
@@ -36,14 +35,16 @@ from relay.device_import import (
     parse_mac,
 )
 from relay.errors import RelayError
-from relay.model import Device, Policy
+from relay.model import AdminRecord, ConsolePairing, Device, Pairing, Policy
 from relay.protocol import admin_wire as aw
 from relay.protocol import wire
 from relay.protocol.eid import DEFAULT_ROTATION_EXPONENT, IDENTITY_KEY_LEN
-from relay.protocol.wire import ErrorCode
+from relay.protocol.wire import CloseCode, ErrorCode
 from relay.provisioning import DEFAULT_MODE, Provisioning
-from relay.service import Delivery, Presence, device_address
-from relay.store import StoreConflict
+from relay.routing import Router
+from relay.service import Delivery, RelayService, device_address, laptop_address
+from relay.sessions import SessionEnd
+from relay.store import AdminStore, DirectoryStore, EditStore, PairingStore, StoreConflict
 
 log = structlog.get_logger("relay.admin")
 
@@ -54,9 +55,14 @@ SECRET_FIELDS = frozenset({"code", "csv", "credential"})
 class AdminOutcome:
     result: wire.Message
     deliveries: list[Delivery] = field(default_factory=list)
+    ends: list[SessionEnd] = field(default_factory=list)
 
 
 Handler = Callable[[AdminRecord, Any, float], Awaitable[AdminOutcome]]
+
+
+class AdminServiceStore(AdminStore, DirectoryStore, PairingStore, EditStore, Protocol):
+    """The roles of the store administration reads and writes."""
 
 
 def _id(prefix: str) -> str:
@@ -68,7 +74,7 @@ def actor_label(admin: AdminRecord) -> str:
 
 
 async def bootstrap_owner(
-    store: SqliteAdminStore, name: str, now: float, *, new_id: Callable[[str], str] = _id
+    store: AdminServiceStore, name: str, now: float, *, new_id: Callable[[str], str] = _id
 ) -> tuple[AdminRecord, str]:
     """Create an owner and return it with its credential token (shown once)."""
     owner = AdminRecord(new_id("a_"), name, "owner", None, now)
@@ -100,18 +106,22 @@ def device_info(device: Device, online: bool = False, **extra: Any) -> aw.Device
 class AdminService:
     def __init__(
         self,
-        store: SqliteAdminStore,
+        store: AdminServiceStore,
         provisioning: Provisioning,
-        presence: Presence,
-        send: Callable[[Delivery], Awaitable[None]],
+        service: RelayService,
+        router: Router,
         *,
+        clock: Callable[[], float],
+        handlers: dict[str, Handler] | None = None,
         new_id: Callable[[str], str] = _id,
         random_bytes: Callable[[int], bytes] = secrets.token_bytes,
     ) -> None:
         self.store = store
         self.provisioning = provisioning
-        self.presence = presence
-        self._send = send  # delivers an event now (the login code request cannot wait)
+        self.service = service
+        self.directory = service.directory
+        self.router = router
+        self._clock = clock  # the login-code wait reads the time as it passes
         self._new_id = new_id
         self._random_bytes = random_bytes
         self._handlers: dict[str, Handler] = {
@@ -119,6 +129,7 @@ class AdminService:
             "tenant.create": self._tenant_create,
             "tenant.list": self._tenant_list,
             "admin.create": self._admin_create,
+            "admin.list": self._admin_list,
             "user.create": self._user_create,
             "user.list": self._user_list,
             "credential.issue": self._credential_issue,
@@ -141,12 +152,10 @@ class AdminService:
             "pairing.list": self._pairing_list,
             "audit.list": self._audit_list,
         }
-        # Renames, deletions and unique account names (relay.admin_edits).
+        # Renames, deletions and unique account names (relay.admin_edits), and whatever
+        # else the composition root adds (the browser side's account requests).
         self._handlers.update(AdminEdits(self, self._user_create).handlers())
-
-    def add_handler(self, kind: str, handler: Handler) -> None:
-        """Serve one more admin request type (the browser side's account requests)."""
-        self._handlers[kind] = handler
+        self._handlers.update(handlers or {})
 
     async def authenticate(self, token: str) -> AdminRecord | None:
         return await self.store.admin_by_token_hash(hash_token(token))
@@ -173,7 +182,7 @@ class AdminService:
             await self._audit(admin, now, tenant_id, request.type, target, refusal.code, detail)
             raise refusal from None
         except StoreConflict as exc:
-            refusal = RelayError(ErrorCode.WRONG_STATE, f"refused by the store: {exc}")
+            refusal = RelayError(ErrorCode.WRONG_STATE, f"refused: {exc}")
             await self._audit(admin, now, tenant_id, request.type, target, refusal.code, detail)
             raise refusal from None
         except RelayError as refusal:
@@ -181,6 +190,7 @@ class AdminService:
             raise
         if not request.type.endswith((".list", "whoami")):
             await self._audit(admin, now, tenant_id, request.type, target, "ok", detail)
+            await self.directory.refresh(now, force=True)
         return outcome
 
     async def _audit(
@@ -199,7 +209,12 @@ class AdminService:
         log.info("admin_action", admin=admin.id, action=action, target=target, outcome=outcome)
 
     async def _audit_tenant(self, admin: AdminRecord, request: aw.AdminRequest) -> str | None:
-        """The tenant an action concerns, so each tenant's audit view shows it."""
+        """The tenant whose audit view shows this action. A device administrator's actions
+        go to its own tenant's log whatever ids they name (another tenant's log must not
+        learn of them, nor may the refusal tell its ids from unknown ones); an owner's go
+        to the tenant of what they name."""
+        if admin.role != "owner":
+            return admin.tenant_id
         named = getattr(request, "tenant_id", None)
         if isinstance(named, str):
             return named
@@ -214,7 +229,7 @@ class AdminService:
             return policy.tenant_id
         user_id = getattr(request, "user_id", None)
         user = await self.store.user(user_id) if isinstance(user_id, str) else None
-        return user.tenant_id if user is not None else admin.tenant_id
+        return user.tenant_id if user is not None else None
 
     @staticmethod
     def _target(request: aw.AdminRequest) -> str:
@@ -251,15 +266,39 @@ class AdminService:
         return policy
 
     async def _device_info(self, device: Device, now: float) -> aw.DeviceInfo:
-        lockout = self.provisioning.lockout(device.id, now)
+        alert = await self.provisioning.alert(device.id, now)
         console = await self.store.console_pairing(device.id)
         return device_info(
             device,
-            self.presence.is_online(device_address(device.id)),
+            await self.router.is_online(device_address(device.id)),
             console_of=console.room_id if console else None,
-            locked_out_until=lockout.until if lockout else None,
-            lockout_reason=lockout.reason if lockout else None,
+            locked_out_until=alert.until if alert else None,
+            lockout_reason=alert.reason if alert else None,
         )
+
+    async def phone_account_changed(
+        self, device: Device, before: list[Pairing], now: float
+    ) -> tuple[list[Delivery], list[SessionEnd]]:
+        """After a device's account changed: the laptops whose pairing ended are told, its
+        audio hand-off ends, and its connection closes (after its new ``device.state``)
+        so it reconnects as what it is now."""
+        still = {(p.user_id, p.laptop_id) for p in await self.store.pairings_of_phone(device.id)}
+        out = [
+            Delivery(
+                laptop_address(p.user_id, p.laptop_id),
+                wire.PairRemoved(laptop_id=p.laptop_id, phone_id=device.id),
+            )
+            for p in before
+            if (p.user_id, p.laptop_id) not in still
+        ]
+        out += await self.service.end_phone_handoff(device.id, "the phone changed account", now)
+        out += await self.provisioning.state_deliveries([device.id], now)
+        end = SessionEnd(
+            ("device", device.id),
+            CloseCode.SESSION_CHANGED,
+            "the device's account changed; reconnect",
+        )
+        return out, [end]
 
     async def _policy_info(self, policy: Policy) -> aw.PolicyInfo:
         tenant = await self.store.tenant(policy.tenant_id)
@@ -337,13 +376,16 @@ class AdminService:
         self, admin: AdminRecord, request: aw.UserList, now: float
     ) -> AdminOutcome:
         tenant_id = await self._tenant(admin, request.tenant_id)
-        users = await self.store.users(tenant_id)
+        users = await self.store.users(tenant_id, after=request.after, limit=request.limit + 1)
+        more = len(users) > request.limit
+        users = users[: request.limit]
         return AdminOutcome(
             aw.Users(
                 users=[
                     aw.UserInfo(id=u.id, tenant_id=u.tenant_id, name=u.name, policy_id=u.policy_id)
                     for u in users
-                ]
+                ],
+                next=users[-1].id if more else None,
             )
         )
 
@@ -360,9 +402,44 @@ class AdminService:
     async def _credential_revoke(
         self, admin: AdminRecord, request: aw.CredentialRevoke, now: float
     ) -> AdminOutcome:
-        if not await self._admin_api(now).revoke_credential(request.credential_id):
-            raise RelayError(ErrorCode.NOT_FOUND, f"no active credential {request.credential_id!r}")
-        return AdminOutcome(aw.Removed(removed=request.credential_id))
+        """Revoke a user's or an administrator's credential and close what it opened."""
+        credential_id = request.credential_id
+        why = "the credential was revoked"
+        if credential_id.startswith("ac_"):
+            holder = await self.store.admin_by_credential(credential_id)
+            if holder is None or not await self.store.revoke_admin_credential(credential_id, now):
+                raise RelayError(ErrorCode.NOT_FOUND, f"no active credential {credential_id!r}")
+        elif not await self._admin_api(now).revoke_credential(credential_id):
+            raise RelayError(ErrorCode.NOT_FOUND, f"no active credential {credential_id!r}")
+        return AdminOutcome(
+            aw.Removed(removed=credential_id),
+            ends=[SessionEnd(("credential", credential_id), CloseCode.REVOKED, why)],
+        )
+
+    async def _admin_list(
+        self, admin: AdminRecord, request: aw.AdminList, now: float
+    ) -> AdminOutcome:
+        listings = []
+        for record in await self.store.admins(None):
+            credentials = await self.store.admin_credentials(record.id)
+            listings.append(
+                aw.AdminListing(
+                    admin=aw.AdminInfo(
+                        admin_id=record.id,
+                        name=record.name,
+                        role=record.role,
+                        tenant_id=record.tenant_id,
+                    ),
+                    created_at=record.created_at,
+                    credentials=[
+                        aw.AdminCredentialInfo(
+                            id=c.id, created_at=c.created_at, revoked_at=c.revoked_at
+                        )
+                        for c in credentials
+                    ],
+                )
+            )
+        return AdminOutcome(aw.Admins(admins=listings))
 
     # --- the device list -------------------------------------------------------------------
     def _listed_device(
@@ -384,8 +461,9 @@ class AdminService:
             capabilities=tuple(DEFAULT_CAPABILITIES[kind]),
         )
 
-    async def _known_macs(self) -> frozenset[str]:
-        return frozenset(d.mac for d in await self.store.devices() if d.mac)
+    async def _known_macs(self, tenant_id: str) -> frozenset[str]:
+        """MAC addresses already listed in a tenant (another tenant's are not its business)."""
+        return frozenset(d.mac for d in await self.store.devices(tenant_id) if d.mac)
 
     async def _device_add(
         self, admin: AdminRecord, request: aw.DeviceAdd, now: float
@@ -396,8 +474,8 @@ class AdminService:
             location = check_location(request.location)
         except (InvalidMac, ValueError) as exc:
             raise RelayError(ErrorCode.INVALID_REQUEST, str(exc)) from None
-        if mac in await self._known_macs():
-            raise RelayError(ErrorCode.WRONG_STATE, f"{mac} is already listed")
+        if mac in await self._known_macs(tenant_id):
+            raise RelayError(ErrorCode.WRONG_STATE, f"{mac} is already listed in this tenant")
         device = self._listed_device(tenant_id, mac, location, request.name, request.kind)
         await self.store.add_device(device)
         return AdminOutcome(await self._device_info(device, now))
@@ -406,7 +484,7 @@ class AdminService:
         self, admin: AdminRecord, request: aw.DeviceImport, now: float
     ) -> AdminOutcome:
         tenant_id = await self._tenant(admin, request.tenant_id)
-        plan = parse_device_csv(request.csv, await self._known_macs())
+        plan = parse_device_csv(request.csv, await self._known_macs(tenant_id))
         rows, problems = kinds_for_rows(plan, request.kind)
         errors = [aw.RowProblem(line=e.line, message=e.message) for e in problems]
         if errors and not request.skip_bad_rows:
@@ -430,30 +508,37 @@ class AdminService:
         self, admin: AdminRecord, request: aw.DeviceList, now: float
     ) -> AdminOutcome:
         tenant_id = await self._tenant(admin, request.tenant_id)
-        devices = [
-            d
-            for d in await self.store.devices(tenant_id)
-            if request.state is None or d.state == request.state
-        ]
-        return AdminOutcome(aw.Devices(devices=[await self._device_info(d, now) for d in devices]))
+        devices = await self.store.devices(
+            tenant_id, after=request.after, limit=request.limit + 1, state=request.state
+        )
+        more = len(devices) > request.limit
+        devices = devices[: request.limit]
+        return AdminOutcome(
+            aw.Devices(
+                devices=[await self._device_info(d, now) for d in devices],
+                next=devices[-1].id if more else None,
+            )
+        )
 
     async def _device_remove(
         self, admin: AdminRecord, request: aw.DeviceRemove, now: float
     ) -> AdminOutcome:
         device = await self._device(admin, request.device_id)
+        before = await self.store.pairings_of_phone(device.id)
+        handoff_ends = await self.service.end_phone_handoff(device.id, "the phone was removed", now)
         await self.store.remove_device(device.id, now)
-        await self.provisioning.directory.refresh(now, force=True)
-        address = device_address(device.id)
-        # A connected device hears it is no longer bound (and stops beaconing) at once.
-        gone = wire.DeviceStateEvent(
-            state="waiting_for_activation",
-            organisation="",
-            user_name=None,
-            beaconing=False,
-            auto_confirm=False,
+        deliveries = [
+            Delivery(
+                laptop_address(p.user_id, p.laptop_id),
+                wire.PairRemoved(laptop_id=p.laptop_id, phone_id=device.id),
+            )
+            for p in before
+        ]
+        return AdminOutcome(
+            aw.Removed(removed=device.id),
+            deliveries + [d for d in handoff_ends if d.address != device_address(device.id)],
+            [SessionEnd(("device", device.id), CloseCode.REVOKED, "the device was removed")],
         )
-        deliveries = [Delivery(address, gone)] if self.presence.is_online(address) else []
-        return AdminOutcome(aw.Removed(removed=device.id), deliveries)
 
     # --- codes and sign-in -----------------------------------------------------------------------
     async def _code_create(
@@ -468,24 +553,25 @@ class AdminService:
     async def _login_code_get(
         self, admin: AdminRecord, request: aw.LoginCodeGet, now: float
     ) -> AdminOutcome:
-        """Ask the connected device for its login code and wait for its report."""
+        """Ask the connected device for its login code and wait for its report (which may
+        reach another relay node: the wait meets it in the shared state)."""
         device = await self._device(admin, request.device_id)
-        request_id, future, event = self.provisioning.ask_login_code(device)
-        await self._send(Delivery(device_address(device.id), event))
-        code, expires_at = await self.provisioning.wait_login_code(request_id, future)
+        request_id, event = await self.provisioning.ask_login_code(device, now)
+        if not await self.router.deliver(device_address(device.id), event.model_dump_json()):
+            raise RelayError(ErrorCode.DEVICE_OFFLINE, f"device {device.id} is not connected")
+        code, expires_at = await self.provisioning.wait_login_code(request_id, self._clock)
         return AdminOutcome(aw.LoginCode(device_id=device.id, code=code, expires_at=expires_at))
 
     async def _device_sign_in(
         self, admin: AdminRecord, request: aw.DeviceSignIn, now: float
     ) -> AdminOutcome:
         device = await self._device(admin, request.device_id)
+        before = await self.store.pairings_of_phone(device.id)
         signed_in = await self.provisioning.sign_in(
-            device, request.user_id, request.code, request.mode, now
+            device, request.user_id, request.code, request.mode, now, by=f"admin {admin.id}"
         )
-        return AdminOutcome(
-            await self._device_info(signed_in, now),
-            await self.provisioning.state_deliveries([device.id], now),
-        )
+        deliveries, ends = await self.phone_account_changed(signed_in, before, now)
+        return AdminOutcome(await self._device_info(signed_in, now), deliveries, ends)
 
     async def _device_sign_out(
         self, admin: AdminRecord, request: aw.DeviceSignOut, now: float
@@ -493,11 +579,10 @@ class AdminService:
         device = await self._device(admin, request.device_id)
         if device.state != "signed_in":
             raise RelayError(ErrorCode.WRONG_STATE, f"device {device.id} is not signed in")
+        before = await self.store.pairings_of_phone(device.id)
         signed_out = await self.provisioning.sign_out(device, now)
-        return AdminOutcome(
-            await self._device_info(signed_out, now),
-            await self.provisioning.state_deliveries([device.id], now),
-        )
+        deliveries, ends = await self.phone_account_changed(signed_out, before, now)
+        return AdminOutcome(await self._device_info(signed_out, now), deliveries, ends)
 
     # --- policies --------------------------------------------------------------------------------
     async def _policy_create(
@@ -625,8 +710,13 @@ class AdminService:
         self, admin: AdminRecord, request: aw.PairingList, now: float
     ) -> AdminOutcome:
         tenant_id = await self._tenant(admin, request.tenant_id)
+        pairings = await self.store.tenant_pairings(
+            tenant_id, after=request.after, limit=request.limit + 1
+        )
+        more = len(pairings) > request.limit
+        pairings = pairings[: request.limit]
         out = []
-        for pairing in await self.store.tenant_pairings(tenant_id):
+        for pairing in pairings:
             phone = await self.store.device(pairing.phone_id)
             out.append(
                 wire.PairingInfo(
@@ -637,7 +727,13 @@ class AdminService:
                     created_at=pairing.created_at,
                 )
             )
-        return AdminOutcome(aw.Pairings(pairings=out))
+        last = pairings[-1] if pairings else None
+        return AdminOutcome(
+            aw.Pairings(
+                pairings=out,
+                next=f"{last.user_id}/{last.laptop_id}/{last.phone_id}" if more and last else None,
+            )
+        )
 
     async def _audit_list(
         self, admin: AdminRecord, request: aw.AuditList, now: float
@@ -647,7 +743,7 @@ class AdminService:
             if admin.role == "owner"
             else await self._tenant(admin, request.tenant_id)
         )
-        entries = await self.store.audit(tenant_id, request.limit)
+        entries = await self.store.audit(tenant_id, request.limit, before=request.before)
         return AdminOutcome(
             aw.AuditEntries(
                 entries=[

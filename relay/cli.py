@@ -23,9 +23,11 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from relay.admin_store import SqliteAdminStore
 from relay.config import ConfigFileError, RelaySettings, load_settings
+from relay.node import SettingsError, build_node
 from relay.server import RelayServer
+from relay.sqlite_store import InsecureDatabase
+from relay.store import StoreUnavailable
 
 log = structlog.get_logger("relay.cli")
 
@@ -53,7 +55,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="TCP port, 0 for any free one (default 8765)")
     serve.add_argument(
-        "--db", type=Path, help="SQLite database file, created and migrated if needed"
+        "--db",
+        help="database: a SQLite file (created owner-only and migrated if needed; default "
+        "relay.sqlite3) or postgresql://user@host/db for a cluster",
+    )
+    serve.add_argument(
+        "--redis",
+        help="redis://host:port/0 for a cluster of relay nodes sharing presence and "
+        "short-lived state (default: none, this process alone)",
     )
     serve.add_argument(
         "--config", type=Path, help="TOML settings file ([relay] table or top level)"
@@ -83,8 +92,9 @@ def describe_settings_error(exc: ValidationError) -> str:
 
 def run_serve(args: argparse.Namespace) -> int:
     prog = "btogether relay serve"
+    overrides = {"host": args.host, "port": args.port, "db": args.db, "redis": args.redis}
     try:
-        settings = load_settings(args.config, {"host": args.host, "port": args.port, "db": args.db})
+        settings = load_settings(args.config, overrides)
     except ConfigFileError as exc:
         print(f"{prog}: bad settings: {exc}", file=sys.stderr)
         return 2
@@ -126,18 +136,29 @@ async def serve_until_signalled(settings: RelaySettings, port_file: Path | None 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    relay = RelayServer(settings, SqliteAdminStore(settings.db, settings.sqlite_synchronous))
+    try:
+        relay = RelayServer(settings, node=build_node(settings))
+    except SettingsError as exc:
+        raise CannotServe(str(exc)) from None
     try:
         await relay.start()
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, sqlite3.Error, StoreUnavailable, InsecureDatabase) as exc:
         with contextlib.suppress(Exception):  # release what did start (the database)
             await relay.stop()
+        if isinstance(exc, InsecureDatabase | StoreUnavailable | IsADirectoryError):
+            raise CannotServe(str(exc)) from None
         if isinstance(exc, sqlite3.Error) or (isinstance(exc, OSError) and exc.filename):
             raise CannotServe(f"cannot use the database {settings.db}: {exc}") from None
         raise CannotServe(_why_not_listening(settings, exc)) from None
     if port_file is not None:
-        await asyncio.to_thread(port_file.write_text, f"{relay.port}\n")
-    log.info("relay_serving", host=settings.host, port=relay.port, db=str(settings.db))
+        try:
+            await asyncio.to_thread(port_file.write_text, f"{relay.port}\n")
+        except OSError as exc:
+            await relay.stop()
+            raise CannotServe(
+                f"cannot write the port file {port_file}: {exc.strerror or exc}"
+            ) from None
+    log.info("relay_serving", host=settings.host, port=relay.port, db=settings.db)
     print(
         f"btogether relay: serving ws://{settings.host}:{relay.port}/ (database {settings.db}); "
         "Ctrl-C or SIGTERM stops it",

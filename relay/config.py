@@ -21,6 +21,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from relay.files import FileProblem, read_text
+
 
 class ConfigFileError(ValueError):
     """The config file cannot be read or is not valid TOML."""
@@ -33,10 +35,15 @@ class RelaySettings(BaseSettings):
         default="127.0.0.1", description="address to listen on (0.0.0.0: every interface)"
     )
     port: int = Field(default=8765, ge=0, le=65535, description="TCP port (0 picks a free one)")
-    db: Path = Field(
-        default=Path("relay.sqlite3"),
-        description="SQLite database file, created and migrated if needed; relative to the "
-        "working directory",
+    db: str = Field(
+        default="relay.sqlite3",
+        description="database: a SQLite file (created owner-only and migrated if needed; "
+        "relative to the working directory) or sqlite:///path, or postgresql://… for a cluster",
+    )
+    redis: str | None = Field(
+        default=None,
+        description="redis://… for a cluster of relay nodes (presence, delivery, short-lived "
+        "state); none: this process alone",
     )
     sqlite_synchronous: Literal["full", "normal"] = Field(
         default="full",
@@ -79,18 +86,53 @@ class RelaySettings(BaseSettings):
     )
     directory_check_s: float = Field(
         default=1.0,
-        gt=0,
+        ge=0,
         description="seconds between checks for edits made to the database by another process",
     )
+    outbox_messages: int = Field(
+        default=256,
+        ge=8,
+        description="messages queued for a connection that does not read before it is "
+        "closed (4003)",
+    )
+    max_connections_per_credential: int = Field(
+        default=16, ge=1, description="laptops one user credential may connect at once (per node)"
+    )
+    pushes_per_minute: int = Field(
+        default=20,
+        ge=1,
+        description="pair and join requests per credential and minute (they prompt others)",
+    )
+    max_unauthenticated: int = Field(
+        default=512,
+        ge=1,
+        description="connections still in their handshake or provisioning, in all",
+    )
+    max_unauthenticated_per_address: int = Field(
+        default=16, ge=1, description="of those, from one source address (not a trusted proxy)"
+    )
+    handshake_timeout_s: float = Field(
+        default=5.0, gt=0, description="time allowed for a websocket opening handshake"
+    )
+    provision_idle_s: float = Field(
+        default=10.0, gt=0, description="an unauthenticated provisioning connection's lifetime"
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses or networks (CIDR) of proxies whose X-Forwarded-For is believed",
+    )
+
+
+MAX_CONFIG_BYTES = 1024 * 1024
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except OSError as exc:
-        raise ConfigFileError(f"cannot read config file {path}: {exc.strerror}") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        text = read_text(path, MAX_CONFIG_BYTES, "config file")
+        data = tomllib.loads(text)
+    except FileProblem as exc:
+        raise ConfigFileError(str(exc)) from exc
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigFileError(f"config file {path} is not valid TOML: {exc}") from exc
     relay_table = data.get("relay", data)
     if not isinstance(relay_table, dict):

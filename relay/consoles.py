@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from typing import Protocol
 
-from relay.admin_store import SqliteAdminStore
 from relay.errors import RelayError
 from relay.protocol import wire
 from relay.protocol.wire import ErrorCode
-from relay.service import Delivery, DevicePrincipal, Outcome, Presence, Principal, device_address
+from relay.routing import Presence
+from relay.service import Delivery, DevicePrincipal, Outcome, Principal, device_address
+from relay.store import AdminStore, DirectoryStore
+
+
+class ConsoleStore(AdminStore, DirectoryStore, Protocol):
+    """The roles of the store consoles read."""
 
 
 def _id(prefix: str) -> str:
@@ -23,16 +29,17 @@ def _id(prefix: str) -> str:
 
 class Consoles:
     def __init__(
-        self, store: SqliteAdminStore, presence: Presence, new_id: Callable[[str], str] = _id
+        self, store: ConsoleStore, presence: Presence, new_id: Callable[[str], str] = _id
     ) -> None:
         self.store = store
         self.presence = presence
         self._new_id = new_id
 
     async def console_join(
-        self, principal: Principal, request: wire.Request, now: float
+        self, principal: Principal, request: wire.ConsoleJoin, now: float
     ) -> Outcome:
-        assert isinstance(principal, DevicePrincipal) and isinstance(request, wire.ConsoleJoin)
+        if not isinstance(principal, DevicePrincipal):
+            raise RelayError(ErrorCode.FORBIDDEN, "only a console device may send this")
         pairing = await self.store.console_pairing(principal.device_id)
         if pairing is None:
             raise RelayError(ErrorCode.FORBIDDEN, "this device is not a console paired with a room")
@@ -40,7 +47,9 @@ class Consoles:
         room = await self.store.device(pairing.room_id)
         if console is None or room is None or room.tenant_id != principal.tenant_id:
             raise RelayError(ErrorCode.NOT_FOUND, "the paired room no longer exists")
-        if not self.presence.is_online(device_address(room.id)):
+        if room.state != "signed_in":
+            raise RelayError(ErrorCode.WRONG_STATE, f"{room.name!r} is not signed in")
+        if not await self.presence.is_online(device_address(room.id)):
             raise RelayError(ErrorCode.DEVICE_OFFLINE, f"{room.name!r} is not connected")
         join_id = self._new_id("jn_")
         command = wire.JoinCommand(

@@ -31,6 +31,22 @@ def _ready(conn: Any) -> bool:
     )
 
 
+def is_open(conn: Any) -> bool:
+    """Whether the connection can still carry messages (not closing or closed)."""
+    protocol = getattr(conn, "protocol", None)
+    return protocol is None or protocol.state is State.OPEN
+
+
+def send_now(conn: Any, message: str) -> bool:
+    """Write ``message`` as one text frame at once if the connection can take it without
+    waiting (open, not paused, nothing being fragmented); False if it cannot."""
+    if _SUPPORTED and isinstance(conn, Connection) and _ready(conn):
+        conn.protocol.send_text(message.encode())
+        conn.send_data()
+        return True
+    return False
+
+
 async def send_text(conn: Any, message: str) -> None:
     """Send ``message`` as one text frame on ``conn`` (any object with ``send`` works)."""
     if _SUPPORTED and isinstance(conn, Connection) and _ready(conn):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from relay.protocol.wire import DeviceKind, DeviceMode, LockState
 
@@ -16,6 +16,7 @@ DeviceState = Literal["waiting_for_activation", "waiting_for_sign_in", "signed_i
 AllowBetterTogether = Literal["Enabled", "Disabled"]
 ProximityJoin = Literal["auto", "prompt", "off"]
 SubjectKind = Literal["user", "device"]
+AdminRole = Literal["owner", "device_admin"]
 
 
 class Capability(StrEnum):
@@ -115,3 +116,56 @@ class LockRecord:
     @property
     def pending(self) -> bool:
         return self.acked_seq < self.seq
+
+
+@dataclass(frozen=True, slots=True)
+class AdminRecord:
+    """An administrator: an owner (every tenant) or a device administrator of one tenant."""
+
+    id: str
+    name: str
+    role: AdminRole
+    tenant_id: str | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AdminCredential:
+    """An administrator's credential (``ac_…``); like every credential, stored hashed."""
+
+    id: str
+    admin_id: str
+    created_at: float
+    revoked_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    seq: int
+    at: float
+    actor: str
+    tenant_id: str | None
+    action: str
+    target: str
+    outcome: str
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsolePairing:
+    console_id: str
+    room_id: str
+    tenant_id: str
+    created_at: float
+
+
+ChangeKind = Literal["tenants", "policies", "users", "devices", "credentials"]
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryChange:
+    """One row of the directory that changed at ``version`` (added, edited or deleted)."""
+
+    version: int
+    kind: ChangeKind
+    id: str

@@ -1,64 +1,100 @@
-"""Message delivery between connections, behind an interface a Redis-backed router can replace.
+"""Delivery between sessions and presence, behind the interface a Redis router implements too.
 
-Connections are attached under an *address* (``device/<id>`` or
-``laptop/<user>/<client id>``). :class:`LocalRouter` delivers to connections of this
-process; a cluster of relays would publish to the address's channel on Redis and
-keep presence there, without the service noticing.
+Sessions are attached under an *address* (``device/<id>``, ``laptop/<user>/<client
+id>``, ``admin/<id>/<connection>``). :class:`LocalRouter` serves one relay process:
+presence is its session index, delivery is a push into the session's outbox (never a
+wait). A cluster router keeps presence in Redis with expiring heartbeats, publishes
+deliveries to the node that holds the address, and broadcasts session ends and
+replacements to every node; the service cannot tell the difference.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from relay.fastsend import send_text
+import structlog
+
+from relay.protocol.wire import CloseCode
+from relay.sessions import Session, SessionIndex, SessionSelector
+
+log = structlog.get_logger("relay.routing")
 
 
-class Sink(Protocol):
-    """Where a connection's outgoing messages go (a websocket connection)."""
-
-    async def send(self, message: str) -> None: ...
+class Presence(Protocol):
+    async def is_online(self, address: str) -> bool: ...
 
 
-class Router(Protocol):
-    def attach(self, address: str, sink: Sink) -> Sink | None:
-        """Register a connection; returns the one it replaced, if any."""
+class Router(Presence, Protocol):
+    async def attach(self, address: str, session: Session) -> None:
+        """Register a session; an older one at the same address (on any node) is closed
+        with :attr:`CloseCode.REPLACED`."""
 
-    def detach(self, address: str, sink: Sink) -> None:
-        """Forget a connection (only if it is still the one attached)."""
-
-    def is_online(self, address: str) -> bool: ...
+    async def detach(self, address: str, session: Session) -> bool:
+        """Forget a session (only if it is still the one attached); True if it was."""
 
     async def deliver(self, address: str, message: str) -> bool:
-        """Send a message to the connection at an address; False if nobody is there."""
+        """Queue a message for the session at an address; False if nobody is there or
+        its outbox refused it. Never waits for the recipient."""
+
+    async def end_sessions(self, selector: SessionSelector, code: int, reason: str) -> int:
+        """Close every session matching ``selector`` (on every node); how many were here."""
+
+    def local_count(self, selector: SessionSelector) -> int:
+        """How many sessions matching ``selector`` this node holds (for per-node caps)."""
+
+    def local_sessions(self, selector: SessionSelector) -> list[Session]:
+        """This node's sessions matching ``selector``."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class LocalRouter:
-    """In-process delivery: one relay process, connections in a dict."""
+    """In-process delivery and presence: one relay process."""
 
     def __init__(self) -> None:
-        self._sinks: dict[str, Sink] = {}
-
-    def attach(self, address: str, sink: Sink) -> Sink | None:
-        previous = self._sinks.get(address)
-        self._sinks[address] = sink
-        return previous if previous is not sink else None
-
-    def detach(self, address: str, sink: Sink) -> None:
-        if self._sinks.get(address) is sink:
-            del self._sinks[address]
-
-    def is_online(self, address: str) -> bool:
-        return address in self._sinks
+        self.sessions = SessionIndex()
+        self.failed_deliveries = 0
 
     def __len__(self) -> int:
-        return len(self._sinks)
+        return len(self.sessions)
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def attach(self, address: str, session: Session) -> None:
+        replaced = self.sessions.add(address, session)
+        if replaced is not None:
+            replaced.end(CloseCode.REPLACED, "replaced by a newer connection")
+
+    async def detach(self, address: str, session: Session) -> bool:
+        return self.sessions.remove(address, session)
+
+    async def is_online(self, address: str) -> bool:
+        return self.sessions.at(address) is not None
 
     async def deliver(self, address: str, message: str) -> bool:
-        sink = self._sinks.get(address)
-        if sink is None:
-            return False
-        try:
-            await send_text(sink, message)
-        except Exception:
+        session = self.sessions.at(address)
+        if session is None or not session.push(message):
+            self.failed_deliveries += 1
+            log.info("delivery_failed", address=address, online=session is not None)
             return False
         return True
+
+    async def end_sessions(self, selector: SessionSelector, code: int, reason: str) -> int:
+        matching = self.sessions.matching(selector)
+        for session in matching:
+            session.end(code, reason)
+        if matching:
+            log.info("sessions_ended", by=selector[0], id=selector[1], count=len(matching))
+        return len(matching)
+
+    def local_count(self, selector: SessionSelector) -> int:
+        return self.sessions.count(selector)
+
+    def local_sessions(self, selector: SessionSelector) -> list[Session]:
+        return self.sessions.matching(selector)

@@ -1,12 +1,15 @@
-"""The relay's websocket shell: handshake, authentication, framing, routing, health and metrics.
+"""The relay's websocket shell: accept, handshake, authenticate, and hand each connection to
+its endpoint; health and metrics on the same port.
 
-A thin layer over :class:`~relay.service.RelayService`. It authenticates each
-connection during the opening handshake (``process_request``: no valid credential,
-no websocket), answers ``/healthz``, ``/readyz`` and ``/metrics`` on the same port,
-parses and validates each message, asks the service what to do, translates
-refusals into error replies (here and nowhere else), sends the reply, routes the
-events, and logs one event per request. Messages of one connection are handled in
-order, one at a time.
+A thin layer over a :class:`~relay.node.RelayNode` (built by the composition root). It
+guards the door — unauthenticated connections (still in their handshake, or on
+``/provision``) are capped in all and per source address and must finish their
+handshake in ``handshake_timeout_s``; one user credential may hold at most
+``max_connections_per_credential`` connections — authenticates each device/laptop
+connection during the opening handshake (no valid credential, no websocket), and runs
+the request loop of :mod:`relay.connection` for it. When the directory changes (an
+administrator here or anywhere revoked, removed, reset or re-assigned something), the
+sessions it concerns are judged again and closed if they no longer stand.
 """
 
 from __future__ import annotations
@@ -14,87 +17,157 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http
-import json
+import ipaddress
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
-from pydantic import ValidationError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from relay import admin_endpoint
-from relay import web as relay_web
 from relay.config import RelaySettings
+from relay.connection import WsSession, serve_requests
 from relay.credentials import bearer_token
-from relay.errors import RelayError
-from relay.fastsend import send_text
 from relay.metrics import RelayMetrics
+from relay.model import DirectoryChange
+from relay.node import RelayNode, build_node
+from relay.pipeline import RequestLog, RequestPipeline
+from relay.protocol import admin_wire as aw
 from relay.protocol import wire
-from relay.protocol.wire import CloseCode, ErrorCode
-from relay.ratelimit import TokenBucket, Verdict
-from relay.routing import LocalRouter, Router
-from relay.service import Delivery, LaptopPrincipal, Principal, RelayService, Rules
-from relay.store import Store
+from relay.protocol.wire import CloseCode
+from relay.ratelimit import TokenBucket
+from relay.routing import Router
+from relay.service import DevicePrincipal, LaptopPrincipal, Principal
+from relay.sessions import SelectorKind, SessionKeys
+from relay.store import RelayStore
 
 log = structlog.get_logger("relay")
+
+_REQUEST_TYPES = frozenset(wire.REQUEST_TYPES)
 
 
 def _valid_client_id(value: str) -> bool:
     return 0 < len(value) <= 64 and all(c.isalnum() or c in "._:-" for c in value)
 
 
+class ConnectionGuard:
+    """Counts connections that have not authenticated, in all and per source address."""
+
+    def __init__(self, total: int, per_address: int, trusted: Sequence[str]) -> None:
+        self.total = total
+        self.per_address = per_address
+        self._trusted = [ipaddress.ip_network(t, strict=False) for t in trusted]
+        self._open: dict[ServerConnection, str] = {}
+        self._by_address: dict[str, int] = {}
+        self.refused = 0
+
+    def trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self._trusted)
+
+    def admit(self, conn: ServerConnection, address: str) -> bool:
+        count = self._by_address.get(address, 0)
+        if len(self._open) >= self.total or (
+            count >= self.per_address and not self.trusted(address)
+        ):
+            self.refused += 1
+            return False
+        self._open[conn] = address
+        self._by_address[address] = count + 1
+        return True
+
+    def authenticated(self, conn: ServerConnection) -> None:
+        address = self._open.pop(conn, None)
+        if address is not None:
+            left = self._by_address[address] - 1
+            if left:
+                self._by_address[address] = left
+            else:
+                del self._by_address[address]
+
+    release = authenticated
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+
+def _guarded_connection(
+    guard: ConnectionGuard, door: type[ServerConnection]
+) -> type[ServerConnection]:
+    """The connection class: counted by the guard, then through the web front door."""
+
+    class GuardedConnection(door):  # type: ignore[valid-type,misc]
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            peer = transport.get_extra_info("peername")
+            address = str(peer[0]) if peer else "?"
+            if not guard.admit(self, address) and isinstance(transport, asyncio.Transport):
+                transport.abort()  # refused before a byte is read: costs nothing to keep
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            guard.release(self)
+            super().connection_lost(exc)
+
+    return GuardedConnection
+
+
 class RelayServer:
-    """One relay process: ``async with RelayServer(settings, store) as relay: ...``."""
+    """One relay process: ``async with RelayServer(settings, store) as relay: ...``.
+
+    Given a finished ``node`` it serves that; otherwise it builds one from ``settings``
+    (and the parts given) with :func:`relay.node.build_node`.
+    """
 
     def __init__(
         self,
         settings: RelaySettings,
-        store: Store,
+        store: RelayStore | None = None,
         *,
         router: Router | None = None,
         metrics: RelayMetrics | None = None,
         clock: Callable[[], float] = time.time,
+        node: RelayNode | None = None,
     ) -> None:
-        self.settings = settings
-        self.store = store
-        self.router: Router = router or LocalRouter()
-        self.metrics = metrics or RelayMetrics()
-        self.clock = clock
-        self.service = RelayService(
-            store,
-            self.router,
-            Rules(
-                sighting_freshness=settings.sighting_freshness_s,
-                pair_request_ttl=settings.pair_request_ttl_s,
-                join_prompt_ttl=settings.join_prompt_ttl_s,
-            ),
+        self.node = node or build_node(
+            settings, store=store, router=router, metrics=metrics, clock=clock
         )
-        self.service.directory = type(self.service.directory)(
-            store, settings.directory_check_s, settings.eid_neighbours, clock=clock
+        self.settings = self.node.settings
+        self.store = self.node.store
+        self.router = self.node.router
+        self.metrics = self.node.metrics
+        self.clock = self.node.clock
+        self.service = self.node.service
+        self.admin = admin_endpoint.AdminEndpoint(self.node)
+        self.provision = admin_endpoint.ProvisionEndpoint(self.node)
+        self.guard = ConnectionGuard(
+            self.settings.max_unauthenticated,
+            self.settings.max_unauthenticated_per_address,
+            self.settings.trusted_proxies,
         )
         self._server: Server | None = None
         self._ticker: asyncio.Task[None] | None = None
-        self._principals: weakref.WeakKeyDictionary[ServerConnection, Principal] = (
+        self._handshakes: weakref.WeakKeyDictionary[ServerConnection, Any] = (
             weakref.WeakKeyDictionary()
         )
+        self._sessions: weakref.WeakSet[WsSession] = weakref.WeakSet()
         self._ready = False
-        self._counters: dict[tuple[str, str], Any] = {}
-        self._closing: set[asyncio.Task[None]] = set()  # replaced connections closing
-        self.admin_endpoints = admin_endpoint.attach(self)  # /admin and /provision
-        self.web = relay_web.attach(self)  # the pages and their API, on the same port
+        self._pipeline: RequestPipeline[Principal] = RequestPipeline(
+            wire.REQUEST_ADAPTER, _REQUEST_TYPES.__contains__, self.service.handle, log
+        )
+        self._requests = RequestLog(self.metrics, "request")
+        self.node.directory.on_change(self._directory_changed)
 
     # --- life cycle ---------------------------------------------------------------------
     async def start(self) -> None:
-        await self.store.open()
-        await self.service.directory.start(self.clock())  # the EID index loads in the background
-        if self.web is not None:
-            await self.web.start()
+        await self.node.open()
         self._server = await serve(
             self._handle_connection,
             self.settings.host,
@@ -105,12 +178,13 @@ class RelayServer:
             max_size=self.settings.max_message_bytes,
             ping_interval=self.settings.ping_interval_s,
             ping_timeout=self.settings.ping_interval_s,
+            open_timeout=self.settings.handshake_timeout_s,
             server_header=None,
-            create_connection=self.web.connection_class if self.web else ServerConnection,
+            create_connection=_guarded_connection(self.guard, self.node.web.connection_class),
         )
         self._ticker = asyncio.create_task(self._tick_forever())
         self._ready = True
-        log.info("relay_started", host=self.settings.host, port=self.port, db=str(self.settings.db))
+        log.info("relay_started", host=self.settings.host, port=self.port, db=self.settings.db)
 
     @property
     def port(self) -> int:
@@ -129,10 +203,7 @@ class RelayServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
             self._ticker = None
-        await self.service.directory.close()
-        if self.web is not None:
-            await self.web.stop()
-        await self.store.close()
+        await self.node.close()
         log.info("relay_stopped")
 
     async def __aenter__(self) -> RelayServer:
@@ -143,16 +214,72 @@ class RelayServer:
         await self.stop()
 
     async def _tick_forever(self) -> None:
+        pruned_at = 0.0
         while True:
             await asyncio.sleep(1.0)
             try:
-                await self._route(self.service.tick(self.clock()))
+                now = self.clock()
+                for delivery in await self.service.tick(now):
+                    await self.router.deliver(
+                        delivery.address, delivery.event.model_dump_json()
+                    )
+                await self.node.directory.refresh(now)
+                if now - pruned_at >= 60.0:
+                    pruned_at = now
+                    await self.store.prune(now)
             except Exception:
                 log.exception("tick_failed")
+
+    async def _directory_changed(
+        self, changes: Sequence[DirectoryChange] | None, now: float
+    ) -> None:
+        """Judge again the sessions a directory change concerns; close those that fell."""
+        if changes is None:
+            sessions = list(self._sessions)
+        else:
+            kinds: dict[str, SelectorKind] = {
+                "credentials": "credential",
+                "devices": "device",
+                "users": "user",
+            }
+            found: dict[int, WsSession] = {}
+            for change in changes:
+                kind = kinds.get(change.kind)
+                if kind is not None:
+                    for session in self.router.local_sessions((kind, change.id)):
+                        if isinstance(session, WsSession):
+                            found[id(session)] = session
+            sessions = list(found.values())
+        for session in sessions:
+            principal = session.principal
+            if session.ending or not isinstance(principal, LaptopPrincipal | DevicePrincipal):
+                continue
+            code = await self.service.session_verdict(principal, now)
+            if code is not None:
+                log.info("session_closed_by_change", code=code, address=principal.address)
+                session.end(code, "this connection's credential or device changed")
 
     # --- handshake ----------------------------------------------------------------------
     def _respond(self, conn: ServerConnection, status: http.HTTPStatus, text: str) -> Response:
         return conn.respond(status, text)
+
+    def source_address(self, conn: ServerConnection, request: Request) -> str:
+        """The client's address: the peer's, or the forwarded one if the peer is a trusted
+        proxy (the last address in X-Forwarded-For that is not a trusted proxy)."""
+        peer = conn.remote_address
+        address = str(peer[0]) if peer else "?"
+        if not self.guard.trusted(address):
+            return address
+        forwarded = [
+            hop.strip()
+            for header in request.headers.get_all("X-Forwarded-For")
+            for hop in header.split(",")
+            if hop.strip()
+        ]
+        for hop in reversed(forwarded):
+            if not self.guard.trusted(hop):
+                return hop[:64]
+        return address
 
     async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
@@ -170,8 +297,8 @@ class RelayServer:
             )
             response.headers["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
             return response
-        if self._ready and self.admin_endpoints and self.admin_endpoints.serves(path):
-            return await self.admin_endpoints.process_request(conn, request)
+        if path in admin_endpoint.ENDPOINTS:
+            return await self._endpoint_handshake(conn, request, path)
         if path != "/":
             return self._respond(conn, http.HTTPStatus.NOT_FOUND, "not found\n")
         if not self._ready:
@@ -196,7 +323,40 @@ class RelayServer:
                 http.HTTPStatus.UNAUTHORIZED,
                 f"unknown or revoked credential (laptops must also send {wire.CLIENT_ID_HEADER})",
             )
-        self._principals[conn] = principal
+        if isinstance(principal, LaptopPrincipal):
+            holding = self.router.local_count(("credential", principal.credential_id))
+            replacing = await self.router.is_online(principal.address)
+            if holding >= self.settings.max_connections_per_credential and not replacing:
+                return self._refuse(
+                    conn,
+                    http.HTTPStatus.TOO_MANY_REQUESTS,
+                    f"this credential already has {holding} connections",
+                )
+        self._handshakes[conn] = principal
+        self.guard.authenticated(conn)
+        return None
+
+    async def _endpoint_handshake(
+        self, conn: ServerConnection, request: Request, path: str
+    ) -> Response | None:
+        if not self._ready:
+            return self._refuse(conn, http.HTTPStatus.SERVICE_UNAVAILABLE, "relay not ready")
+        wanted = admin_endpoint.ENDPOINTS[path]
+        if wanted not in admin_endpoint.offered(request):
+            return admin_endpoint.refuse(
+                conn, http.HTTPStatus.BAD_REQUEST, f"offer the subprotocol {wanted}"
+            )
+        if path == aw.PROVISION_PATH:
+            # No credential: the device has none yet. Stays counted as unauthenticated.
+            self._handshakes[conn] = ("provision", self.source_address(conn, request))
+            return None
+        who = await self.admin.authenticate(request)
+        if who is None:
+            return admin_endpoint.refuse(
+                conn, http.HTTPStatus.UNAUTHORIZED, "unknown or revoked administrator credential"
+            )
+        self._handshakes[conn] = ("admin", who)
+        self.guard.authenticated(conn)
         return None
 
     def _refuse(self, conn: ServerConnection, status: http.HTTPStatus, why: str) -> Response:
@@ -205,19 +365,21 @@ class RelayServer:
         return self._respond(conn, status, why + "\n")
 
     # --- connections --------------------------------------------------------------------
-    async def _route(self, deliveries: list[Delivery]) -> None:
-        for delivery in deliveries:
-            await self.router.deliver(delivery.address, delivery.event.model_dump_json())
-
     async def _handle_connection(self, conn: ServerConnection) -> None:
-        endpoints = self.admin_endpoints
-        if endpoints and conn.request and endpoints.serves(conn.request.path.split("?")[0]):
-            await endpoints.handle(conn)
+        handshake = self._handshakes.pop(conn, None)
+        if isinstance(handshake, tuple):
+            kind, value = handshake
+            if kind == "provision":
+                await self.provision.serve(conn, value)
+            else:
+                await self.admin.serve(conn, value)
             return
-        principal = self._principals.pop(conn, None)
-        if principal is None:  # cannot happen: the handshake refuses these
+        if handshake is None:  # cannot happen: the handshake refuses these
             await conn.close(CloseCode.INTERNAL_ERROR, "no principal")
             return
+        await self._serve_principal(conn, handshake)
+
+    async def _serve_principal(self, conn: ServerConnection, principal: Principal) -> None:
         if isinstance(principal, LaptopPrincipal):
             clog = log.bind(
                 role="laptop",
@@ -225,159 +387,49 @@ class RelayServer:
                 user=principal.user_id,
                 laptop=principal.laptop_id,
             )
+            keys = SessionKeys(
+                principal.credential_id, principal.tenant_id, user_id=principal.user_id
+            )
         else:
             clog = log.bind(role="device", tenant=principal.tenant_id, device=principal.device_id)
-        clog = clog.bind(conn=str(conn.id)[:8])
-        replaced = self.router.attach(principal.address, conn)
-        if replaced is not None and isinstance(replaced, ServerConnection):
-            clog.info("connection_replaced")
-            task = asyncio.create_task(
-                replaced.close(CloseCode.REPLACED, "replaced by a newer connection")
+            keys = SessionKeys(
+                principal.credential_id, principal.tenant_id, device_id=principal.device_id
             )
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+        clog = clog.bind(conn=str(conn.id)[:8])
+        session = WsSession(conn, keys, principal, self.settings.outbox_messages)
+        self._sessions.add(session)
+        await self.router.attach(principal.address, session)
         gauge = self.metrics.connections.labels(principal.role)
         gauge.inc()
         clog.info("connected", peer=_peer(conn))
-        bucket = TokenBucket(
-            self.settings.rate_per_second, self.settings.rate_burst, self.settings.rate_strikes
-        )
+        settings = self.settings
         try:
             for event in await self.service.welcome(principal, self.clock()):
-                await conn.send(event.model_dump_json())
-            async for raw in conn:
-                now = self.clock()
-                started = time.perf_counter()
-                verdict = bucket.take(now)
-                if verdict is Verdict.CLOSE:
-                    clog.warning("flood_closed")
-                    await conn.close(CloseCode.POLICY_VIOLATION, "too many requests")
-                    break
-                if isinstance(raw, bytes):
-                    clog.warning("binary_frame_closed")
-                    await conn.close(CloseCode.POLICY_VIOLATION, "binary frames are not accepted")
-                    break
-                deliveries: list[Delivery]
-                if verdict is Verdict.REFUSE:
-                    request_id = _peek_id(raw)
-                    reply, deliveries, kind, outcome = (
-                        wire.encode_error(
-                            request_id, ErrorCode.RATE_LIMITED, "too many requests; slow down"
-                        ),
-                        [],
-                        "-",
-                        ErrorCode.RATE_LIMITED.value,
-                    )
-                else:
-                    reply, deliveries, kind, outcome, request_id = await self._process(
-                        principal, raw, now, clog
-                    )
-                await send_text(conn, reply)
-                if deliveries:
-                    await self._route(deliveries)
-                elapsed = time.perf_counter() - started
-                self._count(kind, outcome)
-                self.metrics.latency.observe(elapsed)
-                clog.info("request", type=kind, id=request_id, outcome=outcome, ms=elapsed * 1000)
-        except ConnectionClosed:
-            pass
+                session.push(event.model_dump_json())
+            await serve_requests(
+                conn,
+                session,
+                principal,
+                self._pipeline,
+                self.router,
+                TokenBucket(settings.rate_per_second, settings.rate_burst, settings.rate_strikes),
+                self._requests,
+                self.clock,
+                clog,
+                verdict=self.service.session_verdict,
+            )
         finally:
-            self.router.detach(principal.address, conn)
+            detached = await self.router.detach(principal.address, session)
+            await session.finished()  # a close it was told to make goes out before we return
+            session.outbox.stop()
             gauge.dec()
             clog.info("disconnected", code=conn.close_code)
         # A connection replaced by a newer one leaves its hand-offs to the newcomer.
-        if not self.router.is_online(principal.address):
-            await self._route(self.service.disconnected(principal, self.clock()))
-
-    def _count(self, kind: str, outcome: str) -> None:
-        key = (kind, outcome)
-        counter = self._counters.get(key)
-        if counter is None:
-            counter = self._counters[key] = self.metrics.requests.labels(kind, outcome)
-        counter.inc()
-
-    async def _process(
-        self, principal: Principal, raw: str, now: float, clog: Any
-    ) -> tuple[str, list[Delivery], str, str, int | None]:
-        """Validate and carry out one request; every refusal becomes an error reply here."""
-        try:
-            request: wire.Request = wire.REQUEST_ADAPTER.validate_json(raw)
-        except ValidationError as exc:
-            request_id, code, message, kind = _diagnose(raw, exc)
-            return wire.encode_error(request_id, code, message), [], kind, code.value, request_id
-        kind = request.type
-        try:
-            outcome = await self.service.handle(principal, request, now)
-        except RelayError as refusal:
-            return (
-                wire.encode_error(request.id, refusal.code, refusal.message),
-                [],
-                kind,
-                refusal.code.value,
-                request.id,
-            )
-        except Exception:
-            clog.exception("request_failed", type=kind, id=request.id)
-            return (
-                wire.encode_error(
-                    request.id, ErrorCode.INTERNAL, "the relay failed; nothing changed"
-                ),
-                [],
-                kind,
-                ErrorCode.INTERNAL.value,
-                request.id,
-            )
-        return (
-            wire.encode_result(request.id, outcome.result),
-            outcome.deliveries,
-            kind,
-            "ok",
-            request.id,
-        )
+        if detached and not await self.router.is_online(principal.address):
+            for delivery in await self.service.disconnected(principal, self.clock()):
+                await self.router.deliver(delivery.address, delivery.event.model_dump_json())
 
 
 def _peer(conn: ServerConnection) -> str:
     address = conn.remote_address
     return f"{address[0]}:{address[1]}" if address else "?"
-
-
-def _peek_id(raw: str | bytes) -> int | None:
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    if isinstance(data, dict):
-        value = data.get("id")
-        if (
-            isinstance(value, int)
-            and not isinstance(value, bool)
-            and 0 <= value <= wire.MAX_REQUEST_ID
-        ):
-            return value
-    return None
-
-
-def _diagnose(raw: str, exc: ValidationError) -> tuple[int | None, ErrorCode, str, str]:
-    """Why a message failed validation, as (id, code, message, type label)."""
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None, ErrorCode.BAD_JSON, "message is not valid JSON", "-"
-    if not isinstance(data, dict):
-        return None, ErrorCode.BAD_JSON, "message must be a JSON object", "-"
-    request_id = _peek_id(raw)
-    kind = data.get("type")
-    if not isinstance(kind, str) or kind not in wire.REQUEST_TYPES:
-        shown = kind if isinstance(kind, str) else None
-        label = "?"
-        return (
-            request_id,
-            ErrorCode.UNKNOWN_TYPE,
-            f"unknown message type {str(shown)[:64]!r}",
-            label,
-        )
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc'][1:]) or '(message)'}: {err['msg']}"
-        for err in exc.errors()[:3]
-    )
-    return request_id, ErrorCode.INVALID_REQUEST, f"invalid {kind}: {problems}", kind

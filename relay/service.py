@@ -1,32 +1,42 @@
 """The relay's domain logic: given who asks, what, and when, decide and say what to send.
 
 Every decision the design gives the relay lives here — who may resolve an EID, who
-may pair, what a pairing allows, who may add a room to a meeting — and nothing
-here touches a socket. :meth:`RelayService.handle` takes a principal, a validated
-request and the current time and returns an :class:`Outcome`: the result for the
-caller and the events to deliver to other connections (by address). Refusals are
-raised as :class:`~relay.errors.RelayError` before anything is changed; the wire
-handler (:mod:`relay.server`) turns them into error replies in one place.
+may pair, what a pairing allows, who may add a room to a meeting — and nothing here
+touches a socket. :meth:`RelayService.handle` takes a principal, a validated request
+and the current time and returns an :class:`Outcome`: the result for the caller and
+the events to deliver to other connections (by address). Refusals are raised as
+:class:`~relay.errors.RelayError` before anything is changed; the request pipeline
+(:mod:`relay.pipeline`) turns them into error replies in one place.
 
-In-flight conversations (pair requests, audio hand-offs, join prompts) and recent
-sightings are kept in memory; pairings and lock state are durable in the store.
+Every request is judged against the directory as it is *now*, not as it was when the
+connection opened: :meth:`session_verdict` says whether a principal's credential and
+subject still stand, a phone obeys only the account it is signed in to *now*, and
+only signed-in devices resolve. In-flight conversations (pair requests, audio
+hand-offs, join prompts) and recent sightings live in the shared
+:class:`~relay.ephemeral.EphemeralState` with TTLs; pairings and lock state are
+durable in the store. The only state of this object is the list of deadlines of
+what this node started (a pair request or join prompt it must announce as expired).
 """
 
 from __future__ import annotations
 
+import heapq
+import json
 import secrets
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
-from typing import Literal, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal, Protocol
 
 from relay.credentials import hash_token
 from relay.directory import Directory
+from relay.ephemeral import EphemeralState
 from relay.errors import RelayError
 from relay.model import Device, Pairing
 from relay.pairing import PairEvent, PairState, PendingPair, confirmation_event
 from relay.protocol import wire
-from relay.protocol.wire import ErrorCode
-from relay.store import Store
+from relay.protocol.wire import CloseCode, ErrorCode
+from relay.routing import Presence
+from relay.store import DirectoryStore, LockStore, PairingStore
 
 DeviceStateSource = Callable[[str, float], Awaitable["wire.DeviceStateEvent | None"]]
 
@@ -63,9 +73,12 @@ class LaptopPrincipal:
 
 @dataclass(frozen=True, slots=True)
 class DevicePrincipal:
+    """A device's connection; ``user_id`` is the account signed in when it connected."""
+
     tenant_id: str
     device_id: str
     credential_id: str
+    user_id: str | None = None
     role: Literal["device"] = "device"
 
     @property
@@ -88,17 +101,30 @@ class Outcome:
     deliveries: list[Delivery] = field(default_factory=list)
 
 
-class Presence(Protocol):
-    def is_online(self, address: str) -> bool: ...
+Handler = Callable[[Principal, Any, float], Awaitable[Outcome]]
+
+
+class ServiceStore(DirectoryStore, PairingStore, LockStore, Protocol):
+    """The roles of the store the service reads and writes."""
 
 
 @dataclass(frozen=True, slots=True)
 class Rules:
-    """The relay's timing rules (see :class:`relay.config.RelaySettings`)."""
+    """The relay's timing rules and per-credential limits (see
+    :class:`relay.config.RelaySettings`)."""
 
     sighting_freshness: float = 120.0
     pair_request_ttl: float = 120.0
     join_prompt_ttl: float = 60.0
+    handoff_ttl: float = 12 * 3600.0
+    # Requests that push something to another connection's screen (pair requests, join
+    # requests), per credential and minute: a person needs a few, a flood needs many.
+    pushes_per_minute: int = 20
+
+
+# A record stays readable this long after its deadline, so the node that set the
+# deadline can still find it and announce the expiry.
+GRACE_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,31 +155,49 @@ def _code() -> str:
     return f"{secrets.randbelow(1_000_000):06d}"
 
 
+def _dump(record: PendingPair | Handoff | PendingJoin) -> str:
+    return json.dumps(asdict(record), separators=(",", ":"))
+
+
+def _pair(text: str) -> PendingPair:
+    data = json.loads(text)
+    data["state"] = PairState(data["state"])
+    return PendingPair(**data)
+
+
+def _handoff(text: str) -> Handoff:
+    return Handoff(**json.loads(text))
+
+
+def _join(text: str) -> PendingJoin:
+    return PendingJoin(**json.loads(text))
+
+
 class RelayService:
     def __init__(
         self,
-        store: Store,
+        store: ServiceStore,
+        directory: Directory,
+        ephemeral: EphemeralState,
         presence: Presence,
         rules: Rules | None = None,
         *,
-        directory: Directory | None = None,
+        handlers: Mapping[str, Handler] | None = None,
+        device_state: DeviceStateSource | None = None,
         new_id: Callable[[str], str] = _id,
         new_code: Callable[[], str] = _code,
     ) -> None:
         self.store = store
+        self.directory = directory
+        self.ephemeral = ephemeral
         self.presence = presence
         self.rules = rules or Rules()
-        self.directory = directory or Directory(store)
         self._new_id = new_id
         self._new_code = new_code
-        self._pairs: dict[str, PendingPair] = {}
-        self._sightings: dict[tuple[str, str, str], float] = {}
-        self._handoffs: dict[str, Handoff] = {}
-        self._handoff_of_phone: dict[str, str] = {}
-        self._joins: dict[str, PendingJoin] = {}
-        self._handlers: dict[
-            str, Callable[[Principal, wire.Request, float], Awaitable[Outcome]]
-        ] = {
+        self._device_state = device_state
+        # Deadlines of what this node started: (when, "pair" | "join", id).
+        self._deadlines: list[tuple[float, str, str]] = []
+        self._handlers: dict[str, Handler] = {
             "ping": self._ping,
             "sightings.report": self._sightings_report,
             "pair.request": self._pair_request,
@@ -167,16 +211,8 @@ class RelayService:
             "audio.ack": self._audio_ack,
             "join.request": self._join_request,
             "join.respond": self._join_respond,
+            **(handlers or {}),
         }
-        # Set by relay.admin_endpoint when the relay serves provisioning: the device.state
-        # event a device gets right after its welcome.
-        self.device_state: DeviceStateSource | None = None
-
-    def add_handler(
-        self, kind: str, handler: Callable[[Principal, wire.Request, float], Awaitable[Outcome]]
-    ) -> None:
-        """Let another module answer a request type (provisioning, consoles)."""
-        self._handlers[kind] = handler
 
     # --- connection life cycle -------------------------------------------------------
     async def authenticate(
@@ -188,9 +224,9 @@ class RelayService:
             return None
         if credential.subject_kind == "device":
             device = await self.directory.device(credential.subject_id, now)
-            if device is None:
+            if device is None or device.state == "waiting_for_activation":
                 return None
-            return DevicePrincipal(device.tenant_id, device.id, credential.id)
+            return DevicePrincipal(device.tenant_id, device.id, credential.id, device.user_id)
         user = await self.directory.user(credential.subject_id, now)
         if user is None or laptop_id is None:
             return None
@@ -203,10 +239,35 @@ class RelayService:
             credential_id=credential.id,
         )
 
+    async def session_verdict(self, principal: Principal, now: float) -> CloseCode | None:
+        """None while the principal still stands; else how its connection must close:
+        :attr:`CloseCode.REVOKED` (credential revoked, subject removed or reset) or
+        :attr:`CloseCode.SESSION_CHANGED` (the device's account changed)."""
+        credential = await self.directory.credential(principal.credential_id, now)
+        if credential is None or credential.revoked_at is not None:
+            return CloseCode.REVOKED
+        if isinstance(principal, DevicePrincipal):
+            device = await self.directory.device(principal.device_id, now)
+            if device is None or device.state == "waiting_for_activation":
+                return CloseCode.REVOKED
+            if device.user_id != principal.user_id:
+                return CloseCode.SESSION_CHANGED
+            return None
+        if await self.directory.user(principal.user_id, now) is None:
+            return CloseCode.REVOKED
+        return None
+
     async def welcome(self, principal: Principal, now: float) -> list[wire.Event]:
         """What a connection is sent first: the welcome, then anything it missed while away."""
         if isinstance(principal, LaptopPrincipal):
-            return [wire.Welcome(principal=principal.info(), server_time=now)]
+            handoff_id = await self.ephemeral.get(_laptop_handoff_key(principal), now)
+            return [
+                wire.Welcome(
+                    principal=principal.info(),
+                    server_time=now,
+                    handoffs=[handoff_id] if handoff_id else [],
+                )
+            ]
         device = await self.directory.device(principal.device_id, now)
         info = wire.PrincipalInfo(
             role="device",
@@ -215,57 +276,82 @@ class RelayService:
             device_id=principal.device_id,
         )
         events: list[wire.Event] = [wire.Welcome(principal=info, server_time=now)]
-        if self.device_state is not None:
-            state = await self.device_state(principal.device_id, now)
+        if self._device_state is not None:
+            state = await self._device_state(principal.device_id, now)
             if state is not None:
                 events.append(state)
         record = await self.store.lock_record(principal.device_id)
-        if record is not None and record.pending:
+        if (
+            record is not None
+            and record.pending
+            and device is not None
+            and record.user_id == device.user_id
+        ):
             events.append(
                 wire.LockCommand(seq=record.seq, state=record.state, laptop_id=record.laptop_id)
             )
-        events.extend(
-            self._pair_prompt(pending)
-            for pending in self._pairs.values()
-            if pending.phone_id == principal.device_id and pending.expires_at > now
-        )
+        pending = await self._pending_pair_of_phone(principal.device_id, now)
+        if pending is not None and pending.expires_at > now:
+            events.append(self._pair_prompt(pending))
         return events
 
-    def disconnected(self, principal: Principal, now: float) -> list[Delivery]:
+    async def disconnected(self, principal: Principal, now: float) -> list[Delivery]:
         """Release the audio hand-offs the departed connection was part of."""
+        if isinstance(principal, LaptopPrincipal):
+            handoff = await self._handoff_at(_laptop_handoff_key(principal), now)
+            if handoff is None:
+                return []
+            return await self._end_handoff(handoff, "laptop disconnected", now, tell_laptop=False)
+        handoff = await self._handoff_at(_phone_handoff_key(principal.device_id), now)
+        if handoff is None:
+            return []
+        return await self._end_handoff(handoff, "phone disconnected", now, tell_phone=False)
+
+    async def end_phone_handoff(self, phone_id: str, reason: str, now: float) -> list[Delivery]:
+        """End the audio hand-off a phone is part of, if any (its account changed, it was
+        removed or reset)."""
+        handoff = await self._handoff_at(_phone_handoff_key(phone_id), now)
+        return await self._end_handoff(handoff, reason, now) if handoff is not None else []
+
+    async def tick(self, now: float) -> list[Delivery]:
+        """Announce the pair requests and join prompts this node started that are past
+        their deadline; drop expired short-lived state."""
         out: list[Delivery] = []
-        for handoff in list(self._handoffs.values()):
-            if isinstance(principal, LaptopPrincipal):
-                mine = (handoff.user_id, handoff.laptop_id) == (
-                    principal.user_id,
-                    principal.laptop_id,
-                )
-                if mine:
-                    out += self._end_handoff(handoff, "laptop disconnected", tell_laptop=False)
-            elif handoff.phone_id == principal.device_id:
-                out += self._end_handoff(handoff, "phone disconnected", tell_phone=False)
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, kind, record_id = heapq.heappop(self._deadlines)
+            if kind == "pair":
+                out += await self._expire_pair(record_id, now)
+            else:
+                out += await self._expire_join(record_id, now)
+        await self.ephemeral.purge(now)
         return out
 
-    def tick(self, now: float) -> list[Delivery]:
-        """Expire pair requests and join prompts past their deadline; forget stale sightings."""
-        out: list[Delivery] = []
-        for pending in list(self._pairs.values()):
-            if now >= pending.expires_at:
-                del self._pairs[pending.request_id]
-                ended = wire.PairEnded(request_id=pending.request_id, reason="expired")
-                out.append(Delivery(device_address(pending.phone_id), ended))
-                out.append(Delivery(laptop_address(pending.user_id, pending.laptop_id), ended))
-        for join in list(self._joins.values()):
-            if now >= join.expires_at:
-                del self._joins[join.join_id]
-                result = wire.JoinResult(
-                    join_id=join.join_id, room_id=join.room_id, outcome="expired"
-                )
-                out.append(Delivery(laptop_address(join.user_id, join.laptop_id), result))
-        horizon = now - self.rules.sighting_freshness
-        for key in [k for k, seen in self._sightings.items() if seen < horizon]:
-            del self._sightings[key]
-        return out
+    async def _expire_pair(self, request_id: str, now: float) -> list[Delivery]:
+        text = await self.ephemeral.get(_pair_key(request_id), now)
+        if text is None:
+            return []
+        pending = _pair(text)
+        if pending.expires_at > now:  # a restarted deadline; wait for the real one
+            heapq.heappush(self._deadlines, (pending.expires_at, "pair", request_id))
+            return []
+        if not await self.ephemeral.delete(_pair_key(request_id), now, expected=text):
+            return []
+        await self.ephemeral.delete(
+            _phone_pair_key(pending.phone_id), now, expected=pending.request_id
+        )
+        ended = wire.PairEnded(request_id=pending.request_id, reason="expired")
+        return [
+            Delivery(device_address(pending.phone_id), ended),
+            Delivery(laptop_address(pending.user_id, pending.laptop_id), ended),
+        ]
+
+    async def _expire_join(self, join_id: str, now: float) -> list[Delivery]:
+        text = await self.ephemeral.get(_join_key(join_id), now)
+        if text is None or not await self.ephemeral.delete(_join_key(join_id), now, expected=text):
+            return []
+        join = _join(text)
+        result = wire.JoinResult(join_id=join.join_id, room_id=join.room_id, outcome="expired")
+        return [Delivery(laptop_address(join.user_id, join.laptop_id), result)]
 
     async def handle(self, principal: Principal, request: wire.Request, now: float) -> Outcome:
         if principal.role not in request.senders:
@@ -296,22 +382,49 @@ class RelayService:
                 f"Better Together is Disabled by the account's policy {policy.name!r}",
             )
 
-    def _fresh(self, laptop: LaptopPrincipal, device_id: str, now: float) -> bool:
-        seen = self._sightings.get((laptop.user_id, laptop.laptop_id, device_id))
-        return seen is not None and now - seen <= self.rules.sighting_freshness
+    async def _fresh(self, laptop: LaptopPrincipal, device_id: str, now: float) -> bool:
+        return await self.ephemeral.get(_sighting_key(laptop, device_id), now) is not None
 
-    def _require_online(self, device: Device) -> None:
-        if not self.presence.is_online(device_address(device.id)):
+    async def _require_online(self, device: Device) -> None:
+        if not await self.presence.is_online(device_address(device.id)):
             raise RelayError(ErrorCode.DEVICE_OFFLINE, f"{device.name!r} is not connected")
+
+    async def _take_push(self, principal: Principal, now: float) -> None:
+        """Count a request that pushes to someone else's screen; refuse a flood of them."""
+        key = f"push:{principal.credential_id}"
+        if await self.ephemeral.incr(key, 60.0, now) > self.rules.pushes_per_minute:
+            raise RelayError(
+                ErrorCode.RATE_LIMITED,
+                f"at most {self.rules.pushes_per_minute} pair or join requests a minute",
+            )
+
+    async def _owned_phones(
+        self, laptop: LaptopPrincipal, pairings: list[Pairing], now: float
+    ) -> list[Device]:
+        """The paired phones that are signed in to the laptop's user *now*: a pairing row
+        outlives nothing, the phone's current account decides."""
+        phones: list[Device] = []
+        for pairing in pairings:
+            phone = await self.directory.device(pairing.phone_id, now)
+            if (
+                phone is not None
+                and phone.tenant_id == laptop.tenant_id
+                and phone.state == "signed_in"
+                and phone.user_id == laptop.user_id
+            ):
+                phones.append(phone)
+        return phones
 
     @staticmethod
     def _laptop(principal: Principal) -> LaptopPrincipal:
-        assert isinstance(principal, LaptopPrincipal)  # handle() checked the role
+        if not isinstance(principal, LaptopPrincipal):  # handle() checked the role
+            raise RelayError(ErrorCode.FORBIDDEN, "only a laptop may send this")
         return principal
 
     @staticmethod
     def _device(principal: Principal) -> DevicePrincipal:
-        assert isinstance(principal, DevicePrincipal)
+        if not isinstance(principal, DevicePrincipal):
+            raise RelayError(ErrorCode.FORBIDDEN, "only a device may send this")
         return principal
 
     async def _pairing_info(self, pairing: Pairing, now: float) -> wire.PairingInfo:
@@ -325,15 +438,15 @@ class RelayService:
         )
 
     # --- requests -----------------------------------------------------------------------
-    async def _ping(self, principal: Principal, request: wire.Request, now: float) -> Outcome:
+    async def _ping(self, principal: Principal, request: wire.Ping, now: float) -> Outcome:
         return Outcome(wire.Pong(server_time=now))
 
     async def _sightings_report(
-        self, principal: Principal, request: wire.Request, now: float
+        self, principal: Principal, request: wire.SightingsReport, now: float
     ) -> Outcome:
         laptop = self._laptop(principal)
-        assert isinstance(request, wire.SightingsReport)
         found: list[wire.DeviceDescriptor] = []
+        fresh: list[tuple[str, str]] = []
         for sighting in request.sightings:
             device = await self.directory.resolve(bytes.fromhex(sighting.eid), now)
             if device is None or device.tenant_id != laptop.tenant_id:
@@ -341,7 +454,7 @@ class RelayService:
             own = device.user_id == laptop.user_id
             if device.mode == "personal" and not own:
                 continue  # a personal device is visible to its own user only
-            self._sightings[(laptop.user_id, laptop.laptop_id, device.id)] = now
+            fresh.append((_sighting_key(laptop, device.id), "1"))
             found.append(
                 wire.DeviceDescriptor(
                     device_id=device.id,
@@ -355,6 +468,8 @@ class RelayService:
                     rssi=sighting.rssi,
                 )
             )
+        if fresh:
+            await self.ephemeral.set_many(fresh, self.rules.sighting_freshness, now)
         return Outcome(wire.SightingsResult(devices=found))
 
     def _pair_prompt(self, pending: PendingPair) -> wire.PairPrompt:
@@ -369,18 +484,24 @@ class RelayService:
             expires_at=pending.expires_at,
         )
 
+    async def _pending_pair_of_phone(self, phone_id: str, now: float) -> PendingPair | None:
+        request_id = await self.ephemeral.get(_phone_pair_key(phone_id), now)
+        if request_id is None:
+            return None
+        text = await self.ephemeral.get(_pair_key(request_id), now)
+        return _pair(text) if text is not None else None
+
     async def _pair_request(
-        self, principal: Principal, request: wire.Request, now: float
+        self, principal: Principal, request: wire.PairRequest, now: float
     ) -> Outcome:
         laptop = self._laptop(principal)
-        assert isinstance(request, wire.PairRequest)
         phone = await self._device_in_tenant(request.phone_id, laptop.tenant_id, now)
         if not phone.is_personal_phone:
             raise RelayError(ErrorCode.FORBIDDEN, "only personal desk phones pair with laptops")
-        if phone.user_id != laptop.user_id:
+        if phone.state != "signed_in" or phone.user_id != laptop.user_id:
             raise RelayError(ErrorCode.WRONG_ACCOUNT, "the phone is signed in to another account")
         await self._check_better_together(laptop, now)
-        if not self._fresh(laptop, phone.id, now):
+        if not await self._fresh(laptop, phone.id, now):
             raise RelayError(
                 ErrorCode.NO_FRESH_SIGHTING,
                 f"report a sighting of the phone in the last {self.rules.sighting_freshness:.0f} s",
@@ -388,21 +509,16 @@ class RelayService:
         existing = await self.directory.laptop_pairings(laptop.user_id, laptop.laptop_id, now)
         if any(p.phone_id == phone.id for p in existing):
             raise RelayError(ErrorCode.WRONG_STATE, "this laptop and phone are already paired")
-        self._require_online(phone)
+        await self._require_online(phone)
+        await self._take_push(laptop, now)
         out: list[Delivery] = []
-        for old in list(self._pairs.values()):
-            if (old.user_id, old.laptop_id, old.phone_id) == (
-                laptop.user_id,
-                laptop.laptop_id,
-                phone.id,
-            ):
-                del self._pairs[old.request_id]  # a new request supersedes the old one
-                out.append(
-                    Delivery(
-                        device_address(phone.id),
-                        wire.PairEnded(request_id=old.request_id, reason="expired"),
-                    )
-                )
+        old = await self._pending_pair_of_phone(phone.id, now)
+        if old is not None and await self.ephemeral.delete(_pair_key(old.request_id), now):
+            # One request per phone at a time: a new one supersedes the old.
+            ended = wire.PairEnded(request_id=old.request_id, reason="expired")
+            out.append(Delivery(device_address(phone.id), ended))
+            if (old.user_id, old.laptop_id) != (laptop.user_id, laptop.laptop_id):
+                out.append(Delivery(laptop_address(old.user_id, old.laptop_id), ended))
         pending = PendingPair(
             request_id=self._new_id("pr_"),
             code=self._new_code(),
@@ -416,7 +532,10 @@ class RelayService:
             created_at=now,
             expires_at=now + self.rules.pair_request_ttl,
         )
-        self._pairs[pending.request_id] = pending
+        ttl = self.rules.pair_request_ttl + GRACE_S
+        await self.ephemeral.set(_pair_key(pending.request_id), _dump(pending), ttl, now)
+        await self.ephemeral.set(_phone_pair_key(phone.id), pending.request_id, ttl, now)
+        heapq.heappush(self._deadlines, (pending.expires_at, "pair", pending.request_id))
         prompt = self._pair_prompt(pending)
         out.append(Delivery(device_address(phone.id), prompt))
         out.append(Delivery(laptop.address, prompt))
@@ -428,10 +547,11 @@ class RelayService:
         )
 
     async def _pair_confirm(
-        self, principal: Principal, request: wire.Request, now: float
+        self, principal: Principal, request: wire.PairConfirm, now: float
     ) -> Outcome:
-        assert isinstance(request, wire.PairConfirm)
-        pending = self._pairs.get(request.request_id)
+        key = _pair_key(request.request_id)
+        text = await self.ephemeral.get(key, now)
+        pending = _pair(text) if text is not None else None
         is_phone = isinstance(principal, DevicePrincipal)
         if pending is not None:
             party = (
@@ -442,7 +562,7 @@ class RelayService:
             )
             if not party:
                 pending = None
-        if pending is None:
+        if pending is None or text is None:
             raise RelayError(ErrorCode.NOT_FOUND, f"no pair request {request.request_id!r}")
         advanced = pending.advance(confirmation_event(is_phone, request.accept), now)
         if advanced.state is PairState.EXPIRED:
@@ -451,13 +571,17 @@ class RelayService:
         laptop_addr = laptop_address(pending.user_id, pending.laptop_id)
         other = laptop_addr if is_phone else phone_addr
         if advanced.state is PairState.DECLINED:
-            del self._pairs[pending.request_id]
+            if not await self.ephemeral.delete(key, now, expected=text):
+                raise RelayError(ErrorCode.WRONG_STATE, "the pair request changed meanwhile")
+            await self.ephemeral.delete(
+                _phone_pair_key(pending.phone_id), now, expected=pending.request_id
+            )
             ended = wire.PairEnded(request_id=pending.request_id, reason="declined")
             return Outcome(wire.PairConfirmResult(state=advanced.state), [Delivery(other, ended)])
         if advanced.state is PairState.PAIRED:
             # Re-check what may have changed while the request was pending.
             phone = await self.directory.device(pending.phone_id, now)
-            if phone is None or phone.user_id != pending.user_id:
+            if phone is None or phone.state != "signed_in" or phone.user_id != pending.user_id:
                 raise RelayError(ErrorCode.WRONG_ACCOUNT, "the phone is now signed in elsewhere")
             user = await self.directory.user(pending.user_id, now)
             policy = await self.directory.effective_policy(
@@ -465,6 +589,11 @@ class RelayService:
             )
             if policy.allow_better_together != "Enabled":
                 raise RelayError(ErrorCode.POLICY_DENIED, "Better Together is now Disabled")
+            if not await self.ephemeral.delete(key, now, expected=text):
+                raise RelayError(ErrorCode.WRONG_STATE, "the pair request changed meanwhile")
+            await self.ephemeral.delete(
+                _phone_pair_key(pending.phone_id), now, expected=pending.request_id
+            )
             pairing = Pairing(
                 user_id=pending.user_id,
                 laptop_id=pending.laptop_id,
@@ -475,7 +604,6 @@ class RelayService:
             )
             await self.store.add_pairing(pairing)
             self.directory.forget_pairings()
-            self._pairs.pop(pending.request_id, None)
             completed = wire.PairCompleted(
                 request_id=pending.request_id, pairing=await self._pairing_info(pairing, now)
             )
@@ -483,13 +611,14 @@ class RelayService:
                 wire.PairConfirmResult(state=advanced.state),
                 [Delivery(phone_addr, completed), Delivery(laptop_addr, completed)],
             )
-        self._pairs[pending.request_id] = advanced
+        ttl = max(1.0, pending.expires_at + GRACE_S - now)
+        if not await self.ephemeral.replace(key, text, _dump(advanced), ttl, now):
+            raise RelayError(ErrorCode.WRONG_STATE, "the pair request changed meanwhile")
         return Outcome(wire.PairConfirmResult(state=advanced.state))
 
     async def _pair_remove(
-        self, principal: Principal, request: wire.Request, now: float
+        self, principal: Principal, request: wire.PairRemove, now: float
     ) -> Outcome:
-        assert isinstance(request, wire.PairRemove)
         if isinstance(principal, LaptopPrincipal):
             user_id, laptop_id, phone_id = principal.user_id, principal.laptop_id, request.peer_id
             other = device_address(phone_id)
@@ -508,14 +637,13 @@ class RelayService:
         if not removed:
             raise RelayError(ErrorCode.NOT_FOUND, f"not paired with {request.peer_id!r}")
         out = [Delivery(other, wire.PairRemoved(laptop_id=laptop_id, phone_id=phone_id))]
-        handoff_id = self._handoff_of_phone.get(phone_id)
-        handoff = self._handoffs.get(handoff_id) if handoff_id else None
+        handoff = await self._handoff_at(_phone_handoff_key(phone_id), now)
         if handoff is not None and (handoff.user_id, handoff.laptop_id) == (user_id, laptop_id):
-            out += self._end_handoff(handoff, "unpaired")
+            out += await self._end_handoff(handoff, "unpaired", now)
         return Outcome(wire.Done(), out)
 
     async def _pairings_list(
-        self, principal: Principal, request: wire.Request, now: float
+        self, principal: Principal, request: wire.PairingsList, now: float
     ) -> Outcome:
         if isinstance(principal, LaptopPrincipal):
             pairings = await self.store.pairings_of_laptop(principal.user_id, principal.laptop_id)
@@ -525,15 +653,15 @@ class RelayService:
             wire.PairingsResult(pairings=[await self._pairing_info(p, now) for p in pairings])
         )
 
-    async def _lock_set(self, principal: Principal, request: wire.Request, now: float) -> Outcome:
+    async def _lock_set(self, principal: Principal, request: wire.LockSet, now: float) -> Outcome:
         laptop = self._laptop(principal)
-        assert isinstance(request, wire.LockSet)
         pairings = await self.directory.laptop_pairings(laptop.user_id, laptop.laptop_id, now)
-        if not pairings:
+        phones = await self._owned_phones(laptop, pairings, now)
+        if not phones:
             raise RelayError(ErrorCode.NOT_PAIRED, "this laptop is not paired with a phone")
         await self._check_better_together(laptop, now)
         records = await self.store.set_desired_lock(
-            [p.phone_id for p in pairings], request.state, laptop.user_id, laptop.laptop_id, now
+            [p.id for p in phones], request.state, laptop.user_id, laptop.laptop_id, now
         )
         return Outcome(
             wire.LockSetResult(
@@ -549,9 +677,8 @@ class RelayService:
             ],
         )
 
-    async def _lock_ack(self, principal: Principal, request: wire.Request, now: float) -> Outcome:
+    async def _lock_ack(self, principal: Principal, request: wire.LockAck, now: float) -> Outcome:
         phone = self._device(principal)
-        assert isinstance(request, wire.LockAck)
         record = await self.store.lock_record(phone.device_id)
         if record is None or request.seq > record.seq:
             raise RelayError(ErrorCode.WRONG_STATE, f"no lock command with seq {request.seq}")
@@ -565,15 +692,37 @@ class RelayService:
             wire.Done(), [Delivery(laptop_address(record.user_id, record.laptop_id), applied)]
         )
 
-    def _end_handoff(
-        self, handoff: Handoff, reason: str, *, tell_phone: bool = True, tell_laptop: bool = True
+    async def _handoff_at(self, index_key: str, now: float) -> Handoff | None:
+        handoff_id = await self.ephemeral.get(index_key, now)
+        if handoff_id is None:
+            return None
+        text = await self.ephemeral.get(_handoff_key(handoff_id), now)
+        return _handoff(text) if text is not None else None
+
+    async def _end_handoff(
+        self,
+        handoff: Handoff,
+        reason: str,
+        now: float,
+        *,
+        tell_phone: bool = True,
+        tell_laptop: bool = True,
     ) -> list[Delivery]:
         """Release a hand-off: the phone is told to give the audio back, the laptop that it did."""
         out: list[Delivery] = []
-        if self._handoff_of_phone.get(handoff.phone_id) == handoff.handoff_id:
-            del self._handoff_of_phone[handoff.phone_id]
+        await self.ephemeral.delete(
+            _phone_handoff_key(handoff.phone_id), now, expected=handoff.handoff_id
+        )
+        await self.ephemeral.delete(
+            f"handoff-laptop:{handoff.user_id}:{handoff.laptop_id}",
+            now,
+            expected=handoff.handoff_id,
+        )
         if tell_phone:
-            self._handoffs[handoff.handoff_id] = replace(handoff, state="releasing")
+            releasing = replace(handoff, state="releasing")
+            await self.ephemeral.set(
+                _handoff_key(handoff.handoff_id), _dump(releasing), 300.0, now
+            )
             out.append(
                 Delivery(
                     device_address(handoff.phone_id),
@@ -587,7 +736,7 @@ class RelayService:
                 )
             )
         else:
-            self._handoffs.pop(handoff.handoff_id, None)
+            await self.ephemeral.delete(_handoff_key(handoff.handoff_id), now)
         if tell_laptop:
             out.append(
                 Delivery(
@@ -603,19 +752,16 @@ class RelayService:
         return out
 
     async def _audio_select(
-        self, principal: Principal, request: wire.Request, now: float
+        self, principal: Principal, request: wire.AudioSelect, now: float
     ) -> Outcome:
         laptop = self._laptop(principal)
-        assert isinstance(request, wire.AudioSelect)
         phone = await self._device_in_tenant(request.phone_id, laptop.tenant_id, now)
         pairings = await self.directory.laptop_pairings(laptop.user_id, laptop.laptop_id, now)
-        if not any(p.phone_id == phone.id for p in pairings):
+        paired = [p for p in pairings if p.phone_id == phone.id]
+        if not await self._owned_phones(laptop, paired, now):
             raise RelayError(ErrorCode.NOT_PAIRED, "this laptop is not paired with that phone")
         await self._check_better_together(laptop, now)
-        self._require_online(phone)
-        current = self._handoff_of_phone.get(phone.id)
-        if current is not None:
-            raise RelayError(ErrorCode.BUSY, "the phone is already handling a meeting's audio")
+        await self._require_online(phone)
         handoff = Handoff(
             handoff_id=self._new_id("ho_"),
             phone_id=phone.id,
@@ -623,53 +769,72 @@ class RelayService:
             laptop_id=laptop.laptop_id,
             meeting_id=request.meeting_id,
         )
-        self._handoffs[handoff.handoff_id] = handoff
-        self._handoff_of_phone[phone.id] = handoff.handoff_id
+        ttl = self.rules.handoff_ttl
+        if not await self.ephemeral.add(
+            _phone_handoff_key(phone.id), handoff.handoff_id, ttl, now
+        ):
+            raise RelayError(ErrorCode.BUSY, "the phone is already handling a meeting's audio")
+        previous = await self._handoff_at(_laptop_handoff_key(laptop), now)
+        out: list[Delivery] = []
+        if previous is not None:
+            out += await self._end_handoff(previous, "the laptop chose another phone", now)
+        await self.ephemeral.set(_handoff_key(handoff.handoff_id), _dump(handoff), ttl, now)
+        await self.ephemeral.set(_laptop_handoff_key(laptop), handoff.handoff_id, ttl, now)
         command = wire.AudioCommand(
             handoff_id=handoff.handoff_id,
             action="take",
             meeting_id=handoff.meeting_id,
             laptop_id=laptop.laptop_id,
         )
-        return Outcome(
-            wire.AudioSelectResult(handoff_id=handoff.handoff_id),
-            [Delivery(device_address(phone.id), command)],
-        )
+        out.append(Delivery(device_address(phone.id), command))
+        return Outcome(wire.AudioSelectResult(handoff_id=handoff.handoff_id), out)
 
     async def _audio_release(
-        self, principal: Principal, request: wire.Request, now: float
+        self, principal: Principal, request: wire.AudioRelease, now: float
     ) -> Outcome:
         laptop = self._laptop(principal)
-        assert isinstance(request, wire.AudioRelease)
-        handoff = self._handoffs.get(request.handoff_id)
+        text = await self.ephemeral.get(_handoff_key(request.handoff_id), now)
+        handoff = _handoff(text) if text is not None else None
         if (
             handoff is None
             or (handoff.user_id, handoff.laptop_id) != (laptop.user_id, laptop.laptop_id)
             or handoff.state == "releasing"
         ):
             raise RelayError(ErrorCode.NOT_FOUND, f"no active hand-off {request.handoff_id!r}")
-        return Outcome(wire.Done(), self._end_handoff(handoff, "released by the laptop"))
+        return Outcome(wire.Done(), await self._end_handoff(handoff, "released by the laptop", now))
 
-    async def _audio_ack(self, principal: Principal, request: wire.Request, now: float) -> Outcome:
+    async def _audio_ack(self, principal: Principal, request: wire.AudioAck, now: float) -> Outcome:
         phone = self._device(principal)
-        assert isinstance(request, wire.AudioAck)
-        handoff = self._handoffs.get(request.handoff_id)
-        if handoff is None or handoff.phone_id != phone.device_id:
+        key = _handoff_key(request.handoff_id)
+        text = await self.ephemeral.get(key, now)
+        handoff = _handoff(text) if text is not None else None
+        if handoff is None or text is None or handoff.phone_id != phone.device_id:
             raise RelayError(ErrorCode.NOT_FOUND, f"no hand-off {request.handoff_id!r}")
         laptop_addr = laptop_address(handoff.user_id, handoff.laptop_id)
         if handoff.state == "releasing":
-            del self._handoffs[handoff.handoff_id]
+            await self.ephemeral.delete(key, now, expected=text)
             return Outcome(wire.Done())
         if handoff.state == "active":
             raise RelayError(ErrorCode.WRONG_STATE, "the hand-off is already active")
         if request.ok:
-            self._handoffs[handoff.handoff_id] = replace(handoff, state="active")
+            active = replace(handoff, state="active")
+            if not await self.ephemeral.replace(
+                key, text, _dump(active), self.rules.handoff_ttl, now
+            ):
+                raise RelayError(ErrorCode.WRONG_STATE, "the hand-off changed meanwhile")
             state = wire.AudioState(
                 handoff_id=handoff.handoff_id, phone_id=handoff.phone_id, state="active"
             )
         else:
-            del self._handoffs[handoff.handoff_id]
-            self._handoff_of_phone.pop(handoff.phone_id, None)
+            await self.ephemeral.delete(key, now, expected=text)
+            await self.ephemeral.delete(
+                _phone_handoff_key(handoff.phone_id), now, expected=handoff.handoff_id
+            )
+            await self.ephemeral.delete(
+                f"handoff-laptop:{handoff.user_id}:{handoff.laptop_id}",
+                now,
+                expected=handoff.handoff_id,
+            )
             state = wire.AudioState(
                 handoff_id=handoff.handoff_id,
                 phone_id=handoff.phone_id,
@@ -679,14 +844,15 @@ class RelayService:
         return Outcome(wire.Done(), [Delivery(laptop_addr, state)])
 
     async def _join_request(
-        self, principal: Principal, request: wire.Request, now: float
+        self, principal: Principal, request: wire.JoinRequest, now: float
     ) -> Outcome:
         laptop = self._laptop(principal)
-        assert isinstance(request, wire.JoinRequest)
         room = await self._device_in_tenant(request.room_id, laptop.tenant_id, now)
         if room.mode != "meeting_room" and room.kind != "room_system":
             raise RelayError(ErrorCode.FORBIDDEN, f"{room.name!r} is not a meeting room")
-        if not self._fresh(laptop, room.id, now):
+        if room.state != "signed_in":
+            raise RelayError(ErrorCode.WRONG_STATE, f"{room.name!r} is not signed in")
+        if not await self._fresh(laptop, room.id, now):
             raise RelayError(
                 ErrorCode.NO_FRESH_SIGHTING,
                 f"report a sighting of the room within {self.rules.sighting_freshness:.0f} s first",
@@ -697,7 +863,8 @@ class RelayService:
                 ErrorCode.POLICY_DENIED,
                 f"proximity join is off in the room's policy {policy.name!r}",
             )
-        self._require_online(room)
+        await self._require_online(room)
+        await self._take_push(laptop, now)
         join_id = self._new_id("jn_")
         address = device_address(room.id)
         if policy.proximity_join == "auto":
@@ -716,7 +883,10 @@ class RelayService:
             meeting_id=request.meeting_id,
             expires_at=now + self.rules.join_prompt_ttl,
         )
-        self._joins[join_id] = join
+        await self.ephemeral.set(
+            _join_key(join_id), _dump(join), self.rules.join_prompt_ttl + GRACE_S, now
+        )
+        heapq.heappush(self._deadlines, (join.expires_at, "join", join_id))
         prompt = wire.JoinPrompt(
             join_id=join_id,
             meeting_id=request.meeting_id,
@@ -728,16 +898,18 @@ class RelayService:
         )
 
     async def _join_respond(
-        self, principal: Principal, request: wire.Request, now: float
+        self, principal: Principal, request: wire.JoinRespond, now: float
     ) -> Outcome:
         room = self._device(principal)
-        assert isinstance(request, wire.JoinRespond)
-        join = self._joins.get(request.join_id)
-        if join is None or join.room_id != room.device_id:
+        key = _join_key(request.join_id)
+        text = await self.ephemeral.get(key, now)
+        join = _join(text) if text is not None else None
+        if join is None or text is None or join.room_id != room.device_id:
             raise RelayError(ErrorCode.NOT_FOUND, f"no join prompt {request.join_id!r}")
         if now >= join.expires_at:
             raise RelayError(ErrorCode.EXPIRED, "the join prompt has expired")
-        del self._joins[join.join_id]
+        if not await self.ephemeral.delete(key, now, expected=text):
+            raise RelayError(ErrorCode.NOT_FOUND, f"no join prompt {request.join_id!r}")
         result = wire.JoinResult(
             join_id=join.join_id,
             room_id=join.room_id,
@@ -746,6 +918,34 @@ class RelayService:
         return Outcome(
             wire.Done(), [Delivery(laptop_address(join.user_id, join.laptop_id), result)]
         )
+
+
+def _pair_key(request_id: str) -> str:
+    return f"pair:{request_id}"
+
+
+def _phone_pair_key(phone_id: str) -> str:
+    return f"pair-phone:{phone_id}"
+
+
+def _join_key(join_id: str) -> str:
+    return f"join:{join_id}"
+
+
+def _sighting_key(laptop: LaptopPrincipal, device_id: str) -> str:
+    return f"sight:{laptop.user_id}:{laptop.laptop_id}:{device_id}"
+
+
+def _handoff_key(handoff_id: str) -> str:
+    return f"handoff:{handoff_id}"
+
+
+def _phone_handoff_key(phone_id: str) -> str:
+    return f"handoff-phone:{phone_id}"
+
+
+def _laptop_handoff_key(laptop: LaptopPrincipal) -> str:
+    return f"handoff-laptop:{laptop.user_id}:{laptop.laptop_id}"
 
 
 __all__ = [
@@ -758,6 +958,7 @@ __all__ = [
     "Principal",
     "RelayService",
     "Rules",
+    "ServiceStore",
     "device_address",
     "laptop_address",
 ]

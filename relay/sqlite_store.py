@@ -1,46 +1,64 @@
-"""The SQLite :class:`~relay.store.Store`: one file, migrated on open, writes group-committed.
+"""The SQLite :class:`~relay.store.RelayStore`: one file, migrated on open, writes group-committed.
 
-Reads run on a connection owned by the event loop's thread (WAL lets them proceed
-while a commit is under way; they are index lookups of a few microseconds). Writes
-go to one writer thread that drains its queue into a single transaction, commits
-with ``synchronous=FULL`` (the WAL is fsynced), and only then resolves each
-writer's future. Many concurrent lock changes thus cost one fsync, not one each:
-group commit is how the relay acknowledges a lock only once it is durable and still
-keeps its throughput. Each queued job runs inside its own savepoint, so a job that
-breaks a constraint fails alone and leaves nothing half-written.
+The embedded default: one relay process, nothing else installed. Reads run on a
+connection owned by the event loop's thread (WAL lets them proceed while a commit is
+under way; they are index lookups of a few microseconds). Writes go through
+:class:`~relay.sqlite_writer.Writer`, which group-commits them with
+``synchronous=FULL`` (the WAL is fsynced) and only then resolves each writer's future.
 
-A phone's lock record is cached in memory once read: this process is the only writer
-of lock state (a shared PostgreSQL store would use ``UPDATE … RETURNING`` instead).
+Nothing is cached in this process: a lock ``seq`` is computed by the upsert itself
+(``RETURNING``), a verification code is used by a conditional update, so another
+process on the same file (the ``btogether admin --db`` commands) never sees stale
+state. The database holds every device's identity key, so it is created owner-only
+and a file that others may read is refused (with the command that fixes it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import queue
+import json
+import os
 import sqlite3
-import threading
+import stat
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import structlog
 
 from relay.model import (
+    AdminCredential,
+    AdminRecord,
+    AuditRecord,
+    ConsolePairing,
     Credential,
     Device,
     DeviceState,
+    DirectoryChange,
     LockRecord,
     Pairing,
     Policy,
     Tenant,
     User,
 )
-from relay.protocol.wire import LockState
-from relay.store import StoreConflict
+from relay.protocol.wire import DeviceMode, LockState
+from relay.sqlite_writer import (
+    Op,
+    Outcome,
+    Refused,
+    Synchronous,
+    Writer,
+    WriterStats,
+    connect,
+    migrate,
+)
+from relay.store import MAX_PAGE, StoreConflict, StoreUnavailable
+from relay.verification import IssuedCode
 
 log = structlog.get_logger("relay.store")
+
+__all__ = ["MIGRATIONS", "InsecureDatabase", "SqliteStore", "Synchronous", "WriterStats"]
 
 _DIRECTORY_TABLES = ("tenants", "policies", "users", "devices", "credentials")
 
@@ -126,7 +144,7 @@ _SCHEMA_V1 = """
     );
 """
 
-# Provisioning, administrators, consoles and the audit log (relay.admin_store reads them).
+# Provisioning, administrators, consoles and the audit log.
 _SCHEMA_V2 = """
     CREATE TABLE admins (
         id TEXT PRIMARY KEY,
@@ -223,206 +241,83 @@ _SCHEMA_V3 = """
     );
 """
 
+# Schema 4: MAC addresses unique per tenant (not across the relay); a change log of the
+# directory (each relay's cache drops exactly what changed, live sessions of revoked
+# credentials are found); short-lived state that must survive a restart (guess
+# counters, lock-outs); credentials found by subject.
+def _change_log_triggers() -> str:
+    parts = []
+    for table in _DIRECTORY_TABLES:
+        for op, row in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD")):
+            name = f"{table}_{op.lower()}_version"
+            parts.append(f"DROP TRIGGER {name};")
+            parts.append(
+                f"CREATE TRIGGER {name} AFTER {op} ON {table} BEGIN "  # noqa: S608
+                "UPDATE meta SET value = value + 1 WHERE key = 'directory_version'; "
+                "INSERT INTO directory_changes (version, kind, id) VALUES ("
+                "(SELECT value FROM meta WHERE key = 'directory_version'), "
+                f"'{table}', {row}.id); END;"
+            )
+    return "\n".join(parts)
+
+
+_SCHEMA_V4_TABLES = """
+    DROP INDEX devices_mac;
+    CREATE UNIQUE INDEX devices_tenant_mac ON devices (tenant_id, mac) WHERE mac IS NOT NULL;
+    CREATE INDEX devices_by_mac ON devices (mac) WHERE mac IS NOT NULL;
+    CREATE INDEX devices_state ON devices (state, id);
+    CREATE INDEX credentials_subject ON credentials (tenant_id, subject_id);
+    CREATE INDEX admin_credentials_admin ON admin_credentials (admin_id);
+    CREATE TABLE directory_changes (
+        version INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL
+    );
+    CREATE INDEX directory_changes_version ON directory_changes (version);
+    INSERT OR IGNORE INTO meta VALUES ('pairings_version', 0);
+    INSERT INTO meta
+        VALUES ('changes_floor', (SELECT value FROM meta WHERE key = 'directory_version'));
+    CREATE TABLE ephemeral (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE INDEX ephemeral_expiry ON ephemeral (expires_at);
+"""
+_SCHEMA_V4 = "\n".join((_SCHEMA_V4_TABLES, _change_log_triggers()))
+
 # Each entry upgrades the schema by one version (PRAGMA user_version). Append, never edit.
-MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1 + _version_triggers(), _SCHEMA_V2, _SCHEMA_V3)
+MIGRATIONS: tuple[str, ...] = (
+    _SCHEMA_V1 + _version_triggers(),
+    _SCHEMA_V2,
+    _SCHEMA_V3,
+    _SCHEMA_V4,
+)
 
-Op = tuple[str, Sequence[Any], bool]  # sql, params (or rows when executemany), executemany
-
-
-@dataclass
-class _Job:
-    ops: list[Op]
-    future: asyncio.Future[list[int]]
-
-
-@dataclass
-class WriterStats:
-    """How well group commit is batching: jobs per commit = jobs / commits."""
-
-    jobs: int = 0
-    commits: int = 0
-    largest_batch: int = 0
+CHANGE_LOG_KEPT = 200_000  # directory versions a relay may lag behind and still catch up
 
 
-@dataclass
-class _Writer:
-    """Batches queued jobs into one transaction (and so one fsync).
-
-    With ``inline`` (no fsync per commit, so a commit takes microseconds) the batch is
-    committed on the event loop's thread at the end of the current loop iteration;
-    otherwise a writer thread commits while the loop goes on serving.
-    """
-
-    conn: sqlite3.Connection
-    loop: asyncio.AbstractEventLoop
-    inline: bool = False
-    jobs: queue.SimpleQueue[_Job | None] = field(default_factory=queue.SimpleQueue)
-    stats: WriterStats = field(default_factory=WriterStats)
-    thread: threading.Thread | None = None
-    _inline_batch: list[_Job] = field(default_factory=list)
-
-    def start(self) -> None:
-        if self.inline:
-            return
-        self.thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
-        self.thread.start()
-
-    def submit(self, ops: list[Op]) -> asyncio.Future[list[int]]:
-        future: asyncio.Future[list[int]] = self.loop.create_future()
-        if self.inline:
-            if not self._inline_batch:
-                self.loop.call_soon(self._commit_inline)
-            self._inline_batch.append(_Job(ops, future))
-        else:
-            self.jobs.put(_Job(ops, future))
-        return future
-
-    def _commit_inline(self) -> None:
-        batch, self._inline_batch = self._inline_batch, []
-        if batch:
-            _settle(batch, self._commit(batch))
-
-    def stop(self) -> None:
-        if self.inline:
-            self._commit_inline()
-        else:
-            self.jobs.put(None)
-            if self.thread is not None:
-                self.thread.join()
-        self.conn.close()
-
-    def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self.jobs.get()
-            if first is None:
-                break
-            batch = [first]
-            while True:
-                try:
-                    more = self.jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stopping = True
-                    break
-                batch.append(more)
-            outcomes = self._commit(batch)
-            self.loop.call_soon_threadsafe(_settle, batch, outcomes)
-
-    def _commit(self, batch: list[_Job]) -> list[list[int] | BaseException]:
-        try:
-            outcomes = self._transaction(batch, isolate=False)
-        except _JobFailed:
-            # Some job broke a constraint: run the batch again with a savepoint per job,
-            # so that job fails alone. (Savepoints cost two statements per job, which is
-            # why the common path does without them.)
-            try:
-                outcomes = self._transaction(batch, isolate=True)
-            except sqlite3.Error as exc:
-                log.error("store_commit_failed", error=str(exc), jobs=len(batch))
-                return [exc] * len(batch)
-        except sqlite3.Error as exc:
-            log.error("store_commit_failed", error=str(exc), jobs=len(batch))
-            return [exc] * len(batch)
-        self.stats.jobs += len(batch)
-        self.stats.commits += 1
-        self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
-        return outcomes
-
-    def _transaction(self, batch: list[_Job], *, isolate: bool) -> list[list[int] | BaseException]:
-        conn = self.conn
-        outcomes: list[list[int] | BaseException] = []
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for job in batch:
-                if isolate:
-                    conn.execute("SAVEPOINT job")
-                try:
-                    counts = []
-                    for sql, params, many in job.ops:
-                        cursor = (
-                            conn.executemany(sql, params) if many else conn.execute(sql, params)
-                        )
-                        counts.append(cursor.rowcount)
-                except sqlite3.Error as exc:
-                    if not isolate:
-                        raise _JobFailed from exc
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                    outcomes.append(exc)
-                    continue
-                if isolate:
-                    conn.execute("RELEASE job")
-                outcomes.append(counts)
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
-        return outcomes
+class InsecureDatabase(PermissionError):
+    """The database file (or its directory) may be read by other users."""
 
 
-class _JobFailed(Exception):
-    """A job of an unisolated batch failed; the batch is retried job by job."""
-
-
-def _settle(batch: list[_Job], outcomes: list[list[int] | BaseException]) -> None:
-    for job, outcome in zip(batch, outcomes, strict=True):
-        if job.future.done():
-            continue
-        if isinstance(outcome, BaseException):
-            job.future.set_exception(outcome)
-        else:
-            job.future.set_result(outcome)
-
-
-Synchronous = Literal["full", "normal"]
-
-
-def _log_failed_write(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.error("store_write_failed", error=str(future.exception()))
-
-
-def _connect(path: str, synchronous: Synchronous = "full") -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute(f"PRAGMA synchronous = {'FULL' if synchronous == 'full' else 'NORMAL'}")
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA busy_timeout = 5000")
-    return conn
-
-
-def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the schema up to date; returns the schema version."""
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _split_sql(script):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {number}")
-            conn.execute("COMMIT")
-        except sqlite3.Error:
-            conn.execute("ROLLBACK")
-            raise
-        log.info("store_migrated", version=number)
-    return len(MIGRATIONS)
-
-
-def _split_sql(script: str) -> list[str]:
-    """Split a script into statements (executescript would commit our transaction)."""
-    statements: list[str] = []
-    buffer = ""
-    for line in script.splitlines(keepends=True):
-        buffer += line
-        if sqlite3.complete_statement(buffer):
-            statements.append(buffer.strip())
-            buffer = ""
-    if buffer.strip():
-        statements.append(buffer.strip())
-    return [s for s in statements if s]
+def _conflict_message(exc: sqlite3.Error) -> str:
+    """What a refused write means, for a person (never the database's own text)."""
+    if isinstance(exc, Refused):
+        return str(exc)
+    text = str(exc)
+    known = (
+        ("policies.tenant_id, policies.name", "a policy with this name already exists"),
+        ("devices.tenant_id, devices.mac", "a device with this MAC address is already listed"),
+        ("credentials.token_hash", "this credential already exists"),
+        ("UNIQUE constraint failed", "that already exists"),
+        ("FOREIGN KEY constraint failed", "it refers to something that does not exist"),
+        ("CHECK constraint failed", "a value is out of range"),
+    )
+    for needle, message in known:
+        if needle in text:
+            return message
+    return "the change conflicts with the stored data"
 
 
 def _device(row: sqlite3.Row) -> Device:
@@ -455,26 +350,59 @@ def _pairing(row: sqlite3.Row) -> Pairing:
     )
 
 
+def _credential(row: sqlite3.Row) -> Credential:
+    return Credential(
+        id=row["id"],
+        token_hash=bytes(row["token_hash"]),
+        subject_kind=row["subject_kind"],
+        subject_id=row["subject_id"],
+        tenant_id=row["tenant_id"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+def _admin(row: sqlite3.Row) -> AdminRecord:
+    return AdminRecord(row["id"], row["name"], row["role"], row["tenant_id"], row["created_at"])
+
+
+def _console(row: sqlite3.Row) -> ConsolePairing:
+    return ConsolePairing(row["console_id"], row["room_id"], row["tenant_id"], row["created_at"])
+
+
+def _lock(row: sqlite3.Row) -> LockRecord:
+    return LockRecord(
+        phone_id=row["phone_id"],
+        seq=row["seq"],
+        state=row["state"],
+        user_id=row["user_id"],
+        laptop_id=row["laptop_id"],
+        updated_at=row["updated_at"],
+        acked_seq=row["acked_seq"],
+    )
+
+
 # Pairings are cached by relays (see relay.directory); any process that changes them
 # bumps this so every relay on the file notices.
-_BUMP_PAIRINGS_VERSION: Op = (
-    "UPDATE meta SET value = value + 1 WHERE key = 'pairings_version'",
-    (),
-    False,
-)
+_BUMP_PAIRINGS_VERSION = Op("UPDATE meta SET value = value + 1 WHERE key = 'pairings_version'")
 
 _LOCK_UPSERT = (
     "INSERT INTO lock_states (phone_id, seq, state, user_id, laptop_id, updated_at, acked_seq)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (phone_id) DO UPDATE SET seq = excluded.seq,"
-    " state = excluded.state, user_id = excluded.user_id, laptop_id = excluded.laptop_id,"
-    " updated_at = excluded.updated_at"
+    " VALUES (?, 1, ?, ?, ?, ?, 0) ON CONFLICT (phone_id) DO UPDATE SET"
+    " seq = lock_states.seq + 1, state = excluded.state, user_id = excluded.user_id,"
+    " laptop_id = excluded.laptop_id, updated_at = excluded.updated_at"
+    " RETURNING phone_id, seq, state, user_id, laptop_id, updated_at, acked_seq"
 )
-_LOCK_ACK = "UPDATE lock_states SET acked_seq = MAX(acked_seq, ?) WHERE phone_id = ?"
+_LOCK_ACK = "UPDATE lock_states SET acked_seq = MAX(acked_seq, ?) WHERE phone_id = ? AND seq >= ?"
 
 _DEVICE_INSERT = (
     "INSERT INTO devices (id, tenant_id, name, kind, mode, identity_key, rotation_exponent,"
     " location, mac, state, user_id, policy_id, capabilities)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_CREDENTIAL_INSERT = (
+    "INSERT INTO credentials (id, token_hash, subject_kind, subject_id, tenant_id,"
+    " created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -496,8 +424,72 @@ def _device_row(d: Device) -> tuple[Any, ...]:
     )
 
 
+def _credential_row(c: Credential) -> tuple[Any, ...]:
+    return (c.id, c.token_hash, c.subject_kind, c.subject_id, c.tenant_id, c.created_at, None)
+
+
+def _revoke_device_credentials(device_id: str, now: float) -> Op:
+    return Op(
+        "UPDATE credentials SET revoked_at = ? WHERE subject_kind = 'device'"
+        " AND subject_id = ? AND revoked_at IS NULL",
+        (now, device_id),
+    )
+
+
+def _end_phone_session(phone_id: str, new_user_id: str | None = None) -> list[Op]:
+    """What ends when a phone's account changes (to ``new_user_id``; None: to nobody): its
+    pairings with other accounts, and any lock command of another account not yet applied
+    (the seq is kept, so the phone never mistakes a later command for an old one)."""
+    return [
+        Op("DELETE FROM pairings WHERE phone_id = ? AND user_id IS NOT ?", (phone_id, new_user_id)),
+        _BUMP_PAIRINGS_VERSION,
+        Op(
+            "UPDATE lock_states SET acked_seq = seq WHERE phone_id = ? AND user_id IS NOT ?",
+            (phone_id, new_user_id),
+        ),
+    ]
+
+
+def _check_private(path: Path) -> None:
+    """Refuse a database file that other users may read, saying how to fix it."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise InsecureDatabase(
+            f"{path} may be read by other users (mode {stat.S_IMODE(mode):o}) and holds every "
+            f"device's identity key; run: chmod 600 {path}"
+            + "".join(
+                f" {path}{suffix}"
+                for suffix in ("-wal", "-shm")
+                if Path(f"{path}{suffix}").exists()
+            )
+        )
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file owner-only before SQLite does (its -wal and -shm files
+    take the database file's permissions)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory, not a database file")
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+
+
+def _prepare_file(path: Path) -> None:
+    if path.exists():
+        if path.is_dir():
+            raise IsADirectoryError(f"{path} is a directory, not a database file")
+        _check_private(path)
+    else:
+        _create_private(path)
+
+
 class SqliteStore:
-    """SQLite implementation of :class:`relay.store.Store` (``":memory:"`` is not supported).
+    """SQLite implementation of :class:`relay.store.RelayStore` (``":memory:"`` is not
+    supported).
 
     ``synchronous="full"`` (the default) fsyncs the WAL at every commit, so a change
     survives power loss once acknowledged; ``"normal"`` survives a crash of the relay
@@ -509,35 +501,38 @@ class SqliteStore:
         self.path = str(path)
         self.synchronous: Synchronous = synchronous
         self._reader: sqlite3.Connection | None = None
-        self._writer: _Writer | None = None
-        self._locks: dict[str, LockRecord | None] = {}
-        # Lock writes are coalesced per event-loop iteration into one job.
-        self._lock_upserts: list[tuple[Any, ...]] = []
-        self._lock_acks: list[tuple[int, str]] = []
-        self._lock_flush: asyncio.Future[None] | None = None
+        self._writer: Writer | None = None
+        # Lock changes of one event-loop iteration go to the writer as one job.
+        self._lock_calls: list[
+            tuple[Sequence[str], LockState, str, str, float, asyncio.Future[list[LockRecord]]]
+        ] = []
+        self._lock_acks: list[tuple[int, str, int]] = []
+        self._lock_flush_scheduled = False
+        self._pending_ack_jobs: set[asyncio.Future[list[Outcome]]] = set()
 
     # --- life cycle ----------------------------------------------------------------
     async def open(self) -> None:
         if self._reader is not None:
             return
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        writer_conn = _connect(self.path, self.synchronous)
-        migrate(writer_conn)
-        writer_conn.execute("INSERT OR IGNORE INTO meta VALUES ('pairings_version', 0)")
-        self._writer = _Writer(
+        path = Path(self.path)
+        _prepare_file(path)
+        try:
+            writer_conn = connect(self.path, self.synchronous)
+            migrate(writer_conn, MIGRATIONS)
+        except sqlite3.DatabaseError as exc:
+            raise StoreUnavailable(f"cannot open {path} as a relay database: {exc}") from exc
+        self._writer = Writer(
             writer_conn, asyncio.get_running_loop(), inline=self.synchronous == "normal"
         )
         self._writer.start()
-        reader = _connect(self.path, self.synchronous)
-        reader.row_factory = sqlite3.Row
-        self._reader = reader
+        self._reader = connect(self.path, self.synchronous)
 
     async def close(self) -> None:
-        pending = self._lock_flush
-        if pending is not None:
+        if self._lock_flush_scheduled:
             self._flush_lock_writes()
+        for job in list(self._pending_ack_jobs):
             with contextlib.suppress(Exception):
-                await pending
+                await job
         if self._writer is not None:
             await asyncio.to_thread(self._writer.stop)
             self._writer = None
@@ -558,20 +553,40 @@ class SqliteStore:
     def writer_stats(self) -> WriterStats:
         return self._writer.stats if self._writer else WriterStats()
 
+    async def prune(self, now: float) -> None:
+        version = await self.directory_version()
+        floor = version - CHANGE_LOG_KEPT
+        if floor > 0:
+            await self._write(
+                Op("DELETE FROM directory_changes WHERE version <= ?", (floor,)),
+                Op(
+                    "UPDATE meta SET value = MAX(value, ?) WHERE key = 'changes_floor'",
+                    (floor,),
+                ),
+            )
+        await self._write(Op("DELETE FROM ephemeral WHERE expires_at <= ?", (now,)))
+
     # --- plumbing --------------------------------------------------------------------
     @property
     def _db(self) -> sqlite3.Connection:
         if self._reader is None:
-            raise RuntimeError("store is not open")
+            raise StoreUnavailable("store is not open")
         return self._reader
 
-    async def _write(self, *ops: Op) -> list[int]:
+    async def _write(self, *ops: Op) -> list[Outcome]:
         if self._writer is None:
-            raise RuntimeError("store is not open")
+            raise StoreUnavailable("store is not open")
         try:
             return await self._writer.submit(list(ops))
         except sqlite3.IntegrityError as exc:
-            raise StoreConflict(str(exc)) from exc
+            log.debug("store_write_refused", error=str(exc))
+            raise StoreConflict(_conflict_message(exc)) from exc
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"the database refused the write: {exc}") from exc
+
+    async def _count(self, *ops: Op) -> int:
+        """Run ops as one job; the row count of the first."""
+        return cast(int, (await self._write(*ops))[0])
 
     def _one(self, sql: str, *params: Any) -> sqlite3.Row | None:
         return cast(sqlite3.Row | None, self._db.execute(sql, params).fetchone())
@@ -579,27 +594,37 @@ class SqliteStore:
     def _all(self, sql: str, *params: Any) -> list[sqlite3.Row]:
         return self._db.execute(sql, params).fetchall()
 
-    async def directory_version(self) -> int:
-        row = self._one("SELECT value FROM meta WHERE key = 'directory_version'")
+    def _meta(self, key: str) -> int:
+        row = self._one("SELECT value FROM meta WHERE key = ?", key)
         return int(row[0]) if row else 0
 
+    async def directory_version(self) -> int:
+        return self._meta("directory_version")
+
     async def pairings_version(self) -> int:
-        row = self._one("SELECT value FROM meta WHERE key = 'pairings_version'")
-        return int(row[0]) if row else 0
+        return self._meta("pairings_version")
+
+    async def changes_since(self, version: int) -> list[DirectoryChange] | None:
+        if version < self._meta("changes_floor"):
+            return None
+        rows = self._all(
+            "SELECT version, kind, id FROM directory_changes WHERE version > ? ORDER BY version",
+            version,
+        )
+        return [DirectoryChange(r["version"], r["kind"], r["id"]) for r in rows]
 
     # --- directory -------------------------------------------------------------------
     async def add_tenant(self, tenant: Tenant) -> None:
         await self._write(
-            (
+            Op(
                 "INSERT INTO tenants (id, name, default_policy_id) VALUES (?, ?, ?)",
                 (tenant.id, tenant.name, tenant.default_policy_id),
-                False,
             )
         )
 
     async def add_policy(self, policy: Policy) -> None:
         await self._write(
-            (
+            Op(
                 "INSERT INTO policies (id, tenant_id, name, allow_better_together,"
                 " proximity_join, beaconing) VALUES (?, ?, ?, ?, ?, ?)",
                 (
@@ -610,14 +635,11 @@ class SqliteStore:
                     policy.proximity_join,
                     int(policy.beaconing),
                 ),
-                False,
             )
         )
 
     async def _update_one(self, sql: str, params: tuple[Any, ...], what: str) -> None:
-        (count,) = await self._write((sql, params, False))
-        if count != 1:
-            raise StoreConflict(f"no such {what}")
+        await self._write(Op(sql, params, expect_one=f"no such {what}"))
 
     async def set_default_policy(self, tenant_id: str, policy_id: str | None) -> None:
         await self._update_one(
@@ -631,10 +653,10 @@ class SqliteStore:
 
     async def add_users(self, users: Sequence[User]) -> None:
         await self._write(
-            (
+            Op(
                 "INSERT INTO users (id, tenant_id, name, policy_id) VALUES (?, ?, ?, ?)",
                 [(u.id, u.tenant_id, u.name, u.policy_id) for u in users],
-                True,
+                many=True,
             )
         )
 
@@ -647,7 +669,7 @@ class SqliteStore:
         await self.add_devices([device])
 
     async def add_devices(self, devices: Sequence[Device]) -> None:
-        await self._write((_DEVICE_INSERT, [_device_row(d) for d in devices], True))
+        await self._write(Op(_DEVICE_INSERT, [_device_row(d) for d in devices], many=True))
 
     async def set_device_policy(self, device_id: str, policy_id: str | None) -> None:
         await self._update_one(
@@ -655,17 +677,19 @@ class SqliteStore:
         )
 
     async def sign_in_device(self, device_id: str, user_id: str | None, state: DeviceState) -> None:
-        await self._update_one(
-            "UPDATE devices SET user_id = ?, state = ? WHERE id = ?",
-            (user_id, state, device_id),
-            "device",
+        await self._write(
+            *_end_phone_session(device_id, user_id),
+            Op(
+                "UPDATE devices SET user_id = ?, state = ? WHERE id = ?",
+                (user_id, state, device_id),
+                expect_one="no such device",
+            ),
         )
 
     async def add_credentials(self, credentials: Sequence[Credential]) -> None:
         await self._write(
-            (
-                "INSERT INTO credentials (id, token_hash, subject_kind, subject_id, tenant_id,"
-                " created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            Op(
+                _CREDENTIAL_INSERT,
                 [
                     (
                         c.id,
@@ -678,16 +702,15 @@ class SqliteStore:
                     )
                     for c in credentials
                 ],
-                True,
+                many=True,
             )
         )
 
     async def revoke_credential(self, credential_id: str, now: float) -> bool:
-        (count,) = await self._write(
-            (
+        count = await self._count(
+            Op(
                 "UPDATE credentials SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                 (now, credential_id),
-                False,
             )
         )
         return count == 1
@@ -719,10 +742,17 @@ class SqliteStore:
         row = self._one("SELECT * FROM users WHERE id = ?", user_id)
         return User(row["id"], row["tenant_id"], row["name"], row["policy_id"]) if row else None
 
-    async def users(self, tenant_id: str) -> list[User]:
+    async def users(
+        self, tenant_id: str, *, after: str | None = None, limit: int = MAX_PAGE
+    ) -> list[User]:
         return [
             User(r["id"], r["tenant_id"], r["name"], r["policy_id"])
-            for r in self._all("SELECT * FROM users WHERE tenant_id = ? ORDER BY id", tenant_id)
+            for r in self._all(
+                "SELECT * FROM users WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?",
+                tenant_id,
+                after or "",
+                limit,
+            )
         ]
 
     async def device(self, device_id: str) -> Device | None:
@@ -752,19 +782,27 @@ class SqliteStore:
         )
         return [_device(r) for r in rows]
 
+    async def credential(self, credential_id: str) -> Credential | None:
+        row = self._one("SELECT * FROM credentials WHERE id = ?", credential_id)
+        return _credential(row) if row else None
+
     async def credential_by_hash(self, token_hash: bytes) -> Credential | None:
         row = self._one("SELECT * FROM credentials WHERE token_hash = ?", token_hash)
-        if row is None:
-            return None
-        return Credential(
-            id=row["id"],
-            token_hash=bytes(row["token_hash"]),
-            subject_kind=row["subject_kind"],
-            subject_id=row["subject_id"],
-            tenant_id=row["tenant_id"],
-            created_at=row["created_at"],
-            revoked_at=row["revoked_at"],
-        )
+        return _credential(row) if row else None
+
+    async def credentials_of(self, tenant_id: str, subject_id: str | None) -> list[Credential]:
+        if subject_id is None:
+            rows = self._all(
+                "SELECT * FROM credentials WHERE tenant_id = ? ORDER BY created_at, id", tenant_id
+            )
+        else:
+            rows = self._all(
+                "SELECT * FROM credentials WHERE tenant_id = ? AND subject_id = ?"
+                " ORDER BY created_at, id",
+                tenant_id,
+                subject_id,
+            )
+        return [_credential(r) for r in rows]
 
     # --- pairings --------------------------------------------------------------------
     async def add_pairing(self, pairing: Pairing) -> None:
@@ -772,24 +810,23 @@ class SqliteStore:
 
     async def add_pairings(self, pairings: Sequence[Pairing]) -> None:
         await self._write(
-            (
+            Op(
                 "INSERT OR REPLACE INTO pairings (user_id, laptop_id, laptop_name, phone_id,"
                 " tenant_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                 [
                     (p.user_id, p.laptop_id, p.laptop_name, p.phone_id, p.tenant_id, p.created_at)
                     for p in pairings
                 ],
-                True,
+                many=True,
             ),
             _BUMP_PAIRINGS_VERSION,
         )
 
     async def remove_pairing(self, user_id: str, laptop_id: str, phone_id: str) -> bool:
-        (count, _) = await self._write(
-            (
+        count = await self._count(
+            Op(
                 "DELETE FROM pairings WHERE user_id = ? AND laptop_id = ? AND phone_id = ?",
                 (user_id, laptop_id, phone_id),
-                False,
             ),
             _BUMP_PAIRINGS_VERSION,
         )
@@ -809,60 +846,36 @@ class SqliteStore:
         )
         return [_pairing(r) for r in rows]
 
+    async def tenant_pairings(
+        self, tenant_id: str, *, after: str | None = None, limit: int = MAX_PAGE
+    ) -> list[Pairing]:
+        """Pairings of a tenant, ordered by (user, laptop, phone); ``after`` is the last
+        one's ``user_id/laptop_id/phone_id``."""
+        key = after or ""
+        rows = self._all(
+            "SELECT * FROM pairings WHERE tenant_id = ?"
+            " AND user_id || '/' || laptop_id || '/' || phone_id > ?"
+            " ORDER BY user_id, laptop_id, phone_id LIMIT ?",
+            tenant_id,
+            key,
+            limit,
+        )
+        return [_pairing(r) for r in rows]
+
     # --- lock state ------------------------------------------------------------------
     async def lock_record(self, phone_id: str) -> LockRecord | None:
-        if phone_id in self._locks:
-            return self._locks[phone_id]
         row = self._one("SELECT * FROM lock_states WHERE phone_id = ?", phone_id)
-        record = (
-            LockRecord(
-                phone_id=row["phone_id"],
-                seq=row["seq"],
-                state=row["state"],
-                user_id=row["user_id"],
-                laptop_id=row["laptop_id"],
-                updated_at=row["updated_at"],
-                acked_seq=row["acked_seq"],
-            )
-            if row
-            else None
-        )
-        self._locks[phone_id] = record
-        return record
+        return _lock(row) if row else None
 
     async def set_desired_lock(
         self, phone_ids: Sequence[str], state: LockState, user_id: str, laptop_id: str, now: float
     ) -> list[LockRecord]:
-        previous: list[LockRecord | None] = []
-        records: list[LockRecord] = []
-        for phone_id in phone_ids:
-            old = await self.lock_record(phone_id)
-            previous.append(old)
-            records.append(
-                LockRecord(
-                    phone_id=phone_id,
-                    seq=(old.seq if old else 0) + 1,
-                    state=state,
-                    user_id=user_id,
-                    laptop_id=laptop_id,
-                    updated_at=now,
-                    acked_seq=old.acked_seq if old else 0,
-                )
-            )
-        # Claim the new seqs before awaiting, so a concurrent change gets the next ones.
-        for record in records:
-            self._locks[record.phone_id] = record
-        self._lock_upserts.extend(
-            (r.phone_id, r.seq, r.state, r.user_id, r.laptop_id, r.updated_at, 0) for r in records
-        )
-        try:
-            await self._schedule_lock_flush()
-        except BaseException:
-            for record, old in zip(records, previous, strict=True):
-                if self._locks.get(record.phone_id) is record:
-                    self._locks[record.phone_id] = old
-            raise
-        return records
+        if not phone_ids:
+            return []
+        future: asyncio.Future[list[LockRecord]] = asyncio.get_running_loop().create_future()
+        self._lock_calls.append((phone_ids, state, user_id, laptop_id, now, future))
+        self._schedule_lock_flush()
+        return await future
 
     async def ack_lock(self, phone_id: str, seq: int) -> LockRecord | None:
         record = await self.lock_record(phone_id)
@@ -870,46 +883,421 @@ class SqliteStore:
             return None
         if seq <= record.acked_seq:
             return record
-        current = replace(record, acked_seq=seq)
-        self._locks[phone_id] = current
         # Not awaited: a lost ack only means the phone is sent a command it has already
         # applied (it ignores seq <= its last), so the ack need not wait for an fsync.
-        self._lock_acks.append((seq, phone_id))
+        self._lock_acks.append((seq, phone_id, seq))
         self._schedule_lock_flush()
-        return current
+        return LockRecord(
+            record.phone_id,
+            record.seq,
+            record.state,
+            record.user_id,
+            record.laptop_id,
+            record.updated_at,
+            seq,
+        )
 
-    def _schedule_lock_flush(self) -> asyncio.Future[None]:
-        """The future of the next coalesced lock write (scheduled if not yet)."""
-        if self._lock_flush is None:
-            loop = asyncio.get_running_loop()
-            self._lock_flush = loop.create_future()
-            self._lock_flush.add_done_callback(_log_failed_write)
-            loop.call_soon(self._flush_lock_writes)
-        return self._lock_flush
+    def _schedule_lock_flush(self) -> None:
+        if not self._lock_flush_scheduled:
+            self._lock_flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_lock_writes)
 
     def _flush_lock_writes(self) -> None:
         """Write every lock change and ack of this loop iteration as one job."""
-        flush, upserts, acks = self._lock_flush, self._lock_upserts, self._lock_acks
-        if flush is None:
+        self._lock_flush_scheduled = False
+        calls, acks = self._lock_calls, self._lock_acks
+        self._lock_calls, self._lock_acks = [], []
+        if not calls and not acks:
             return
-        self._lock_flush, self._lock_upserts, self._lock_acks = None, [], []
         ops: list[Op] = []
-        if upserts:
-            ops.append((_LOCK_UPSERT, upserts, True))
+        for phone_ids, state, user_id, laptop_id, now, _ in calls:
+            ops.extend(
+                Op(_LOCK_UPSERT, (phone_id, state, user_id, laptop_id, now), rows=True)
+                for phone_id in phone_ids
+            )
         if acks:
-            ops.append((_LOCK_ACK, acks, True))
+            ops.append(Op(_LOCK_ACK, acks, many=True))
         if self._writer is None:
-            flush.set_exception(RuntimeError("store is closed"))
+            for *_, future in calls:
+                if not future.done():
+                    future.set_exception(StoreUnavailable("store is closed"))
             return
+        job = self._writer.submit(ops)
+        self._pending_ack_jobs.add(job)
 
-        def done(job: asyncio.Future[list[int]]) -> None:
-            if flush.done():
-                return
+        def done(job: asyncio.Future[list[Outcome]]) -> None:
+            self._pending_ack_jobs.discard(job)
             if job.cancelled():
-                flush.cancel()
-            elif (error := job.exception()) is not None:
-                flush.set_exception(error)
+                error: BaseException | None = StoreUnavailable("the lock write was cancelled")
             else:
-                flush.set_result(None)
+                error = job.exception()
+            if error is not None:
+                log.error("store_write_failed", error=str(error))
+                if isinstance(error, sqlite3.IntegrityError):
+                    error = StoreConflict(_conflict_message(error))
+                for *_, future in calls:
+                    if not future.done():
+                        future.set_exception(error)
+                return
+            outcomes = job.result()
+            position = 0
+            for phone_ids, *_, future in calls:
+                try:
+                    records = [
+                        _lock(cast(list[sqlite3.Row], outcomes[position + i])[0])
+                        for i in range(len(phone_ids))
+                    ]
+                except (IndexError, KeyError, TypeError) as exc:  # a broken invariant
+                    if not future.done():
+                        future.set_exception(StoreUnavailable(f"lock write unreadable: {exc}"))
+                    continue
+                finally:
+                    position += len(phone_ids)
+                if not future.done():
+                    future.set_result(records)
 
-        self._writer.submit(ops).add_done_callback(done)
+        job.add_done_callback(done)
+
+    # --- administrators ------------------------------------------------------------------
+    async def add_admin(self, admin: AdminRecord, token_hash: bytes, credential_id: str) -> None:
+        await self._write(
+            Op(
+                "INSERT INTO admins (id, name, role, tenant_id, created_at) VALUES (?, ?, ?, ?, ?)",
+                (admin.id, admin.name, admin.role, admin.tenant_id, admin.created_at),
+            ),
+            Op(
+                "INSERT INTO admin_credentials (id, token_hash, admin_id, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (credential_id, token_hash, admin.id, admin.created_at),
+            ),
+        )
+
+    async def add_admin_credential(
+        self, admin_id: str, token_hash: bytes, credential_id: str, now: float
+    ) -> None:
+        await self._write(
+            Op(
+                "INSERT INTO admin_credentials (id, token_hash, admin_id, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (credential_id, token_hash, admin_id, now),
+            )
+        )
+
+    async def admin_by_token_hash(self, token_hash: bytes) -> AdminRecord | None:
+        row = self._one(
+            "SELECT a.* FROM admin_credentials c JOIN admins a ON a.id = c.admin_id"
+            " WHERE c.token_hash = ? AND c.revoked_at IS NULL",
+            token_hash,
+        )
+        return _admin(row) if row else None
+
+    async def admin_credential_by_hash(self, token_hash: bytes) -> AdminCredential | None:
+        row = self._one("SELECT * FROM admin_credentials WHERE token_hash = ?", token_hash)
+        if row is None:
+            return None
+        return AdminCredential(row["id"], row["admin_id"], row["created_at"], row["revoked_at"])
+
+    async def admin_by_credential(self, credential_id: str) -> AdminRecord | None:
+        row = self._one(
+            "SELECT a.* FROM admin_credentials c JOIN admins a ON a.id = c.admin_id"
+            " WHERE c.id = ? AND c.revoked_at IS NULL",
+            credential_id,
+        )
+        return _admin(row) if row else None
+
+    async def admin(self, admin_id: str) -> AdminRecord | None:
+        row = self._one("SELECT * FROM admins WHERE id = ?", admin_id)
+        return _admin(row) if row else None
+
+    async def admins(self, tenant_id: str | None) -> list[AdminRecord]:
+        if tenant_id is None:
+            rows = self._all("SELECT * FROM admins ORDER BY created_at, id")
+        else:
+            rows = self._all(
+                "SELECT * FROM admins WHERE tenant_id = ? ORDER BY created_at, id", tenant_id
+            )
+        return [_admin(r) for r in rows]
+
+    async def admin_credentials(self, admin_id: str) -> list[AdminCredential]:
+        rows = self._all(
+            "SELECT * FROM admin_credentials WHERE admin_id = ? ORDER BY created_at, id", admin_id
+        )
+        return [
+            AdminCredential(r["id"], r["admin_id"], r["created_at"], r["revoked_at"]) for r in rows
+        ]
+
+    async def revoke_admin_credential(self, credential_id: str, now: float) -> bool:
+        count = await self._count(
+            Op(
+                "UPDATE admin_credentials SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (now, credential_id),
+            )
+        )
+        return count == 1
+
+    async def owner_count(self) -> int:
+        row = self._one("SELECT count(*) FROM admins WHERE role = 'owner'")
+        return int(row[0]) if row else 0
+
+    # --- verification codes and provisioning -----------------------------------------------
+    async def set_verification_code(self, device_id: str, code: IssuedCode) -> None:
+        """Store a device's code; the previous one (used or not) is gone."""
+        await self._write(
+            Op(
+                "INSERT OR REPLACE INTO verification_codes"
+                " (device_id, code_hash, issued_at, expires_at, used_at) VALUES (?, ?, ?, ?, ?)",
+                (device_id, code.code_hash, code.issued_at, code.expires_at, code.used_at),
+            )
+        )
+
+    async def verification_code(self, device_id: str) -> IssuedCode | None:
+        row = self._one("SELECT * FROM verification_codes WHERE device_id = ?", device_id)
+        if row is None:
+            return None
+        return IssuedCode(row["code_hash"], row["issued_at"], row["expires_at"], row["used_at"])
+
+    async def devices_by_mac(self, mac: str) -> list[Device]:
+        rows = self._all("SELECT * FROM devices WHERE mac = ? ORDER BY id", mac)
+        return [_device(r) for r in rows]
+
+    async def provision_device(
+        self,
+        device_id: str,
+        code_hash: str,
+        identity_key: bytes,
+        credential: Credential,
+        now: float,
+    ) -> None:
+        await self._write(
+            Op(
+                "UPDATE verification_codes SET used_at = ? WHERE device_id = ?"
+                " AND code_hash = ? AND used_at IS NULL AND expires_at > ?",
+                (now, device_id, code_hash, now),
+                expect_one="the verification code was used or replaced meanwhile",
+            ),
+            Op(
+                "UPDATE devices SET state = 'waiting_for_sign_in', user_id = NULL,"
+                " identity_key = ? WHERE id = ? AND state = 'waiting_for_activation'",
+                (identity_key, device_id),
+                expect_one="the device is no longer waiting for activation",
+            ),
+            _revoke_device_credentials(device_id, now),
+            Op(_CREDENTIAL_INSERT, _credential_row(credential)),
+        )
+
+    async def reset_device(self, device_id: str, now: float) -> None:
+        """Factory reset: credentials revoked, back to waiting for activation, pairings gone."""
+        await self._write(
+            _revoke_device_credentials(device_id, now),
+            Op(
+                "UPDATE devices SET state = 'waiting_for_activation', user_id = NULL WHERE id = ?",
+                (device_id,),
+            ),
+            *_end_phone_session(device_id),
+        )
+
+    async def remove_device(self, device_id: str, now: float) -> None:
+        await self._write(
+            _revoke_device_credentials(device_id, now),
+            Op("DELETE FROM verification_codes WHERE device_id = ?", (device_id,)),
+            Op(
+                "DELETE FROM console_pairings WHERE console_id = ? OR room_id = ?",
+                (device_id, device_id),
+            ),
+            Op("DELETE FROM pairings WHERE phone_id = ?", (device_id,)),
+            _BUMP_PAIRINGS_VERSION,
+            Op("DELETE FROM lock_states WHERE phone_id = ?", (device_id,)),
+            Op("DELETE FROM devices WHERE id = ?", (device_id,)),
+        )
+
+    async def sign_in_device_as(
+        self, device_id: str, user_id: str | None, state: DeviceState, mode: DeviceMode
+    ) -> None:
+        await self._write(
+            *_end_phone_session(device_id, user_id),
+            Op(
+                "UPDATE devices SET user_id = ?, state = ?, mode = ? WHERE id = ?",
+                (user_id, state, mode, device_id),
+                expect_one="no such device",
+            ),
+        )
+
+    # --- policies --------------------------------------------------------------------------
+    async def update_policy(self, policy: Policy, auto_confirm: bool) -> None:
+        await self._write(
+            Op(
+                "UPDATE policies SET allow_better_together = ?, proximity_join = ?,"
+                " beaconing = ?, auto_confirm = ? WHERE id = ?",
+                (
+                    policy.allow_better_together,
+                    policy.proximity_join,
+                    int(policy.beaconing),
+                    int(auto_confirm),
+                    policy.id,
+                ),
+            )
+        )
+
+    async def policy_auto_confirm(self, policy_id: str) -> bool:
+        row = self._one("SELECT auto_confirm FROM policies WHERE id = ?", policy_id)
+        return bool(row[0]) if row else False
+
+    async def policy_ids(self, tenant_id: str) -> list[str]:
+        rows = self._all("SELECT id FROM policies WHERE tenant_id = ? ORDER BY name", tenant_id)
+        return [r["id"] for r in rows]
+
+    # --- consoles ----------------------------------------------------------------------------
+    async def pair_console(self, pairing: ConsolePairing) -> None:
+        await self._write(
+            Op(
+                "INSERT OR REPLACE INTO console_pairings (console_id, room_id, tenant_id,"
+                " created_at) VALUES (?, ?, ?, ?)",
+                (pairing.console_id, pairing.room_id, pairing.tenant_id, pairing.created_at),
+            )
+        )
+
+    async def unpair_console(self, console_id: str) -> bool:
+        count = await self._count(
+            Op("DELETE FROM console_pairings WHERE console_id = ?", (console_id,))
+        )
+        return count == 1
+
+    async def console_pairing(self, console_id: str) -> ConsolePairing | None:
+        row = self._one("SELECT * FROM console_pairings WHERE console_id = ?", console_id)
+        return _console(row) if row else None
+
+    async def console_pairings(self, tenant_id: str) -> list[ConsolePairing]:
+        rows = self._all(
+            "SELECT * FROM console_pairings WHERE tenant_id = ? ORDER BY console_id", tenant_id
+        )
+        return [_console(r) for r in rows]
+
+    # --- audit -------------------------------------------------------------------------------
+    async def add_audit(
+        self,
+        at: float,
+        actor: str,
+        tenant_id: str | None,
+        action: str,
+        target: str,
+        outcome: str,
+        detail: dict[str, Any],
+    ) -> None:
+        await self._write(
+            Op(
+                "INSERT INTO audit_log (at, actor, tenant_id, action, target, outcome, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (at, actor, tenant_id, action, target, outcome, json.dumps(detail, default=str)),
+            )
+        )
+
+    async def audit(
+        self, tenant_id: str | None, limit: int, *, before: int | None = None
+    ) -> list[AuditRecord]:
+        below = before if before is not None else 2**62
+        if tenant_id is None:
+            rows = self._all(
+                "SELECT * FROM audit_log WHERE seq < ? ORDER BY seq DESC LIMIT ?", below, limit
+            )
+        else:
+            rows = self._all(
+                "SELECT * FROM audit_log WHERE tenant_id = ? AND seq < ?"
+                " ORDER BY seq DESC LIMIT ?",
+                tenant_id,
+                below,
+                limit,
+            )
+        return [
+            AuditRecord(
+                r["seq"],
+                r["at"],
+                r["actor"],
+                r["tenant_id"],
+                r["action"],
+                r["target"],
+                r["outcome"],
+                json.loads(r["detail"]),
+            )
+            for r in reversed(rows)
+        ]
+
+    # --- short-lived state that must survive a restart (relay.sqlite_ephemeral) --------------
+    def kv_get(self, key: str, now: float) -> str | None:
+        row = self._one("SELECT value FROM ephemeral WHERE key = ? AND expires_at > ?", key, now)
+        return str(row[0]) if row else None
+
+    async def kv_write(self, op: Op) -> Outcome:
+        """Run one statement on the ``ephemeral`` table through the writer."""
+        (outcome,) = await self._write(op)
+        return outcome
+
+    # --- renaming and deleting (relay.admin_edits) ---------------------------------------
+    async def rename_tenant(self, tenant_id: str, name: str) -> None:
+        await self._update_one(
+            "UPDATE tenants SET name = ? WHERE id = ?", (name, tenant_id), "tenant"
+        )
+
+    async def rename_user(self, user_id: str, name: str) -> None:
+        await self._update_one("UPDATE users SET name = ? WHERE id = ?", (name, user_id), "user")
+
+    async def rename_device(self, device_id: str, name: str, location: str | None) -> None:
+        await self._update_one(
+            "UPDATE devices SET name = ?, location = coalesce(?, location) WHERE id = ?",
+            (name, location, device_id),
+            "device",
+        )
+
+    async def rename_policy(self, policy_id: str, name: str) -> None:
+        await self._update_one(
+            "UPDATE policies SET name = ? WHERE id = ?", (name, policy_id), "policy"
+        )
+
+    async def devices_signed_in_as(self, user_id: str) -> list[str]:
+        rows = self._all("SELECT id FROM devices WHERE user_id = ? ORDER BY id", user_id)
+        return [r["id"] for r in rows]
+
+    async def delete_user(self, user_id: str, now: float) -> None:
+        """The account, its pairings and lock states gone, its laptop credentials revoked."""
+        await self._write(
+            Op(
+                "UPDATE credentials SET revoked_at = ? WHERE subject_kind = 'user'"
+                " AND subject_id = ? AND revoked_at IS NULL",
+                (now, user_id),
+            ),
+            Op("DELETE FROM pairings WHERE user_id = ?", (user_id,)),
+            _BUMP_PAIRINGS_VERSION,
+            Op("DELETE FROM lock_states WHERE user_id = ?", (user_id,)),
+            Op("DELETE FROM users WHERE id = ?", (user_id,)),
+        )
+
+    async def delete_policy(self, policy_id: str) -> None:
+        """The policy gone; whoever had it falls back to the default."""
+        await self._write(
+            Op("UPDATE users SET policy_id = NULL WHERE policy_id = ?", (policy_id,)),
+            Op("UPDATE devices SET policy_id = NULL WHERE policy_id = ?", (policy_id,)),
+            Op(
+                "UPDATE tenants SET default_policy_id = NULL WHERE default_policy_id = ?",
+                (policy_id,),
+            ),
+            Op("DELETE FROM policies WHERE id = ?", (policy_id,)),
+        )
+
+    async def tenant_admins(self, tenant_id: str) -> list[AdminRecord]:
+        rows = self._all("SELECT * FROM admins WHERE tenant_id = ? ORDER BY id", tenant_id)
+        return [_admin(r) for r in rows]
+
+    async def delete_tenant(self, tenant_id: str) -> None:
+        """An empty tenant gone, with its policies and its device administrators (and their
+        credentials: a deleted administrator's token stops working)."""
+        await self._write(
+            Op(
+                "DELETE FROM admin_credentials WHERE admin_id IN"
+                " (SELECT id FROM admins WHERE tenant_id = ?)",
+                (tenant_id,),
+            ),
+            Op("DELETE FROM admins WHERE tenant_id = ?", (tenant_id,)),
+            Op("UPDATE tenants SET default_policy_id = NULL WHERE id = ?", (tenant_id,)),
+            Op("DELETE FROM policies WHERE tenant_id = ?", (tenant_id,)),
+            Op("DELETE FROM credentials WHERE tenant_id = ?", (tenant_id,)),
+            Op("DELETE FROM tenants WHERE id = ?", (tenant_id,)),
+        )

@@ -53,6 +53,7 @@ OWNER_ONLY_REQUESTS = frozenset(
         "credential.revoke",
         "password.set",
         "setup_link.create",
+        "admin.list",
     }
 )
 DeviceStateName = Literal["waiting_for_activation", "waiting_for_sign_in", "signed_in"]
@@ -60,6 +61,11 @@ Name = Annotated[str, Field(min_length=1, max_length=128)]
 Location = Annotated[str, Field(max_length=200)]
 MacText = Annotated[str, Field(min_length=1, max_length=32)]
 CodeText = Annotated[str, Field(min_length=1, max_length=32)]
+Cursor = Annotated[
+    str,
+    Field(max_length=256, description="the ``next`` of the previous page; omit for the first"),
+]
+PageSize = Annotated[int, Field(ge=1, le=5000, description="at most this many per page")]
 
 
 class AdminRequest(Message):
@@ -140,9 +146,10 @@ class DeviceInfo(Message):
     online: bool = False
     console_of: str | None = Field(default=None, description="the room a console controls")
     locked_out_until: float | None = Field(
-        default=None, description="wrong codes locked the device out until then"
+        default=None,
+        description="someone has been guessing codes for this device; the alert lasts until then",
     )
-    lockout_reason: str | None = None
+    lockout_reason: str | None = Field(default=None, description="what the guessing alert was")
 
 
 class PolicyInfo(Message):
@@ -173,6 +180,18 @@ class AuditEntry(Message):
     target: str
     outcome: str
     detail: dict[str, object]
+
+
+class AdminCredentialInfo(Message):
+    id: str = Field(description="ac_…; revoke it with credential.revoke")
+    created_at: float
+    revoked_at: float | None
+
+
+class AdminListing(Message):
+    admin: AdminInfo
+    created_at: float
+    credentials: list[AdminCredentialInfo]
 
 
 class RowProblem(Message):
@@ -220,6 +239,8 @@ class UserCreate(AdminRequest):
 class UserList(AdminRequest):
     type: Literal["user.list"] = "user.list"
     tenant_id: TenantScope = None
+    after: Cursor | None = None
+    limit: PageSize = 500
 
 
 class CredentialIssue(AdminRequest):
@@ -230,8 +251,17 @@ class CredentialIssue(AdminRequest):
 
 
 class CredentialRevoke(AdminRequest):
+    """Revoke a user's (``c_…``) or an administrator's (``ac_…``) credential; connections
+    opened with it are closed at once (4001)."""
+
     type: Literal["credential.revoke"] = "credential.revoke"
     credential_id: Identifier
+
+
+class AdminList(AdminRequest):
+    """Administrators with their credentials (owners only)."""
+
+    type: Literal["admin.list"] = "admin.list"
 
 
 class DeviceAdd(AdminRequest):
@@ -262,6 +292,8 @@ class DeviceList(AdminRequest):
     type: Literal["device.list"] = "device.list"
     tenant_id: TenantScope = None
     state: DeviceStateName | None = None
+    after: Cursor | None = None
+    limit: PageSize = 500
 
 
 class DeviceRemove(AdminRequest):
@@ -359,6 +391,8 @@ class ConsoleList(AdminRequest):
 class PairingList(AdminRequest):
     type: Literal["pairing.list"] = "pairing.list"
     tenant_id: TenantScope = None
+    after: Cursor | None = None
+    limit: PageSize = 500
 
 
 class TenantRename(AdminRequest):
@@ -415,9 +449,12 @@ class PolicyDelete(AdminRequest):
 
 
 class AuditList(AdminRequest):
+    """The newest entries, oldest first; ``before`` (a seq) pages further back."""
+
     type: Literal["audit.list"] = "audit.list"
     tenant_id: TenantScope = None
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
+    before: Annotated[int | None, Field(ge=1)] = None
 
 
 # --- admin endpoint: sign-in for people (the browser's admin center and device login) -------
@@ -481,6 +518,11 @@ class AdminCreated(Message):
 
 class Users(Message):
     users: list[UserInfo]
+    next: str | None = Field(default=None, description="pass as ``after`` for the next page")
+
+
+class Admins(Message):
+    admins: list[AdminListing]
 
 
 class CredentialIssued(Message):
@@ -491,6 +533,7 @@ class CredentialIssued(Message):
 
 class Devices(Message):
     devices: list[DeviceInfo]
+    next: str | None = Field(default=None, description="pass as ``after`` for the next page")
 
 
 class ImportResult(Message):
@@ -520,6 +563,7 @@ class Consoles(Message):
 
 class Pairings(Message):
     pairings: list[PairingInfo]
+    next: str | None = Field(default=None, description="pass as ``after`` for the next page")
 
 
 class AuditEntries(Message):
@@ -568,10 +612,12 @@ AnyAdminRequest = Annotated[
     | TenantCreate
     | TenantList
     | AdminCreate
+    | AdminList
     | UserCreate
     | UserList
     | CredentialIssue
     | CredentialRevoke
+    | CredentialList
     | DeviceAdd
     | DeviceImport
     | DeviceList
@@ -608,6 +654,7 @@ ADMIN_RESULT_TYPES: dict[str, type[Message]] = {
     "tenant.create": TenantInfo,
     "tenant.list": Tenants,
     "admin.create": AdminCreated,
+    "admin.list": Admins,
     "user.create": UserInfo,
     "user.list": Users,
     "credential.issue": CredentialIssued,

@@ -57,6 +57,7 @@ class ErrorCode(StrEnum):
     DEVICE_OFFLINE = "device_offline"
     BUSY = "busy"
     RATE_LIMITED = "rate_limited"
+    UNAVAILABLE = "unavailable"
     INTERNAL = "internal_error"
 
 
@@ -79,7 +80,13 @@ ERROR_DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.EXPIRED: "The pair request or join prompt has expired.",
     ErrorCode.DEVICE_OFFLINE: "The device is not connected to the relay.",
     ErrorCode.BUSY: "The phone is already the audio device of another laptop.",
-    ErrorCode.RATE_LIMITED: "Too many requests; this one was dropped unprocessed. Slow down.",
+    ErrorCode.RATE_LIMITED: (
+        "Too many requests (on this connection, or of this kind for this credential); "
+        "this one was dropped unprocessed. Slow down."
+    ),
+    ErrorCode.UNAVAILABLE: (
+        "The relay cannot reach its database just now; nothing was changed. Retry later."
+    ),
     ErrorCode.INTERNAL: "The relay failed; nothing was changed. Retrying may help.",
 }
 
@@ -92,6 +99,10 @@ class CloseCode(IntEnum):
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
     REPLACED = 4000
+    REVOKED = 4001
+    SESSION_CHANGED = 4002
+    TOO_SLOW = 4003
+    IDLE = 4004
 
 
 CLOSE_DESCRIPTIONS: dict[CloseCode, str] = {
@@ -104,6 +115,22 @@ CLOSE_DESCRIPTIONS: dict[CloseCode, str] = {
     CloseCode.REPLACED: (
         "The same device or laptop connected again; the older connection is closed."
     ),
+    CloseCode.REVOKED: (
+        "The credential was revoked, or the device was removed or factory-reset, or the "
+        "account deleted: this credential will not be accepted again."
+    ),
+    CloseCode.SESSION_CHANGED: (
+        "The device was signed in to another account or signed out: reconnect to get its "
+        "new state."
+    ),
+    CloseCode.TOO_SLOW: (
+        "The connection did not read its messages fast enough (its outbox overflowed); "
+        "reconnect: durable state (lock commands, device state) is sent again."
+    ),
+    CloseCode.IDLE: (
+        "An unauthenticated provisioning connection was idle too long, or already made its "
+        "one request."
+    ),
 }
 
 HANDSHAKE_REFUSALS: dict[int, str] = {
@@ -114,7 +141,11 @@ HANDSHAKE_REFUSALS: dict[int, str] = {
     401: (
         "No ``Authorization: Bearer <credential>`` header, or the credential is unknown or revoked."
     ),
-    503: "The relay is starting or shutting down.",
+    429: (
+        "Too many connections: for this credential, or unauthenticated ones from this "
+        "address. Close some, or wait."
+    ),
+    503: "The relay is starting or shutting down, or has too many unauthenticated connections.",
 }
 
 
@@ -457,6 +488,14 @@ class Welcome(Event):
     protocol: int = PROTOCOL_VERSION
     principal: PrincipalInfo
     server_time: float
+    handoffs: list[str] = Field(
+        default_factory=list,
+        description=(
+            "laptop: the ids of its audio hand-offs the relay still holds (pending or "
+            "active); any other hand-off the laptop believed in has ended (e.g. the relay "
+            "restarted and the phone gave the audio back)"
+        ),
+    )
 
 
 class PairPrompt(Event):

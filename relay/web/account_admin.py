@@ -1,7 +1,7 @@
 """The admin requests about people's sign-in: passwords, set-up links, laptop credentials.
 
 :class:`AccountAdmin` adds ``password.set``, ``setup_link.create`` and ``credential.list``
-to an :class:`~relay.admin_service.AdminService` (:meth:`AccountAdmin.register`), so the
+to an :class:`~relay.admin_service.AdminService` (:meth:`AccountAdmin.handlers`), so the
 command line (over ``/admin``) and the admin center (over HTTP) reach them through the
 same role check and audit as every other admin action. Owners set passwords and make
 set-up links; anyone may list the laptop credentials of the tenant they administer.
@@ -14,11 +14,12 @@ import hashlib
 import secrets
 from collections.abc import Callable
 
-from relay.admin_service import AdminOutcome, AdminService
-from relay.admin_store import AdminRecord, SqliteAdminStore
+from relay.admin_service import AdminOutcome, Handler
 from relay.errors import RelayError
+from relay.model import AdminRecord
 from relay.protocol import admin_wire as aw
 from relay.protocol.wire import ErrorCode
+from relay.store import RelayStore
 from relay.web.accounts import Accounts, SetupLinkRecord, SubjectKind, normalize_login
 from relay.web.passwords import WeakPassword, check_password_rules, hash_async
 
@@ -34,7 +35,7 @@ def hash_secret(token: str) -> bytes:
 class AccountAdmin:
     def __init__(
         self,
-        store: SqliteAdminStore,
+        store: RelayStore,
         accounts: Accounts,
         *,
         token_source: Callable[[int], str] = secrets.token_urlsafe,
@@ -45,10 +46,13 @@ class AccountAdmin:
         self._token = token_source
         self._setup_ttl = setup_link_ttl_s
 
-    def register(self, service: AdminService) -> None:
-        service.add_handler("password.set", self._password_set)
-        service.add_handler("setup_link.create", self._setup_link_create)
-        service.add_handler("credential.list", self._credential_list)
+    def handlers(self) -> dict[str, Handler]:
+        """The admin requests this serves, for :class:`~relay.admin_service.AdminService`."""
+        return {
+            "password.set": self._password_set,
+            "setup_link.create": self._setup_link_create,
+            "credential.list": self._credential_list,
+        }
 
     async def _person_name(self, admin: AdminRecord, kind: SubjectKind, subject_id: str) -> str:
         if kind == "admin":

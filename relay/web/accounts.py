@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from relay.admin_store import AdminRecord
-from relay.model import Credential
+from relay.model import AdminRecord, Credential
 from relay.sqlite_store import SqliteStore
+from relay.sqlite_writer import Op
 from relay.store import StoreConflict
 
 SubjectKind = Literal["admin", "user"]
@@ -201,7 +201,8 @@ class SqliteAccounts:
     # The store's private read and write helpers are this class's way in: it is the same
     # database, and a second writer connection would defeat group commit.
     async def _write(self, *ops: tuple[str, Sequence[Any], bool]) -> list[int]:
-        return await self.store._write(*ops)
+        outcomes = await self.store._write(*(Op(sql, params, many) for sql, params, many in ops))
+        return [o if isinstance(o, int) else len(o) for o in outcomes]
 
     def _one(self, sql: str, *params: Any) -> Any:
         return self.store._one(sql, *params)

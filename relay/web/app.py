@@ -1,11 +1,11 @@
 """The relay's web side: the pages, their JSON API, and its life with the relay.
 
-:class:`WebFront` is built by :func:`relay.web.attach` for a relay that serves
-administration. It owns an aiohttp application (why aiohttp: one well-kept package that
-is an HTTP/1.1 server with forms, JSON, streaming responses and a documented low-level
-protocol factory we can hand a socket to — no separate ASGI server, no template engine;
-the pages are static files and a little vanilla JavaScript that talk to the JSON API).
-It serves on the relay's own port through :mod:`relay.web.frontdoor`.
+:class:`WebFront` is built by the composition root (:mod:`relay.node`). It owns an aiohttp
+application (why aiohttp: one well-kept package that is an HTTP/1.1 server with forms,
+JSON, streaming responses and a documented low-level protocol factory we can hand a socket
+to — no separate ASGI server, no template engine; the pages are static files and a little
+vanilla JavaScript that talk to the JSON API). It serves on the relay's own port through
+:mod:`relay.web.frontdoor`.
 
 Routes:
 
@@ -29,21 +29,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
-from relay.admin_store import AdminRecord
+from relay.admin_service import AdminService
 from relay.errors import RelayError
+from relay.model import AdminRecord, Device, Pairing
+from relay.pipeline import route
 from relay.protocol import admin_wire as aw
+from relay.provisioning import Provisioning
+from relay.routing import Router
 from relay.service import Delivery
-from relay.web.account_admin import AccountAdmin, hash_secret
-from relay.web.accounts import SqliteAccounts
+from relay.sessions import SessionEnd
+from relay.store import RelayStore
+from relay.web.account_admin import hash_secret
+from relay.web.accounts import Accounts
 from relay.web.device_login import DeviceLogin
 from relay.web.frontdoor import WEBSOCKET_PATHS, FrontDoor, front_door
 from relay.web.live import Changes
@@ -51,10 +57,6 @@ from relay.web.passwords import WeakPassword, check_password_rules, hash_async
 from relay.web.replies import json_error, read_json, refusal, refused
 from relay.web.sessions import Current, Sessions
 from relay.web.signin import PasswordSignIn, SignInRefused, Throttle
-
-if TYPE_CHECKING:
-    from relay.admin_endpoint import AdminEndpoints
-    from relay.server import RelayServer
 
 log = structlog.get_logger("relay.web")
 
@@ -91,20 +93,28 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class WebFront:
-    def __init__(self, server: RelayServer, endpoints: AdminEndpoints) -> None:
-        self.server = server
-        self.admin = endpoints.admin
-        self.provisioning = endpoints.provisioning
-        self.store = endpoints.admin.store
-        self.clock = server.clock
-        self.accounts = SqliteAccounts(self.store)
-        AccountAdmin(self.store, self.accounts).register(self.admin)
+    """The pages and their API for one relay node, built by the composition root."""
+
+    def __init__(
+        self,
+        store: RelayStore,
+        accounts: Accounts,
+        admin: AdminService,
+        provisioning: Provisioning,
+        router: Router,
+        clock: Callable[[], float],
+    ) -> None:
+        self.admin = admin
+        self.provisioning = provisioning
+        self.store = store
+        self.router = router
+        self.clock = clock
+        self.accounts = accounts
         self.sessions = Sessions(self.store, self.accounts, self.clock)
         self.password = PasswordSignIn(self.store, self.accounts, Throttle(self.accounts))
         self.methods = [self.password]
-        self.changes = Changes(self.store, server.router, self.clock)
+        self.changes = Changes(self.store, router, self.clock)
         self.device_login = DeviceLogin(self)
-        server.service.add_handler("login_code.report", self.device_login.on_report)
         self.app = self._build()
         self._runner: web.AppRunner | None = None
         self._streams: set[web.StreamResponse] = set()
@@ -128,9 +138,15 @@ class WebFront:
             await self._runner.cleanup()
             self._runner = None
 
-    async def route(self, deliveries: list[Delivery]) -> None:
-        for delivery in deliveries:
-            await self.server.router.deliver(delivery.address, delivery.event.model_dump_json())
+    async def route(
+        self, deliveries: Sequence[Delivery], ends: Sequence[SessionEnd] = ()
+    ) -> None:
+        await route(self.router, deliveries, ends)
+
+    async def account_changed(self, device: Device, before: list[Pairing], now: float) -> None:
+        """A person signed a phone in to themselves: what an administrator's sign-in does
+        (laptops of other accounts told, hand-off ended, the phone's session renewed)."""
+        await self.route(*await self.admin.phone_account_changed(device, before, now))
 
     # --- the application --------------------------------------------------------------------
     def _build(self) -> web.Application:
@@ -325,7 +341,7 @@ class WebFront:
             outcome = await self.admin.handle(admin, parsed, self.clock())
         except RelayError as exc:
             return refused(exc)
-        await self.route(outcome.deliveries)
+        await self.route(outcome.deliveries, outcome.ends)
         return web.json_response(outcome.result.model_dump(mode="json"))
 
     async def _watched_tenant(self, request: web.Request) -> str:

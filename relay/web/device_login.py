@@ -2,14 +2,15 @@
 
 Two things show a person a code to type at ``/devicelogin``:
 
-* **a desk phone waiting for sign-in.** While the admin center runs, the relay asks each
-  connected desk phone that waits for sign-in for a login code (``login_code.request``,
-  the same exchange as an administrator's ``login_code.get``) as soon as it has none, and
-  the phone shows it. A signed-in user types it; the relay finds the phone among *their
-  tenant's* desk phones waiting for sign-in (codes are looked up by hash, scoped by
-  tenant) and signs it in to them (personal mode) through
-  :meth:`~relay.provisioning.Provisioning.sign_in`, which checks the code again and uses
-  it once. Room systems and conference phones are signed in by an administrator.
+* **a desk phone waiting for sign-in.** The relay asks each connected desk phone that
+  waits for sign-in for a login code (``login_code.request``, the same exchange as an
+  administrator's ``login_code.get``) as soon as it shows none, and the phone shows it.
+  A signed-in user types it; the relay finds the phone among *their tenant's* desk
+  phones (provisioning keeps every reported code in the shared short-lived state, by a
+  hash scoped by tenant, so any relay node finds it) and signs it in to them (personal
+  mode) through :meth:`~relay.provisioning.Provisioning.sign_in`, which checks the code
+  again and uses it once. Room systems and conference phones are signed in by an
+  administrator.
 * **a laptop** running ``btogether client login --relay URL`` (RFC 8628 device
   authorisation): ``POST /oauth/device_authorization`` gives it a device code and a
   short user code; the person approves on the page; the laptop's next
@@ -35,11 +36,10 @@ from aiohttp import web
 from relay.credentials import hash_token, new_token
 from relay.errors import RelayError
 from relay.model import Credential, Device
-from relay.protocol import wire
 from relay.protocol.login_code import LOGIN_CODE_ALPHABET, normalize_login_code
 from relay.protocol.wire import ErrorCode
-from relay.service import DevicePrincipal, Outcome, Principal, device_address
-from relay.verification import LOGIN_CODE_TTL_S, hash_code
+from relay.service import device_address
+from relay.verification import hash_code
 from relay.web.account_admin import hash_secret
 from relay.web.accounts import GrantRecord
 from relay.web.replies import read_json
@@ -62,12 +62,6 @@ PERSONAL_KINDS = frozenset({"desk_phone"})
 
 
 @dataclass(frozen=True, slots=True)
-class _PhoneCode:
-    device_id: str
-    expires_at: float
-
-
-@dataclass(frozen=True, slots=True)
 class Found:
     kind: Literal["phone", "laptop"]
     name: str
@@ -87,9 +81,6 @@ def _user_code_hash(raw: str) -> str:
 class DeviceLogin:
     def __init__(self, front: WebFront) -> None:
         self.front = front
-        self._codes: dict[str, _PhoneCode] = {}  # hash(tenant, code) -> the phone showing it
-        self._shown: dict[str, str] = {}  # device id -> hash of the code it shows
-        self._used: dict[str, float] = {}  # hashes of codes already used -> when
         self._asking: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
@@ -118,26 +109,27 @@ class DeviceLogin:
             await asyncio.sleep(ASK_EVERY_S)
 
     async def ask_waiting_phones(self) -> None:
+        """Ask each connected desk phone waiting for sign-in for a login code when it shows
+        none (or one about to expire). The codes live in the relay's shared short-lived
+        state, so the page finds them whichever relay node the phone reported to."""
         store = self.front.store
         version = await store.directory_version()
         if version != self._version:
             self._version = version
             self._waiting = [
                 d
-                for d in await store.devices()
-                if d.state == "waiting_for_sign_in" and d.kind in PERSONAL_KINDS
+                for d in await store.devices(state="waiting_for_sign_in")
+                if d.kind in PERSONAL_KINDS
             ]
-            waiting = {d.id for d in self._waiting}
-            for device_id in [d for d in self._shown if d not in waiting]:
-                self._codes.pop(self._shown.pop(device_id), None)
         now = self.front.clock()
+        provisioning = self.front.provisioning
         for device in self._waiting:
-            shown = self._codes.get(self._shown.get(device.id, ""))
-            if shown is not None and shown.expires_at > now + 60.0:
+            shown = await provisioning.shown_login_code(device.id, now)
+            if shown is not None and shown.used_at is None and shown.expires_at > now + 60.0:
                 continue
             if device.id in self._asking:
                 continue
-            if not self.front.server.router.is_online(device_address(device.id)):
+            if not await self.front.router.is_online(device_address(device.id)):
                 continue
             self._asking.add(device.id)
             task = asyncio.create_task(self._ask(device))
@@ -153,28 +145,11 @@ class DeviceLogin:
     async def _ask_once(self, device: Device) -> None:
         provisioning = self.front.provisioning
         try:
-            request_id, future, event = provisioning.ask_login_code(device)
-            await self.front.server.router.deliver(
-                device_address(device.id), event.model_dump_json()
-            )
-            await provisioning.wait_login_code(request_id, future)
+            request_id, event = await provisioning.ask_login_code(device, self.front.clock())
+            await self.front.router.deliver(device_address(device.id), event.model_dump_json())
+            await provisioning.wait_login_code(request_id, self.front.clock)
         except RelayError as exc:
             log.info("login_code_not_shown", device=device.id, reason=exc.message)
-
-    async def on_report(
-        self, principal: Principal, request: wire.Request, now: float
-    ) -> Outcome:
-        """``login_code.report`` from a device, whoever asked: provisioning keeps it for
-        sign-in; the device login page learns which phone shows which code."""
-        outcome = await self.front.provisioning.login_code_report(principal, request, now)
-        assert isinstance(principal, DevicePrincipal) and isinstance(request, wire.LoginCodeReport)
-        raw = normalize_login_code(request.code)
-        if raw is not None:
-            key = hash_code(principal.tenant_id, raw)
-            self._codes.pop(self._shown.get(principal.device_id, ""), None)
-            self._codes[key] = _PhoneCode(principal.device_id, now + LOGIN_CODE_TTL_S)
-            self._shown[principal.device_id] = key
-        return outcome
 
     # --- the page's API ------------------------------------------------------------------------
     def add_routes(self, router: UrlDispatcher) -> None:
@@ -227,15 +202,21 @@ class DeviceLogin:
                     "this code has expired; start the sign-in on the laptop again",
                 )
             return Found("laptop", grant.client_name, grant=grant)
-        key = hash_code(person.tenant_id, raw)
-        if key in self._used:
-            raise RelayError(ErrorCode.WRONG_STATE, "this code was already used")
-        shown = self._codes.get(key)
-        device = await self.front.store.device(shown.device_id) if shown else None
-        if shown is None or device is None or device.tenant_id != person.tenant_id:
+        provisioning = self.front.provisioning
+        device_id = await provisioning.device_showing(person.tenant_id, raw, now)
+        device = await self.front.store.device(device_id) if device_id else None
+        shown = await provisioning.shown_login_code(device.id, now) if device else None
+        if (
+            device is None
+            or shown is None
+            or device.tenant_id != person.tenant_id
+            or device.kind not in PERSONAL_KINDS
+        ):
             raise await self._wrong(
                 person.id, now, "wrong code: check the code your phone or laptop shows"
             )
+        if shown.used_at is not None:
+            raise RelayError(ErrorCode.WRONG_STATE, "this code was already used")
         if shown.expires_at <= now:
             raise RelayError(
                 ErrorCode.EXPIRED, "this code has expired; the phone shows a new one shortly"
@@ -282,14 +263,11 @@ class DeviceLogin:
         raw = normalize_login_code(code)
         assert raw is not None
         provisioning = self.front.provisioning
-        signed = await provisioning.sign_in(found.device, person.id, raw, "personal", now)
-        key = hash_code(person.tenant_id, raw)
-        self._used[key] = now
-        self._codes.pop(key, None)
-        self._shown.pop(found.device.id, None)
-        for old in [k for k, at in self._used.items() if at < now - 3600.0]:
-            del self._used[old]
-        await self.front.route(await provisioning.state_deliveries([signed.id], now))
+        before = await store.pairings_of_phone(found.device.id)
+        signed = await provisioning.sign_in(
+            found.device, person.id, raw, "personal", now, by=f"user {person.id}"
+        )
+        await self.front.account_changed(signed, before, now)
         await store.add_audit(
             now, actor, person.tenant_id, "device.sign_in.self", signed.id, "ok",
             {"name": signed.name},

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from relay.admin_store import SqliteAdminStore
 from relay.service import Presence, device_address
+from relay.store import RelayStore
 
 log = structlog.get_logger("relay.web.live")
 
@@ -39,7 +39,7 @@ class _Tenant:
 class Changes:
     def __init__(
         self,
-        store: SqliteAdminStore,
+        store: RelayStore,
         presence: Presence,
         clock: Callable[[], float],
         poll_s: float = POLL_S,
@@ -96,7 +96,7 @@ class Changes:
             if reload or tenant.fingerprint is None:
                 tenant.device_ids = [d.id for d in await self.store.devices(tenant_id)]
             online = frozenset(
-                d for d in tenant.device_ids if self.presence.is_online(device_address(d))
+                [d for d in tenant.device_ids if await self.presence.is_online(device_address(d))]
             )
             for device_id in online:
                 self.last_seen[device_id] = now

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from relay.admin_store import SqliteAdminStore
+from relay.store import RelayStore
 from relay.web.account_admin import hash_secret
 from relay.web.accounts import Accounts, SessionRecord
 from relay.web.signin import Person, person_of
@@ -49,7 +49,7 @@ def _same(a: str | None, b: str | None) -> bool:
 class Sessions:
     def __init__(
         self,
-        store: SqliteAdminStore,
+        store: RelayStore,
         accounts: Accounts,
         clock: Callable[[], float],
         *,

@@ -20,7 +20,7 @@ from typing import Literal, Protocol
 
 import structlog
 
-from relay.admin_store import SqliteAdminStore
+from relay.store import RelayStore
 from relay.web.accounts import Accounts, FailureRecord, SubjectKind, normalize_login
 from relay.web.passwords import MAX_PASSWORD_CHARS, verify_async
 
@@ -122,7 +122,7 @@ class Throttle:
 
 
 async def person_of(
-    store: SqliteAdminStore, accounts: Accounts, kind: SubjectKind, subject_id: str
+    store: RelayStore, accounts: Accounts, kind: SubjectKind, subject_id: str
 ) -> Person | None:
     """The person behind a login or session, as the directory says *now* (None if gone)."""
     if kind == "admin":
@@ -144,7 +144,7 @@ class PasswordSignIn:
 
     id = "password"
 
-    def __init__(self, store: SqliteAdminStore, accounts: Accounts, throttle: Throttle) -> None:
+    def __init__(self, store: RelayStore, accounts: Accounts, throttle: Throttle) -> None:
         self.store = store
         self.accounts = accounts
         self.throttle = throttle

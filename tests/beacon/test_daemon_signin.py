@@ -10,10 +10,10 @@ import pytest
 
 from beacon.state import DeviceIdentity, save_identity
 from relay.admin_service import bootstrap_owner
-from relay.admin_store import SqliteAdminStore
 from relay.protocol import admin_wire as aw
 from relay.protocol.admin_link import AdminLink, provision
 from relay.server import RelayServer
+from relay.sqlite_store import SqliteStore
 from tests.beacon.conftest import StartDaemon, short_dir, wait_until
 from tests.relay_harness import relay_settings
 
@@ -21,7 +21,7 @@ from tests.relay_harness import relay_settings
 @pytest.fixture
 async def admin_relay(tmp_path: Path) -> AsyncIterator[tuple[RelayServer, str]]:
     db = tmp_path / "relay.sqlite3"
-    store = SqliteAdminStore(db)
+    store = SqliteStore(db)
     await store.open()
     _, owner_token = await bootstrap_owner(store, "Olivia Owner", 0.0)
     server = RelayServer(relay_settings(db), store)

@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 
 from relay.admin_service import bootstrap_owner
-from relay.admin_store import SqliteAdminStore
 from relay.protocol import admin_wire as aw
 from relay.protocol import wire
 from relay.protocol.admin_link import AdminLink, provision
 from relay.protocol.link import RelayLink
 from relay.server import RelayServer
+from relay.sqlite_store import SqliteStore
 from relay.verification import new_login_code
 from tests.relay_harness import ManualClock, relay_settings
 
@@ -38,7 +38,7 @@ class Tenant:
 @dataclass
 class Relay:
     server: RelayServer
-    store: SqliteAdminStore
+    store: SqliteStore
     clock: ManualClock
     db: Path
     owner_token: str
@@ -50,6 +50,13 @@ class Relay:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.server.port}/"
 
+    async def restart(self) -> None:
+        """Stop the relay and start a new one on the same database (a new port)."""
+        await self.server.stop()
+        self.store = SqliteStore(self.db)
+        self.server = RelayServer(relay_settings(self.db), self.store, clock=self.clock)
+        await self.server.start()
+
     async def admin(self, token: str | None = None) -> AdminLink:
         link = await AdminLink.connect(self.url, token or self.owner_token, reply_timeout=10.0)
         self.links.append(link)
@@ -60,7 +67,7 @@ class Relay:
 async def relay(tmp_path: Path) -> AsyncIterator[Relay]:
     db = tmp_path / "relay.sqlite3"
     clock = ManualClock()
-    store = SqliteAdminStore(db)
+    store = SqliteStore(db)
     await store.open()
     _, owner_token = await bootstrap_owner(store, "Olivia Owner", clock())
     server = RelayServer(relay_settings(db), store, clock=clock)
@@ -116,7 +123,15 @@ class FakeDevice:
     async def connect(self, url: str, credential: str) -> FakeDevice:
         self.credential = credential
         self.link = await RelayLink.connect(url, credential, on_event=self.on_event)
+        self.tasks.append(asyncio.create_task(self._reconnect_when_changed(url, self.link)))
         return self
+
+    async def _reconnect_when_changed(self, url: str, link: RelayLink) -> None:
+        """Like the beacon daemon: when the relay closes the connection because the
+        device's account changed (4002), connect again to get its new state."""
+        code, _ = await link.closed
+        if code == wire.CloseCode.SESSION_CHANGED and self.link is link:
+            await self.connect(url, self.credential)
 
     async def next_state(self, within: float = 5.0) -> wire.DeviceStateEvent:
         """The next ``device.state`` not yet taken, waiting for it if needed."""
@@ -128,8 +143,11 @@ class FakeDevice:
         return self.states[self.taken - 1]
 
     async def close(self) -> None:
-        if self.link is not None:
-            await self.link.close()
+        link, self.link = self.link, None
+        if link is not None:
+            await link.close()
+        for task in self.tasks:
+            task.cancel()
 
 
 async def provisioned(

@@ -9,8 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from relay.admin_store import SqliteAdminStore
 from relay.server import RelayServer
+from relay.sqlite_store import SqliteStore
 from tests.relay_harness import relay_settings
 
 
@@ -52,7 +52,7 @@ async def test_bootstrap_then_administer_a_running_relay(tmp_path: Path) -> None
     rc, _, err = await btogether("admin", "bootstrap", "--db", str(db), "--owner", "Eve")
     assert rc == 1 and "already has an owner" in err
 
-    server = RelayServer(relay_settings(db), SqliteAdminStore(db))
+    server = RelayServer(relay_settings(db), SqliteStore(db))
     await server.start()
     try:
         common = ["--relay", f"ws://127.0.0.1:{server.port}/", "--token-file", str(token_file)]

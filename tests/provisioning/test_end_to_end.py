@@ -24,12 +24,12 @@ from hw.bluetooth_address import adapter_address
 from hw.scanner import RawAdvert, ScanEvent, ScanMode, ScanOptions, create_scanner
 from hw.sim.launch import start_air
 from relay.admin_service import bootstrap_owner
-from relay.admin_store import SqliteAdminStore
 from relay.protocol import admin_wire as aw
 from relay.protocol.admin_link import AdminLink
 from relay.protocol.frame import DEFAULT_COMPANY_ID, decode_manufacturer_data
 from relay.protocol.link import RelayLink
 from relay.server import RelayServer
+from relay.sqlite_store import SqliteStore
 from tests.relay_harness import relay_settings
 
 pytestmark = pytest.mark.skipif(shutil.which("dbus-daemon") is None, reason="needs dbus-daemon")
@@ -62,7 +62,7 @@ async def until(predicate: object, within: float, what: str) -> None:
 @pytest.fixture
 async def live_relay(tmp_path: Path) -> AsyncIterator[tuple[RelayServer, str]]:
     db = tmp_path / "relay.sqlite3"
-    store = SqliteAdminStore(db)
+    store = SqliteStore(db)
     await store.open()
     _, owner_token = await bootstrap_owner(store, "Olivia Owner", time.time())
     server = RelayServer(relay_settings(db), store)

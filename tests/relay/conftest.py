@@ -70,7 +70,11 @@ class RelayHarness:
         )
 
     async def device(self, credential: IssuedCredential, **kw: Any) -> RelayLink:
-        return await RelayLink.connect(self.url, credential.token, reply_timeout=5.0, **kw)
+        """A device connected, its ``device.state`` (sent after every welcome) taken."""
+        link = await RelayLink.connect(self.url, credential.token, reply_timeout=5.0, **kw)
+        if "on_event" not in kw:
+            await link.next_event("device.state", within=5.0)
+        return link
 
     def eid(self, device: Device) -> bytes:
         return eid_at(device.identity_key, self.clock(), device.rotation_exponent)

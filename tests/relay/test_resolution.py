@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from relay.admin_store import SqliteAdminStore
 from relay.directory import Directory
 from relay.protocol.eid import eid_at
+from relay.sqlite_store import SqliteStore
 from tests.relay.conftest import RelayHarness, StartRelay, World, build_world
 from tests.relay.helpers import sight
 
@@ -100,7 +100,7 @@ async def test_a_removed_device_stops_resolving_after_one_directory_check(
     laptop = await relay.laptop(world.alice)
     assert await sight(relay, laptop, world.room)
     # Removed through another connection to the database, as another relay node would.
-    other = SqliteAdminStore(relay.db)
+    other = SqliteStore(relay.db)
     await other.open()
     await other.remove_device(world.room.id, relay.clock())
     await other.close()
@@ -187,7 +187,7 @@ async def test_only_devices_in_the_resolvable_states_resolve_after_one_check(
     eid = relay.eid(phone)
     assert await directory.resolve(eid, clock()) == phone
     assert await directory.resolve(relay.eid(world.room), clock()) is None  # never signed in
-    admin_store = SqliteAdminStore(relay.db)
+    admin_store = SqliteStore(relay.db)
     await admin_store.open()
     await admin_store.reset_device(phone.id, clock())  # factory reset
     assert await directory.resolve(eid, clock()) is None

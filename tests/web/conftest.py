@@ -21,10 +21,10 @@ import pytest
 
 from relay.admin import Admin
 from relay.admin_service import bootstrap_owner
-from relay.admin_store import SqliteAdminStore
 from relay.protocol import admin_wire as aw
 from relay.protocol.admin_link import AdminLink
 from relay.server import RelayServer
+from relay.sqlite_store import SqliteStore
 from relay.web.accounts import SqliteAccounts
 from relay.web.passwords import hash_password
 from tests.relay_harness import relay_settings
@@ -86,7 +86,7 @@ class ShiftedClock:
 @dataclass
 class WebRelay:
     server: RelayServer
-    store: SqliteAdminStore
+    store: SqliteStore
     db: Path
     owner: Person
     contoso: TenantSetup
@@ -105,7 +105,7 @@ class WebRelay:
         return await AdminLink.connect(self.url, token or self.owner.token, reply_timeout=15.0)
 
 
-async def _give_password(store: SqliteAdminStore, kind: str, subject_id: str, login: str) -> None:
+async def _give_password(store: SqliteStore, kind: str, subject_id: str, login: str) -> None:
     await SqliteAccounts(store).set_login(
         kind,  # type: ignore[arg-type]
         subject_id,
@@ -118,7 +118,7 @@ async def _give_password(store: SqliteAdminStore, kind: str, subject_id: str, lo
 @pytest.fixture
 async def web_relay(tmp_path: Path) -> AsyncIterator[WebRelay]:
     db = tmp_path / "relay.sqlite3"
-    store = SqliteAdminStore(db)
+    store = SqliteStore(db)
     await store.open()
     owner, owner_token = await bootstrap_owner(store, "Olivia Owner", time.time())
     await _give_password(store, "admin", owner.id, "olivia")

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from relay.admin_store import SqliteAdminStore
 from relay.protocol import admin_wire as aw
 from relay.server import RelayServer
+from relay.sqlite_store import SqliteStore
 from tests.relay_harness import relay_settings
 from tests.web.conftest import PASSWORD, WebRelay, needs_browser, screenshot, sign_in
 
@@ -46,7 +46,7 @@ async def test_bootstrapped_owner_signs_in_with_name_and_password_file(
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, err.decode()
     assert "sign in at /admin/ as 'olivia owner'" in out.decode()
-    store = SqliteAdminStore(db)
+    store = SqliteStore(db)
     await store.open()
     server = RelayServer(relay_settings(db), store)
     await server.start()

@@ -1,0 +1,199 @@
+"""The composition root: one relay node's parts, built from its settings and wired once.
+
+``build_node(settings)`` reads the database URL (a SQLite path or ``sqlite:///…``, or
+``postgresql://…``) and the optional Redis URL and builds the store, the router and
+presence, the short-lived state, the directory cache, the domain services and the
+metrics, handing each its collaborators. Nothing is patched after construction, and
+the network shell (:mod:`relay.server`) only receives the finished node.
+
+Embedded default (no Redis): SQLite, an in-process router, in-memory short-lived
+state, with provisioning's guess counters in the SQLite file so a restart does not
+reset them. A cluster (PostgreSQL and Redis) uses the Redis router and state for
+everything short-lived, shared by every node.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from relay.admin_service import AdminService
+from relay.config import RelaySettings
+from relay.consoles import Consoles
+from relay.directory import Directory
+from relay.ephemeral import EphemeralState, MemoryEphemeral
+from relay.metrics import RelayMetrics
+from relay.provisioning import Provisioning
+from relay.routing import LocalRouter, Router
+from relay.service import RelayService, Rules
+from relay.sqlite_ephemeral import SqliteEphemeral
+from relay.sqlite_store import SqliteStore
+from relay.sqlite_writer import Synchronous
+from relay.store import RelayStore
+from relay.web.account_admin import AccountAdmin
+from relay.web.accounts import Accounts, SqliteAccounts
+from relay.web.app import WebFront
+
+
+class SettingsError(ValueError):
+    """The settings name something this relay cannot use (a bad URL, a missing part)."""
+
+
+@dataclass
+class RelayNode:
+    """Everything one relay process runs on, wired."""
+
+    settings: RelaySettings
+    store: RelayStore
+    router: Router
+    ephemeral: EphemeralState  # pair requests, hand-offs, prompts, sightings, login codes
+    guesses: EphemeralState  # provisioning guess counters and alerts (survive restarts)
+    directory: Directory
+    service: RelayService
+    provisioning: Provisioning
+    consoles: Consoles
+    admin: AdminService
+    web: WebFront
+    metrics: RelayMetrics
+    clock: Callable[[], float]
+
+    async def open(self) -> None:
+        await self.store.open()
+        await self.router.start()
+        await self.directory.start(self.clock())  # the EID index loads in the background
+        await self.web.start()
+
+    async def close(self) -> None:
+        await self.web.stop()
+        await self.directory.close()
+        await self.router.stop()
+        await self.store.close()
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite database URL or plain path; None for another scheme."""
+    if "://" not in url:
+        return Path(url)
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite":
+        return None
+    # sqlite:///relative/or/absolute: the path after the third slash, as SQLAlchemy reads it
+    path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else parts.path
+    if not path:
+        raise SettingsError(f"no file in the database URL {url!r} (e.g. sqlite:///relay.sqlite3)")
+    return Path(path)
+
+
+def store_for(db: str, synchronous: Synchronous = "full") -> RelayStore:
+    """The store a database URL (or SQLite file path) names; not yet opened."""
+    path = sqlite_path(db)
+    if path is not None:
+        return SqliteStore(path, synchronous)
+    scheme = urlsplit(db).scheme
+    if scheme in ("postgresql", "postgres"):
+        module = _optional("relay.postgres_store", "a PostgreSQL database")
+        store: RelayStore = module.PostgresStore(db)
+        return store
+    raise SettingsError(
+        f"unknown database URL scheme {scheme!r}: use a file path, sqlite:///path or "
+        "postgresql://…"
+    )
+
+
+def accounts_for(store: RelayStore) -> Accounts:
+    """People's sign-in records (passwords, browser sessions…), in the store's database."""
+    if isinstance(store, SqliteStore):
+        return SqliteAccounts(store)
+    module = _optional("relay.web.postgres_accounts", "browser sign-in on PostgreSQL")
+    accounts: Accounts = module.PostgresAccounts(store)
+    return accounts
+
+
+def _optional(name: str, what: str) -> Any:
+    """A backend module whose libraries are an optional extra."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise SettingsError(
+            f"{what} needs the 'cluster' extra: pip install 'btogether[cluster]' ({exc})"
+        ) from None
+
+
+def rules_of(settings: RelaySettings) -> Rules:
+    return Rules(
+        sighting_freshness=settings.sighting_freshness_s,
+        pair_request_ttl=settings.pair_request_ttl_s,
+        join_prompt_ttl=settings.join_prompt_ttl_s,
+        pushes_per_minute=settings.pushes_per_minute,
+    )
+
+
+def build_node(
+    settings: RelaySettings,
+    *,
+    store: RelayStore | None = None,
+    router: Router | None = None,
+    ephemeral: EphemeralState | None = None,
+    guesses: EphemeralState | None = None,
+    metrics: RelayMetrics | None = None,
+    clock: Callable[[], float] = time.time,
+) -> RelayNode:
+    """Build a relay node from its settings; any part given is used instead of built."""
+    store = store if store is not None else store_for(settings.db, settings.sqlite_synchronous)
+    if settings.redis is not None and (router is None or ephemeral is None or guesses is None):
+        module = _optional("relay.redis_state", "Redis")
+        redis_state: EphemeralState = module.RedisEphemeral(settings.redis)
+        router = router or module.RedisRouter(settings.redis)
+        ephemeral = ephemeral or redis_state
+        guesses = guesses or redis_state
+    router = router or LocalRouter()
+    ephemeral = ephemeral or MemoryEphemeral()
+    if guesses is None:
+        guesses = SqliteEphemeral(store) if isinstance(store, SqliteStore) else ephemeral
+    directory = Directory(
+        store, settings.directory_check_s, settings.eid_neighbours, clock=clock
+    )
+    provisioning = Provisioning(store, directory, router, ephemeral, guesses)
+    consoles = Consoles(store, router)
+    service = RelayService(
+        store,
+        directory,
+        ephemeral,
+        router,
+        rules_of(settings),
+        handlers={
+            "login_code.report": provisioning.login_code_report,
+            "console.join": consoles.console_join,
+        },
+        device_state=provisioning.device_state,
+    )
+    accounts = accounts_for(store)
+    admin = AdminService(
+        store,
+        provisioning,
+        service,
+        router,
+        clock=clock,
+        handlers=AccountAdmin(store, accounts).handlers(),
+    )
+    web = WebFront(store, accounts, admin, provisioning, router, clock)
+    return RelayNode(
+        settings=settings,
+        store=store,
+        router=router,
+        ephemeral=ephemeral,
+        guesses=guesses,
+        directory=directory,
+        service=service,
+        provisioning=provisioning,
+        consoles=consoles,
+        admin=admin,
+        web=web,
+        metrics=metrics or RelayMetrics(),
+        clock=clock,
+    )
