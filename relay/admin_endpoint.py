@@ -89,10 +89,14 @@ class AdminEndpoint:
             conn.protocol.max_message_size or 0, ADMIN_MAX_MESSAGE_BYTES
         )
         keys = SessionKeys(credential_id, admin.tenant_id, admin_id=admin.id)
-        session = WsSession(conn, keys, who, settings.outbox_messages)
         address = f"admin/{admin.id}/{conn.id}"
-        clog = log.bind(role="admin", admin=admin.id, peer=peer_host(conn))
         router = self.node.router
+
+        async def detach(ending: WsSession) -> bool:
+            return await router.detach(address, ending)
+
+        session = WsSession(conn, keys, who, settings.outbox_messages, detach)
+        clog = log.bind(role="admin", admin=admin.id, peer=peer_host(conn))
         await router.attach(address, session)
         clog.info("connected")
         try:

@@ -29,19 +29,28 @@ from relay.sessions import SessionKeys
 
 P = TypeVar("P")
 SESSION_CHANGED_GRACE_S = 0.2
+CLOSE_TIMEOUT_S = 2.0
 
 
 class WsSession:
     """A live websocket connection as the router sees it."""
 
-    __slots__ = ("__weakref__", "_closing", "conn", "keys", "outbox", "principal")
+    __slots__ = ("__weakref__", "_closing", "_detach", "conn", "keys", "outbox", "principal")
 
-    def __init__(self, conn: ServerConnection, keys: SessionKeys, principal: Any, limit: int):
+    def __init__(
+        self,
+        conn: ServerConnection,
+        keys: SessionKeys,
+        principal: Any,
+        limit: int,
+        detach: Callable[[WsSession], Awaitable[object]] | None = None,
+    ):
         self.conn = conn
         self.keys = keys
         self.principal = principal
         self.outbox = Outbox(conn, limit, self._overflowed)
         self._closing: asyncio.Task[None] | None = None
+        self._detach = detach  # forget it in the router as soon as it is ending
 
     def push(self, message: str) -> bool:
         return self.outbox.push(message)
@@ -60,9 +69,16 @@ class WsSession:
         if grace:
             await asyncio.sleep(grace)
             self.outbox.closed = True
+        if self._detach is not None:
+            # Gone for everyone at once: no more deliveries, not online.
+            await self._detach(self)
         with contextlib.suppress(TimeoutError, ConnectionClosed):
             await asyncio.wait_for(self.outbox.flush(), timeout=1.0)
-        await self.conn.close(code, reason)
+        try:
+            # A peer that does not read will not answer the closing handshake either.
+            await asyncio.wait_for(self.conn.close(code, reason), timeout=CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            self.conn.transport.abort()
 
     def _overflowed(self) -> None:
         self.end(CloseCode.TOO_SLOW, "too slow: the connection did not read its messages")

@@ -56,15 +56,22 @@ def _valid_client_id(value: str) -> bool:
 
 
 class ConnectionGuard:
-    """Counts connections that have not authenticated, in all and per source address."""
+    """Counts connections that have not authenticated, in all and per source address.
+
+    A source address over its share is refused at once (before a byte is read). When
+    all the places are taken, the *oldest* unauthenticated connection makes room for
+    the new one: a client that completes its handshake in milliseconds always gets
+    through, and an attacker holding idle connections only displaces their own.
+    """
 
     def __init__(self, total: int, per_address: int, trusted: Sequence[str]) -> None:
         self.total = total
         self.per_address = per_address
         self._trusted = [ipaddress.ip_network(t, strict=False) for t in trusted]
-        self._open: dict[ServerConnection, str] = {}
+        self._open: dict[ServerConnection, str] = {}  # oldest first
         self._by_address: dict[str, int] = {}
         self.refused = 0
+        self.evicted = 0
 
     def trusted(self, address: str) -> bool:
         try:
@@ -75,16 +82,20 @@ class ConnectionGuard:
 
     def admit(self, conn: ServerConnection, address: str) -> bool:
         count = self._by_address.get(address, 0)
-        if len(self._open) >= self.total or (
-            count >= self.per_address and not self.trusted(address)
-        ):
+        if count >= self.per_address and not self.trusted(address):
             self.refused += 1
             return False
+        while len(self._open) >= self.total:
+            oldest = next(iter(self._open))
+            self._forget(oldest)
+            self.evicted += 1
+            if isinstance(oldest.transport, asyncio.Transport):
+                oldest.transport.abort()
         self._open[conn] = address
-        self._by_address[address] = count + 1
+        self._by_address[address] = self._by_address.get(address, 0) + 1
         return True
 
-    def authenticated(self, conn: ServerConnection) -> None:
+    def _forget(self, conn: ServerConnection) -> None:
         address = self._open.pop(conn, None)
         if address is not None:
             left = self._by_address[address] - 1
@@ -92,6 +103,10 @@ class ConnectionGuard:
                 self._by_address[address] = left
             else:
                 del self._by_address[address]
+
+    def authenticated(self, conn: ServerConnection) -> None:
+        """The connection proved who it is: it no longer counts."""
+        self._forget(conn)
 
     release = authenticated
 
@@ -396,7 +411,10 @@ class RelayServer:
                 principal.credential_id, principal.tenant_id, device_id=principal.device_id
             )
         clog = clog.bind(conn=str(conn.id)[:8])
-        session = WsSession(conn, keys, principal, self.settings.outbox_messages)
+        async def detach(ending: WsSession) -> bool:
+            return await self.router.detach(principal.address, ending)
+
+        session = WsSession(conn, keys, principal, self.settings.outbox_messages, detach)
         self._sessions.add(session)
         await self.router.attach(principal.address, session)
         gauge = self.metrics.connections.labels(principal.role)
@@ -419,7 +437,7 @@ class RelayServer:
                 verdict=self.service.session_verdict,
             )
         finally:
-            detached = await self.router.detach(principal.address, session)
+            detached = await self.router.detach(principal.address, session) or session.ending
             await session.finished()  # a close it was told to make goes out before we return
             session.outbox.stop()
             gauge.dec()

@@ -22,6 +22,7 @@ import os
 import sqlite3
 import stat
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -507,6 +508,10 @@ class SqliteStore:
             tuple[Sequence[str], LockState, str, str, float, asyncio.Future[list[LockRecord]]]
         ] = []
         self._lock_acks: list[tuple[int, str, int]] = []
+        # Acks of this process not yet committed: reads see them (our own writes, not a
+        # cache of anyone else's), so a phone that reconnects at once is not re-sent what
+        # it just acknowledged.
+        self._unflushed_acks: dict[str, int] = {}
         self._lock_flush_scheduled = False
         self._pending_ack_jobs: set[asyncio.Future[list[Outcome]]] = set()
 
@@ -865,7 +870,13 @@ class SqliteStore:
     # --- lock state ------------------------------------------------------------------
     async def lock_record(self, phone_id: str) -> LockRecord | None:
         row = self._one("SELECT * FROM lock_states WHERE phone_id = ?", phone_id)
-        return _lock(row) if row else None
+        if row is None:
+            return None
+        record = _lock(row)
+        acked = self._unflushed_acks.get(phone_id)
+        if acked is not None and record.seq >= acked > record.acked_seq:
+            record = replace(record, acked_seq=acked)
+        return record
 
     async def set_desired_lock(
         self, phone_ids: Sequence[str], state: LockState, user_id: str, laptop_id: str, now: float
@@ -886,6 +897,7 @@ class SqliteStore:
         # Not awaited: a lost ack only means the phone is sent a command it has already
         # applied (it ignores seq <= its last), so the ack need not wait for an fsync.
         self._lock_acks.append((seq, phone_id, seq))
+        self._unflushed_acks[phone_id] = max(seq, self._unflushed_acks.get(phone_id, 0))
         self._schedule_lock_flush()
         return LockRecord(
             record.phone_id,
@@ -927,6 +939,9 @@ class SqliteStore:
 
         def done(job: asyncio.Future[list[Outcome]]) -> None:
             self._pending_ack_jobs.discard(job)
+            for seq, phone_id, _ in acks:
+                if self._unflushed_acks.get(phone_id) == seq:
+                    del self._unflushed_acks[phone_id]
             if job.cancelled():
                 error: BaseException | None = StoreUnavailable("the lock write was cancelled")
             else:
