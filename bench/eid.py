@@ -58,6 +58,7 @@ from relay.admin import Admin
 from relay.config import RelaySettings
 from relay.directory import Directory
 from relay.model import Device, Tenant
+from relay.node import build_node
 from relay.protocol import wire
 from relay.protocol.eid import (
     eid_at,
@@ -451,12 +452,14 @@ async def measure(
     clock = BenchClock()
     settings = settings_for(db)
     store = SqliteStore(db, synchronous="normal")
-    server = RelayServer(settings, store, clock=clock)
-    if implementation == "baseline":
-        server.service.directory = BaselineDirectory(
-            store, settings.directory_check_s, settings.eid_neighbours, clock=clock
-        )
-    directory = server.service.directory
+    directory = (
+        BaselineDirectory(store, settings.directory_check_s, settings.eid_neighbours, clock=clock)
+        if implementation == "baseline"
+        else None
+    )
+    node = build_node(settings, store=store, clock=clock, directory=directory)
+    server = RelayServer(settings, node=node)
+    directory = node.directory
     gc.collect()
     rss_before = rss_bytes()
     started = time.perf_counter()

@@ -21,6 +21,7 @@ from typing import Any
 
 from relay.admin_service import bootstrap_owner
 from relay.config import RelaySettings
+from relay.node import build_node
 from relay.protocol import admin_wire as aw
 from relay.protocol.admin_link import AdminLink, provision
 from relay.server import RelayServer
@@ -40,13 +41,12 @@ async def main(devices: int, provisions: int) -> None:
         store = SqliteStore(db)
         await store.open()
         _, token = await bootstrap_owner(store, "bench", time.time())
-        server = RelayServer(settings, store)
-        await server.start()
-        assert server.admin_endpoints is not None
         # One source address provisions everything here; lift the per-source limit.
-        server.admin_endpoints.provisioning.throttle = ThrottlePolicy(
-            source_burst=1e9, source_per_minute=1e9
+        node = build_node(
+            settings, store=store, throttle=ThrottlePolicy(source_per_minute=10**9)
         )
+        server = RelayServer(settings, node=node)
+        await server.start()
         url = f"ws://127.0.0.1:{server.port}/"
         try:
             async with await AdminLink.connect(url, token, reply_timeout=300) as admin:

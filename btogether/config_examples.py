@@ -83,11 +83,15 @@ def _toml_value(value: Any) -> str:
         return json.dumps(str(value))
     if isinstance(value, str):
         return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     raise TypeError(f"no TOML form for {value!r}")
 
 
 def _shown_value(name: str, field: FieldInfo) -> tuple[str, str]:
     """The value to show for a key, and what the comment says about it."""
+    if field.default == [] and field.examples:
+        return _toml_value(field.examples[0]), "None by default; for example:"
     if field.default is not None:
         return _toml_value(field.default), ""
     if not field.examples:

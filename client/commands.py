@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -40,6 +41,7 @@ from client.config import (
 from client.control import AlreadyRunning, ControlError, DaemonNotRunning, call
 from relay.protocol.reach import TlsSetupError, client_tls, why_unreachable
 
+EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 
 
@@ -684,6 +686,17 @@ def _nearby(args: argparse.Namespace) -> int:
 @_guard
 def _connect(args: argparse.Namespace) -> int:
     started = _ask(args, "connect", phone=args.phone)
+    try:
+        return _finish_connect(args, started)
+    except KeyboardInterrupt:
+        # Ctrl-C withdraws the request: confirming it on the phone afterwards pairs nothing.
+        with contextlib.suppress(Exception):
+            _ask(args, "confirm", within=5.0, request_id=started["request_id"], accept=False)
+        print("\nCancelled: the pair request was withdrawn.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _finish_connect(args: argparse.Namespace, started: dict[str, Any]) -> int:
     request_id, code, name = started["request_id"], started["code"], started["phone_name"]
     if not args.json:
         print(f"Connecting {name}. Code: {code}")

@@ -353,6 +353,7 @@ class ClientCore:
         self.reconnects += 1
         log = self._log.bind(tenant_id=self.principal.tenant_id, user_id=self.principal.user_id)
         log.info("relay_connected", url=self.config.relay_url)
+        self._resync_handoffs(set(link.welcome.handoffs))
         try:
             with contextlib.suppress(LinkError, TimeoutError):
                 await self._refresh_pairings(link)
@@ -370,6 +371,15 @@ class ClientCore:
         log.warning("relay_disconnected", code=code, reason=reason)
         self._set_relay_error(message)
         return code
+
+    def _resync_handoffs(self, held: set[str]) -> None:
+        """After a (re)connect: a hand-off the relay no longer holds has ended (the relay
+        restarted, or the phone gave the audio back while we were away)."""
+        for handoff in self.handoffs.values():
+            if handoff.state in ("pending", "active") and handoff.handoff_id not in held:
+                handoff.state = "released"
+                handoff.reason = "the relay no longer holds this hand-off (it restarted?)"
+                self._log.info("audio_state_resynced", handoff_id=handoff.handoff_id)
 
     async def _refresh_pairings(self, link: RelayLink) -> None:
         pairings = await link.pairings()

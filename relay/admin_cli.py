@@ -208,6 +208,15 @@ def _admins(tree: _Tree) -> None:
     )
     p.add_argument("name", help="the administrator's name")
     p.add_argument("--role", choices=["owner", "device-admin"], required=True, help="its role")
+    tree.command(
+        g,
+        "list",
+        "list administrators and their credentials (ac_…)",
+        _plain(aw.AdminList),
+        "List every administrator with the ids of their credentials, active or revoked. "
+        "Revoke one with `btogether admin credentials revoke ac_…`: the administrator's open "
+        "connections close at once.",
+    )
     _sign_in_commands(tree, g, "admin", "administrator")
 
 
@@ -269,8 +278,17 @@ def _credentials(tree: _Tree) -> None:
     async def revoke(lookup: Lookup, ns: argparse.Namespace) -> Request:
         return aw.CredentialRevoke, {"credential_id": ns.credential_id}
 
-    p = tree.command(g, "revoke", "revoke a credential", revoke)
-    p.add_argument("credential_id", metavar="CREDENTIAL", help="the credential's id (c_…)")
+    p = tree.command(
+        g,
+        "revoke",
+        "revoke a credential; what it opened is closed at once",
+        revoke,
+        "Revoke a laptop's (c_…) or an administrator's (ac_…) credential: connections opened "
+        "with it are closed at once (4001) and it is refused from then on.",
+    )
+    p.add_argument(
+        "credential_id", metavar="CREDENTIAL", help="the credential's id (c_… or ac_…)"
+    )
 
     async def list_(lookup: Lookup, ns: argparse.Namespace) -> Request:
         user = await lookup.user(ns.user) if ns.user is not None else None

@@ -42,6 +42,7 @@ class RelaySettings(BaseSettings):
     )
     redis: str | None = Field(
         default=None,
+        examples=["redis://127.0.0.1:6379/0"],
         description="redis://… for a cluster of relay nodes (presence, delivery, short-lived "
         "state); none: this process alone",
     )
@@ -118,7 +119,8 @@ class RelaySettings(BaseSettings):
         default=10.0, gt=0, description="an unauthenticated provisioning connection's lifetime"
     )
     trusted_proxies: list[str] = Field(
-        default_factory=list,
+        default=[],
+        examples=[["10.0.0.5", "192.168.10.0/24"]],
         description="addresses or networks (CIDR) of proxies whose X-Forwarded-For is believed",
     )
 

@@ -35,6 +35,7 @@ from relay.sqlite_ephemeral import SqliteEphemeral
 from relay.sqlite_store import SqliteStore
 from relay.sqlite_writer import Synchronous
 from relay.store import RelayStore
+from relay.verification import ThrottlePolicy
 from relay.web.account_admin import AccountAdmin
 from relay.web.accounts import Accounts, SqliteAccounts
 from relay.web.app import WebFront
@@ -141,6 +142,8 @@ def build_node(
     ephemeral: EphemeralState | None = None,
     guesses: EphemeralState | None = None,
     metrics: RelayMetrics | None = None,
+    directory: Directory | None = None,
+    throttle: ThrottlePolicy | None = None,
     clock: Callable[[], float] = time.time,
 ) -> RelayNode:
     """Build a relay node from its settings; any part given is used instead of built."""
@@ -155,10 +158,10 @@ def build_node(
     ephemeral = ephemeral or MemoryEphemeral()
     if guesses is None:
         guesses = SqliteEphemeral(store) if isinstance(store, SqliteStore) else ephemeral
-    directory = Directory(
+    directory = directory or Directory(
         store, settings.directory_check_s, settings.eid_neighbours, clock=clock
     )
-    provisioning = Provisioning(store, directory, router, ephemeral, guesses)
+    provisioning = Provisioning(store, directory, router, ephemeral, guesses, throttle=throttle)
     consoles = Consoles(store, router)
     service = RelayService(
         store,

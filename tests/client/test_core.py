@@ -349,3 +349,30 @@ async def test_a_lock_the_relay_never_confirmed_survives_a_client_restart(
     assert (await _next_lock_command(restarted.url, world.phone_credential.token)).state == "locked"
     await eventually(lambda: stored[0] is None, what="the saved lock cleared once confirmed")
     assert second.core.reporter.last_confirmed == "locked"
+
+
+async def test_a_hand_off_the_relay_forgot_in_a_restart_is_shown_released(
+    start_relay: Any, relay: RelayHarness, world: World, make_core: Any, phone_link: RelayLink
+) -> None:
+    running = await make_core(relay.url, world.alice_credential.token)
+    core = running.core
+    await _pair(core, phone_link)
+
+    async def phone_takes_over() -> None:
+        command = await phone_link.next_event("audio.command")
+        assert isinstance(command, wire.AudioCommand)
+        await phone_link.audio_ack(command.handoff_id, ok=True)
+
+    phone_side = asyncio.create_task(phone_takes_over())
+    active = await core.audio_on(None, "m-1", wait_s=5)
+    await phone_side
+    assert active["state"] == "active"
+    port = relay.server.port
+    await relay.server.stop()
+    await start_relay(port=port)  # short-lived state is gone; the client reconnects
+    await eventually(
+        lambda: core.tray_state().audio_phone_id is None, what="the hand-off shown released"
+    )
+    with pytest.raises(ControlError) as nothing:
+        await core.audio_off(None, wait_s=1)
+    assert nothing.value.code == "no_audio"

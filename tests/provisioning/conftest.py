@@ -102,7 +102,8 @@ class FakeDevice:
         self.link: RelayLink | None = None
         self.credential = ""
         self.changed = asyncio.Event()
-        self.tasks: list[asyncio.Task[None]] = []
+        self.tasks: list[asyncio.Task[None]] = []  # login code reports
+        self.watchers: list[asyncio.Task[None]] = []  # reconnect when the account changes
         self.taken = 0
         self.events: asyncio.Queue[wire.Event] = asyncio.Queue()
 
@@ -123,7 +124,7 @@ class FakeDevice:
     async def connect(self, url: str, credential: str) -> FakeDevice:
         self.credential = credential
         self.link = await RelayLink.connect(url, credential, on_event=self.on_event)
-        self.tasks.append(asyncio.create_task(self._reconnect_when_changed(url, self.link)))
+        self.watchers.append(asyncio.create_task(self._reconnect_when_changed(url, self.link)))
         return self
 
     async def _reconnect_when_changed(self, url: str, link: RelayLink) -> None:
@@ -146,7 +147,7 @@ class FakeDevice:
         link, self.link = self.link, None
         if link is not None:
             await link.close()
-        for task in self.tasks:
+        for task in [*self.tasks, *self.watchers]:
             task.cancel()
 
 

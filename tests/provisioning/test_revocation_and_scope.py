@@ -45,7 +45,7 @@ async def test_revoking_a_laptop_credential_closes_its_connection_within_a_secon
     with pytest.raises(InvalidStatus):
         await RelayLink.connect(relay.url, issued.token, laptop_id="alice-1")
     listed = await owner.typed(aw.Credentials, aw.CredentialList, tenant_id=relay.contoso.id)
-    assert [(c.id, c.revoked_at is not None) for c in listed.credentials] == [
+    assert [(c.credential_id, c.revoked_at is not None) for c in listed.credentials] == [
         (issued.credential_id, True)
     ]
 

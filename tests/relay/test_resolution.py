@@ -179,6 +179,10 @@ async def test_only_devices_in_the_resolvable_states_resolve_after_one_check(
     itself: a device reset or signed out drops out at the next check, and one signed in
     comes back, without a rebuild."""
     clock = relay.clock
+    waiting = await relay.admin.create_device(
+        world.contoso.id, "Unsigned room", "room_system", "meeting_room",
+        state="waiting_for_sign_in",
+    )
     directory = Directory(relay.store, 0.0, clock=clock, resolvable_states={"signed_in"})
     await directory.start(clock())
     await asyncio.wait_for(directory.eids.loaded.wait(), 10)
@@ -186,7 +190,7 @@ async def test_only_devices_in_the_resolvable_states_resolve_after_one_check(
     phone = world.alice.phone
     eid = relay.eid(phone)
     assert await directory.resolve(eid, clock()) == phone
-    assert await directory.resolve(relay.eid(world.room), clock()) is None  # never signed in
+    assert await directory.resolve(relay.eid(waiting), clock()) is None  # never signed in
     admin_store = SqliteStore(relay.db)
     await admin_store.open()
     await admin_store.reset_device(phone.id, clock())  # factory reset

@@ -122,6 +122,8 @@ def _defaults_and_examples(model: type[BaseModel]) -> dict[str, Any]:
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             out[name] = _defaults_and_examples(annotation)
+        elif field.default == [] and field.examples:
+            out[name] = field.examples[0]  # an empty list is shown by an example
         elif field.default is not None:
             out[name] = str(field.default) if isinstance(field.default, Path) else field.default
         else:

@@ -16,6 +16,7 @@ from websockets.exceptions import InvalidStatus
 
 from client.config import ClientFiles, load_config, load_credential
 from relay.protocol import admin_wire as aw
+from relay.protocol import wire
 from relay.protocol.admin_link import provision
 from relay.protocol.link import RelayLink
 from tests.provisioning.conftest import FakeDevice
@@ -174,7 +175,11 @@ async def test_laptop_signs_in_with_a_code_and_is_revoked_in_the_admin_center(
         await screenshot(admin, "admin-users")
         revoke = row.get_by_role("button", name="Revoke")
         await revoke.click()
+        clicked = time.monotonic()
         await row.get_by_role("button", name="Confirm: revoke").click()
+        # The laptop's open connection is closed at once (4001), not at its next request.
+        code, _ = await asyncio.wait_for(laptop.closed, 2.0)
+        assert code == wire.CloseCode.REVOKED and time.monotonic() - clicked < 2.0
         await row.locator("td", has_text="revoked").wait_for()
         started = time.monotonic()
         try:

@@ -415,8 +415,27 @@ async function adminsSection(main) {
     panel("Password or set-up link for an administrator", requestForm({ id: "admin-link", type: "setup_link.create", submit: "Make set-up link",
       fields: [["subject_id", "Administrator id", "text", "a_…"]], build: (b) => Object.assign({ subject_kind: "admin" }, b),
       describe: (link) => [`Set-up link (login “${link.login}”): `, el("span", { class: "secret" }, location.origin + link.path)] })),
-    result);
-  state.refresh = null;
+    result, el("h3", {}, "Administrators and their credentials"),
+    table(["Name", "Role", "Tenant", "Credential", "Since", "Revoked", ""], [], "admins"));
+  const tbody = el("tbody");
+  main.querySelector("#admins tbody").replaceWith(tbody);
+  if (state.admin.role !== "owner") {
+    // Only owners see administrators; asking would only record a refusal.
+    tbody.replaceChildren(el("tr", {}, el("td", { colspan: "7", class: "muted" }, "Only an owner sees the administrators.")));
+    state.refresh = null;
+    return;
+  }
+  state.refresh = async () => {
+    const listed = await call("admin.list");
+    tbody.replaceChildren(...listed.admins.flatMap((a) => a.credentials.map((c) => el("tr", { "data-credential": c.id },
+      el("td", {}, a.admin.name), el("td", {}, a.admin.role.replace("_", " ")), el("td", {}, a.admin.tenant_id || "all"),
+      el("td", {}, c.id), el("td", {}, btg.when(c.created_at)), el("td", {}, c.revoked_at ? btg.when(c.revoked_at) : "–"),
+      el("td", { class: "actions" }, c.revoked_at ? "" : confirmButton("Revoke", () => run(result, async () => {
+        await call("credential.revoke", { credential_id: c.id });
+        await state.refresh();
+      })))))));
+  };
+  await state.refresh();
 }
 
 async function tenantsSection(main) {
