@@ -41,6 +41,7 @@ from client.config import (
 from client.control import AlreadyRunning, ControlError, DaemonNotRunning, call
 from relay.protocol.reach import TlsSetupError, client_tls, why_unreachable
 
+MAX_TOKEN_BYTES = 8192
 EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 
@@ -338,10 +339,19 @@ def _read_token(args: argparse.Namespace) -> str:
         return str(args.token)
     try:
         if str(args.token_file) == "-":
-            return sys.stdin.read(8192)
-        return Path(args.token_file).read_text(encoding="ascii")[:8192]
+            return sys.stdin.read(MAX_TOKEN_BYTES)
+        with Path(args.token_file).open("rb") as handle:
+            data = handle.read(MAX_TOKEN_BYTES + 1)  # bounded: /dev/zero is not a credential
+        if len(data) > MAX_TOKEN_BYTES:
+            raise ConfigError(
+                f"{args.token_file} is larger than {MAX_TOKEN_BYTES} bytes: not a credential"
+            )
+        return data.decode("ascii")
+    except IsADirectoryError:
+        raise ConfigError(f"{args.token_file} is a directory, not a credential file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the credential from {args.token_file}: {exc}") from exc
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not ASCII text"
+        raise ConfigError(f"cannot read the credential from {args.token_file}: {why}") from None
 
 
 @_guard

@@ -24,6 +24,7 @@ from relay.admin_commands import (
     runner,
 )
 from relay.device_import import CSV_TEMPLATE, KINDS, MAX_CSV_BYTES
+from relay.files import FileProblem, read_bounded
 from relay.protocol import admin_wire as aw
 
 Request = tuple[type[aw.AdminRequest], dict[str, Any]]
@@ -467,11 +468,9 @@ def _devices(tree: _Tree) -> None:
 
 def _read_csv(path: Path) -> str:
     try:
-        data = path.read_bytes()[: MAX_CSV_BYTES + 1]
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > MAX_CSV_BYTES:
-        raise UsageError(f"{path} is larger than {MAX_CSV_BYTES} bytes")
+        data = read_bounded(path, MAX_CSV_BYTES, "CSV file")  # /dev/zero included
+    except FileProblem as exc:
+        raise UsageError(str(exc)) from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:

@@ -32,6 +32,7 @@ from websockets.exceptions import InvalidStatus, WebSocketException
 from relay.admin import Admin
 from relay.admin_names import Ambiguous, Candidate, NotFound, looks_like_id, pick
 from relay.admin_service import bootstrap_owner
+from relay.files import FileProblem, read_text
 from relay.protocol import admin_wire as aw
 from relay.protocol import wire
 from relay.protocol.admin_link import AdminLink
@@ -42,6 +43,7 @@ from relay.web.accounts import SqliteAccounts, normalize_login
 from relay.web.passwords import hash_async, read_password_file
 
 DEFAULT_RELAY = "ws://127.0.0.1:8765/"
+MAX_TOKEN_FILE_BYTES = 4096
 PROG = "btogether admin"
 EXIT_REFUSED, EXIT_USAGE = 1, 2
 
@@ -234,13 +236,17 @@ def token(ns: argparse.Namespace) -> str:
         return str(ns.token)
     if os.environ.get("BTOGETHER_ADMIN_TOKEN"):
         return os.environ["BTOGETHER_ADMIN_TOKEN"]
-    try:
-        return Path(ns.token_file).read_text().strip()
-    except OSError:
+    path = Path(ns.token_file)
+    if not path.exists():
         raise UsageError(
             "no administrator credential: pass --token, set BTOGETHER_ADMIN_TOKEN or write "
             f"it to {ns.token_file} (`btogether admin bootstrap --token-file` does)"
-        ) from None
+        )
+    try:
+        # An owner's credential opens every tenant: refuse a file others may read, as ssh does.
+        return read_text(path, MAX_TOKEN_FILE_BYTES, "credential file", private=True).strip()
+    except FileProblem as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _fields(exc: ValidationError) -> str:

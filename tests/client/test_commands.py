@@ -286,3 +286,64 @@ async def test_client_toml_tunes_the_client_and_a_bad_key_is_named(
     # What the commands write to client.json leaves the settings file alone.
     assert "login" not in (state / "client.toml").read_text()
     assert "scan" not in json.loads((state / "client.json").read_text())
+
+
+async def test_ctrl_c_in_connect_withdraws_the_pair_request(
+    tmp_path: Path,
+    air: Air,
+    relay: RelayHarness,
+    world: World,
+    phone_link: RelayLink,
+    logind: LogindStandIn,
+) -> None:
+    state = tmp_path / "state"
+    code, _, err = await login(state, relay, world.alice_credential.token)
+    assert code == 0, err
+    env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": air.address("laptop")}
+    env.pop("DBUS_SESSION_BUS_ADDRESS", None)
+    daemon = await _start_client(state, env)
+    try:
+        sd = ("--state-dir", str(state))
+        code, _, err = await cli("status", *sd, "--wait", "20", "--json", env=env)
+        assert code == 0, err
+
+        async def phone_is_near() -> bool:
+            near = await call(state / "control.sock", "nearby")
+            return any(d["name"] == "Alice's desk phone" for d in near)
+
+        await eventually(phone_is_near, within=20, every=0.2, what="the phone nearby")
+        connecting = await asyncio.create_subprocess_exec(
+            *btogether_argv("client", "connect", *sd, "--yes"),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        prompt = await phone_link.next_event("pair.prompt", within=20)
+        assert isinstance(prompt, wire.PairPrompt)
+        # The laptop confirmed (--yes) and waits for the phone: the user gives up.
+        await asyncio.sleep(0.5)
+        connecting.send_signal(signal.SIGINT)
+        _, err_bytes = await asyncio.wait_for(connecting.communicate(), 20)
+        assert connecting.returncode == 130, err_bytes.decode()
+        assert "withdrawn" in err_bytes.decode() and "Traceback" not in err_bytes.decode()
+        ended = await phone_link.next_event("pair.ended", within=5)
+        assert isinstance(ended, wire.PairEnded) and ended.request_id == prompt.request_id
+        # Confirming on the phone afterwards pairs nothing.
+        with pytest.raises(Exception, match="not_found"):
+            await phone_link.pair_confirm(prompt.request_id, True)
+    finally:
+        await _stop_client(daemon)
+
+
+async def test_a_credential_file_that_is_not_one_gets_one_line(tmp_path: Path) -> None:
+    for path, expected in (
+        ("/dev/zero", "larger than 8192 bytes"),
+        (str(tmp_path), "is a directory"),
+        (str(tmp_path / "missing"), "cannot read the credential"),
+    ):
+        code, _, err = await cli(
+            "login", "--state-dir", str(tmp_path / "s"), "--relay", "ws://127.0.0.1:9/",
+            "--token-file", path,
+        )
+        assert code != 0 and expected in err and "Traceback" not in err, err
+        assert len(err.strip().splitlines()) == 1, err

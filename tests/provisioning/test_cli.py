@@ -11,6 +11,7 @@ from pathlib import Path
 
 from relay.server import RelayServer
 from relay.sqlite_store import SqliteStore
+from tests.btogether_cli import run_btogether
 from tests.relay_harness import relay_settings
 
 
@@ -101,3 +102,13 @@ async def test_bootstrap_then_administer_a_running_relay(tmp_path: Path) -> None
         assert rc == 1 and "HTTP 401" in err
     finally:
         await server.stop()
+
+
+async def test_an_owner_credential_file_others_may_read_is_refused(tmp_path: Path) -> None:
+    token_file = tmp_path / "admin-token"
+    token_file.write_text("btg_" + "0" * 64 + "\n")
+    token_file.chmod(0o644)
+    code, _, err = await run_btogether(
+        "admin", "whoami", "--relay", "ws://127.0.0.1:9/", "--token-file", str(token_file)
+    )
+    assert code == 2 and f"chmod 600 {token_file}" in err and "Traceback" not in err, err

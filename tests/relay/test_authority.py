@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import time
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
+from relay.protocol import admin_wire as aw
 from relay.protocol import wire
+from relay.protocol.admin_link import endpoint_url
 from relay.protocol.link import RelayLink, RequestFailed
+from relay.verification import ThrottlePolicy
 from tests.relay.conftest import RelayHarness, StartRelay, World, build_world
 from tests.relay.helpers import paired_alice, refusal, sight, sighted_alice
 
@@ -176,7 +181,8 @@ async def test_idle_unauthenticated_connections_do_not_lock_out_an_honest_client
             relay.url, world.bob.credential.token, laptop_id="bob-1", open_timeout=5.0
         )
         assert (await honest.ping()).server_time > 0
-        assert time.monotonic() - began < 2.0
+        # Not locked out: through at once (generous under a loaded test machine).
+        assert time.monotonic() - began < 5.0
         await honest.close()
         assert guard.refused + guard.evicted > 0
     finally:
@@ -226,3 +232,38 @@ async def test_sightings_of_a_signed_out_device_resolve_nothing(
     assert world.alice.phone is not None
     await relay.admin.sign_out_device(world.alice.phone.id)
     assert await sight(relay, laptop, world.alice.phone) == []
+
+
+async def _provision_as(relay: RelayHarness, forwarded_for: str, mac: str, code: str) -> dict[str, Any]:
+    async with connect(
+        endpoint_url(relay.url, aw.PROVISION_PATH),
+        subprotocols=[Subprotocol(aw.PROVISION_SUBPROTOCOL)],
+        additional_headers={"X-Forwarded-For": f"{forwarded_for}, 127.0.0.1"},
+    ) as conn:
+        await conn.send(aw.Provision(id=1, mac=mac, code=code).model_dump_json())
+        return dict(json.loads(await conn.recv()))
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_is_its_own_source(
+    start_relay: StartRelay,
+) -> None:
+    relay = await start_relay(trusted_proxies=["127.0.0.1"])
+    world = await build_world(relay.admin)
+    mac = "02:00:00:00:00:42"
+    listed = await relay.admin.create_device(
+        world.contoso.id, "Desk 42", "desk_phone", "personal", mac=mac,
+        state="waiting_for_activation",
+    )
+    code, _ = await relay.server.node.provisioning.issue_verification_code(listed, relay.clock())
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    for _ in range(ThrottlePolicy().max_failures):
+        reply = await _provision_as(relay, "203.0.113.7", mac, wrong)
+        assert reply["code"] == "not_found"
+    # The guesser behind the proxy is refused even with the right code...
+    refused = await _provision_as(relay, "203.0.113.7", mac, code)
+    assert refused["type"] == "error" and refused["code"] == "not_found"
+    alert = await relay.server.node.provisioning.alert(listed.id, relay.clock())
+    assert alert is not None and "203.0.113.7" in alert.reason
+    # ...while the real device, behind the same proxy, is not.
+    bound = await _provision_as(relay, "198.51.100.9", mac, code)
+    assert bound["type"] == "result" and bound["result"]["device_id"] == listed.id
