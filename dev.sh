@@ -78,8 +78,10 @@ case "$job" in
         echo "== ruff" >&2; ruff check .
         echo "== mypy" >&2; mypy
         echo "== protocol documents are current" >&2
-        python -m relay.protocol.docgen --check
-        python -m relay.protocol.admin_docgen --check
+        python -m btogether.docgen --check
+        python -m btogether.admin_docgen --check
+        echo "== import rules (hw, relay.protocol, relay, beacon, client)" >&2
+        python -m btogether.import_rules
         echo "== pytest" >&2
         exec python -m pytest "$@"
         ;;

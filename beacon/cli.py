@@ -21,21 +21,11 @@ from relay.protocol.eid import (
     MAX_ROTATION_EXPONENT,
     parse_identity_key,
 )
-from relay.protocol.frame import DEFAULT_COMPANY_ID, FRAME_LEN
+from relay.protocol.frame import DEFAULT_COMPANY_ID, FRAME_LEN, company_id_arg
 
 # A legacy advert is 31 bytes; our manufacturer AD takes 2 + 2 + FRAME_LEN of them and
 # a name AD takes 2 more than the name.
 MAX_NAME_BYTES = 31 - (4 + FRAME_LEN) - 2
-
-
-def company_id(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"company ID {text!r} is not a number") from None
-    if not 0 <= value <= 0xFFFF:
-        raise argparse.ArgumentTypeError("company ID must be between 0 and 0xFFFF")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     adv.add_argument("--name", help=f"a local name to advertise too (≤ {MAX_NAME_BYTES} bytes)")
     adv.add_argument(
         "--company-id",
-        type=company_id,
+        type=company_id_arg,
         default=DEFAULT_COMPANY_ID,
         help="manufacturer data company ID (default 0xFFFF, the SIG's test ID)",
     )

@@ -10,7 +10,6 @@ import signal
 import sys
 import time
 
-from beacon.cli import company_id
 from client.commands import add_commands
 from client.scanning import (
     DEFAULT_LOST_AFTER_S,
@@ -30,7 +29,7 @@ from hw.scanner import (
 )
 from hw.stdout import quiet_stdout
 from relay.protocol.eid import parse_identity_key
-from relay.protocol.frame import DEFAULT_COMPANY_ID
+from relay.protocol.frame import DEFAULT_COMPANY_ID, company_id_arg
 
 _TAGS = {"new": "[NEW]", "change": "[CHG]", "lost": "[DEL]"}
 
@@ -68,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     scan.add_argument(
         "--company-id",
-        type=company_id,
+        type=company_id_arg,
         default=DEFAULT_COMPANY_ID,
         help="manufacturer data company ID of our adverts (default 0xFFFF, the SIG's test ID)",
     )

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from relay.admin_outcome import AdminOutcome, Handler
 from relay.device_import import check_location
 from relay.errors import RelayError
 from relay.protocol import admin_wire as aw
 from relay.protocol.wire import ErrorCode
 
 if TYPE_CHECKING:
-    from relay.admin_service import AdminOutcome, AdminService, Handler
+    from relay.admin_service import AdminService
     from relay.model import AdminRecord, User
 
 
@@ -56,8 +57,6 @@ class AdminEdits:
         }
 
     def _outcome(self, result: Any, deliveries: Any = ()) -> AdminOutcome:
-        from relay.admin_service import AdminOutcome
-
         return AdminOutcome(result, list(deliveries))
 
     async def _refresh(self, now: float) -> None:

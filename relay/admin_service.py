@@ -18,14 +18,15 @@ tenants, administrators, accounts or account credentials.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 import structlog
 
 from relay.admin import DEFAULT_CAPABILITIES, Admin, AdminError
 from relay.admin_edits import AdminEdits
+from relay.admin_outcome import AdminOutcome, Handler
 from relay.credentials import hash_token, new_token
 from relay.device_import import (
     InvalidMac,
@@ -49,16 +50,6 @@ from relay.store import AdminStore, DirectoryStore, EditStore, PairingStore, Sto
 log = structlog.get_logger("relay.admin")
 
 SECRET_FIELDS = frozenset({"code", "csv", "credential"})
-
-
-@dataclass(frozen=True, slots=True)
-class AdminOutcome:
-    result: wire.Message
-    deliveries: list[Delivery] = field(default_factory=list)
-    ends: list[SessionEnd] = field(default_factory=list)
-
-
-Handler = Callable[[AdminRecord, Any, float], Awaitable[AdminOutcome]]
 
 
 class AdminServiceStore(AdminStore, DirectoryStore, PairingStore, EditStore, Protocol):

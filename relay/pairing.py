@@ -1,7 +1,8 @@
 """Better Together pair requests: the states, the events and every allowed transition, as data.
 
 Like h11's connection state machine, the whole lifecycle is the table
-:data:`TRANSITIONS`; nothing else decides what may follow what. A laptop asks
+:data:`~relay.protocol.states.TRANSITIONS` of the protocol package; nothing else decides
+what may follow what; this module applies it. A laptop asks
 (``pair.request``); the relay prompts the phone and the laptop's user with the same
 6-digit code; each side accepts or declines, in either order; the request expires
 after a deadline. Pure: time comes in as an argument.
@@ -10,48 +11,12 @@ after a deadline. Pure: time comes in as an argument.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from enum import StrEnum
 
 from relay.errors import RelayError
+from relay.protocol.states import TERMINAL_STATES, TRANSITIONS, PairEvent, PairState
 from relay.protocol.wire import ErrorCode
 
-
-class PairState(StrEnum):
-    AWAITING_BOTH = "awaiting_both"
-    AWAITING_PHONE = "awaiting_phone"  # the laptop's user accepted
-    AWAITING_LAPTOP = "awaiting_laptop"  # the phone accepted
-    PAIRED = "paired"
-    DECLINED = "declined"
-    EXPIRED = "expired"
-
-
-class PairEvent(StrEnum):
-    PHONE_ACCEPTS = "phone_accepts"
-    LAPTOP_ACCEPTS = "laptop_accepts"
-    PHONE_DECLINES = "phone_declines"
-    LAPTOP_DECLINES = "laptop_declines"
-    DEADLINE_PASSES = "deadline_passes"
-
-
-S, E = PairState, PairEvent
-TRANSITIONS: dict[tuple[PairState, PairEvent], PairState] = {
-    (S.AWAITING_BOTH, E.PHONE_ACCEPTS): S.AWAITING_LAPTOP,
-    (S.AWAITING_BOTH, E.LAPTOP_ACCEPTS): S.AWAITING_PHONE,
-    (S.AWAITING_BOTH, E.PHONE_DECLINES): S.DECLINED,
-    (S.AWAITING_BOTH, E.LAPTOP_DECLINES): S.DECLINED,
-    (S.AWAITING_BOTH, E.DEADLINE_PASSES): S.EXPIRED,
-    (S.AWAITING_PHONE, E.PHONE_ACCEPTS): S.PAIRED,
-    (S.AWAITING_PHONE, E.PHONE_DECLINES): S.DECLINED,
-    (S.AWAITING_PHONE, E.LAPTOP_DECLINES): S.DECLINED,
-    (S.AWAITING_PHONE, E.DEADLINE_PASSES): S.EXPIRED,
-    (S.AWAITING_LAPTOP, E.LAPTOP_ACCEPTS): S.PAIRED,
-    (S.AWAITING_LAPTOP, E.LAPTOP_DECLINES): S.DECLINED,
-    (S.AWAITING_LAPTOP, E.PHONE_DECLINES): S.DECLINED,
-    (S.AWAITING_LAPTOP, E.DEADLINE_PASSES): S.EXPIRED,
-}
-del S, E
-
-TERMINAL_STATES = frozenset({PairState.PAIRED, PairState.DECLINED, PairState.EXPIRED})
+__all__ = ["TERMINAL_STATES", "TRANSITIONS", "PairEvent", "PairState", "PendingPair", "next_state"]
 
 
 def next_state(state: PairState, event: PairEvent) -> PairState:

@@ -34,6 +34,12 @@ from relay.errors import RelayError
 from relay.model import Device, Pairing
 from relay.pairing import PairEvent, PairState, PendingPair, confirmation_event
 from relay.protocol import wire
+from relay.protocol.states import (
+    HANDOFF_TERMINAL_STATES,
+    HANDOFF_TRANSITIONS,
+    HandoffEvent,
+    HandoffState,
+)
 from relay.protocol.wire import CloseCode, ErrorCode
 from relay.routing import Presence
 from relay.store import DirectoryStore, LockStore, PairingStore
@@ -134,7 +140,17 @@ class Handoff:
     user_id: str
     laptop_id: str
     meeting_id: str
-    state: Literal["pending", "active", "releasing"] = "pending"
+    state: HandoffState = HandoffState.PENDING
+
+    def after(self, event: HandoffEvent) -> Handoff:
+        """This hand-off after ``event``, as the protocol's table says (else wrong_state)."""
+        state = HANDOFF_TRANSITIONS.get((self.state, event))
+        if state is None:
+            raise RelayError(
+                ErrorCode.WRONG_STATE,
+                f"the hand-off is {self.state.value}; cannot {event.value.replace('_', ' ')}",
+            )
+        return replace(self, state=state)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +182,9 @@ def _pair(text: str) -> PendingPair:
 
 
 def _handoff(text: str) -> Handoff:
-    return Handoff(**json.loads(text))
+    data = json.loads(text)
+    data["state"] = HandoffState(data["state"])
+    return Handoff(**data)
 
 
 def _join(text: str) -> PendingJoin:
@@ -718,11 +736,9 @@ class RelayService:
             now,
             expected=handoff.handoff_id,
         )
-        if tell_phone:
-            releasing = replace(handoff, state="releasing")
-            await self.ephemeral.set(
-                _handoff_key(handoff.handoff_id), _dump(releasing), 300.0, now
-            )
+        ended = handoff.after(HandoffEvent.RELEASE if tell_phone else HandoffEvent.PARTY_GONE)
+        if ended.state not in HANDOFF_TERMINAL_STATES:
+            await self.ephemeral.set(_handoff_key(handoff.handoff_id), _dump(ended), 300.0, now)
             out.append(
                 Delivery(
                     device_address(handoff.phone_id),
@@ -798,7 +814,7 @@ class RelayService:
         if (
             handoff is None
             or (handoff.user_id, handoff.laptop_id) != (laptop.user_id, laptop.laptop_id)
-            or handoff.state == "releasing"
+            or handoff.state is HandoffState.RELEASING
         ):
             raise RelayError(ErrorCode.NOT_FOUND, f"no active hand-off {request.handoff_id!r}")
         return Outcome(wire.Done(), await self._end_handoff(handoff, "released by the laptop", now))
@@ -810,16 +826,15 @@ class RelayService:
         handoff = _handoff(text) if text is not None else None
         if handoff is None or text is None or handoff.phone_id != phone.device_id:
             raise RelayError(ErrorCode.NOT_FOUND, f"no hand-off {request.handoff_id!r}")
-        laptop_addr = laptop_address(handoff.user_id, handoff.laptop_id)
-        if handoff.state == "releasing":
+        if handoff.state is HandoffState.RELEASING:
+            handoff.after(HandoffEvent.PHONE_RELEASED)
             await self.ephemeral.delete(key, now, expected=text)
             return Outcome(wire.Done())
-        if handoff.state == "active":
-            raise RelayError(ErrorCode.WRONG_STATE, "the hand-off is already active")
-        if request.ok:
-            active = replace(handoff, state="active")
+        done = handoff.after(HandoffEvent.PHONE_TOOK if request.ok else HandoffEvent.PHONE_FAILED)
+        laptop_addr = laptop_address(handoff.user_id, handoff.laptop_id)
+        if done.state is HandoffState.ACTIVE:
             if not await self.ephemeral.replace(
-                key, text, _dump(active), self.rules.handoff_ttl, now
+                key, text, _dump(done), self.rules.handoff_ttl, now
             ):
                 raise RelayError(ErrorCode.WRONG_STATE, "the hand-off changed meanwhile")
             state = wire.AudioState(

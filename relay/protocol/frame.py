@@ -95,3 +95,16 @@ def decode_manufacturer_data(
     if value is None:
         return None
     return decode_frame(value)
+
+
+def company_id_arg(text: str) -> int:
+    """A Bluetooth SIG company ID as typed on a command line (``0xFFFF`` or ``65535``)."""
+    import argparse
+
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"company ID {text!r} is not a number") from None
+    if not 0 <= value <= 0xFFFF:
+        raise argparse.ArgumentTypeError("company ID must be between 0 and 0xFFFF")
+    return value

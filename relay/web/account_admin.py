@@ -14,7 +14,7 @@ import hashlib
 import secrets
 from collections.abc import Callable
 
-from relay.admin_service import AdminOutcome, Handler
+from relay.admin_outcome import AdminOutcome, Handler
 from relay.errors import RelayError
 from relay.model import AdminRecord
 from relay.protocol import admin_wire as aw

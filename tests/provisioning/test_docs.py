@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from relay.protocol import admin_docgen
+from btogether import admin_docgen
 from relay.protocol import admin_wire as aw
 
 
 def test_admin_protocol_document_is_current() -> None:
-    assert admin_docgen.main(["--check"]) == 0, "run `python -m relay.protocol.admin_docgen`"
+    assert admin_docgen.main(["--check"]) == 0, "run `python -m btogether.admin_docgen`"
 
 
 def test_every_admin_request_is_documented_with_its_role() -> None:

@@ -69,7 +69,7 @@ def test_token_bucket_refills_with_time() -> None:
 
 
 def test_docgen_check_fails_on_a_stale_document(tmp_path: Path) -> None:
-    from relay.protocol import docgen
+    from btogether import docgen
 
     target = tmp_path / "protocol.md"
     assert docgen.main(["--check", "--output", str(target)]) == 1

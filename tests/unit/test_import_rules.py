@@ -1,0 +1,55 @@
+"""The dependency rules of the design hold, and the check fails when one is broken."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from btogether.import_rules import PACKAGES, violations
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_tree_keeps_the_dependency_rules() -> None:
+    assert violations(ROOT) == []
+
+
+def _copy(tmp_path: Path) -> Path:
+    for package in PACKAGES:
+        shutil.copytree(
+            ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    return tmp_path
+
+
+def _add_import(path: Path, line: str) -> None:
+    text = path.read_text()
+    head, _, rest = text.partition("from __future__ import annotations\n")
+    path.write_text(f"{head}from __future__ import annotations\n{line}\n{rest}")
+
+
+def test_each_forbidden_import_is_reported(tmp_path: Path) -> None:
+    root = _copy(tmp_path)
+    _add_import(root / "hw" / "process.py", "from relay import service")
+    _add_import(root / "relay" / "protocol" / "wire.py", "import relay.errors")
+    _add_import(root / "relay" / "routing.py", "from client import config")
+    _add_import(root / "beacon" / "core.py", "import client.scoring")
+    _add_import(root / "client" / "scoring.py", "from beacon.state import DeviceIdentity")
+    _add_import(root / "relay" / "errors.py", "from relay.service import Delivery")
+    found = "\n".join(re.sub(r":\d+ imports ", ": ", v) for v in violations(root))
+    assert "hw.process: relay.service: hw imports nothing of ours" in found
+    assert "relay.protocol.wire: relay.errors: the protocol package" in found
+    assert "relay.routing: client.config: relay never imports" in found
+    assert "beacon.core: client.scoring: beacon and client never" in found
+    assert "client.scoring: beacon.state: beacon and client never" in found
+    assert "import cycle in relay:" in found and "relay.errors" in found
+
+
+def test_imports_for_the_type_checker_only_do_not_count(tmp_path: Path) -> None:
+    root = _copy(tmp_path)
+    _add_import(
+        root / "hw" / "process.py",
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from relay import service",
+    )
+    assert violations(root) == []
