@@ -48,7 +48,7 @@ import sys
 import tempfile
 import time
 import types
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -346,30 +346,87 @@ class PingClient:
         return [(float(t), float(rtt)) for t, rtt in json.loads(out)]
 
 
+class GcPauses:
+    """Every cyclic-GC collection of the relay's process: (wall time, generation, seconds)."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[float, int, float]] = []
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append(
+                (time.time(), info["generation"], time.perf_counter() - self._started)
+            )
+
+    def longest(self, start: float, end: float) -> str:
+        inside = [(g, d) for t, g, d in self.pauses if start <= t <= end]
+        if not inside:
+            return "none"
+        generation, seconds = max(inside, key=lambda p: p[1])
+        return f"{seconds * 1000:.1f} ms (generation {generation}, {len(inside)} collections)"
+
+    def stop(self) -> None:
+        gc.callbacks.remove(self._callback)
+
+
 class LoopLag:
     """How late the relay's own event loop wakes a 1 ms timer: stalls seen from inside."""
 
     def __init__(self) -> None:
-        self.samples: list[tuple[float, float]] = []
+        # (wall time asked, how late it fired, CPU the loop's thread used meanwhile,
+        #  time the thread spent runnable but waiting for a CPU meanwhile)
+        self.samples: list[tuple[float, float, float, float]] = []
         self._task = asyncio.get_running_loop().create_task(self._run())
 
+    @staticmethod
+    def _waited(fd: int) -> float:
+        """Seconds this thread has spent runnable, waiting for a CPU (Linux schedstat)."""
+        return int(os.pread(fd, 100, 0).split()[1]) / 1e9
+
     async def _run(self) -> None:
-        while len(self.samples) < 2_000_000:
-            asked, started = time.time(), time.perf_counter()
-            await asyncio.sleep(0.001)
-            self.samples.append((asked, time.perf_counter() - started - 0.001))
+        fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)  # the loop's thread
+        try:
+            while len(self.samples) < 2_000_000:
+                asked, started = time.time(), time.perf_counter()
+                cpu, waited = time.thread_time(), self._waited(fd)
+                await asyncio.sleep(0.001)
+                late = time.perf_counter() - started - 0.001
+                self.samples.append(
+                    (asked, late, time.thread_time() - cpu, self._waited(fd) - waited)
+                )
+        finally:
+            os.close(fd)
+
+    def _inside(self, start: float, end: float) -> list[tuple[float, float, float, float]]:
+        # Only timers that fired inside the period (the bench's own measurements of
+        # sightings hold the loop on purpose, just outside these periods).
+        return [s for s in self.samples if start <= s[0] and s[0] + s[1] <= end]
 
     def longest(self, start: float, end: float) -> float:
         """The longest lateness of the timers set within [start, end], in ms."""
-        return max((late for t, late in self.samples if start <= t <= end), default=math.nan) * 1000
+        return max((s[1] for s in self._inside(start, end)), default=math.nan) * 1000
+
+    def own(self, start: float, end: float) -> float:
+        """The longest lateness left once the time the thread waited for a CPU held by other
+        processes is taken out, in ms: what the relay itself caused."""
+        return max((s[1] - s[3] for s in self._inside(start, end)), default=math.nan) * 1000
+
+    def busiest(self, start: float, end: float) -> float:
+        """The most CPU the loop's thread used while one 1 ms timer waited, in ms: the
+        longest run of work without yielding, whatever else the machine was doing."""
+        return max((s[2] for s in self._inside(start, end)), default=math.nan) * 1000
 
     def stop(self) -> None:
         self._task.cancel()
 
 
 def longest(pings: list[tuple[float, float]], start: float, end: float) -> tuple[float, float, int]:
-    """(longest, p99, count) of the round trips sent in [start, end], in ms."""
-    rtts = sorted(rtt for t, rtt in pings if start <= t <= end)
+    """(longest, p99, count) of the round trips sent and answered in [start, end], in ms."""
+    rtts = sorted(rtt for t, rtt in pings if start <= t and t + rtt <= end)
     if not rtts:
         return math.nan, math.nan, 0
     p99 = rtts[min(len(rtts) - 1, int(len(rtts) * 0.99))]
@@ -386,12 +443,15 @@ class Figures:
     index_bytes_per_device: float = math.nan
     rss_bytes_per_device: float = math.nan
     sightings_per_s: dict[str, float] = field(default_factory=dict)
+    sightings_per_cpu_s: dict[str, float] = field(default_factory=dict)
     load_loop_lag_ms: float = math.nan
     quiet_longest_ms: float = math.nan
     quiet_loop_lag_ms: float = math.nan
     change_longest_ms: list[float] = field(default_factory=list)  # one per window change
     change_p99_ms: list[float] = field(default_factory=list)
     change_loop_lag_ms: list[float] = field(default_factory=list)
+    change_loop_busy_ms: list[float] = field(default_factory=list)
+    change_loop_own_ms: list[float] = field(default_factory=list)
     change_pings: int = 0
     change_work_s: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -414,10 +474,17 @@ async def throughput(
     clock: BenchClock,
     seconds: float,
     expected: dict[str, int],
-) -> dict[str, float]:
-    """Sightings per second through validate → handle → encode, per kind of batch."""
+    resolves: Callable[[bytes], bool],
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Sightings per second through validate → handle → encode, per kind of batch: per
+    second of wall time, and per second of the loop thread's CPU (one core, whatever else
+    the machine runs)."""
     out: dict[str, float] = {}
+    per_cpu: dict[str, float] = {}
     for kind, eids in sighting_batches(clock()).items():
+        hits = sum(resolves(e) for e in eids)
+        if hits != (0 if kind == "unknown" else BATCH):
+            raise RuntimeError(f"{kind}: the index resolves {hits} of the {BATCH} EIDs")
         raw = json.dumps(
             {
                 "type": "sightings.report",
@@ -433,7 +500,7 @@ async def throughput(
                 f"{kind}: {len(outcome.result.devices)} devices resolved, expected {expected[kind]}"
             )
         batches = 0
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         deadline = started + seconds
         while time.perf_counter() < deadline and batches < 1_000_000:
             now = clock()
@@ -442,7 +509,8 @@ async def throughput(
             wire.encode_result(request.id, outcome.result)
             batches += 1
         out[kind] = batches * BATCH / (time.perf_counter() - started)
-    return out
+        per_cpu[kind] = batches * BATCH / (time.thread_time() - cpu)
+    return out, per_cpu
 
 
 async def measure(
@@ -465,6 +533,7 @@ async def measure(
     started = time.perf_counter()
     await server.start()
     lag = LoopLag()
+    pauses = GcPauses()
     loaded: asyncio.Future[float] = asyncio.get_running_loop().create_future()
 
     async def watch_load() -> None:
@@ -504,7 +573,21 @@ async def measure(
         )
         assert principal is not None
         expected = {"own tenant": BATCH, "other tenants": 0, "unknown": 0}
-        figures.sightings_per_s = await throughput(server, principal, clock, seconds, expected)
+        if isinstance(directory, BaselineDirectory):
+            old_index = directory.old_index
+            assert old_index is not None
+
+            def resolves(eid: bytes) -> bool:
+                return old_index.resolve(eid) is not None
+        else:
+            index = directory.eids.index
+
+            def resolves(eid: bytes) -> bool:
+                return index.resolve(eid, clock()) is not None
+
+        figures.sightings_per_s, figures.sightings_per_cpu_s = await throughput(
+            server, principal, clock, seconds, expected, resolves
+        )
         # --- window changes while the client pings --------------------------------------
         await asyncio.sleep(2.0)
         quiet = (time.time() - 2.0, time.time())
@@ -535,16 +618,28 @@ async def measure(
         figures.quiet_longest_ms = longest(pings, *quiet)[0]
         figures.quiet_loop_lag_ms = lag.longest(*quiet)
         for start, end in periods:
+            figures.notes.append(
+                f"longest GC pause in a window change: {pauses.longest(start, end)}"
+            )
             longest_ms, p99_ms, count = longest(pings, start, end)
             figures.change_longest_ms.append(longest_ms)
             figures.change_p99_ms.append(p99_ms)
             figures.change_pings += count
             figures.change_loop_lag_ms.append(lag.longest(start, end))
+            figures.change_loop_busy_ms.append(lag.busiest(start, end))
+            figures.change_loop_own_ms.append(lag.own(start, end))
         if client_up < loaded_at:
             figures.load_longest_ms = longest(pings, client_up, loaded_at)[0]
             figures.load_loop_lag_ms = lag.longest(client_up, loaded_at)
+            figures.notes.append(
+                f"while loading: loop late by {lag.own(client_up, loaded_at):.1f} ms at most "
+                f"without its waits for a CPU, its thread busy without yielding for at most "
+                f"{lag.busiest(client_up, loaded_at):.1f} ms; longest GC pause "
+                f"{pauses.longest(client_up, loaded_at)}"
+            )
     finally:
         lag.stop()
+        pauses.stop()
         await server.stop()
     return figures
 
@@ -557,7 +652,10 @@ def show(f: Figures) -> None:
     def each(values: list[float], unit: str = "ms") -> str:
         return ", ".join(f"{v:.1f}" for v in values) + f" {unit}"
 
-    rates = ", ".join(f"{kind} {rate:,.0f}/s" for kind, rate in f.sightings_per_s.items())
+    rates = ", ".join(
+        f"{kind} {rate:,.0f}/s ({f.sightings_per_cpu_s[kind]:,.0f} per CPU-second)"
+        for kind, rate in f.sightings_per_s.items()
+    )
     print(f"  [{f.implementation}] {f.devices:,} devices", flush=True)
     print(
         f"    build {f.build_s:.2f} s; while loading: longest ping {ms(f.load_longest_ms)}, "
@@ -571,7 +669,9 @@ def show(f: Figures) -> None:
     print(
         f"    {len(f.change_longest_ms)} window changes: longest ping {each(f.change_longest_ms)} "
         f"(p99 {each(f.change_p99_ms)}; {f.change_pings} pings), relay loop late by at most "
-        f"{each(f.change_loop_lag_ms)}; the work took {each(f.change_work_s, 's')}"
+        f"{each(f.change_loop_lag_ms)} ({each(f.change_loop_own_ms)} once its waits for a CPU "
+        f"held by other processes are taken out), its thread busy without yielding for at "
+        f"most {each(f.change_loop_busy_ms)}; the work took {each(f.change_work_s, 's')}"
     )
     print(
         f"    for comparison, the 2 s before: longest ping {ms(f.quiet_longest_ms)}, "

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from concurrent.futures import Executor
 from typing import Protocol
 
-from relay.eid_indexer import EidIndexer, worker_process
+from relay.eid_indexer import EidIndexer
+from relay.eid_worker import EidWorker, ProcessWorker
 from relay.model import (
     GLOBAL_DEFAULT_POLICY,
     Credential,
@@ -73,7 +73,7 @@ class Directory:
         eid_neighbours: int = 1,
         *,
         clock: Callable[[], float] = time.time,
-        eid_worker: Callable[[], Executor] = worker_process,
+        eid_worker: Callable[[], EidWorker] = ProcessWorker,
         resolvable_states: Collection[DeviceState] | None = SIGNED_IN,
     ) -> None:
         self._store = store
@@ -95,7 +95,7 @@ class Directory:
             _StoreDevices(store),
             resolvable=lambda d: states is None or d.state in states,
             clock=clock,
-            executor=eid_worker,
+            worker=eid_worker,
         )
 
     def on_change(self, listener: ChangeListener) -> None:

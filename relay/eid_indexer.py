@@ -4,11 +4,13 @@ Three things change the index (:mod:`relay.resolver`): the clock (a window ends,
 table is dropped and the one ahead is opened), the directory (devices added, re-keyed,
 excluded, removed) and start-up (every device). Each asks for AES work: one EID per
 device and opened window. When there is more than a few milliseconds of it, it runs in
-a worker *process*, in batches of flat bytes, and the loop only enters the results a
-bounded slice at a time; a worker *thread* would hold the GIL for whole switch
-intervals (5 ms each, several per request: measured 8-12 ms of added latency against
-2-4 ms for a process). A handful of devices (a directory change, a small site, the
-test suite) is computed inline, so nothing waits on a process start.
+a worker *process* (:mod:`relay.eid_worker`), in batches of flat bytes over a pipe the
+event loop reads itself, and the loop only enters the results a bounded slice at a time.
+A worker *thread* would hold the GIL for whole switch intervals (5 ms each, several per
+request: measured 8-12 ms of added latency against 2-4 ms for a process), and so do the
+helper threads of a process pool when the machine is busy. A handful of devices (a
+directory change, a small site, the test suite) is computed inline, so nothing waits on
+a process start.
 
 The loop's own cost per device and window is a table insertion (~1 µs on this project's
 2-core build machine), against ~12 µs of AES in the worker; at one million devices with
@@ -23,24 +25,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
-import os
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Collection, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Protocol
 
 import structlog
 
+from relay.eid_worker import EidWorker, ProcessWorker
 from relay.model import Device
 from relay.protocol.eid import EID_LEN, eids_of_keys
-from relay.resolver import EidIndex, EidTable, Fill
+from relay.resolver import PREPARE_STEP, EidIndex, EidTable, Fill
 
 log = structlog.get_logger("relay.eid")
 
 # Inserts entered per slice before yielding to the loop (~1 µs each on a slow core).
-MERGE_SLICE = 256
+MERGE_SLICE = 128
 # Devices per call to the worker: large, so that the round trips cost little.
 WORKER_BATCH = 4096
 # Up to this many device-windows of AES are computed on the loop (~6 µs each).
@@ -51,6 +51,8 @@ CHANGES_LIMIT = 512
 PAGE_SIZE = 100  # devices read per query while loading (~8 µs each to read, build and put)
 # After the worker failed, compute inline (in small steps) this long before trying again.
 WORKER_RETRY_S = 60.0
+# Slices of dropped tables' memory handed back per wake-up (RELEASE_STEP each).
+RELEASE_STEPS_MAX = 4096
 # The longest the background task sleeps before looking at the clock again (so that a
 # stepped clock is noticed soon).
 MAX_IDLE_S = 1.0
@@ -65,18 +67,6 @@ class DevicePages(Protocol):
         """Up to ``limit`` devices ordered by id, after ``after`` (from the start if None)."""
 
 
-def worker_process() -> Executor:
-    """One worker process for the AES work: started on first use, spawned (a fork would copy
-    the relay's locks and threads), and niced so that precomputing never takes the CPU
-    from answering requests."""
-    return ProcessPoolExecutor(
-        max_workers=1,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=os.nice,
-        initargs=(10,),
-    )
-
-
 class EidIndexer:
     """Loads, rotates and updates an :class:`EidIndex` in the background."""
 
@@ -87,7 +77,7 @@ class EidIndexer:
         *,
         resolvable: Callable[[Device], bool],
         clock: Callable[[], float] = time.time,
-        executor: Callable[[], Executor] = worker_process,
+        worker: Callable[[], EidWorker] = ProcessWorker,
         inline_limit: int = INLINE_LIMIT,
         page_size: int = PAGE_SIZE,
     ) -> None:
@@ -95,10 +85,9 @@ class EidIndexer:
         self._source = source
         self._resolvable = resolvable
         self._clock = clock
-        self._new_executor = executor
-        self._executor: Executor | None = None
+        self._new_worker = worker
+        self._worker: EidWorker | None = None
         self._worker_retry_at = float("-inf")
-        self._starting = asyncio.Lock()
         self._inline_limit = inline_limit
         self._page_size = page_size
         self._fills: deque[Fill] = deque()
@@ -125,9 +114,9 @@ class EidIndexer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        if self._worker is not None:
+            await self._worker.close()
+            self._worker = None
 
     # --- what the directory calls -------------------------------------------------------
     def resolve(self, eid: bytes, now: float) -> str | None:
@@ -198,6 +187,10 @@ class EidIndexer:
             if self._fills:
                 self.idle.clear()
             await self._drain()
+            for _ in range(RELEASE_STEPS_MAX):  # dropped tables' memory, a slice at a time
+                if not self.index.release():
+                    break
+                await asyncio.sleep(0)
             if self._resync or self._fills:
                 continue
             self.idle.set()
@@ -256,6 +249,11 @@ class EidIndexer:
             self._fill_now(fill)
             return
         started = time.perf_counter()
+        for table in fill.tables:  # back the tables with memory first, a slice at a time
+            offset = 0
+            while offset < table.span:
+                offset = table.prepare(offset, PREPARE_STEP)
+                await asyncio.sleep(0)
         per_slice = max(1, MERGE_SLICE // len(fill.windows))
         cursor = 0
         pending: deque[tuple[Sequence[int], asyncio.Future[list[bytes]]]] = deque()
@@ -314,31 +312,21 @@ class EidIndexer:
                 self.index.fill_slots(k, tables, chunk[start:end], parts)
                 await asyncio.sleep(0)
 
-    async def _worker(self) -> Executor:
-        async with self._starting:
-            if self._executor is None:
-                executor = self._new_executor()
-                # A process pool starts its process on the first call, on the caller's
-                # thread: let that be a thread of its own, not the loop (a spawn is ~20 ms).
-                await asyncio.to_thread(lambda: executor.submit(int).result())
-                self._executor = executor
-            return self._executor
-
     async def _compute(self, keys: bytes, k: int, windows: Sequence[int]) -> list[bytes]:
         """EIDs of a batch, in the worker; inline in small steps if the worker failed."""
         if time.monotonic() >= self._worker_retry_at:
             try:
-                executor = await self._worker()
-                loop = asyncio.get_running_loop()
-                return await loop.run_in_executor(executor, eids_of_keys, keys, k, tuple(windows))
+                if self._worker is None:
+                    self._worker = self._new_worker()
+                return await self._worker.compute(keys, k, tuple(windows))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a dead worker must not stop resolution
                 log.error("eid_worker_failed", error=repr(exc), retry_in_s=WORKER_RETRY_S)
                 self._worker_retry_at = time.monotonic() + WORKER_RETRY_S
-                if self._executor is not None:
-                    self._executor.shutdown(wait=False, cancel_futures=True)
-                    self._executor = None
+                worker, self._worker = self._worker, None
+                if worker is not None:
+                    await worker.close()
         out = [bytearray() for _ in windows]
         step = 16 * max(1, 32 // len(windows))
         for start in range(0, len(keys), step):

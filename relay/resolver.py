@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import mmap
 import sys
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -52,11 +53,17 @@ _LOAD = 0.6  # entries per table slot when a table is created
 _MAX_LOAD = 0.85  # a table that fills beyond this (many devices added in one window) grows
 _NO_DEVICE = 0xFF  # rotation-exponent byte of an empty slot
 _MAX_SLOTS = 0xFFFFFFFF  # slots are stored in 4 bytes
+_FIRST_CAPACITY = 4096  # slots
 _ORDER = sys.byteorder  # EIDs become numbers in the machine's order: merges cast, no parsing
 # The id -> slot map is split so that no single dict resize rehashes a million entries
 # on the event loop (one resize at ~700,000 ids took ~100 ms here).
 _ID_SHARDS = 256
 MAX_NEIGHBOURS = 8
+# Bytes of a dropped table's memory handed back to the kernel per step (~0.5 ms of kernel
+# time here), and bytes of a new table's memory populated per step before it is filled.
+RELEASE_STEP = 1 << 19
+PREPARE_STEP = 1 << 18
+_MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)  # Linux 5.14
 # A table outlives its window by this much, so that a request whose time was read just
 # before a window change still finds the tables of that time.
 DROP_GRACE_S = 5.0
@@ -66,9 +73,15 @@ def _zeroed(size: int) -> tuple[memoryview, memoryview]:
     """Two zeroed arrays of ``size`` 8-byte and 4-byte numbers. Anonymous memory maps, not
     ``array``: the kernel hands out zeroed pages as they are first written, so opening a
     table for a million devices costs no 20 MB memset on the event loop."""
-    eids = memoryview(mmap.mmap(-1, 8 * size)).cast("Q")
-    slots = memoryview(mmap.mmap(-1, 4 * size)).cast("I")
+    eids = memoryview(_private_map(8 * size)).cast("Q")
+    slots = memoryview(_private_map(4 * size)).cast("I")
     return eids, slots
+
+
+def _private_map(size: int) -> mmap.mmap:
+    """Anonymous *private* memory: handed back to the kernel by MADV_DONTNEED at once and
+    growable by mremap (a shared anonymous map is a shared-memory file: neither holds)."""
+    return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
 
 
 class EidTable:
@@ -102,6 +115,36 @@ class EidTable:
     @property
     def nbytes(self) -> int:
         return self._size * (8 + 4)
+
+    @property
+    def span(self) -> int:
+        """Bytes of the larger of its two maps (how far prepare and release go)."""
+        return self._size * 8
+
+    def prepare(self, offset: int, length: int) -> int:
+        """Have the kernel back ``length`` bytes of each map from ``offset`` with zeroed
+        pages now, so that filling the table does not take a page fault per entry (~5 µs
+        each, so ~2.5 ms for a slice of 256 at a million devices). Contents are kept.
+        Returns the offset to continue from."""
+        self._advise(_MADV_POPULATE_WRITE, offset, length)
+        return offset + length
+
+    def release(self, offset: int, length: int) -> int:
+        """Hand ``length`` bytes of each map from ``offset`` back to the kernel (the table
+        must no longer be read); returns the offset to continue from."""
+        self._advise(mmap.MADV_DONTNEED, offset, length)
+        return offset + length
+
+    def _advise(self, advice: int, offset: int, length: int) -> None:
+        for view in (self._eids, self._slots):
+            mapped = view.obj
+            assert isinstance(mapped, mmap.mmap)
+            size = len(mapped)
+            if offset < size:
+                try:
+                    mapped.madvise(advice, offset, min(length, size - offset))
+                except OSError:
+                    return  # a kernel without it (before Linux 5.14): pages fault on use
 
     def get(self, eid: int) -> int:
         """The slot holding ``eid`` (as an unsigned 64-bit number), or -1."""
@@ -179,7 +222,7 @@ class IndexMemory:
     """Bytes held by the index, by part (Python objects counted with ``sys.getsizeof``)."""
 
     tables: int
-    slots: int  # identity keys, exponents, marks, the slot list and the device id strings
+    slots: int  # identity keys, exponents, marks, slot -> id maps and the id strings
     id_map: int  # device id -> slot
     devices: int
 
@@ -199,11 +242,19 @@ class EidIndex:
         if not 0 <= neighbours <= MAX_NEIGHBOURS:
             raise ValueError(f"EID neighbours must be between 0 and {MAX_NEIGHBOURS}")
         self.neighbours = neighbours
-        self._ids: list[str | None] = []
-        self._keys = bytearray()
-        self._exponents = bytearray()
-        self._marks = bytearray()  # full-sync marks; 0 on empty slots
+        # slot -> device id and back. Dicts of strings and numbers only, which the cyclic
+        # GC never tracks: a list of a million ids would add ~20 ms to every full
+        # collection (measured here), a stall of the whole relay.
+        self._names: list[dict[int, str]] = [{} for _ in range(_ID_SHARDS)]
         self._slot_of: list[dict[str, int]] = [{} for _ in range(_ID_SHARDS)]
+        self._slots = 0  # slots ever handed out
+        # Per slot: identity key, rotation exponent (_NO_DEVICE when empty), full-sync mark
+        # (0 when empty). Anonymous maps grown by mremap: a bytearray of a million keys is
+        # copied whole each time it grows (16 MB and its page faults: ~20 ms here).
+        self._capacity = _FIRST_CAPACITY
+        self._keys = _private_map(_FIRST_CAPACITY * IDENTITY_KEY_LEN)
+        self._exponents = _private_map(_FIRST_CAPACITY)
+        self._marks = _private_map(_FIRST_CAPACITY)
         self._devices = 0
         self._free: list[int] = []
         self._quarantine: list[tuple[int, int, int]] = []  # (serial when emptied, k, slot)
@@ -212,6 +263,7 @@ class EidIndex:
         self._serial = 0
         self._mark = 1
         self._rotated_at = float("-inf")
+        self._retired: deque[tuple[EidTable, int]] = deque()  # dropped, memory being freed
         self._due = float("-inf")  # rotate() has nothing to do before this time
         # k -> (counter >> k it was computed for, the tables a lookup probes, current first)
         self._probe: dict[int, tuple[int, tuple[EidTable, ...]]] = {}
@@ -223,7 +275,7 @@ class EidIndex:
         if number == 0 or len(eid) != EID_LEN:
             return None
         counter = int(now) & _COUNTER_MASK
-        ids = self._ids
+        names = self._names
         probe = self._probe
         for k in self._tables:
             cached = probe.get(k)
@@ -237,7 +289,8 @@ class EidIndex:
                 found = eids[i]
                 while found:
                     if found == number:
-                        device_id = ids[table._slots[i]]
+                        slot = table._slots[i]
+                        device_id = names[slot % _ID_SHARDS].get(slot)
                         if device_id is not None:
                             return device_id
                         break
@@ -312,7 +365,7 @@ class EidIndex:
             if tables is None:
                 tables = self._tables[k] = {}
             for window in [w for w in tables if w not in needed]:
-                del tables[window]  # one free per array, however many devices
+                self._drop(tables.pop(window))
                 changed = True
             opened: list[EidTable] = []
             for window in needed[: 2 * self.neighbours + 2]:  # not the grace ones
@@ -330,6 +383,22 @@ class EidIndex:
             self._release_quarantine()
         self._due = self._next_due(now)
         return fills
+
+    def _drop(self, table: EidTable) -> None:
+        # Unmapping 20 MB of touched pages is ~10 ms of kernel time on one thread; a big
+        # table is handed back a slice at a time by release() instead.
+        if table.nbytes > RELEASE_STEP:
+            self._retired.append((table, 0))
+
+    def release(self) -> bool:
+        """Give one slice of a dropped table's memory back; True while more is left."""
+        if not self._retired:
+            return False
+        table, offset = self._retired.popleft()
+        offset = table.release(offset, RELEASE_STEP)
+        if offset < table.span:
+            self._retired.appendleft((table, offset))
+        return bool(self._retired)
 
     def _next_due(self, now: float) -> float:
         """The next window start of any exponent in use, or the end of a table's grace."""
@@ -355,20 +424,21 @@ class EidIndex:
         Slots are handed out densely, so a batch is usually one run of consecutive slots:
         found and copied at C speed (``find``, ``lstrip``, one slice of the key array)."""
         exponents = self._exponents
+        end = self._slots
         mark = bytes([k])
         runs: list[range] = []
-        blobs: list[bytes | bytearray] = []
+        blobs: list[bytes] = []
         taken = 0
-        cursor = exponents.find(mark, cursor)
+        cursor = exponents.find(mark, cursor, end)
         while cursor != -1 and taken < limit:
-            window = exponents[cursor : cursor + limit - taken]
+            window = exponents[cursor : min(cursor + limit - taken, end)]
             length = len(window) - len(window.lstrip(mark))
             runs.append(range(cursor, cursor + length))
             first, last = cursor * IDENTITY_KEY_LEN, (cursor + length) * IDENTITY_KEY_LEN
             blobs.append(self._keys[first:last])
             taken += length
-            cursor = exponents.find(mark, cursor + length)
-        next_cursor = len(exponents) if cursor == -1 else cursor
+            cursor = exponents.find(mark, cursor + length, end)
+        next_cursor = end if cursor == -1 else cursor
         slots: Sequence[int] = runs[0] if len(runs) == 1 else [s for r in runs for s in r]
         return Batch(k, slots, b"".join(blobs), next_cursor)
 
@@ -386,13 +456,14 @@ class EidIndex:
             table.complete = True
 
     def _enter(self, table: EidTable, k: int, slots: Sequence[int], blob: bytes) -> None:
-        ids = self._ids
         exponents = self._exponents
         put = table.put
         numbers = memoryview(blob).cast("Q")  # native order, as resolve() reads them
         for n, slot in enumerate(slots):
-            if ids[slot] is None or exponents[slot] != k:
-                continue  # removed or re-keyed since its keys were read
+            # An emptied slot has no exponent, and cannot be taken again while this table
+            # lives (see _empty), so this finds the slots removed since the keys were read.
+            if exponents[slot] != k:
+                continue
             put(numbers[n], slot)
 
     # --- the directory's side ------------------------------------------------------------
@@ -412,7 +483,7 @@ class EidIndex:
                 return None
             self._empty(slot)
         slot = self._take_slot()
-        self._ids[slot] = device_id
+        self._names[slot % _ID_SHARDS][slot] = device_id
         self._keys[slot * IDENTITY_KEY_LEN : (slot + 1) * IDENTITY_KEY_LEN] = identity_key
         self._exponents[slot] = k
         self._marks[slot] = self._mark
@@ -430,6 +501,11 @@ class EidIndex:
             return False
         self._empty(slot)
         return True
+
+    @property
+    def slots(self) -> int:
+        """Slots ever handed out (emptied ones are reused, so this stays near the count)."""
+        return self._slots
 
     def count(self, k: int) -> int:
         """How many devices with rotation exponent ``k`` are indexed."""
@@ -470,11 +546,11 @@ class EidIndex:
     def end_sync(self) -> list[str]:
         """Remove the devices not put since :meth:`begin_sync`; returns their ids."""
         stale = bytes(1 if m not in (0, self._mark) else 0 for m in range(256))
-        flags = self._marks.translate(stale)
+        flags = self._marks[: self._slots].translate(stale)
         removed: list[str] = []
         slot = flags.find(1)
         while slot != -1:
-            device_id = self._ids[slot]
+            device_id = self._names[slot % _ID_SHARDS].get(slot)
             if device_id is not None:
                 removed.append(device_id)
                 self._empty(slot)
@@ -487,22 +563,24 @@ class EidIndex:
     def _take_slot(self) -> int:
         if self._free:
             return self._free.pop()
-        slot = len(self._ids)
+        slot = self._slots
         if slot >= _MAX_SLOTS:
             raise OverflowError("the EID index holds at most 2**32 - 1 devices")
-        self._ids.append(None)
-        self._keys.extend(bytes(IDENTITY_KEY_LEN))
-        self._exponents.append(_NO_DEVICE)
-        self._marks.append(0)
+        if slot == self._capacity:
+            self._capacity *= 2  # mremap: the pages move, nothing is copied
+            self._keys.resize(self._capacity * IDENTITY_KEY_LEN)
+            self._exponents.resize(self._capacity)
+            self._marks.resize(self._capacity)
+        self._slots += 1
+        self._exponents[slot] = _NO_DEVICE
         return slot
 
     def _empty(self, slot: int) -> None:
-        device_id = self._ids[slot]
+        device_id = self._names[slot % _ID_SHARDS].pop(slot, None)
         if device_id is not None:
             del self._slot_of[hash(device_id) % _ID_SHARDS][device_id]
             self._devices -= 1
         k = self._exponents[slot]
-        self._ids[slot] = None
         self._exponents[slot] = _NO_DEVICE
         self._marks[slot] = 0
         self._count[k] -= 1
@@ -531,13 +609,11 @@ class EidIndex:
     def memory(self) -> IndexMemory:
         """What the index holds, in bytes (walks every id: for benchmarks and diagnostics)."""
         tables = sum(t.nbytes for ts in self._tables.values() for t in ts.values())
-        strings = sum(sys.getsizeof(i) for i in self._ids if i is not None)
+        strings = sum(sys.getsizeof(i) for names in self._names for i in names.values())
         slots = (
-            sys.getsizeof(self._keys)
-            + sys.getsizeof(self._exponents)
-            + sys.getsizeof(self._marks)
-            + sys.getsizeof(self._ids)
+            self._slots * (IDENTITY_KEY_LEN + 2)  # the used part of the three maps
             + sys.getsizeof(self._free)
+            + sum(sys.getsizeof(names) for names in self._names)
             + strings
         )
         # Slot numbers above 256 are int objects of their own, held by the id map.

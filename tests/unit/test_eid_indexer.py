@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import replace
 
 import pytest
 
 from relay.eid_indexer import EidIndexer
+from relay.eid_worker import EidWorker, ProcessWorker
 from relay.model import Device
-from relay.protocol.eid import eid_at
+from relay.protocol.eid import eid_at, eids_of_keys
 from relay.resolver import EidIndex
 
 K = 4
@@ -54,18 +55,29 @@ class Clock:
         return self.now
 
 
-def threads() -> Executor:
-    return ThreadPoolExecutor(1)
+class ThreadWorker:
+    """The worker's interface on a thread of this process (fast to start, for the tests of
+    the batching; one test below runs the real worker process)."""
+
+    def __init__(self) -> None:
+        self.batches = 0
+
+    async def compute(self, keys: bytes, k: int, windows: Sequence[int]) -> list[bytes]:
+        self.batches += 1
+        return await asyncio.to_thread(eids_of_keys, keys, k, windows)
+
+    async def close(self) -> None:
+        return None
 
 
 async def started(
     table: DeviceTable,
     clock: Clock | None = None,
-    executor: Callable[[], Executor] = threads,
+    worker: Callable[[], EidWorker] = ThreadWorker,
     **kw: int,
 ) -> EidIndexer:
     indexer = EidIndexer(
-        EidIndex(), table, resolvable=signed_in, clock=clock or Clock(), executor=executor, **kw
+        EidIndex(), table, resolvable=signed_in, clock=clock or Clock(), worker=worker, **kw
     )
     indexer.start()
     await asyncio.wait_for(indexer.loaded.wait(), 30)
@@ -98,17 +110,17 @@ async def test_every_resolvable_device_is_loaded_and_the_others_are_not(
 
 async def test_a_large_load_goes_through_the_worker_in_batches(closing: list[EidIndexer]) -> None:
     devices = [device(n) for n in range(300)]
-    indexer = await started(DeviceTable(devices), inline_limit=0)
+    worker = ThreadWorker()
+    indexer = await started(DeviceTable(devices), worker=lambda: worker, inline_limit=0)
     closing.append(indexer)
     assert all(resolves(indexer, d) == d.id for d in devices)
     assert indexer.index.covers(NOW)
+    assert worker.batches >= 1
 
 
 async def test_the_worker_process_computes_the_same_eids(closing: list[EidIndexer]) -> None:
-    from relay.eid_indexer import worker_process
-
     devices = [device(n) for n in range(40)]
-    indexer = await started(DeviceTable(devices), executor=worker_process, inline_limit=0)
+    indexer = await started(DeviceTable(devices), worker=ProcessWorker, inline_limit=0)
     closing.append(indexer)
     assert all(resolves(indexer, d) == d.id for d in devices)
 
@@ -173,12 +185,10 @@ async def test_the_background_follows_the_clock_with_large_fills(
 async def test_a_failing_worker_falls_back_to_computing_inline(
     closing: list[EidIndexer],
 ) -> None:
-    def broken() -> Executor:
-        executor = ThreadPoolExecutor(1)
-        executor.shutdown()
-        return executor  # submit() now raises RuntimeError
+    def broken() -> EidWorker:
+        return ProcessWorker([sys.executable, "-c", "pass"])  # exits without answering
 
     devices = [device(n) for n in range(50)]
-    indexer = await started(DeviceTable(devices), executor=broken, inline_limit=0)
+    indexer = await started(DeviceTable(devices), worker=broken, inline_limit=0)
     closing.append(indexer)
     assert all(resolves(indexer, d) == d.id for d in devices)

@@ -128,7 +128,7 @@ def test_an_emptied_slot_is_not_reused_while_a_table_can_still_name_it() -> None
     keep_up(index, later)
     put(index, "c", KEY_C)
     assert index.memory().devices == 2
-    assert len(index._ids) == 2  # c reused a's slot
+    assert index.slots == 2  # c reused a's slot
 
 
 def test_a_device_added_after_the_tables_opened_resolves_in_every_live_table() -> None:
@@ -209,3 +209,26 @@ def test_memory_is_reported_per_device() -> None:
 def test_neighbours_out_of_range_are_refused() -> None:
     with pytest.raises(ValueError, match="neighbours"):
         EidIndex(neighbours=9)
+
+
+def test_a_large_dropped_table_is_handed_back_a_slice_at_a_time() -> None:
+    index = EidIndex()
+    for n in range(90_000):  # tables of 1.8 MB: more than one release step
+        index.put(f"d{n}", n.to_bytes(16, "big"), K)
+    index.rotate(NOW)
+    assert not index.release()  # nothing dropped yet
+    index.rotate(NOW + 10 * PERIOD)  # every table of NOW is dropped
+    steps = 0
+    while index.release():
+        steps += 1
+        assert steps < 100
+    assert steps >= 4  # four tables, two slices or more each
+
+
+def test_preparing_a_table_keeps_what_it_holds() -> None:
+    index = indexed(("a", KEY_A))
+    for table in index.live_windows(K):
+        offset = 0
+        while offset < table.span:
+            offset = table.prepare(offset, 4096)
+    assert index.resolve(eid_at(KEY_A, NOW, K), NOW) == "a"
