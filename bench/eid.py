@@ -164,8 +164,8 @@ class BaselineDirectory(Directory):
     async def close(self) -> None:
         return None
 
-    async def _eids_directory_moved(self, now: float) -> None:
-        return None
+    async def _eids_directory_moved(self, changes: Any, now: float) -> None:
+        return None  # the old index rebuilds itself when the version moves
 
     async def resolve(self, eid: bytes, now: float) -> Device | None:
         if now - self._checked_at >= self._check_interval:
@@ -628,7 +628,7 @@ async def measure(
             figures.change_loop_lag_ms.append(lag.longest(start, end))
             figures.change_loop_busy_ms.append(lag.busiest(start, end))
             figures.change_loop_own_ms.append(lag.own(start, end))
-        if client_up < loaded_at:
+        if client_up < loaded_at and not isinstance(directory, BaselineDirectory):
             figures.load_longest_ms = longest(pings, client_up, loaded_at)[0]
             figures.load_loop_lag_ms = lag.longest(client_up, loaded_at)
             figures.notes.append(
