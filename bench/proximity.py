@@ -1,6 +1,7 @@
 """Score the proximity trackers on scenarios/, then the proximity tracker under bluetoothd's rules.
 
     ./dev.sh bench proximity [--seeds 1-5] [--rules-only] [SCENARIO.toml ...]
+    ./dev.sh bench proximity --starts 100
 
 First the Markdown table of every scenario with every tracker (``btogether sim
 table``; the README's proximity table comes from it), on every advert the scenario
@@ -17,12 +18,19 @@ simulated air (``hw.sim.reporting.apply_advert``, ``hw.sim.bluez`` passive windo
   after its usual 10 s without a sample;
 * ``passive, held`` — the same, but the tracker keeps a device until BlueZ says it is
   lost (what the scan command does in passive mode).
+
+``--starts N`` measures instead the first seconds of N starts per scenario (seeds 0..N-1):
+how often the first room the tracker names is not the true room, how often the top
+changes in the first 5 s, and how long it takes to name a room — for the tracker as
+configured next to the same tracker naming the first device heard at once (no settling),
+in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import statistics
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -100,7 +108,63 @@ def rules_table(paths: list[Path], seeds: list[int | None]) -> str:
     return "\n".join(lines)
 
 
+START_WINDOW_S = 5.0
+
+
+def starts(path: Path, config: TrackerConfig, runs: int) -> tuple[float, float, float]:
+    """(share of starts naming a wrong room first, share changing the top, median s to name)."""
+    scenario = load_scenario(path)
+    truth = scenario.true_room(scenario.start)
+    wrong = changed = 0
+    firsts = []
+    for seed in range(runs):
+        tracker = ProximityTracker(config)
+        tops: list[str] = []
+        first_at = START_WINDOW_S
+        for advert in scenario_adverts(scenario, random.Random(seed)):
+            if advert.t > scenario.start + START_WINDOW_S:
+                break
+            tracker.observe(advert.device, advert.rssi, advert.tx_power, advert.t)
+            top = tracker.top(advert.t)
+            if top is not None and not tops:
+                first_at = advert.t - scenario.start
+            if top is not None and (not tops or tops[-1] != top):
+                tops.append(top)
+        firsts.append(first_at)
+        wrong += bool(tops) and tops[0] != truth
+        changed += len(tops) > 1
+    return wrong / runs, changed / runs, statistics.median(firsts)
+
+
+def main_starts(runs: int, paths: list[Path]) -> int:
+    configured = TrackerConfig()
+    at_once = replace(configured, settle_min_s=0.0, settle_s=0.0)
+    print(
+        "| scenario | wrong first room (settling / at once) | top changed in 5 s "
+        "| first room named after, median s |"
+    )
+    print("|---|---:|---:|---:|")
+    for path in paths:
+        settled = starts(path, configured, runs)
+        naive = starts(path, at_once, runs)
+        print(
+            f"| {path.stem} | {settled[0]:.2f} / {naive[0]:.2f} | {settled[1]:.2f} / "
+            f"{naive[1]:.2f} | {settled[2]:.2f} / {naive[2]:.2f} |"
+        )
+    print(f"\n({runs} starts per scenario)", file=sys.stderr)
+    return 0
+
+
 def main() -> int:
+    if "--starts" in sys.argv:
+        starts_parser = argparse.ArgumentParser(prog="bench/proximity.py", description=__doc__)
+        starts_parser.add_argument("--starts", type=int, required=True, help="starts per scenario")
+        starts_parser.add_argument(
+            "scenarios", nargs="*", type=Path, help="default: scenarios/*.toml"
+        )
+        starts_args = starts_parser.parse_args()
+        chosen = starts_args.scenarios or sorted(sim_cli.DEFAULT_SCENARIOS.glob("*.toml"))
+        return main_starts(starts_args.starts, chosen)
     parser = argparse.ArgumentParser(prog="bench/proximity.py", description=__doc__)
     sim_cli.add_arguments(parser)
     argv = sys.argv[1:]

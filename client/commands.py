@@ -628,7 +628,13 @@ def _status(args: argparse.Namespace) -> int:
         f"Laptop {status['laptop_name']} ({status['laptop_id']}): {link}",
         f"Scanning: {status['scan']['status']}, {status['scan']['nearby']} device(s) nearby",
         f"Screen lock: {_lock_word(lock['locked'])}"
-        + ("" if lock["watch"] == "watching" else f" (lock watch {lock['watch']})")
+        + (
+            f"; watching {lock['session']}"
+            if lock["watch"] == "watching" and lock.get("session")
+            else ""
+            if lock["watch"] == "watching"
+            else f" (lock watch {lock['watch']})"
+        )
         + f"; lock sync {'on' if lock['sync'] else 'off'}",
         "Paired with: " + (", ".join(p["phone_name"] for p in status["pairings"]) or "no phone"),
     ]

@@ -43,7 +43,15 @@ from client.control import ControlError
 from client.lock_report import LockReporter, LockState
 from client.nearby import NearbyDevice, SightingBook, rank_nearby
 from client.proximity import ProximityTracker, TrackerConfig
-from client.tray_menu import NearbyPhone, NearbyRoom, PairedPhone, PendingPairing, TrayState
+from client.tray_menu import (
+    JoinOutcome,
+    NearbyPhone,
+    NearbyRoom,
+    PairedPhone,
+    PairingCode,
+    PendingPairing,
+    TrayState,
+)
 from hw.lock import LockBackendError, LockBusConfig, LockWatcher, create_lock_watcher
 from hw.scanner import (
     AdvertLost,
@@ -124,13 +132,28 @@ def _relay_error(exc: RequestFailed) -> ControlError:
     return ControlError(exc.code.value, exc.message, "relay")
 
 
-def _match(devices: list[tuple[str, str]], wanted: str) -> str | None:
-    """The id among (id, name) pairs that ``wanted`` names, by id or case-insensitive name."""
+def _match(devices: list[tuple[str, str]], wanted: str, *, words: bool = False) -> str | None:
+    """The id among (id, name) pairs that ``wanted`` names, by id or case-insensitive name.
+
+    With ``words``, a name that contains ``wanted`` as whole words also matches if it is
+    the only one (``join Borealis`` for "Room Borealis").
+    """
     for device_id, _ in devices:
         if device_id == wanted:
             return device_id
-    folded = wanted.casefold()
-    matches = [device_id for device_id, name in devices if name.casefold() == folded]
+    folded = " ".join(wanted.split()).casefold()
+    matches = [
+        device_id for device_id, name in devices if " ".join(name.split()).casefold() == folded
+    ]
+    if not matches and words and folded:
+        wanted_words = folded.split()
+        for device_id, name in devices:
+            name_words = name.casefold().split()
+            if any(
+                name_words[i : i + len(wanted_words)] == wanted_words
+                for i in range(len(name_words) - len(wanted_words) + 1)
+            ):
+                matches.append(device_id)
     if len(matches) > 1:
         raise ControlError("ambiguous", f"several devices are called {wanted!r}; use the id")
     return matches[0] if matches else None
@@ -189,6 +212,7 @@ class ClientCore:
         self.scan_mode: str | None = None
         self.lock_status = "starting" if lock_watcher_factory is not None else "off"
         self.locked: bool | None = None
+        self.lock_session: str | None = None  # which session, and how it was chosen
         self.pairings: dict[str, wire.PairingInfo] = {}
         self.pairings_known = False
         self.pending: PendingPair | None = None
@@ -196,6 +220,8 @@ class ClientCore:
         self.meeting_id: str | None = meeting_id
         self._saved_meeting = meeting_id
         self.lock_applied: dict[str, wire.LockApplied] = {}
+        self.last_join: JoinOutcome | None = None
+        self._join_meetings: dict[str, str] = {}
         self.adverts_heard = 0
         self.reports_sent = 0
         self._outcomes = _Outcomes()
@@ -445,6 +471,7 @@ class ClientCore:
             handoff.state, handoff.reason = event.state, event.reason
             self._log.info("audio_state", phone_id=event.phone_id, state=event.state)
         elif isinstance(event, wire.JoinResult):
+            self._remember_join(event.join_id, event.room_id, event.outcome)
             self._outcomes.put(
                 self._outcomes.joins,
                 event.join_id,
@@ -556,6 +583,7 @@ class ClientCore:
                 await asyncio.sleep(self.config.scan.retry_s)
                 continue
             self.lock_status = "watching"
+            self.lock_session = watcher.watching
             self._notify()
             try:
                 async for event in watcher.events():
@@ -666,6 +694,7 @@ class ClientCore:
             },
             "lock": {
                 "watch": self.lock_status,
+                "session": self.lock_session,
                 "locked": self.locked,
                 "sync": self.reporter.enabled,
                 "unsent": self.reporter.pending or self.reporter.in_flight is not None,
@@ -728,7 +757,20 @@ class ClientCore:
             lock_sync=self.reporter.enabled,
             audio_phone_id=handoff.phone_id if handoff is not None else None,
             meeting_id=self.meeting_id,
+            pairing_code=(
+                PairingCode(pending.request_id, pending.phone_name, pending.code)
+                if pending is not None and pending.code
+                else None
+            ),
+            last_join=self.last_join,
         )
+
+    def _remember_join(self, join_id: str, room_id: str, outcome: str) -> None:
+        """The latest join's answer, for the tray's notification."""
+        descriptor = self.book.descriptor(room_id)
+        meeting = self._join_meetings.get(join_id, self.meeting_id or "")
+        name = descriptor.name if descriptor is not None else room_id
+        self.last_join = JoinOutcome(join_id, name, outcome, meeting)
 
     # --- actions ------------------------------------------------------------------------------
     def _resolve_phone(self, phone: str | None) -> str:
@@ -736,15 +778,27 @@ class ClientCore:
         if phone is None:
             offered = [n for n in nearby if n.connectable and n.device_id not in self.pairings]
             if not offered:
+                paired = [n for n in nearby if n.device_id in self.pairings]
+                if paired:
+                    raise ControlError(
+                        "already_paired",
+                        f"{paired[0].name!r} is already paired with this laptop "
+                        "(`btogether client pairings`; `client unpair` to undo it)",
+                    )
                 raise ControlError(
                     "no_phone",
                     "no desk phone of yours is nearby (see `btogether client nearby`)",
                 )
             return offered[0].device_id
-        known = [(n.device_id, n.name) for n in nearby] + [
-            (p.phone_id, p.phone_name) for p in self.pairings.values()
-        ]
+        names = {n.device_id: n.name for n in nearby}
+        names.update((p.phone_id, p.phone_name) for p in self.pairings.values())
+        known = list(names.items())
         device_id = _match(known, phone) or phone
+        if device_id in self.pairings:
+            raise ControlError(
+                "already_paired",
+                f"{self.pairings[device_id].phone_name!r} is already paired with this laptop",
+            )
         near = next((n for n in nearby if n.device_id == device_id), None)
         if near is not None and not near.connectable:
             whose = "your own" if near.own else "another account's or a shared"
@@ -892,9 +946,20 @@ class ClientCore:
                 raise ControlError("no_room", "no room is nearby (see `btogether client nearby`)")
             room_id = rooms[0].device_id
         else:
-            room_id = _match([(n.device_id, n.name) for n in rooms], room) or room
+            found = _match([(n.device_id, n.name) for n in rooms], room, words=True)
+            if found is None and not room.startswith("d_"):
+                heard = ", ".join(repr(n.name) for n in rooms) or "none"
+                raise ControlError(
+                    "no_room",
+                    f"no room called {room!r} is nearby (nearby: {heard}; "
+                    "see `btogether client nearby`)",
+                )
+            room_id = found or room
         meeting_id = self._meeting(meeting)
         result = await self._request(lambda link: link.join_request(room_id, meeting_id))
+        self._join_meetings[result.join_id] = meeting_id
+        if result.outcome != "pending":
+            self._remember_join(result.join_id, room_id, result.outcome)
         outcome: dict[str, Any] = {
             "join_id": result.join_id,
             "room_id": room_id,
@@ -941,6 +1006,9 @@ class CoreTrayActions:
 
     async def unpair(self, phone_id: str) -> None:
         await self._core.unpair(phone_id)
+
+    async def set_meeting(self, meeting_id: str | None) -> None:
+        self._core.set_meeting(meeting_id)
 
     async def quit(self) -> None:
         self._on_quit()

@@ -8,8 +8,19 @@ on the client's event loop through :class:`TrayActions`. pystray must own the ma
 another thread.
 
 Backends: pystray's ``xorg`` backend has no menu, so it is refused; on Linux ``appindicator``
-is used when its typelib is installed, else ``gtk`` (an XEmbed tray icon). Both need PyGObject:
-when the virtualenv lacks it, Debian's ``python3-gi`` is used if it matches this Python.
+is used when its typelib is installed and a session bus is there, else ``gtk`` (an XEmbed
+tray icon). Both need PyGObject: when the virtualenv lacks it, Debian's ``python3-gi`` is
+used if it matches this Python.
+
+Notifications (a pairing code to compare, a room's answer to a join: :func:`notices`) go to
+the desktop's notification service. With the GTK backends they go through
+:class:`SessionNotifier`, which replaces pystray's own: pystray's needs a session bus at
+start-up (without one GLib tries to launch one and fails with a traceback) and blocks or
+fails when no notification daemon answers. Ours says once, in one line, that
+notifications are off and why, and the tray carries on: the menu shows the same.
+
+"Set meeting…" asks for the meeting in a small GTK dialog (:func:`ask_text_gtk`), shown by
+the GTK main loop whichever thread chose the row.
 """
 
 from __future__ import annotations
@@ -20,7 +31,7 @@ import importlib.util
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -30,16 +41,28 @@ import structlog
 from client.tray_menu import (
     Action,
     MenuEntry,
+    Notice,
     TrayActions,
     TrayState,
     build_menu,
     dispatch_action,
+    notices,
 )
 
 _log = structlog.get_logger(__name__)
 
 _MENU_BACKENDS = ("appindicator", "gtk", "darwin", "win32")
+_GTK_BACKENDS = ("appindicator", "gtk")
 _DEBIAN_DIST_PACKAGES = Path("/usr/lib/python3/dist-packages")
+NOTIFICATIONS_NAME = "org.freedesktop.Notifications"
+NOTIFICATIONS_PATH = "/org/freedesktop/Notifications"
+NOTIFY_TIMEOUT_MS = 2000
+MEETING_DIALOG_TITLE = "btogether: set the meeting"
+
+# Report a problem to the user (one line); ask for a text and hand the answer (None:
+# cancelled) to a callback.
+Report = Callable[[str], None]
+AskText = Callable[[str, str, str, Callable[[str | None], None]], None]
 
 
 class TrayUnavailable(RuntimeError):
@@ -78,9 +101,31 @@ def _has_appindicator() -> bool:
     return False
 
 
-def choose_backend(platform: str = sys.platform, requested: str | None = None) -> str:
-    """The pystray backend to use: ``requested`` (or PYSTRAY_BACKEND) if it has a menu."""
-    chosen = requested or os.environ.get("PYSTRAY_BACKEND") or None
+def session_bus_problem(environ: Mapping[str, str]) -> str | None:
+    """Why there is no D-Bus session bus to talk to, or None if there seems to be one.
+
+    GLib would otherwise try to start one (dbus-launch) and fail with a traceback.
+    """
+    if environ.get("DBUS_SESSION_BUS_ADDRESS"):
+        return None
+    runtime = environ.get("XDG_RUNTIME_DIR")
+    if runtime and (Path(runtime) / "bus").exists():
+        return None
+    return "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set)"
+
+
+def choose_backend(
+    platform: str = sys.platform,
+    requested: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> str:
+    """The pystray backend to use: ``requested`` (or PYSTRAY_BACKEND) if it has a menu.
+
+    Without a session bus the AppIndicator backend cannot register its icon, so the
+    XEmbed (``gtk``) one is used.
+    """
+    environ = os.environ if environ is None else environ
+    chosen = requested or environ.get("PYSTRAY_BACKEND") or None
     if chosen is not None:
         if chosen not in _MENU_BACKENDS:
             raise TrayUnavailable(
@@ -94,7 +139,8 @@ def choose_backend(platform: str = sys.platform, requested: str | None = None) -
         return "win32"
     if platform.startswith(("linux", "freebsd")):
         _make_gi_importable()
-        return "appindicator" if _has_appindicator() else "gtk"
+        usable = _has_appindicator() and session_bus_problem(environ) is None
+        return "appindicator" if usable else "gtk"
     raise TrayUnavailable(f"the tray is not supported on {platform}")
 
 
@@ -126,6 +172,126 @@ def load_pystray(backend: str | None = None) -> Any:
     except Exception as exc:  # e.g. Xlib's display errors raise their own types
         raise TrayUnavailable(f"pystray's {chosen} backend cannot start: {exc}") from exc
     return pystray
+
+
+def backend_of(pystray: Any) -> str:
+    """The backend pystray was imported with (its Icon class's module)."""
+    return str(pystray.Icon.__module__).rsplit("._", 1)[-1]
+
+
+class SessionNotifier:
+    """pystray's GTK ``Notifier`` (``notify``, ``hide``) over the freedesktop notification
+    service, that never blocks and never raises: a missing session bus or notification
+    daemon is reported once through ``report`` and notifications are then skipped.
+
+    Calls never start a service (D-Bus activation would block for its timeout) and wait at
+    most NOTIFY_TIMEOUT_MS.
+    """
+
+    def __init__(self, report: Report, environ: Mapping[str, str] | None = None) -> None:
+        self._report = report
+        self._reported = False
+        self._proxy: Any = None
+        self._nid = 0
+        problem = session_bus_problem(os.environ if environ is None else environ)
+        if problem is not None:
+            self._off(problem)
+            return
+        gio = importlib.import_module("gi.repository.Gio")
+        glib = importlib.import_module("gi.repository.GLib")
+        try:
+            connection = gio.bus_get_sync(gio.BusType.SESSION, None)
+            self._proxy = gio.DBusProxy.new_sync(
+                connection,
+                gio.DBusProxyFlags.DO_NOT_AUTO_START | gio.DBusProxyFlags.DO_NOT_LOAD_PROPERTIES,
+                None,
+                NOTIFICATIONS_NAME,
+                NOTIFICATIONS_PATH,
+                NOTIFICATIONS_NAME,
+                None,
+            )
+        except glib.Error as exc:
+            self._off(f"the D-Bus session bus cannot be reached ({exc.message})")
+
+    def _off(self, why: str) -> None:
+        self._proxy = None
+        if not self._reported:
+            self._reported = True
+            self._report(
+                f"notifications are off: {why}; pairing codes and join results show in the "
+                "menu only"
+            )
+
+    def _call(self, method: str, signature: str, args: tuple[Any, ...]) -> Any:
+        gio = importlib.import_module("gi.repository.Gio")
+        glib = importlib.import_module("gi.repository.GLib")
+        if self._proxy.get_name_owner() is None:
+            self._off(f"no notification service ({NOTIFICATIONS_NAME}) on the session bus")
+            return None
+        try:
+            return self._proxy.call_sync(
+                method,
+                glib.Variant(signature, args),
+                gio.DBusCallFlags.NO_AUTO_START,
+                NOTIFY_TIMEOUT_MS,
+                None,
+            )
+        except glib.Error as exc:
+            self._off(f"the notification service did not answer ({exc.message})")
+            return None
+
+    def notify(self, title: str, message: str, icon: str | None) -> None:
+        if self._proxy is None:
+            return
+        reply = self._call(
+            "Notify",
+            "(susssasa{sv}i)",
+            ("btogether", self._nid, icon or "", title, message, [], {}, -1),
+        )
+        if reply is not None:
+            self._nid = int(reply.unpack()[0])
+            _log.info("tray_notified", title=title)
+
+    def hide(self) -> None:
+        if self._proxy is not None and self._nid:
+            self._call("CloseNotification", "(u)", (self._nid,))
+        self._nid = 0
+
+
+def ask_text_gtk(title: str, prompt: str, initial: str, done: Callable[[str | None], None]) -> None:
+    """Ask for a line of text in a GTK dialog on the GTK main loop, without blocking it
+    (no nested loop: the tray can still quit while the dialog is open); ``done`` gets the
+    text (stripped; None if cancelled or left empty)."""
+    glib = importlib.import_module("gi.repository.GLib")
+
+    def show() -> bool:
+        gtk = importlib.import_module("gi.repository.Gtk")
+        dialog = gtk.Dialog(title=title)
+        dialog.add_buttons("Cancel", gtk.ResponseType.CANCEL, "Set", gtk.ResponseType.OK)
+        dialog.set_default_response(gtk.ResponseType.OK)
+        entry = gtk.Entry()
+        entry.set_text(initial)
+        entry.set_activates_default(True)
+        entry.set_width_chars(48)
+        box = dialog.get_content_area()
+        box.add(gtk.Label(label=prompt))
+        box.add(entry)
+
+        def answered(widget: Any, response: int) -> None:
+            text = entry.get_text().strip()
+            widget.destroy()
+            done(text if response == gtk.ResponseType.OK and text else None)
+
+        dialog.connect("response", answered)
+        dialog.show_all()
+        dialog.present()
+        return False  # once
+
+    glib.idle_add(show)
+
+
+def _print_problem(message: str) -> None:
+    print(f"btogether client tray: {message}", file=sys.stderr, flush=True)
 
 
 def icon_image(connected: bool, size: int = 64) -> Any:
@@ -184,7 +350,12 @@ def to_pystray_menu(
 
 
 class Tray:
-    """The tray icon and its menu; ``run()`` in the main thread, ``update()`` from anywhere."""
+    """The tray icon and its menu; ``run()`` in the main thread, ``update()`` from anywhere.
+
+    ``report`` is told, once each, what does not work here (no notifications); ``ask_text``
+    asks for the meeting (default: a GTK dialog with the GTK backends, else none, and the
+    menu row then says which command sets it).
+    """
 
     def __init__(
         self,
@@ -193,8 +364,17 @@ class Tray:
         state: TrayState | None = None,
         title: str = "btogether",
         backend: str | None = None,
+        report: Report = _print_problem,
+        ask_text: AskText | None = None,
     ) -> None:
         self._pystray = load_pystray(backend)
+        self._report = report
+        gtk = backend_of(self._pystray) in _GTK_BACKENDS
+        if gtk:
+            # pystray's GTK icons make their Notifier when they start: make it ours.
+            notify_dbus: Any = importlib.import_module("pystray._util.notify_dbus")
+            notify_dbus.Notifier = lambda: SessionNotifier(report)
+        self._ask_text = ask_text if ask_text is not None else (ask_text_gtk if gtk else None)
         self._on_action = on_action
         self._lock = threading.Lock()
         self._state = state or TrayState()
@@ -203,7 +383,7 @@ class Tray:
             "btogether",
             icon_image(self._state.relay_connected),
             title,
-            menu=to_pystray_menu(self._pystray, self._entries, on_action),
+            menu=to_pystray_menu(self._pystray, self._entries, self._chosen),
         )
 
     @property
@@ -216,18 +396,51 @@ class Tray:
         """The pystray Icon (for backends' own features; prefer :meth:`update`)."""
         return self._icon
 
+    def _chosen(self, action: Action) -> None:
+        """A row was chosen: the meeting is asked for first, everything else goes on."""
+        if action.command != "set_meeting" or action.args:
+            self._on_action(action)
+            return
+        if self._ask_text is None:
+            self.notify(Notice("Set the meeting", "Use: btogether client meeting ID"))
+            return
+
+        def answered(text: str | None) -> None:
+            if text is not None:
+                self._on_action(Action("set_meeting", (text,)))
+
+        with self._lock:
+            current = self._state.meeting_id or ""
+        self._ask_text(
+            MEETING_DIALOG_TITLE,
+            "The meeting to add rooms to and to use the phone's audio for (an id or a link):",
+            current,
+            answered,
+        )
+
     def update(self, state: TrayState) -> None:
-        """Show ``state``; rebuilds the menu only when its rows changed."""
+        """Show ``state``; rebuilds the menu only when its rows changed, and notifies what
+        deserves it (:func:`client.tray_menu.notices`)."""
         with self._lock:
             previous, self._state = self._state, state
             entries = build_menu(state)
-            if entries == self._entries and previous.relay_connected == state.relay_connected:
-                return
+            changed = entries != self._entries or previous.relay_connected != state.relay_connected
             self._entries = entries
+        for notice in notices(previous, state):
+            self.notify(notice)
+        if not changed:
+            return
         if previous.relay_connected != state.relay_connected:
             self._icon.icon = icon_image(state.relay_connected)
-        self._icon.menu = to_pystray_menu(self._pystray, entries, self._on_action)
+        self._icon.menu = to_pystray_menu(self._pystray, entries, self._chosen)
         _log.debug("tray_menu_updated", rows=len(entries))
+
+    def notify(self, notice: Notice) -> None:
+        """Show a desktop notification, if this desktop can (see :class:`SessionNotifier`)."""
+        try:
+            self._icon.notify(notice.message, notice.title)
+        except Exception as exc:  # a backend without notifications: say so once, go on
+            _log.warning("tray_notify_failed", error=repr(exc))
 
     def invoke(self, label: str) -> None:
         """Choose the enabled menu row with this label, as a click would (tests, automation)."""

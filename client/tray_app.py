@@ -11,7 +11,9 @@ When a client already runs for this state directory (``client run`` as a systemd
 service, say), the tray *attaches* to it instead of starting a second one (which the
 relay would take for the same laptop connecting twice): it reads the state with the
 ``tray_state`` operation of the control socket and carries out actions through it
-(:class:`RemoteTrayActions`); quitting then closes only the tray.
+(:class:`RemoteTrayActions`). "Quit btogether" then stops that client too (the ``stop``
+operation: it exits 0, so its user unit's Restart=on-failure leaves it stopped) and
+closes the tray.
 """
 
 from __future__ import annotations
@@ -30,7 +32,15 @@ import structlog
 from client.config import ClientConfig, ClientFiles
 from client.control import ControlError, DaemonNotRunning, call
 from client.daemon import DEFAULT_AD_HOC_MEETING, ClientCore, CoreTrayActions
-from client.tray_menu import NearbyPhone, NearbyRoom, PairedPhone, PendingPairing, TrayState
+from client.tray_menu import (
+    JoinOutcome,
+    NearbyPhone,
+    NearbyRoom,
+    PairedPhone,
+    PairingCode,
+    PendingPairing,
+    TrayState,
+)
 from hw.unix_socket import socket_answers
 
 _log = structlog.get_logger(__name__)
@@ -162,6 +172,8 @@ async def _refresh(core: ClientCore, trays: list[Any]) -> None:
 def tray_state_from_json(data: Any) -> TrayState:
     """The TrayState the ``tray_state`` operation sent (as ``dataclasses.asdict`` made it)."""
     pending = data.get("pending")
+    code = data.get("pairing_code")
+    join = data.get("last_join")
     return TrayState(
         relay_connected=bool(data["relay_connected"]),
         rooms=tuple(NearbyRoom(**room) for room in data["rooms"]),
@@ -171,6 +183,8 @@ def tray_state_from_json(data: Any) -> TrayState:
         lock_sync=bool(data["lock_sync"]),
         audio_phone_id=data.get("audio_phone_id"),
         meeting_id=data.get("meeting_id"),
+        pairing_code=PairingCode(**code) if code else None,
+        last_join=JoinOutcome(**join) if join else None,
     )
 
 
@@ -223,7 +237,15 @@ class RemoteTrayActions:
     async def unpair(self, phone_id: str) -> None:
         await self._call("unpair", phone=phone_id)
 
+    async def set_meeting(self, meeting_id: str | None) -> None:
+        await self._call("meeting", meeting=meeting_id)
+
     async def quit(self) -> None:
+        """Stop the client this tray is attached to, then close the tray."""
+        try:
+            await self._call("stop")
+        except (DaemonNotRunning, ControlError) as exc:
+            _log.warning("tray_client_not_stopped", error=str(exc))
         self._on_quit()
 
 

@@ -6,7 +6,13 @@ carries out through the :class:`TrayActions` interface (:func:`dispatch_action`)
 (:mod:`client.tray`) only draws the rows; tests and other front ends call the builder.
 
 Rooms and phones are shown in the order given: the client ranks them (nearest first).
-Everything that needs the relay is greyed out while it is unreachable; Quit never is.
+Everything that needs the relay is greyed out while it is unreachable; setting the meeting
+(the client's own state) and Quit never are. A paired phone is shown as paired, never as
+"connected": the relay does not tell the laptop whether the phone is reachable.
+
+:func:`notices` says what deserves a desktop notification between two states: a pairing
+code to compare, a phone that got paired or a request that ended, a room's answer to a
+join.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ ActionCommand = Literal[
     "audio_off",
     "lock_sync",
     "unpair",
+    "set_meeting",
+    "leave_meeting",
     "quit",
 ]
 
@@ -73,6 +81,25 @@ class PendingPairing:
 
 
 @dataclass(frozen=True)
+class JoinOutcome:
+    """A room's answer to the latest join request of this laptop."""
+
+    join_id: str
+    room_name: str
+    outcome: str  # accepted, declined, expired, pending, refused…
+    meeting_id: str
+
+
+@dataclass(frozen=True)
+class PairingCode:
+    """The code of the pairing in progress (both screens show it)."""
+
+    request_id: str
+    phone_name: str
+    code: str
+
+
+@dataclass(frozen=True)
 class TrayState:
     """What the laptop client knows and the tray shows."""
 
@@ -84,6 +111,16 @@ class TrayState:
     lock_sync: bool = False
     audio_phone_id: str | None = None
     meeting_id: str | None = None
+    pairing_code: PairingCode | None = None
+    last_join: JoinOutcome | None = None
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A desktop notification: a title and one or two sentences."""
+
+    title: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -119,6 +156,8 @@ class TrayActions(Protocol):
 
     async def unpair(self, phone_id: str) -> None: ...
 
+    async def set_meeting(self, meeting_id: str | None) -> None: ...
+
     async def quit(self) -> None: ...
 
 
@@ -127,6 +166,9 @@ async def dispatch_action(action: Action, actions: TrayActions) -> None:
     command, args = action.command, action.args
     if command == "quit" and not args:
         await actions.quit()
+        return
+    if command == "leave_meeting" and not args:
+        await actions.set_meeting(None)
         return
     if command == "lock_sync" and len(args) == 1 and isinstance(args[0], bool):
         await actions.lock_sync(args[0])
@@ -148,6 +190,8 @@ async def dispatch_action(action: Action, actions: TrayActions) -> None:
         await actions.audio_off(target)
     elif command == "unpair":
         await actions.unpair(target)
+    elif command == "set_meeting" and target.strip():
+        await actions.set_meeting(target.strip())
     else:
         raise ValueError(f"malformed tray action {action!r}")
 
@@ -181,6 +225,9 @@ def build_menu(state: TrayState) -> list[MenuEntry]:
             f"In meeting {display_name(state.meeting_id)}" if state.meeting_id else "No meeting",
             enabled=False,
         ),
+        # Asks for the meeting (the tray's own prompt); the client's state, no relay needed.
+        MenuEntry("Set meeting…", action=Action("set_meeting")),
+        *([MenuEntry("Leave meeting", action=Action("leave_meeting"))] if state.meeting_id else []),
         SEPARATOR,
         *_room_entries(state),
         SEPARATOR,
@@ -196,6 +243,51 @@ def build_menu(state: TrayState) -> list[MenuEntry]:
         MenuEntry("Quit btogether", action=Action("quit")),
     ]
     return entries
+
+
+def notices(before: TrayState, after: TrayState) -> list[Notice]:
+    """What changed from ``before`` to ``after`` that the user should be told of."""
+    out: list[Notice] = []
+    code = after.pairing_code
+    if code is not None and (before.pairing_code is None or before.pairing_code != code):
+        out.append(
+            Notice(
+                f"Connect {display_name(code.phone_name)}?",
+                f"Code {code.code}: check that the phone shows the same code, then confirm "
+                "on both.",
+            )
+        )
+    newly_paired = {p.phone_id for p in after.paired} - {p.phone_id for p in before.paired}
+    for phone in after.paired:
+        if phone.phone_id in newly_paired and before.pending is not None:
+            out.append(
+                Notice(
+                    f"{display_name(phone.name)} connected",
+                    "Your desk phone is paired with this laptop: it locks with it and can "
+                    "take the meeting's audio.",
+                )
+            )
+    ended = before.pending is not None and after.pending is None
+    if ended and not newly_paired:
+        out.append(
+            Notice(
+                f"{display_name(before.pending.name)} not connected",  # type: ignore[union-attr]
+                "The pair request was declined or expired.",
+            )
+        )
+    join = after.last_join
+    if join is not None and join != before.last_join and join.outcome != "pending":
+        room = display_name(join.room_name)
+        meeting = display_name(join.meeting_id)
+        message = {
+            "accepted": f"{room} joined meeting {meeting}.",
+            "declined": f"{room} declined to join meeting {meeting}.",
+            "expired": f"{room} did not answer in time.",
+        }.get(join.outcome, f"{room} did not join meeting {meeting} ({join.outcome}).")
+        out.append(
+            Notice("Room joined" if join.outcome == "accepted" else "Room not joined", message)
+        )
+    return out
 
 
 def _room_entries(state: TrayState) -> list[MenuEntry]:
@@ -249,8 +341,11 @@ def _phone_entries(state: TrayState) -> list[MenuEntry]:
     for phone in state.paired:
         name = display_name(phone.name)
         using = state.audio_phone_id == phone.phone_id
+        status = "paired" if phone.online else "paired, offline"
+        if not online:
+            status = "paired (relay unreachable)"
         entries += [
-            MenuEntry(f"{name}: {'connected' if phone.online else 'offline'}", enabled=False),
+            MenuEntry(f"{name}: {status}", enabled=False),
             MenuEntry(
                 f"Use {name} for audio",
                 action=Action("audio_off" if using else "audio_on", (phone.phone_id,)),

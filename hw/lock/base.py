@@ -24,12 +24,14 @@ class LockBusConfig:
     """Where to find the lock services.
 
     ``session_id`` is a logind session id (``"2"``) or object path; None asks logind which
-    session we are in. ``session_bus_address`` None means: do not watch screensavers.
+    session we are in. ``session_source`` says where ``session_id`` came from, for people.
+    ``session_bus_address`` None means: do not watch screensavers.
     """
 
     system_bus_address: str = DEFAULT_SYSTEM_BUS_ADDRESS
     session_bus_address: str | None = None
     session_id: str | None = None
+    session_source: str | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], *, session_id: str | None = None) -> Self:
@@ -37,10 +39,13 @@ class LockBusConfig:
 
         An explicit ``session_id`` overrides XDG_SESSION_ID.
         """
+        chosen = session_id or environ.get("XDG_SESSION_ID") or None
+        source = "the configured session" if session_id else "XDG_SESSION_ID"
         return cls(
             system_bus_address=environ.get("DBUS_SYSTEM_BUS_ADDRESS") or DEFAULT_SYSTEM_BUS_ADDRESS,
             session_bus_address=environ.get("DBUS_SESSION_BUS_ADDRESS") or None,
-            session_id=session_id or environ.get("XDG_SESSION_ID") or None,
+            session_id=chosen,
+            session_source=source if chosen else None,
         )
 
 
@@ -69,6 +74,11 @@ class LockWatcher(Protocol):
 
     @property
     def failure(self) -> LockBackendError | None: ...
+
+    @property
+    def watching(self) -> str:
+        """Which session is watched and how it was chosen, for people ("" before start)."""
+        ...
 
     async def start(self) -> None: ...
 

@@ -90,14 +90,28 @@ async def _name_owner(bus: MessageBus, name: str) -> str | None:
 
 
 async def resolve_session_path(bus: MessageBus, session_id: str | None, pid: int) -> str:
-    """The logind session object path.
+    """The logind session object path (see :func:`choose_session`)."""
+    path, _ = await choose_session(bus, session_id, pid)
+    return path
+
+
+CHOSEN_BY = {
+    "GetSessionByPID": "the session this process runs in",
+    "GetSession": "logind's choice for this user, as this process is in no session",
+    "only": "the only session there is",
+}
+
+
+async def choose_session(bus: MessageBus, session_id: str | None, pid: int) -> tuple[str, str]:
+    """The logind session object path, and how it was chosen (a key of CHOSEN_BY, or
+    "given").
 
     The given id or path if any; else the session of ``pid``; else logind's "auto" (the
     caller's session or its user's display session); else the only session there is, which
     is what a system service on a single-user appliance (a desk phone) needs.
     """
     if session_id is not None and session_id.startswith("/"):
-        return session_id
+        return session_id, "given"
     attempts: list[tuple[str, str, list[Any]]] = (
         [("GetSession", "s", [session_id])]
         if session_id is not None
@@ -112,7 +126,7 @@ async def resolve_session_path(bus: MessageBus, session_id: str | None, pid: int
         except DBusError as exc:
             failures.append(f"{member}({body[0]!r}): {exc.type}: {exc.text}")
             continue
-        return str(reply[0])
+        return str(reply[0]), "given" if session_id is not None else member
     if session_id is None:
         try:
             sessions = (
@@ -123,10 +137,28 @@ async def resolve_session_path(bus: MessageBus, session_id: str | None, pid: int
         else:
             if len(sessions) == 1:
                 _log.info("logind_only_session_used", session=sessions[0][0])
-                return str(sessions[0][4])
+                return str(sessions[0][4]), "only"
             ids = ", ".join(str(s[0]) for s in sessions) or "none"
             failures.append(f"{len(sessions)} sessions ({ids}); set the session id to choose")
     raise LockBackendError("logind has no session for us: " + "; ".join(failures))
+
+
+async def _session_id(bus: MessageBus, session_path: str) -> str:
+    """The session's short id ("2"), or its path if logind does not say."""
+    try:
+        body = await _call(
+            bus,
+            LOGIND_NAME,
+            session_path,
+            PROPERTIES_INTERFACE,
+            "Get",
+            "ss",
+            [SESSION_INTERFACE, "Id"],
+        )
+    except DBusError:
+        return session_path
+    value = body[0].value if body else None
+    return str(value) if isinstance(value, str) and value else session_path
 
 
 async def _read_locked_hint(bus: MessageBus, session_path: str) -> bool | None:
@@ -226,6 +258,7 @@ class LogindLockWatcher:
         self._system_owners = _OwnerTracker()
         self._session_owners = _OwnerTracker()
         self._session_path = ""
+        self._watching = ""
         self._timer: asyncio.TimerHandle | None = None
         self._stopped = False
         self._failure: LockBackendError | None = None
@@ -240,6 +273,10 @@ class LogindLockWatcher:
         return self._session_path
 
     @property
+    def watching(self) -> str:
+        return self._watching
+
+    @property
     def failure(self) -> LockBackendError | None:
         """Why the event stream ended early (the system bus was lost), or None."""
         return self._failure
@@ -251,9 +288,20 @@ class LogindLockWatcher:
     async def start(self) -> None:
         system = await _connect(self._config.system_bus_address, BusType.SYSTEM, "system")
         try:
-            self._session_path = await resolve_session_path(
+            self._session_path, how = await choose_session(
                 system, self._config.session_id, self._pid
             )
+            source = self._config.session_source or "the configured session"
+            why = source if how == "given" else CHOSEN_BY[how]
+            self._watching = f"session {await _session_id(system, self._session_path)} ({why})"
+            if how in ("GetSession", "only"):
+                # Not chosen by the user or the session itself (a systemd user unit has no
+                # XDG_SESSION_ID): say so rather than pick silently.
+                _log.warning(
+                    "lock_session_guessed",
+                    watching=self._watching,
+                    fix="set XDG_SESSION_ID or [lock] session in client.toml",
+                )
             system.add_message_handler(self._on_system_message)
             await self._system_owners.follow(system, LOGIND_NAME)
             base = f"type='signal',sender='{LOGIND_NAME}',path='{self._session_path}'"

@@ -12,7 +12,7 @@ from client.api import ControlApi
 from client.control import ControlError, ControlServer
 from client.daemon import ClientCore, CoreTrayActions
 from client.tray_app import RemoteTrayActions, fetch_tray_state
-from client.tray_menu import Action, build_menu, dispatch_action
+from client.tray_menu import Action, JoinOutcome, build_menu, dispatch_action
 from hw.standin.logind import LogindStandIn
 from relay.protocol import wire
 from relay.protocol.link import RelayLink
@@ -113,6 +113,12 @@ async def test_connect_completes_only_when_both_ends_confirm(
     assert outcome["outcome"] == "paired"
     assert list(core.pairings) == [world.phone.id]
     assert [p["phone_id"] for p in await core.list_pairings()] == [world.phone.id]
+    # Connecting again says the phone is paired already, not that none is nearby.
+    for phone in (None, "alice's desk phone"):
+        with pytest.raises(ControlError) as again:
+            await core.pair_start(phone)
+        assert again.value.code == "already_paired", again.value.message
+        assert "Alice's desk phone" in again.value.message
 
 
 async def test_laptop_lock_and_unlock_reach_the_paired_phone(
@@ -276,6 +282,14 @@ async def test_audio_goes_to_the_paired_phone_and_back_and_a_nearby_room_joins(
         assert joined["outcome"] == "accepted" and joined["meeting_id"] == "m-1"
         command = await room.next_event("join.command")
         assert isinstance(command, wire.JoinCommand) and command.meeting_id == "m-1"
+        assert core.tray_state().last_join == JoinOutcome(
+            joined["join_id"], "Room 4.01", "accepted", "m-1"
+        )
+        # A word of the name is enough when one room has it; a room not nearby is not sent.
+        assert (await core.join("4.01", "m-2", wait_s=5))["outcome"] == "accepted"
+        with pytest.raises(ControlError) as far:
+            await core.join("Borealis", None, wait_s=5)
+        assert far.value.code == "no_room" and "'Room 4.01'" in far.value.message
     finally:
         await room.close()
 
@@ -305,8 +319,15 @@ async def test_a_tray_attached_over_the_control_socket_drives_the_running_client
         assert state.pending is not None and state.pending.needs_my_confirmation
         await dispatch_action(Action("confirm_pairing", (world.phone.id,)), actions)
         await eventually(lambda: core.pairings, what="paired from the attached tray")
+        await dispatch_action(Action("set_meeting", ("weekly",)), actions)
+        assert core.meeting_id == "weekly" and (await fetch_tray_state(path)).meeting_id == "weekly"
+        await dispatch_action(Action("leave_meeting"), actions)
+        assert core.meeting_id is None
         await dispatch_action(Action("quit"), actions)
-        assert quits == [True] and core.link is not None  # quitting the tray leaves the client
+        # Quit stops the client the tray is attached to, then closes the tray.
+        assert quits == [True]
+        await eventually(lambda: running.task.done(), what="the client stopped")
+        assert running.task.exception() is None
     finally:
         await server.stop()
     assert (await fetch_tray_state(path)).relay_connected is False

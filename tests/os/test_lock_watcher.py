@@ -242,10 +242,23 @@ async def test_session_is_found_by_pid_then_by_auto(system_bus: PrivateBus) -> N
         await by_pid.start()
         await by_pid.stop()
         assert by_pid.session_path == session_object_path("7")
+        assert by_pid.watching == "session 7 (the session this process runs in)"
         fallback = LogindLockWatcher(_config(system_bus), pid=1)
         await fallback.start()
         await fallback.stop()
         assert fallback.session_path == session_object_path("1")
+        # Not silent: `client status` shows which session and that logind picked it.
+        assert fallback.watching == (
+            "session 1 (logind's choice for this user, as this process is in no session)"
+        )
+        named = LogindLockWatcher(
+            LockBusConfig.from_environ(
+                {"DBUS_SYSTEM_BUS_ADDRESS": system_bus.address, "XDG_SESSION_ID": "7"}
+            )
+        )
+        await named.start()
+        await named.stop()
+        assert named.watching == "session 7 (XDG_SESSION_ID)"
 
 
 async def test_a_service_outside_any_session_uses_the_only_session(system_bus: PrivateBus) -> None:
@@ -254,6 +267,7 @@ async def test_a_service_outside_any_session_uses_the_only_session(system_bus: P
         await watcher.start()
         await watcher.stop()
         assert watcher.session_path == session_object_path("1")
+        assert watcher.watching == "session 1 (the only session there is)"
     two = (SessionSpec("1"), SessionSpec("2"))
     async with LogindStandIn(system_bus.address, two, caller_in_session=False):
         with pytest.raises(LockBackendError, match=r"2 sessions \(1, 2\); set the session id"):

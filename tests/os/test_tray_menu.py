@@ -7,16 +7,20 @@ import pytest
 from client.tray_menu import (
     MAX_ROOMS,
     Action,
+    JoinOutcome,
     MenuEntry,
     NearbyPhone,
     NearbyRoom,
+    Notice,
     PairedPhone,
+    PairingCode,
     PendingPairing,
     TrayState,
     build_menu,
     dispatch_action,
     display_name,
     format_distance,
+    notices,
 )
 
 PHONE = PairedPhone("phone-1", "Desk phone 4.12")
@@ -37,12 +41,15 @@ def _actionable(entries: list[MenuEntry]) -> list[MenuEntry]:
     return [e for e in entries if e.action is not None]
 
 
-def test_empty_state_while_disconnected_offers_only_quit() -> None:
+def test_empty_state_while_disconnected_offers_only_the_meeting_and_quit() -> None:
     entries = build_menu(TrayState())
     assert entries[0] == MenuEntry("Relay unreachable, reconnecting…", enabled=False)
     assert not _entry(entries, "No rooms nearby").enabled
     assert not _entry(entries, "No phone of yours nearby").enabled
-    assert [e.label for e in _actionable(entries) if e.enabled] == ["Quit btogether"]
+    assert [e.label for e in _actionable(entries) if e.enabled] == [
+        "Set meeting…",
+        "Quit btogether",
+    ]
     assert _entry(entries, "Quit btogether").action == Action("quit")
 
 
@@ -84,7 +91,7 @@ def test_paired_phone_offers_audio_and_unpair_and_is_not_offered_again() -> None
         phones=(NearbyPhone("phone-1", "Desk phone 4.12", 1.0),),
     )
     entries = build_menu(state)
-    assert not _entry(entries, "Desk phone 4.12: connected").enabled
+    assert not _entry(entries, "Desk phone 4.12: paired").enabled
     audio = _entry(entries, "Use Desk phone 4.12 for audio")
     assert (audio.enabled, audio.checked) == (True, False)
     assert audio.action == Action("audio_on", ("phone-1",))
@@ -129,7 +136,7 @@ def test_active_audio_is_checked_and_releases_even_when_the_phone_dropped() -> N
         lock_sync=True,
     )
     entries = build_menu(state)
-    assert not _entry(entries, "Desk phone: offline").enabled
+    assert not _entry(entries, "Desk phone: paired, offline").enabled
     audio = _entry(entries, "Use Desk phone for audio")
     assert (audio.checked, audio.enabled, audio.action) == (
         True,
@@ -145,7 +152,7 @@ def test_offline_phone_cannot_take_audio() -> None:
     assert not _entry(build_menu(state), "Use Phone for audio").enabled
 
 
-def test_disconnected_relay_greys_out_every_action_but_quit() -> None:
+def test_disconnected_relay_greys_out_every_action_but_the_meeting_and_quit() -> None:
     full = TrayState(
         relay_connected=True,
         rooms=ROOMS,
@@ -157,11 +164,61 @@ def test_disconnected_relay_greys_out_every_action_but_quit() -> None:
         meeting_id="m-1",
     )
     connected = build_menu(full)
-    assert len([e for e in _actionable(connected) if e.enabled]) == 9
+    assert len([e for e in _actionable(connected) if e.enabled]) == 11
     offline = build_menu(TrayState(**{**full.__dict__, "relay_connected": False}))
-    assert [e.label for e in _actionable(offline) if e.enabled] == ["Quit btogether"]
-    # Same rows, only greyed out: the user still sees what is there.
-    assert [e.label for e in offline][2:] == [e.label for e in connected][2:]
+    assert [e.label for e in _actionable(offline) if e.enabled] == [
+        "Set meeting…",
+        "Leave meeting",
+        "Quit btogether",
+    ]
+    # Same rows, only greyed out: the user still sees what is there, and a paired phone is
+    # not called connected while the relay is down.
+    assert [e.label for e in offline][2:] == [
+        "Desk phone 4.12: paired (relay unreachable)"
+        if e.label.startswith("Desk phone 4.12:")
+        else e.label
+        for e in connected
+    ][2:]
+    assert not any("connected" in e.label.lower() for e in offline[1:])
+
+
+def test_the_meeting_can_be_set_and_left_from_the_menu() -> None:
+    entries = build_menu(TrayState(relay_connected=True))
+    assert _entry(entries, "Set meeting…").action == Action("set_meeting")
+    assert not any(e.label == "Leave meeting" for e in entries)
+    entries = build_menu(TrayState(relay_connected=True, meeting_id="weekly"))
+    assert _entry(entries, "Leave meeting").action == Action("leave_meeting")
+
+
+def test_notices_tell_the_pairing_code_the_outcome_and_a_rooms_answer() -> None:
+    idle = TrayState(relay_connected=True)
+    code = PairingCode("r-1", "Desk phone", "123456")
+    asking = TrayState(
+        relay_connected=True,
+        pending=PendingPairing("phone-1", "Desk phone (code 123456)", needs_my_confirmation=True),
+        pairing_code=code,
+    )
+    assert notices(idle, asking) == [
+        Notice(
+            "Connect Desk phone?",
+            "Code 123456: check that the phone shows the same code, then confirm on both.",
+        )
+    ]
+    assert notices(asking, asking) == []  # said once
+    paired = TrayState(relay_connected=True, paired=(PairedPhone("phone-1", "Desk phone"),))
+    assert [n.title for n in notices(asking, paired)] == ["Desk phone connected"]
+    assert [n.title for n in notices(asking, idle)] == ["Desk phone (code 123456) not connected"]
+    join = JoinOutcome("j-1", "Fjord", "accepted", "weekly")
+    joined = TrayState(relay_connected=True, last_join=join)
+    assert notices(idle, joined) == [Notice("Room joined", "Fjord joined meeting weekly.")]
+    declined = TrayState(
+        relay_connected=True, last_join=JoinOutcome("j-2", "Fjord", "declined", "w")
+    )
+    assert notices(joined, declined) == [
+        Notice("Room not joined", "Fjord declined to join meeting w.")
+    ]
+    pending = TrayState(relay_connected=True, last_join=JoinOutcome("j-3", "Fjord", "pending", "w"))
+    assert notices(declined, pending) == []
 
 
 def test_names_from_the_relay_are_made_safe_for_a_menu() -> None:
@@ -202,6 +259,9 @@ class RecordingActions:
     async def unpair(self, phone_id: str) -> None:
         self.calls.append(("unpair", phone_id))
 
+    async def set_meeting(self, meeting_id: str | None) -> None:
+        self.calls.append(("set_meeting", meeting_id))
+
     async def quit(self) -> None:
         self.calls.append(("quit", None))
 
@@ -217,8 +277,11 @@ async def test_every_menu_action_reaches_the_matching_client_method() -> None:
     actions = RecordingActions()
     for entry in _actionable(build_menu(state)):
         assert entry.action is not None
+        if entry.action == Action("set_meeting"):
+            continue  # the tray asks for the meeting first (tests/os/test_tray_xvfb.py)
         await dispatch_action(entry.action, actions)
     assert actions.calls == [
+        ("set_meeting", None),
         ("join_room", "room-a"),
         ("audio_on", "phone-1"),
         ("unpair", "phone-1"),
@@ -230,9 +293,15 @@ async def test_every_menu_action_reaches_the_matching_client_method() -> None:
         Action("confirm_pairing", ("p",)),
         Action("decline_pairing", ("p",)),
         Action("audio_off", ("p",)),
+        Action("set_meeting", (" weekly ",)),
     ):
         await dispatch_action(action, actions)
-    assert [c[0] for c in actions.calls[-3:]] == ["confirm_pairing", "decline_pairing", "audio_off"]
+    assert actions.calls[-4:] == [
+        ("confirm_pairing", "p"),
+        ("decline_pairing", "p"),
+        ("audio_off", "p"),
+        ("set_meeting", "weekly"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -242,6 +311,9 @@ async def test_every_menu_action_reaches_the_matching_client_method() -> None:
         Action("lock_sync", ("yes",)),
         Action("quit", ("now",)),
         Action("unpair", (True,)),
+        Action("set_meeting"),
+        Action("set_meeting", ("  ",)),
+        Action("leave_meeting", ("x",)),
         Action("nonsense", ("x",)),  # type: ignore[arg-type]
     ],
 )

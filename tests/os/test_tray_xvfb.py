@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from client.tray import MEETING_DIALOG_TITLE
 from client.tray_menu import build_menu
 from hw.dbus_daemon import PrivateBus
 from hw.standin.notifications import NotificationsStandIn
@@ -116,6 +117,26 @@ async def test_tray_icon_is_embedded_and_its_menu_reaches_the_client(
         await send("invoke Unpair Desk phone")
         assert json.loads(await line()) == {"call": "unpair", "arg": "phone-1"}
 
+        # "Set meeting…" asks in a dialog; what is typed there reaches the client.
+        await send("invoke Set meeting…")
+        await _poll(lambda: _visible(display, MEETING_DIALOG_TITLE))
+        dialog = _visible(display, MEETING_DIALOG_TITLE)[0]
+        _x(display, "xdotool", "windowactivate", "--sync", dialog)
+        _x(display, "xdotool", "key", "--window", dialog, "ctrl+a")
+        _x(display, "xdotool", "type", "--window", dialog, "https://meet.jit.si/Weekly")
+        _x(display, "xdotool", "key", "--window", dialog, "Return")
+        assert json.loads(await line()) == {
+            "call": "set_meeting",
+            "arg": "https://meet.jit.si/Weekly",
+        }
+
+        # A pairing code is notified through the desktop's notification service.
+        await send("pairing")
+        assert await line() == "updated"
+        await _poll(lambda: notifications.interface.shown)
+        shown = notifications.interface.shown[0]
+        assert shown.summary == "Connect Spare phone?" and "428113" in shown.body
+
         # A new state refreshes the menu: without the relay the row is greyed out.
         await send("disconnect")
         assert await line() == "updated"
@@ -129,3 +150,59 @@ async def test_tray_icon_is_embedded_and_its_menu_reaches_the_client(
         if child.returncode is None:
             child.kill()
             await child.wait()
+
+
+async def _run_child_without(display: str, env: dict[str, str]) -> tuple[int, str]:
+    """Start the tray child, make it notify, stop it: (exit code, stderr)."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, str(REPO / "tests/os/tray_child.py"),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**env, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        first = (await asyncio.wait_for(child.stdout.readline(), 15)).decode().strip()
+        if first.startswith("unavailable:"):
+            pytest.skip(f"the tray cannot run here: {first}")
+        assert first == "shown"
+        child.stdin.write(b"pairing\nstop\n")
+        await child.stdin.drain()
+        out, err = await asyncio.wait_for(child.communicate(), 15)
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+    assert out.decode().split() == ["updated", "stopped"]
+    return child.returncode or 0, err.decode()
+
+
+async def test_without_a_session_bus_the_tray_says_notifications_are_off_and_still_quits(
+    display: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in tray_env(display, "").items() if k != "DBUS_SESSION_BUS_ADDRESS"}
+    env["XDG_RUNTIME_DIR"] = str(tmp_path)  # no bus socket there
+    code, err = await _run_child_without(display, env)
+    assert code == 0, err
+    assert "Traceback" not in err and "dbus-launch" not in err, err
+    said = [line for line in err.splitlines() if line.startswith("btogether client tray:")]
+    assert said == [
+        "btogether client tray: notifications are off: no D-Bus session bus "
+        "(DBUS_SESSION_BUS_ADDRESS is not set); pairing codes and join results show in the "
+        "menu only"
+    ]
+
+
+async def test_without_a_notification_daemon_the_tray_says_so_and_still_quits(
+    display: str, session_bus: PrivateBus
+) -> None:
+    code, err = await _run_child_without(display, tray_env(display, session_bus.address))
+    assert code == 0, err
+    assert "Traceback" not in err and "GDBus" not in err, err
+    said = [line for line in err.splitlines() if line.startswith("btogether client tray:")]
+    assert said == [
+        "btogether client tray: notifications are off: no notification service "
+        "(org.freedesktop.Notifications) on the session bus; pairing codes and join results "
+        "show in the menu only"
+    ]

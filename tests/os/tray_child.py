@@ -3,7 +3,8 @@
 Protocol on stdout (one line each): ``shown``; ``{"call": name, "arg": value}`` for every
 TrayActions call; ``refused <label>`` when asked to invoke a disabled row; ``stopped``.
 Exit code 3 with ``unavailable: <why>`` when no tray can be shown here.
-Commands on stdin: ``invoke <label>``, ``disconnect``, ``stop``.
+Commands on stdin: ``invoke <label>``, ``disconnect``, ``pairing`` (a pairing code to
+compare: the tray notifies it), ``stop``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import threading
 import structlog
 
 from client.tray import Tray, TrayUnavailable, asyncio_action_sink
-from client.tray_menu import NearbyRoom, PairedPhone, TrayState
+from client.tray_menu import NearbyRoom, PairedPhone, PairingCode, PendingPairing, TrayState
 
 STATE = TrayState(
     relay_connected=True,
@@ -61,6 +62,9 @@ class PrintingActions:
     async def unpair(self, phone_id: str) -> None:
         await self._report("unpair", phone_id)
 
+    async def set_meeting(self, meeting_id: str | None) -> None:
+        await self._report("set_meeting", meeting_id)
+
     async def quit(self) -> None:
         await self._report("quit", None)
 
@@ -75,6 +79,17 @@ def _commands(tray: Tray) -> None:
                 _say(f"refused {rest}")
         elif command == "disconnect":
             tray.update(TrayState(**{**STATE.__dict__, "relay_connected": False}))
+            _say("updated")
+        elif command == "pairing":
+            tray.update(
+                TrayState(
+                    **{
+                        **STATE.__dict__,
+                        "pending": PendingPairing("phone-2", "Spare phone", True),
+                        "pairing_code": PairingCode("r-1", "Spare phone", "428113"),
+                    }
+                )
+            )
             _say("updated")
         elif command == "stop":
             break

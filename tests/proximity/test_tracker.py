@@ -108,12 +108,42 @@ def test_devices_advertising_different_powers_are_ranked_by_distance() -> None:
     assert ranking[0].rssi == pytest.approx(-72.0, abs=0.01)
 
 
-def test_the_first_device_heard_is_the_top_at_once() -> None:
+def test_nothing_is_named_until_the_first_ranking_has_settled() -> None:
     tracker = ProximityTracker()
     assert tracker.top(0.0) is None
     assert tracker.ranking(0.0) == []
     tracker.observe("a", -80.0, TX, 1.0)
-    assert tracker.top(1.0) == "a"
+    assert tracker.top(1.0) is None and tracker.ranking(1.0) == []
+    feed(tracker, 1.1, 0.1, {"a": -80.0})
+    assert tracker.top(1.25) is None  # a single device still waits settle_min_s
+    assert tracker.top(1.3) == "a"
+    assert [r.device_id for r in tracker.ranking(1.3)] == ["a"]
+
+
+def test_the_first_advert_heard_does_not_name_its_room() -> None:
+    # The weaker room happens to be heard first; the stronger, 8 dB louder, a moment later.
+    tracker, tops = ProximityTracker(), []
+    t = 0.0
+    for k in range(30):
+        t = k * STEP
+        tracker.observe("far", -70.0, TX, t)
+        tracker.observe("near", -62.0, TX, t + 0.05)
+        tops.append(tracker.top(t + 0.05))
+    named = [top for top in tops if top is not None]
+    assert named and set(named) == {"near"}  # never the first-heard, farther one
+    assert tops.index("near") * STEP <= 0.4  # a clear lead settles quickly
+
+
+def test_close_levels_wait_for_the_longest_settling_time() -> None:
+    tracker = ProximityTracker()
+    t = feed(tracker, 0.0, 0.9, {"a": -62.0, "b": -63.0})
+    assert tracker.top(t) is None
+    t = feed(tracker, t, 0.2, {"a": -62.0, "b": -63.0})
+    assert tracker.top(t) == "a"
+    # The baselines name at once, as they always did.
+    naive = ProximityTracker(TrackerConfig.naive())
+    naive.observe("b", -70.0, TX, 0.0)
+    assert naive.top(0.0) == "b"
 
 
 def test_levels_changing_on_several_devices_mean_the_laptop_is_moving() -> None:
