@@ -75,11 +75,24 @@ def run_tray(
     trays: list[Any] = []
     found: dict[str, Any] = {}
     failure: list[BaseException] = []
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        # Installed before anything starts: a SIGTERM that comes early is not lost.
+        stopping.set()
+        if "core" in found:
+            with contextlib.suppress(RuntimeError):  # the client's loop has already ended
+                found["loop"].call_soon_threadsafe(found["core"].stop)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
 
     def on_core(core: ClientCore) -> None:
         found["core"] = core
         found["loop"] = asyncio.get_running_loop()
         found["refresher"] = asyncio.ensure_future(_refresh(core, trays))
+        if stopping.is_set():
+            core.stop()
         started.set()
 
     def client_thread() -> None:
@@ -136,17 +149,15 @@ def run_tray(
         print(f"{prog}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     trays.append(tray)
-    if not thread.is_alive():
-        tray.stop()
 
-    def on_signal(signum: int, frame: object) -> None:
-        stop_client()
+    def stop_if_done(shown: Any) -> None:
+        # The client may have ended (a signal, a crash) while the tray was starting.
+        if not thread.is_alive():
+            shown.stop()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, on_signal)
     try:
         if thread.is_alive():
-            tray.run()
+            tray.run(stop_if_done)
     finally:
         stop_client()
         thread.join(10.0)
@@ -263,6 +274,14 @@ def _run_attached(socket_path: Path, backend: str | None) -> int:
         for tray in trays:
             tray.stop()
 
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stopping.set()
+        quit_tray()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
     actions = RemoteTrayActions(socket_path, lambda: shown[0].meeting_id, quit_tray)
     tray = Tray(asyncio_action_sink(loop, actions), backend=backend)
     trays.append(tray)
@@ -275,13 +294,12 @@ def _run_attached(socket_path: Path, backend: str | None) -> int:
 
     refresher = asyncio.run_coroutine_threadsafe(refresh(), loop)
 
-    def on_signal(signum: int, frame: object) -> None:
-        tray.stop()
+    def stop_if_asked(shown: Any) -> None:
+        if stopping.is_set():  # a signal that came while the tray was starting
+            shown.stop()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, on_signal)
     try:
-        tray.run()
+        tray.run(stop_if_asked)
     finally:
         refresher.cancel()
         loop.call_soon_threadsafe(loop.stop)

@@ -36,6 +36,21 @@ async def notifications(session_bus: PrivateBus) -> AsyncIterator[NotificationsS
         yield standin
 
 
+async def _serving(tray: asyncio.subprocess.Process, state: Path) -> None:
+    """Wait until the tray's client answers and has reached the relay."""
+
+    async def serving() -> bool:
+        if tray.returncode is not None:
+            raise AssertionError("the tray exited early")
+        try:
+            status = await call(state / "control.sock", "status")
+        except Exception:
+            return False
+        return bool(status["relay"]["connected"])
+
+    await eventually(serving, within=20, every=0.2, what="the tray's client reached the relay")
+
+
 async def test_client_tray_runs_the_client_and_stops_on_sigterm(
     tmp_path: Path,
     display: str,
@@ -59,17 +74,7 @@ async def test_client_tray_runs_the_client_and_stops_on_sigterm(
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-
-        async def serving() -> bool:
-            if tray.returncode is not None:
-                raise AssertionError("the tray exited early")
-            try:
-                status = await call(state / "control.sock", "status")
-            except Exception:
-                return False
-            return bool(status["relay"]["connected"])
-
-        await eventually(serving, within=20, every=0.2, what="the tray's client reached the relay")
+        await _serving(tray, state)
         await eventually(
             lambda: call(state / "control.sock", "nearby"), within=15, what="devices nearby"
         )
@@ -100,17 +105,7 @@ async def test_client_tray_without_a_session_bus_says_so_and_stops_on_sigterm(
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-
-        async def serving() -> bool:
-            if tray.returncode is not None:
-                raise AssertionError("the tray exited early")
-            try:
-                status = await call(state / "control.sock", "status")
-            except Exception:
-                return False
-            return bool(status["relay"]["connected"])
-
-        await eventually(serving, within=20, every=0.2, what="the tray's client reached the relay")
+        await _serving(tray, state)
     finally:
         if tray.returncode is None:
             tray.send_signal(signal.SIGTERM)

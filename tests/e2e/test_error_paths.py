@@ -21,7 +21,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from btogether.cli import build_parser, main
-from hw.process import stop_process
+from tests.btogether_cli import relay_serve_process
 
 # Runs that do real work for a long time when their arguments are fine: walked with bad
 # input only.
@@ -208,9 +207,9 @@ def test_the_walk_covers_the_whole_tree() -> None:
 
 
 @pytest.fixture
-def relay_url(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[str]:
-    """A real relay with an owner whose credential is in $BTOGETHER_ADMIN_TOKEN."""
-    db, port_file = tmp_path / "relay.sqlite3", tmp_path / "port"
+def relay(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[tuple[str, str]]:
+    """A real relay with an owner: its URL and the owner's credential."""
+    db = tmp_path / "relay.sqlite3"
     assert (
         main(
             [
@@ -228,35 +227,8 @@ def relay_url(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[st
         == 0
     )
     token = json.loads(capsys.readouterr().out)["token"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BTOGETHER_")}
-    relay = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "btogether",
-            "relay",
-            "serve",
-            "--port",
-            "0",
-            "--db",
-            str(db),
-            "--port-file",
-            str(port_file),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while not (port_file.exists() and port_file.read_text().strip()):
-            assert relay.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
-        url = f"ws://127.0.0.1:{port_file.read_text().strip()}/"
-        os.environ["BTOGETHER_ADMIN_TOKEN"] = token
-        yield url
-    finally:
-        stop_process(relay)
+    with relay_serve_process(db, tmp_path) as url:
+        yield url, token
 
 
 ADMIN = [(w, p) for w, p in COMMANDS if w[0] == "admin" and w[1] != "bootstrap"]
@@ -264,12 +236,12 @@ ADMIN = [(w, p) for w, p in COMMANDS if w[0] == "admin" and w[1] != "bootstrap"]
 
 def test_administrator_commands_refused_by_a_real_relay_say_why_in_one_line(
     files: Files,
-    relay_url: str,
+    relay: tuple[str, str],
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("BTOGETHER_RELAY_URL", relay_url)
-    monkeypatch.setenv("BTOGETHER_ADMIN_TOKEN", os.environ["BTOGETHER_ADMIN_TOKEN"])
+    monkeypatch.setenv("BTOGETHER_RELAY_URL", relay[0])
+    monkeypatch.setenv("BTOGETHER_ADMIN_TOKEN", relay[1])
     walked = 0
     for words, parser in ADMIN:
         for variant in _variants(words, parser, files):

@@ -9,10 +9,6 @@ through the real entry point (``btogether.cli.main``), which is what ``btogether
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +17,7 @@ from typing import Any
 import pytest
 
 from btogether.cli import main
-from hw.process import stop_process
+from tests.btogether_cli import relay_serve_process
 
 
 @dataclass
@@ -51,11 +47,7 @@ class Admin:
 
 @pytest.fixture
 def admin(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Admin]:
-    db, token_file, port_file = (
-        tmp_path / "relay.sqlite3",
-        tmp_path / "owner-token",
-        tmp_path / "port",
-    )
+    db, token_file = tmp_path / "relay.sqlite3", tmp_path / "owner-token"
     code = main(
         [
             "admin",
@@ -74,33 +66,8 @@ def admin(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Admin]
     bootstrapped = json.loads(capsys.readouterr().out)
     assert code == 0 and bootstrapped["tenant"]["name"] == "Contoso"
     assert bootstrapped["token"] == token_file.read_text().strip()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BTOGETHER_")}
-    relay = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "btogether",
-            "relay",
-            "serve",
-            "--port",
-            "0",
-            "--db",
-            str(db),
-            "--port-file",
-            str(port_file),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while not (port_file.exists() and port_file.read_text().strip()):
-            assert relay.poll() is None and time.monotonic() < deadline, "the relay did not start"
-            time.sleep(0.05)
-        yield Admin(f"ws://127.0.0.1:{port_file.read_text().strip()}/", token_file, capsys)
-    finally:
-        assert stop_process(relay) == 0
+    with relay_serve_process(db, tmp_path) as url:
+        yield Admin(url, token_file, capsys)
 
 
 def test_an_owner_of_one_tenant_works_by_names_and_macs(admin: Admin, tmp_path: Path) -> None:
