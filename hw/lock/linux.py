@@ -143,39 +143,35 @@ async def choose_session(bus: MessageBus, session_id: str | None, pid: int) -> t
     raise LockBackendError("logind has no session for us: " + "; ".join(failures))
 
 
+async def _session_property(bus: MessageBus, session_path: str, name: str) -> Any:
+    """A property of a logind session (raises DBusError if it cannot be read)."""
+    body = await _call(
+        bus,
+        LOGIND_NAME,
+        session_path,
+        PROPERTIES_INTERFACE,
+        "Get",
+        "ss",
+        [SESSION_INTERFACE, name],
+    )
+    return body[0].value if body else None
+
+
 async def _session_id(bus: MessageBus, session_path: str) -> str:
     """The session's short id ("2"), or its path if logind does not say."""
     try:
-        body = await _call(
-            bus,
-            LOGIND_NAME,
-            session_path,
-            PROPERTIES_INTERFACE,
-            "Get",
-            "ss",
-            [SESSION_INTERFACE, "Id"],
-        )
+        value = await _session_property(bus, session_path, "Id")
     except DBusError:
         return session_path
-    value = body[0].value if body else None
     return str(value) if isinstance(value, str) and value else session_path
 
 
 async def _read_locked_hint(bus: MessageBus, session_path: str) -> bool | None:
     try:
-        body = await _call(
-            bus,
-            LOGIND_NAME,
-            session_path,
-            PROPERTIES_INTERFACE,
-            "Get",
-            "ss",
-            [SESSION_INTERFACE, "LockedHint"],
-        )
+        return bool(await _session_property(bus, session_path, "LockedHint"))
     except DBusError as exc:
         _log.warning("locked_hint_unreadable", session=session_path, error=str(exc))
         return None
-    return bool(body[0].value)
 
 
 def _locked_hint_change(msg: Message) -> bool | None:
