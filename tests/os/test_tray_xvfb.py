@@ -66,7 +66,8 @@ async def notifications(session_bus: PrivateBus) -> AsyncIterator[NotificationsS
 async def test_tray_icon_is_embedded_and_its_menu_reaches_the_client(
     display: str, session_bus: PrivateBus, notifications: NotificationsStandIn
 ) -> None:
-    await _poll(lambda: _visible(display, "panel"))
+    # trayer maps its panel once it owns the tray selection; slow on a loaded machine.
+    await _poll(lambda: _visible(display, "panel"), timeout=30.0)
     panel_x, panel_y, panel_w, panel_h = _geometry(display, _visible(display, "panel")[0])
     child = await asyncio.create_subprocess_exec(
         sys.executable, str(REPO / "tests/os/tray_child.py"),
