@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from relay.admin_outcome import AdminOutcome, Handler
 from relay.device_import import check_location
 from relay.errors import RelayError
+from relay.handlers import handlers_of, handles
 from relay.protocol import admin_wire as aw
 from relay.protocol.wire import ErrorCode
 
@@ -45,16 +46,8 @@ class AdminEdits:
         self._create_user = create_user
 
     def handlers(self) -> dict[str, Handler]:
-        return {
-            "user.create": self._user_create,
-            "tenant.rename": self._tenant_rename,
-            "tenant.delete": self._tenant_delete,
-            "user.rename": self._user_rename,
-            "user.delete": self._user_delete,
-            "device.rename": self._device_rename,
-            "policy.rename": self._policy_rename,
-            "policy.delete": self._policy_delete,
-        }
+        """The admin requests this serves, by type (its methods marked ``@handles``)."""
+        return handlers_of(self)
 
     def _outcome(self, result: Any, deliveries: Any = ()) -> AdminOutcome:
         return AdminOutcome(result, list(deliveries))
@@ -79,6 +72,7 @@ class AdminEdits:
             raise RelayError(ErrorCode.NOT_FOUND, f"no user {user_id!r}")
         return user
 
+    @handles(aw.UserCreate)
     async def _user_create(
         self, admin: AdminRecord, request: aw.UserCreate, now: float
     ) -> AdminOutcome:
@@ -86,6 +80,7 @@ class AdminEdits:
         await self._name_free(tenant_id, request.name)
         return await self._create_user(admin, request, now)
 
+    @handles(aw.UserRename)
     async def _user_rename(
         self, admin: AdminRecord, request: aw.UserRename, now: float
     ) -> AdminOutcome:
@@ -102,6 +97,7 @@ class AdminEdits:
             await self._service.provisioning.state_deliveries(devices, now),
         )
 
+    @handles(aw.UserDelete)
     async def _user_delete(
         self, admin: AdminRecord, request: aw.UserDelete, now: float
     ) -> AdminOutcome:
@@ -118,6 +114,7 @@ class AdminEdits:
         return self._outcome(aw.Removed(removed=user.id))
 
     # --- tenants -----------------------------------------------------------------------
+    @handles(aw.TenantRename)
     async def _tenant_rename(
         self, admin: AdminRecord, request: aw.TenantRename, now: float
     ) -> AdminOutcome:
@@ -134,6 +131,7 @@ class AdminEdits:
             await self._service._tell_tenant_devices(tenant_id, now),
         )
 
+    @handles(aw.TenantDelete)
     async def _tenant_delete(
         self, admin: AdminRecord, request: aw.TenantDelete, now: float
     ) -> AdminOutcome:
@@ -151,6 +149,7 @@ class AdminEdits:
         return self._outcome(aw.Removed(removed=tenant_id))
 
     # --- devices -----------------------------------------------------------------------
+    @handles(aw.DeviceRename)
     async def _device_rename(
         self, admin: AdminRecord, request: aw.DeviceRename, now: float
     ) -> AdminOutcome:
@@ -166,6 +165,7 @@ class AdminEdits:
         return self._outcome(await self._service._device_info(renamed, now))
 
     # --- policies ----------------------------------------------------------------------
+    @handles(aw.PolicyRename)
     async def _policy_rename(
         self, admin: AdminRecord, request: aw.PolicyRename, now: float
     ) -> AdminOutcome:
@@ -183,6 +183,7 @@ class AdminEdits:
         assert renamed is not None
         return self._outcome(await self._service._policy_info(renamed))
 
+    @handles(aw.PolicyDelete)
     async def _policy_delete(
         self, admin: AdminRecord, request: aw.PolicyDelete, now: float
     ) -> AdminOutcome:

@@ -37,8 +37,8 @@ log = structlog.get_logger("relay.admin")
 ENDPOINTS = {aw.ADMIN_PATH: aw.ADMIN_SUBPROTOCOL, aw.PROVISION_PATH: aw.PROVISION_SUBPROTOCOL}
 SUBPROTOCOLS = tuple(ENDPOINTS.values())
 ADMIN_MAX_MESSAGE_BYTES = 4 * aw.MAX_CSV_CHARS  # JSON escaping can grow the text
-_ADMIN_TYPES = frozenset(aw.ADMIN_RESULT_TYPES) - {"provision", "reset"}
-_PROVISION_TYPES = frozenset({"provision", "reset"})
+_ADMIN_TYPES = frozenset(aw.kind_of(r) for r in aw.ADMIN_REQUESTS)
+_PROVISION_TYPES = frozenset(aw.kind_of(r) for r in aw.PROVISION_REQUESTS)
 
 
 def offered(request: Request) -> set[str]:

@@ -36,6 +36,7 @@ from relay.device_import import (
     parse_mac,
 )
 from relay.errors import RelayError
+from relay.handlers import handlers_of, handles, require_handlers
 from relay.model import AdminRecord, ConsolePairing, Device, Pairing, Policy
 from relay.protocol import admin_wire as aw
 from relay.protocol import wire
@@ -115,38 +116,14 @@ class AdminService:
         self._clock = clock  # the login-code wait reads the time as it passes
         self._new_id = new_id
         self._random_bytes = random_bytes
+        # Its own, then renames, deletions and unique account names (relay.admin_edits),
+        # then whatever the composition root adds (the browser side's account requests).
         self._handlers: dict[str, Handler] = {
-            "whoami": self._whoami,
-            "tenant.create": self._tenant_create,
-            "tenant.list": self._tenant_list,
-            "admin.create": self._admin_create,
-            "admin.list": self._admin_list,
-            "user.create": self._user_create,
-            "user.list": self._user_list,
-            "credential.issue": self._credential_issue,
-            "credential.revoke": self._credential_revoke,
-            "device.add": self._device_add,
-            "device.import": self._device_import,
-            "device.list": self._device_list,
-            "device.remove": self._device_remove,
-            "code.create": self._code_create,
-            "login_code.get": self._login_code_get,
-            "device.sign_in": self._device_sign_in,
-            "device.sign_out": self._device_sign_out,
-            "policy.create": self._policy_create,
-            "policy.update": self._policy_update,
-            "policy.assign": self._policy_assign,
-            "policy.list": self._policy_list,
-            "console.pair": self._console_pair,
-            "console.unpair": self._console_unpair,
-            "console.list": self._console_list,
-            "pairing.list": self._pairing_list,
-            "audit.list": self._audit_list,
+            **handlers_of(self),
+            **AdminEdits(self, self._user_create).handlers(),
+            **(handlers or {}),
         }
-        # Renames, deletions and unique account names (relay.admin_edits), and whatever
-        # else the composition root adds (the browser side's account requests).
-        self._handlers.update(AdminEdits(self, self._user_create).handlers())
-        self._handlers.update(handlers or {})
+        require_handlers(aw.ADMIN_REQUESTS, self._handlers, "the admin service")
 
     async def authenticate(self, token: str) -> AdminRecord | None:
         return await self.store.admin_by_token_hash(hash_token(token))
@@ -312,6 +289,7 @@ class AdminService:
         return Admin(self.store, clock=lambda: now, new_id=self._new_id)
 
     # --- tenants, administrators, accounts -------------------------------------------------------
+    @handles(aw.WhoAmI)
     async def _whoami(self, admin: AdminRecord, request: aw.WhoAmI, now: float) -> AdminOutcome:
         return AdminOutcome(
             aw.AdminInfo(
@@ -319,12 +297,14 @@ class AdminService:
             )
         )
 
+    @handles(aw.TenantCreate)
     async def _tenant_create(
         self, admin: AdminRecord, request: aw.TenantCreate, now: float
     ) -> AdminOutcome:
         tenant = await self._admin_api(now).create_tenant(request.name)
         return AdminOutcome(aw.TenantInfo(id=tenant.id, name=tenant.name, default_policy_id=None))
 
+    @handles(aw.TenantList)
     async def _tenant_list(
         self, admin: AdminRecord, request: aw.TenantList, now: float
     ) -> AdminOutcome:
@@ -339,6 +319,7 @@ class AdminService:
             )
         )
 
+    @handles(aw.AdminCreate)
     async def _admin_create(
         self, admin: AdminRecord, request: aw.AdminCreate, now: float
     ) -> AdminOutcome:
@@ -354,6 +335,7 @@ class AdminService:
         )
         return AdminOutcome(aw.AdminCreated(admin=info, credential_id=credential_id, token=token))
 
+    @handles(aw.UserCreate)
     async def _user_create(
         self, admin: AdminRecord, request: aw.UserCreate, now: float
     ) -> AdminOutcome:
@@ -363,6 +345,7 @@ class AdminService:
             aw.UserInfo(id=user.id, tenant_id=tenant_id, name=user.name, policy_id=user.policy_id)
         )
 
+    @handles(aw.UserList)
     async def _user_list(
         self, admin: AdminRecord, request: aw.UserList, now: float
     ) -> AdminOutcome:
@@ -380,6 +363,7 @@ class AdminService:
             )
         )
 
+    @handles(aw.CredentialIssue)
     async def _credential_issue(
         self, admin: AdminRecord, request: aw.CredentialIssue, now: float
     ) -> AdminOutcome:
@@ -390,6 +374,7 @@ class AdminService:
             )
         )
 
+    @handles(aw.CredentialRevoke)
     async def _credential_revoke(
         self, admin: AdminRecord, request: aw.CredentialRevoke, now: float
     ) -> AdminOutcome:
@@ -407,6 +392,7 @@ class AdminService:
             ends=[SessionEnd(("credential", credential_id), CloseCode.REVOKED, why)],
         )
 
+    @handles(aw.AdminList)
     async def _admin_list(
         self, admin: AdminRecord, request: aw.AdminList, now: float
     ) -> AdminOutcome:
@@ -456,6 +442,7 @@ class AdminService:
         """MAC addresses already listed in a tenant (another tenant's are not its business)."""
         return frozenset(d.mac for d in await self.store.devices(tenant_id) if d.mac)
 
+    @handles(aw.DeviceAdd)
     async def _device_add(
         self, admin: AdminRecord, request: aw.DeviceAdd, now: float
     ) -> AdminOutcome:
@@ -471,6 +458,7 @@ class AdminService:
         await self.store.add_device(device)
         return AdminOutcome(await self._device_info(device, now))
 
+    @handles(aw.DeviceImport)
     async def _device_import(
         self, admin: AdminRecord, request: aw.DeviceImport, now: float
     ) -> AdminOutcome:
@@ -495,6 +483,7 @@ class AdminService:
             aw.ImportResult(added=[await self._device_info(d, now) for d in devices], errors=errors)
         )
 
+    @handles(aw.DeviceList)
     async def _device_list(
         self, admin: AdminRecord, request: aw.DeviceList, now: float
     ) -> AdminOutcome:
@@ -511,6 +500,7 @@ class AdminService:
             )
         )
 
+    @handles(aw.DeviceRemove)
     async def _device_remove(
         self, admin: AdminRecord, request: aw.DeviceRemove, now: float
     ) -> AdminOutcome:
@@ -532,6 +522,7 @@ class AdminService:
         )
 
     # --- codes and sign-in -----------------------------------------------------------------------
+    @handles(aw.CodeCreate)
     async def _code_create(
         self, admin: AdminRecord, request: aw.CodeCreate, now: float
     ) -> AdminOutcome:
@@ -541,6 +532,7 @@ class AdminService:
             aw.VerificationCode(device_id=device.id, code=code, expires_at=expires_at)
         )
 
+    @handles(aw.LoginCodeGet)
     async def _login_code_get(
         self, admin: AdminRecord, request: aw.LoginCodeGet, now: float
     ) -> AdminOutcome:
@@ -553,6 +545,7 @@ class AdminService:
         code, expires_at = await self.provisioning.wait_login_code(request_id, self._clock)
         return AdminOutcome(aw.LoginCode(device_id=device.id, code=code, expires_at=expires_at))
 
+    @handles(aw.DeviceSignIn)
     async def _device_sign_in(
         self, admin: AdminRecord, request: aw.DeviceSignIn, now: float
     ) -> AdminOutcome:
@@ -564,6 +557,7 @@ class AdminService:
         deliveries, ends = await self.phone_account_changed(signed_in, before, now)
         return AdminOutcome(await self._device_info(signed_in, now), deliveries, ends)
 
+    @handles(aw.DeviceSignOut)
     async def _device_sign_out(
         self, admin: AdminRecord, request: aw.DeviceSignOut, now: float
     ) -> AdminOutcome:
@@ -576,6 +570,7 @@ class AdminService:
         return AdminOutcome(await self._device_info(signed_out, now), deliveries, ends)
 
     # --- policies --------------------------------------------------------------------------------
+    @handles(aw.PolicyCreate)
     async def _policy_create(
         self, admin: AdminRecord, request: aw.PolicyCreate, now: float
     ) -> AdminOutcome:
@@ -593,6 +588,7 @@ class AdminService:
         deliveries = await self._tell_tenant_devices(tenant_id, now) if request.default else []
         return AdminOutcome(await self._policy_info(policy), deliveries)
 
+    @handles(aw.PolicyUpdate)
     async def _policy_update(
         self, admin: AdminRecord, request: aw.PolicyUpdate, now: float
     ) -> AdminOutcome:
@@ -612,6 +608,7 @@ class AdminService:
             await self._tell_tenant_devices(policy.tenant_id, now),
         )
 
+    @handles(aw.PolicyAssign)
     async def _policy_assign(
         self, admin: AdminRecord, request: aw.PolicyAssign, now: float
     ) -> AdminOutcome:
@@ -638,6 +635,7 @@ class AdminService:
             await self._tell_tenant_devices(tenant_id, now),
         )
 
+    @handles(aw.PolicyList)
     async def _policy_list(
         self, admin: AdminRecord, request: aw.PolicyList, now: float
     ) -> AdminOutcome:
@@ -661,6 +659,7 @@ class AdminService:
             created_at=pairing.created_at,
         )
 
+    @handles(aw.ConsolePair)
     async def _console_pair(
         self, admin: AdminRecord, request: aw.ConsolePair, now: float
     ) -> AdminOutcome:
@@ -679,6 +678,7 @@ class AdminService:
             await self.provisioning.state_deliveries([console.id], now),
         )
 
+    @handles(aw.ConsoleUnpair)
     async def _console_unpair(
         self, admin: AdminRecord, request: aw.ConsoleUnpair, now: float
     ) -> AdminOutcome:
@@ -690,6 +690,7 @@ class AdminService:
             await self.provisioning.state_deliveries([console.id], now),
         )
 
+    @handles(aw.ConsoleList)
     async def _console_list(
         self, admin: AdminRecord, request: aw.ConsoleList, now: float
     ) -> AdminOutcome:
@@ -697,6 +698,7 @@ class AdminService:
         pairings = await self.store.console_pairings(tenant_id)
         return AdminOutcome(aw.Consoles(consoles=[await self._console_info(p) for p in pairings]))
 
+    @handles(aw.PairingList)
     async def _pairing_list(
         self, admin: AdminRecord, request: aw.PairingList, now: float
     ) -> AdminOutcome:
@@ -726,6 +728,7 @@ class AdminService:
             )
         )
 
+    @handles(aw.AuditList)
     async def _audit_list(
         self, admin: AdminRecord, request: aw.AuditList, now: float
     ) -> AdminOutcome:

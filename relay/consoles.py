@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from relay.errors import RelayError
+from relay.handlers import handles
 from relay.protocol import wire
 from relay.protocol.wire import ErrorCode
 from relay.routing import Presence
@@ -35,6 +36,7 @@ class Consoles:
         self.presence = presence
         self._new_id = new_id
 
+    @handles(wire.ConsoleJoin)
     async def console_join(
         self, principal: Principal, request: wire.ConsoleJoin, now: float
     ) -> Outcome:

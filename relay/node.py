@@ -27,6 +27,7 @@ from relay.config import RelaySettings
 from relay.consoles import Consoles
 from relay.directory import Directory
 from relay.ephemeral import EphemeralState, MemoryEphemeral
+from relay.handlers import handlers_of
 from relay.metrics import RelayMetrics
 from relay.provisioning import Provisioning
 from relay.routing import LocalRouter, Router
@@ -169,10 +170,7 @@ def build_node(
         ephemeral,
         router,
         rules_of(settings),
-        handlers={
-            "login_code.report": provisioning.login_code_report,
-            "console.join": consoles.console_join,
-        },
+        handlers={**handlers_of(provisioning), **handlers_of(consoles)},
         device_state=provisioning.device_state,
     )
     accounts = accounts_for(store)

@@ -40,6 +40,7 @@ from relay.device_import import InvalidMac, parse_mac
 from relay.directory import Directory
 from relay.ephemeral import EphemeralState
 from relay.errors import RelayError
+from relay.handlers import handles
 from relay.model import Credential, Device, Tenant
 from relay.protocol import wire
 from relay.protocol.eid import IDENTITY_KEY_LEN
@@ -367,6 +368,7 @@ class Provisioning:
             ErrorCode.DEVICE_OFFLINE, "the device did not report its login code in time"
         )
 
+    @handles(wire.LoginCodeReport)
     async def login_code_report(
         self, principal: Principal, request: wire.LoginCodeReport, now: float
     ) -> Outcome:

@@ -31,6 +31,7 @@ from relay.credentials import hash_token
 from relay.directory import Directory
 from relay.ephemeral import EphemeralState
 from relay.errors import RelayError
+from relay.handlers import handlers_of, handles, require_handlers
 from relay.model import Device, Pairing
 from relay.pairing import PairEvent, PairState, PendingPair, confirmation_event
 from relay.protocol import wire
@@ -215,22 +216,8 @@ class RelayService:
         self._device_state = device_state
         # Deadlines of what this node started: (when, "pair" | "join", id).
         self._deadlines: list[tuple[float, str, str]] = []
-        self._handlers: dict[str, Handler] = {
-            "ping": self._ping,
-            "sightings.report": self._sightings_report,
-            "pair.request": self._pair_request,
-            "pair.confirm": self._pair_confirm,
-            "pair.remove": self._pair_remove,
-            "pairings.list": self._pairings_list,
-            "lock.set": self._lock_set,
-            "lock.ack": self._lock_ack,
-            "audio.select": self._audio_select,
-            "audio.release": self._audio_release,
-            "audio.ack": self._audio_ack,
-            "join.request": self._join_request,
-            "join.respond": self._join_respond,
-            **(handlers or {}),
-        }
+        self._handlers: dict[str, Handler] = {**handlers_of(self), **(handlers or {})}
+        require_handlers(wire.REQUESTS, self._handlers, "the relay service")
 
     # --- connection life cycle -------------------------------------------------------
     async def authenticate(
@@ -456,9 +443,11 @@ class RelayService:
         )
 
     # --- requests -----------------------------------------------------------------------
+    @handles(wire.Ping)
     async def _ping(self, principal: Principal, request: wire.Ping, now: float) -> Outcome:
         return Outcome(wire.Pong(server_time=now))
 
+    @handles(wire.SightingsReport)
     async def _sightings_report(
         self, principal: Principal, request: wire.SightingsReport, now: float
     ) -> Outcome:
@@ -509,6 +498,7 @@ class RelayService:
         text = await self.ephemeral.get(_pair_key(request_id), now)
         return _pair(text) if text is not None else None
 
+    @handles(wire.PairRequest)
     async def _pair_request(
         self, principal: Principal, request: wire.PairRequest, now: float
     ) -> Outcome:
@@ -564,6 +554,7 @@ class RelayService:
             out,
         )
 
+    @handles(wire.PairConfirm)
     async def _pair_confirm(
         self, principal: Principal, request: wire.PairConfirm, now: float
     ) -> Outcome:
@@ -634,6 +625,7 @@ class RelayService:
             raise RelayError(ErrorCode.WRONG_STATE, "the pair request changed meanwhile")
         return Outcome(wire.PairConfirmResult(state=advanced.state))
 
+    @handles(wire.PairRemove)
     async def _pair_remove(
         self, principal: Principal, request: wire.PairRemove, now: float
     ) -> Outcome:
@@ -660,6 +652,7 @@ class RelayService:
             out += await self._end_handoff(handoff, "unpaired", now)
         return Outcome(wire.Done(), out)
 
+    @handles(wire.PairingsList)
     async def _pairings_list(
         self, principal: Principal, request: wire.PairingsList, now: float
     ) -> Outcome:
@@ -671,6 +664,7 @@ class RelayService:
             wire.PairingsResult(pairings=[await self._pairing_info(p, now) for p in pairings])
         )
 
+    @handles(wire.LockSet)
     async def _lock_set(self, principal: Principal, request: wire.LockSet, now: float) -> Outcome:
         laptop = self._laptop(principal)
         pairings = await self.directory.laptop_pairings(laptop.user_id, laptop.laptop_id, now)
@@ -695,6 +689,7 @@ class RelayService:
             ],
         )
 
+    @handles(wire.LockAck)
     async def _lock_ack(self, principal: Principal, request: wire.LockAck, now: float) -> Outcome:
         phone = self._device(principal)
         record = await self.store.lock_record(phone.device_id)
@@ -767,6 +762,7 @@ class RelayService:
             )
         return out
 
+    @handles(wire.AudioSelect)
     async def _audio_select(
         self, principal: Principal, request: wire.AudioSelect, now: float
     ) -> Outcome:
@@ -805,6 +801,7 @@ class RelayService:
         out.append(Delivery(device_address(phone.id), command))
         return Outcome(wire.AudioSelectResult(handoff_id=handoff.handoff_id), out)
 
+    @handles(wire.AudioRelease)
     async def _audio_release(
         self, principal: Principal, request: wire.AudioRelease, now: float
     ) -> Outcome:
@@ -819,6 +816,7 @@ class RelayService:
             raise RelayError(ErrorCode.NOT_FOUND, f"no active hand-off {request.handoff_id!r}")
         return Outcome(wire.Done(), await self._end_handoff(handoff, "released by the laptop", now))
 
+    @handles(wire.AudioAck)
     async def _audio_ack(self, principal: Principal, request: wire.AudioAck, now: float) -> Outcome:
         phone = self._device(principal)
         key = _handoff_key(request.handoff_id)
@@ -858,6 +856,7 @@ class RelayService:
             )
         return Outcome(wire.Done(), [Delivery(laptop_addr, state)])
 
+    @handles(wire.JoinRequest)
     async def _join_request(
         self, principal: Principal, request: wire.JoinRequest, now: float
     ) -> Outcome:
@@ -912,6 +911,7 @@ class RelayService:
             wire.JoinRequestResult(join_id=join_id, outcome="pending"), [Delivery(address, prompt)]
         )
 
+    @handles(wire.JoinRespond)
     async def _join_respond(
         self, principal: Principal, request: wire.JoinRespond, now: float
     ) -> Outcome:

@@ -53,7 +53,7 @@ async def _exchange(conn: ClientConnection, request: aw.AdminRequest, wait_s: fl
                 break
     if isinstance(reply, wire.Error):
         raise RequestFailed(reply.code, reply.message)
-    return aw.ADMIN_RESULT_TYPES[request.type].model_validate(reply.result)
+    return type(request).result.model_validate(reply.result)
 
 
 async def _one_shot(

@@ -19,7 +19,7 @@ Pure data, no I/O; shared by the relay, the admin command line and the beacon.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Field, SecretStr, TypeAdapter, field_serializer
 
@@ -30,6 +30,9 @@ from relay.protocol.wire import (
     Message,
     PairingInfo,
     RequestId,
+    ResultType,
+    declared,
+    kind_of,
 )
 
 ADMIN_PATH = "/admin"
@@ -69,44 +72,17 @@ PageSize = Annotated[int, Field(ge=1, le=5000, description="at most this many pe
 
 
 class AdminRequest(Message):
-    """Base of every admin and provisioning request."""
+    """Base of every admin and provisioning request.
 
+    Declaring one is writing its class: its ``result``, its ``type`` and fields, and (for
+    the unauthenticated ``/provision`` endpoint) ``endpoint = "provision"``. The unions,
+    the result table and the documentation are derived from the declarations.
+    """
+
+    endpoint: ClassVar[Literal["admin", "provision"]] = "admin"
+    result: ClassVar[ResultType]
     type: str
     id: RequestId
-
-
-# --- provisioning endpoint ------------------------------------------------------------
-
-
-class Provision(AdminRequest):
-    """A device presents its MAC address and the verification code typed on it."""
-
-    type: Literal["provision"] = "provision"
-    mac: MacText
-    code: CodeText
-
-
-class ProvisionResult(Message):
-    """What the device stores (owner-only): its credential and identity key."""
-
-    device_id: str
-    tenant_id: str
-    organisation: str
-    credential: str = Field(description="bearer credential for the device protocol; secret")
-    identity_key: str = Field(description="128-bit EID identity key, hex; secret")
-    rotation_exponent: int
-
-
-class Reset(AdminRequest):
-    """A device being factory-reset gives its credential back (it is revoked)."""
-
-    type: Literal["reset"] = "reset"
-    credential: Annotated[str, Field(min_length=1, max_length=256)]
-
-
-PROVISION_REQUEST_ADAPTER: TypeAdapter[Provision | Reset] = TypeAdapter(
-    Annotated[Provision | Reset, Field(discriminator="type")]
-)
 
 
 # --- admin endpoint: descriptors ---------------------------------------------------------
@@ -197,310 +173,6 @@ class AdminListing(Message):
 class RowProblem(Message):
     line: int
     message: str
-
-
-# --- admin endpoint: requests -------------------------------------------------------------
-
-TenantScope = Annotated[
-    Identifier | None,
-    Field(description="the tenant; a device administrator may omit it (their own)"),
-]
-
-
-class WhoAmI(AdminRequest):
-    type: Literal["whoami"] = "whoami"
-
-
-class TenantCreate(AdminRequest):
-    type: Literal["tenant.create"] = "tenant.create"
-    name: Name
-
-
-class TenantList(AdminRequest):
-    type: Literal["tenant.list"] = "tenant.list"
-
-
-class AdminCreate(AdminRequest):
-    """Create an administrator and issue its credential (owners only)."""
-
-    type: Literal["admin.create"] = "admin.create"
-    name: Name
-    role: AdminRole
-    tenant_id: TenantScope = None
-
-
-class UserCreate(AdminRequest):
-    type: Literal["user.create"] = "user.create"
-    tenant_id: TenantScope = None
-    name: Name
-    policy_id: Identifier | None = None
-
-
-class UserList(AdminRequest):
-    type: Literal["user.list"] = "user.list"
-    tenant_id: TenantScope = None
-    after: Cursor | None = None
-    limit: PageSize = 500
-
-
-class CredentialIssue(AdminRequest):
-    """A laptop sign-in credential for a user (printed once)."""
-
-    type: Literal["credential.issue"] = "credential.issue"
-    user_id: Identifier
-
-
-class CredentialRevoke(AdminRequest):
-    """Revoke a user's (``c_…``) or an administrator's (``ac_…``) credential; connections
-    opened with it are closed at once (4001)."""
-
-    type: Literal["credential.revoke"] = "credential.revoke"
-    credential_id: Identifier
-
-
-class AdminList(AdminRequest):
-    """Administrators with their credentials (owners only)."""
-
-    type: Literal["admin.list"] = "admin.list"
-
-
-class DeviceAdd(AdminRequest):
-    type: Literal["device.add"] = "device.add"
-    tenant_id: TenantScope = None
-    mac: MacText
-    location: Location = ""
-    name: Name | None = None
-    kind: DeviceKind = "desk_phone"
-
-
-class DeviceImport(AdminRequest):
-    """A device list CSV (columns ``MAC address``, ``Name``, ``Kind``, ``Location``, the
-    first required); all-or-nothing unless ``skip_bad_rows``."""
-
-    type: Literal["device.import"] = "device.import"
-    tenant_id: TenantScope = None
-    csv: Annotated[str, Field(max_length=MAX_CSV_CHARS)]
-    kind: DeviceKind | None = Field(
-        default=None,
-        description="the kind of the rows whose Kind cell is empty (or without a Kind "
-        "column); a row with no kind at all is a bad row",
-    )
-    skip_bad_rows: bool = False
-
-
-class DeviceList(AdminRequest):
-    type: Literal["device.list"] = "device.list"
-    tenant_id: TenantScope = None
-    state: DeviceStateName | None = None
-    after: Cursor | None = None
-    limit: PageSize = 500
-
-
-class DeviceRemove(AdminRequest):
-    type: Literal["device.remove"] = "device.remove"
-    device_id: Identifier
-
-
-class CodeCreate(AdminRequest):
-    """A 6-digit verification code for a device waiting for activation (voids the old one)."""
-
-    type: Literal["code.create"] = "code.create"
-    device_id: Identifier
-
-
-class LoginCodeGet(AdminRequest):
-    """Ask a connected device waiting for sign-in for the login code it shows."""
-
-    type: Literal["login_code.get"] = "login_code.get"
-    device_id: Identifier
-
-
-class DeviceSignIn(AdminRequest):
-    """Sign an account in to a device with the device's login code."""
-
-    type: Literal["device.sign_in"] = "device.sign_in"
-    device_id: Identifier
-    user_id: Identifier
-    code: CodeText
-    mode: DeviceMode | None = Field(
-        default=None,
-        description="personal (a user's phone), meeting_room (a room's resource account) or "
-        "common_area (the device's own account); default by kind",
-    )
-
-
-class DeviceSignOut(AdminRequest):
-    type: Literal["device.sign_out"] = "device.sign_out"
-    device_id: Identifier
-
-
-class PolicyCreate(AdminRequest):
-    type: Literal["policy.create"] = "policy.create"
-    tenant_id: TenantScope = None
-    name: Name
-    allow_better_together: Literal["Enabled", "Disabled"] = "Enabled"
-    proximity_join: Literal["auto", "prompt", "off"] = "auto"
-    beaconing: bool = True
-    auto_confirm: bool = False
-    default: bool = False
-
-
-class PolicyUpdate(AdminRequest):
-    """Change a policy; connected devices it applies to are told at once."""
-
-    type: Literal["policy.update"] = "policy.update"
-    policy_id: Identifier
-    allow_better_together: Literal["Enabled", "Disabled"] | None = None
-    proximity_join: Literal["auto", "prompt", "off"] | None = None
-    beaconing: bool | None = None
-    auto_confirm: bool | None = None
-
-
-class PolicyAssign(AdminRequest):
-    """Give a user, a device, or the tenant (its default) a policy; null clears it."""
-
-    type: Literal["policy.assign"] = "policy.assign"
-    subject_kind: Literal["user", "device", "tenant"]
-    subject_id: Identifier
-    policy_id: Identifier | None
-
-
-class PolicyList(AdminRequest):
-    type: Literal["policy.list"] = "policy.list"
-    tenant_id: TenantScope = None
-
-
-class ConsolePair(AdminRequest):
-    """Pair a touch console (a provisioned device) with a room system."""
-
-    type: Literal["console.pair"] = "console.pair"
-    console_id: Identifier
-    room_id: Identifier
-
-
-class ConsoleUnpair(AdminRequest):
-    type: Literal["console.unpair"] = "console.unpair"
-    console_id: Identifier
-
-
-class ConsoleList(AdminRequest):
-    type: Literal["console.list"] = "console.list"
-    tenant_id: TenantScope = None
-
-
-class PairingList(AdminRequest):
-    type: Literal["pairing.list"] = "pairing.list"
-    tenant_id: TenantScope = None
-    after: Cursor | None = None
-    limit: PageSize = 500
-
-
-class TenantRename(AdminRequest):
-    type: Literal["tenant.rename"] = "tenant.rename"
-    tenant_id: Identifier
-    name: Name
-
-
-class TenantDelete(AdminRequest):
-    """Delete a tenant with no accounts and no devices left; its policies and device
-    administrators go with it."""
-
-    type: Literal["tenant.delete"] = "tenant.delete"
-    tenant_id: Identifier
-
-
-class UserRename(AdminRequest):
-    """Rename an account; names are unique within a tenant (ignoring case)."""
-
-    type: Literal["user.rename"] = "user.rename"
-    user_id: Identifier
-    name: Name
-
-
-class UserDelete(AdminRequest):
-    """Delete an account that no device is signed in as: its laptop credentials are revoked
-    and its pairings removed."""
-
-    type: Literal["user.delete"] = "user.delete"
-    user_id: Identifier
-
-
-class DeviceRename(AdminRequest):
-    """Rename a device (and, if given, change its location); it is told at once."""
-
-    type: Literal["device.rename"] = "device.rename"
-    device_id: Identifier
-    name: Name
-    location: Location | None = None
-
-
-class PolicyRename(AdminRequest):
-    type: Literal["policy.rename"] = "policy.rename"
-    policy_id: Identifier
-    name: Name
-
-
-class PolicyDelete(AdminRequest):
-    """Delete a policy: accounts, devices and the tenant default that had it fall back to
-    the tenant's default (or the built-in one); connected devices are told."""
-
-    type: Literal["policy.delete"] = "policy.delete"
-    policy_id: Identifier
-
-
-class AuditList(AdminRequest):
-    """The newest entries, oldest first; ``before`` (a seq) pages further back."""
-
-    type: Literal["audit.list"] = "audit.list"
-    tenant_id: TenantScope = None
-    limit: Annotated[int, Field(ge=1, le=1000)] = 100
-    before: Annotated[int | None, Field(ge=1)] = None
-
-
-# --- admin endpoint: sign-in for people (the browser's admin center and device login) -------
-
-PersonKind = Literal["admin", "user"]
-Login = Annotated[str, Field(min_length=1, max_length=128)]
-
-
-class PasswordSet(AdminRequest):
-    """Give an administrator or a user a login and password for the browser pages (owners).
-    Their browser sessions end."""
-
-    type: Literal["password.set"] = "password.set"
-    subject_kind: PersonKind
-    subject_id: Identifier
-    login: Login | None = Field(
-        default=None, description="default: their current login, else their name"
-    )
-    password: Annotated[SecretStr, Field(min_length=10, max_length=1024)]
-
-    @field_serializer("password", when_used="json")
-    def _send_password(self, value: SecretStr) -> str:
-        # On the wire the password travels in clear (inside TLS); everywhere else (the
-        # audit log's detail, reprs) it stays masked.
-        return value.get_secret_value()
-
-
-class SetupLinkCreate(AdminRequest):
-    """A one-time link with which an administrator or a user chooses their own password
-    (owners); valid 72 hours."""
-
-    type: Literal["setup_link.create"] = "setup_link.create"
-    subject_kind: PersonKind
-    subject_id: Identifier
-    login: Login | None = Field(
-        default=None, description="default: their current login, else their name"
-    )
-
-
-class CredentialList(AdminRequest):
-    """The laptop credentials of a tenant's users (issued, or approved on the device login
-    page), revoked ones included."""
-
-    type: Literal["credential.list"] = "credential.list"
-    tenant_id: TenantScope = None
-    user_id: Identifier | None = None
 
 
 # --- admin endpoint: results -------------------------------------------------------------
@@ -607,87 +279,393 @@ class Assigned(Message):
     policy_id: str | None
 
 
-AnyAdminRequest = Annotated[
-    WhoAmI
-    | TenantCreate
-    | TenantList
-    | AdminCreate
-    | AdminList
-    | UserCreate
-    | UserList
-    | CredentialIssue
-    | CredentialRevoke
-    | CredentialList
-    | DeviceAdd
-    | DeviceImport
-    | DeviceList
-    | DeviceRemove
-    | CodeCreate
-    | LoginCodeGet
-    | DeviceSignIn
-    | DeviceSignOut
-    | PolicyCreate
-    | PolicyUpdate
-    | PolicyAssign
-    | PolicyList
-    | ConsolePair
-    | ConsoleUnpair
-    | ConsoleList
-    | PairingList
-    | AuditList
-    | PasswordSet
-    | SetupLinkCreate
-    | CredentialList
-    | TenantRename
-    | TenantDelete
-    | UserRename
-    | UserDelete
-    | DeviceRename
-    | PolicyRename
-    | PolicyDelete,
-    Field(discriminator="type"),
+# --- provisioning endpoint ------------------------------------------------------------
+
+
+class ProvisionResult(Message):
+    """What the device stores (owner-only): its credential and identity key."""
+
+    device_id: str
+    tenant_id: str
+    organisation: str
+    credential: str = Field(description="bearer credential for the device protocol; secret")
+    identity_key: str = Field(description="128-bit EID identity key, hex; secret")
+    rotation_exponent: int
+
+
+class Provision(AdminRequest):
+    """A device presents its MAC address and the verification code typed on it."""
+
+    endpoint: ClassVar[Literal["admin", "provision"]] = "provision"
+    result: ClassVar[ResultType] = ProvisionResult
+    type: Literal["provision"] = "provision"
+    mac: MacText
+    code: CodeText
+
+
+class Reset(AdminRequest):
+    """A device being factory-reset gives its credential back (it is revoked)."""
+
+    endpoint: ClassVar[Literal["admin", "provision"]] = "provision"
+    result: ClassVar[ResultType] = Removed
+    type: Literal["reset"] = "reset"
+    credential: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+
+
+
+# --- admin endpoint: requests -------------------------------------------------------------
+
+TenantScope = Annotated[
+    Identifier | None,
+    Field(description="the tenant; a device administrator may omit it (their own)"),
 ]
-ADMIN_REQUEST_ADAPTER: TypeAdapter[AnyAdminRequest] = TypeAdapter(AnyAdminRequest)
 
-ADMIN_RESULT_TYPES: dict[str, type[Message]] = {
-    "whoami": AdminInfo,
-    "tenant.create": TenantInfo,
-    "tenant.list": Tenants,
-    "admin.create": AdminCreated,
-    "admin.list": Admins,
-    "user.create": UserInfo,
-    "user.list": Users,
-    "credential.issue": CredentialIssued,
-    "credential.revoke": Removed,
-    "device.add": DeviceInfo,
-    "device.import": ImportResult,
-    "device.list": Devices,
-    "device.remove": Removed,
-    "code.create": VerificationCode,
-    "login_code.get": LoginCode,
-    "device.sign_in": DeviceInfo,
-    "device.sign_out": DeviceInfo,
-    "policy.create": PolicyInfo,
-    "policy.update": PolicyInfo,
-    "policy.assign": Assigned,
-    "policy.list": Policies,
-    "console.pair": ConsoleInfo,
-    "console.unpair": Removed,
-    "console.list": Consoles,
-    "pairing.list": Pairings,
-    "audit.list": AuditEntries,
-    "password.set": LoginInfo,
-    "setup_link.create": SetupLink,
-    "credential.list": Credentials,
-    "tenant.rename": TenantInfo,
-    "tenant.delete": Removed,
-    "user.rename": UserInfo,
-    "user.delete": Removed,
-    "device.rename": DeviceInfo,
-    "policy.rename": PolicyInfo,
-    "policy.delete": Removed,
-    "provision": ProvisionResult,
-    "reset": Removed,
-}
 
-__all__ = ["Identifier"]
+class WhoAmI(AdminRequest):
+    result: ClassVar[ResultType] = AdminInfo
+    type: Literal["whoami"] = "whoami"
+
+
+class TenantCreate(AdminRequest):
+    result: ClassVar[ResultType] = TenantInfo
+    type: Literal["tenant.create"] = "tenant.create"
+    name: Name
+
+
+class TenantList(AdminRequest):
+    result: ClassVar[ResultType] = Tenants
+    type: Literal["tenant.list"] = "tenant.list"
+
+
+class AdminCreate(AdminRequest):
+    """Create an administrator and issue its credential (owners only)."""
+
+    result: ClassVar[ResultType] = AdminCreated
+    type: Literal["admin.create"] = "admin.create"
+    name: Name
+    role: AdminRole
+    tenant_id: TenantScope = None
+
+
+class UserCreate(AdminRequest):
+    result: ClassVar[ResultType] = UserInfo
+    type: Literal["user.create"] = "user.create"
+    tenant_id: TenantScope = None
+    name: Name
+    policy_id: Identifier | None = None
+
+
+class UserList(AdminRequest):
+    result: ClassVar[ResultType] = Users
+    type: Literal["user.list"] = "user.list"
+    tenant_id: TenantScope = None
+    after: Cursor | None = None
+    limit: PageSize = 500
+
+
+class CredentialIssue(AdminRequest):
+    """A laptop sign-in credential for a user (printed once)."""
+
+    result: ClassVar[ResultType] = CredentialIssued
+    type: Literal["credential.issue"] = "credential.issue"
+    user_id: Identifier
+
+
+class CredentialRevoke(AdminRequest):
+    """Revoke a user's (``c_…``) or an administrator's (``ac_…``) credential; connections
+    opened with it are closed at once (4001)."""
+
+    result: ClassVar[ResultType] = Removed
+    type: Literal["credential.revoke"] = "credential.revoke"
+    credential_id: Identifier
+
+
+class AdminList(AdminRequest):
+    """Administrators with their credentials (owners only)."""
+
+    result: ClassVar[ResultType] = Admins
+    type: Literal["admin.list"] = "admin.list"
+
+
+class DeviceAdd(AdminRequest):
+    result: ClassVar[ResultType] = DeviceInfo
+    type: Literal["device.add"] = "device.add"
+    tenant_id: TenantScope = None
+    mac: MacText
+    location: Location = ""
+    name: Name | None = None
+    kind: DeviceKind = "desk_phone"
+
+
+class DeviceImport(AdminRequest):
+    """A device list CSV (columns ``MAC address``, ``Name``, ``Kind``, ``Location``, the
+    first required); all-or-nothing unless ``skip_bad_rows``."""
+
+    result: ClassVar[ResultType] = ImportResult
+    type: Literal["device.import"] = "device.import"
+    tenant_id: TenantScope = None
+    csv: Annotated[str, Field(max_length=MAX_CSV_CHARS)]
+    kind: DeviceKind | None = Field(
+        default=None,
+        description="the kind of the rows whose Kind cell is empty (or without a Kind "
+        "column); a row with no kind at all is a bad row",
+    )
+    skip_bad_rows: bool = False
+
+
+class DeviceList(AdminRequest):
+    result: ClassVar[ResultType] = Devices
+    type: Literal["device.list"] = "device.list"
+    tenant_id: TenantScope = None
+    state: DeviceStateName | None = None
+    after: Cursor | None = None
+    limit: PageSize = 500
+
+
+class DeviceRemove(AdminRequest):
+    result: ClassVar[ResultType] = Removed
+    type: Literal["device.remove"] = "device.remove"
+    device_id: Identifier
+
+
+class CodeCreate(AdminRequest):
+    """A 6-digit verification code for a device waiting for activation (voids the old one)."""
+
+    result: ClassVar[ResultType] = VerificationCode
+    type: Literal["code.create"] = "code.create"
+    device_id: Identifier
+
+
+class LoginCodeGet(AdminRequest):
+    """Ask a connected device waiting for sign-in for the login code it shows."""
+
+    result: ClassVar[ResultType] = LoginCode
+    type: Literal["login_code.get"] = "login_code.get"
+    device_id: Identifier
+
+
+class DeviceSignIn(AdminRequest):
+    """Sign an account in to a device with the device's login code."""
+
+    result: ClassVar[ResultType] = DeviceInfo
+    type: Literal["device.sign_in"] = "device.sign_in"
+    device_id: Identifier
+    user_id: Identifier
+    code: CodeText
+    mode: DeviceMode | None = Field(
+        default=None,
+        description="personal (a user's phone), meeting_room (a room's resource account) or "
+        "common_area (the device's own account); default by kind",
+    )
+
+
+class DeviceSignOut(AdminRequest):
+    result: ClassVar[ResultType] = DeviceInfo
+    type: Literal["device.sign_out"] = "device.sign_out"
+    device_id: Identifier
+
+
+class PolicyCreate(AdminRequest):
+    result: ClassVar[ResultType] = PolicyInfo
+    type: Literal["policy.create"] = "policy.create"
+    tenant_id: TenantScope = None
+    name: Name
+    allow_better_together: Literal["Enabled", "Disabled"] = "Enabled"
+    proximity_join: Literal["auto", "prompt", "off"] = "auto"
+    beaconing: bool = True
+    auto_confirm: bool = False
+    default: bool = False
+
+
+class PolicyUpdate(AdminRequest):
+    """Change a policy; connected devices it applies to are told at once."""
+
+    result: ClassVar[ResultType] = PolicyInfo
+    type: Literal["policy.update"] = "policy.update"
+    policy_id: Identifier
+    allow_better_together: Literal["Enabled", "Disabled"] | None = None
+    proximity_join: Literal["auto", "prompt", "off"] | None = None
+    beaconing: bool | None = None
+    auto_confirm: bool | None = None
+
+
+class PolicyAssign(AdminRequest):
+    """Give a user, a device, or the tenant (its default) a policy; null clears it."""
+
+    result: ClassVar[ResultType] = Assigned
+    type: Literal["policy.assign"] = "policy.assign"
+    subject_kind: Literal["user", "device", "tenant"]
+    subject_id: Identifier
+    policy_id: Identifier | None
+
+
+class PolicyList(AdminRequest):
+    result: ClassVar[ResultType] = Policies
+    type: Literal["policy.list"] = "policy.list"
+    tenant_id: TenantScope = None
+
+
+class ConsolePair(AdminRequest):
+    """Pair a touch console (a provisioned device) with a room system."""
+
+    result: ClassVar[ResultType] = ConsoleInfo
+    type: Literal["console.pair"] = "console.pair"
+    console_id: Identifier
+    room_id: Identifier
+
+
+class ConsoleUnpair(AdminRequest):
+    result: ClassVar[ResultType] = Removed
+    type: Literal["console.unpair"] = "console.unpair"
+    console_id: Identifier
+
+
+class ConsoleList(AdminRequest):
+    result: ClassVar[ResultType] = Consoles
+    type: Literal["console.list"] = "console.list"
+    tenant_id: TenantScope = None
+
+
+class PairingList(AdminRequest):
+    result: ClassVar[ResultType] = Pairings
+    type: Literal["pairing.list"] = "pairing.list"
+    tenant_id: TenantScope = None
+    after: Cursor | None = None
+    limit: PageSize = 500
+
+
+class TenantRename(AdminRequest):
+    result: ClassVar[ResultType] = TenantInfo
+    type: Literal["tenant.rename"] = "tenant.rename"
+    tenant_id: Identifier
+    name: Name
+
+
+class TenantDelete(AdminRequest):
+    """Delete a tenant with no accounts and no devices left; its policies and device
+    administrators go with it."""
+
+    result: ClassVar[ResultType] = Removed
+    type: Literal["tenant.delete"] = "tenant.delete"
+    tenant_id: Identifier
+
+
+class UserRename(AdminRequest):
+    """Rename an account; names are unique within a tenant (ignoring case)."""
+
+    result: ClassVar[ResultType] = UserInfo
+    type: Literal["user.rename"] = "user.rename"
+    user_id: Identifier
+    name: Name
+
+
+class UserDelete(AdminRequest):
+    """Delete an account that no device is signed in as: its laptop credentials are revoked
+    and its pairings removed."""
+
+    result: ClassVar[ResultType] = Removed
+    type: Literal["user.delete"] = "user.delete"
+    user_id: Identifier
+
+
+class DeviceRename(AdminRequest):
+    """Rename a device (and, if given, change its location); it is told at once."""
+
+    result: ClassVar[ResultType] = DeviceInfo
+    type: Literal["device.rename"] = "device.rename"
+    device_id: Identifier
+    name: Name
+    location: Location | None = None
+
+
+class PolicyRename(AdminRequest):
+    result: ClassVar[ResultType] = PolicyInfo
+    type: Literal["policy.rename"] = "policy.rename"
+    policy_id: Identifier
+    name: Name
+
+
+class PolicyDelete(AdminRequest):
+    """Delete a policy: accounts, devices and the tenant default that had it fall back to
+    the tenant's default (or the built-in one); connected devices are told."""
+
+    result: ClassVar[ResultType] = Removed
+    type: Literal["policy.delete"] = "policy.delete"
+    policy_id: Identifier
+
+
+class AuditList(AdminRequest):
+    """The newest entries, oldest first; ``before`` (a seq) pages further back."""
+
+    result: ClassVar[ResultType] = AuditEntries
+    type: Literal["audit.list"] = "audit.list"
+    tenant_id: TenantScope = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+    before: Annotated[int | None, Field(ge=1)] = None
+
+
+# --- admin endpoint: sign-in for people (the browser's admin center and device login) -------
+
+PersonKind = Literal["admin", "user"]
+Login = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class PasswordSet(AdminRequest):
+    """Give an administrator or a user a login and password for the browser pages (owners).
+    Their browser sessions end."""
+
+    result: ClassVar[ResultType] = LoginInfo
+    type: Literal["password.set"] = "password.set"
+    subject_kind: PersonKind
+    subject_id: Identifier
+    login: Login | None = Field(
+        default=None, description="default: their current login, else their name"
+    )
+    password: Annotated[SecretStr, Field(min_length=10, max_length=1024)]
+
+    @field_serializer("password", when_used="json")
+    def _send_password(self, value: SecretStr) -> str:
+        # On the wire the password travels in clear (inside TLS); everywhere else (the
+        # audit log's detail, reprs) it stays masked.
+        return value.get_secret_value()
+
+
+class SetupLinkCreate(AdminRequest):
+    """A one-time link with which an administrator or a user chooses their own password
+    (owners); valid 72 hours."""
+
+    result: ClassVar[ResultType] = SetupLink
+    type: Literal["setup_link.create"] = "setup_link.create"
+    subject_kind: PersonKind
+    subject_id: Identifier
+    login: Login | None = Field(
+        default=None, description="default: their current login, else their name"
+    )
+
+
+class CredentialList(AdminRequest):
+    """The laptop credentials of a tenant's users (issued, or approved on the device login
+    page), revoked ones included."""
+
+    result: ClassVar[ResultType] = Credentials
+    type: Literal["credential.list"] = "credential.list"
+    tenant_id: TenantScope = None
+    user_id: Identifier | None = None
+
+
+
+ALL_REQUESTS: tuple[type[AdminRequest], ...] = declared(AdminRequest)
+ADMIN_REQUESTS = tuple(r for r in ALL_REQUESTS if r.endpoint == "admin")
+PROVISION_REQUESTS = tuple(r for r in ALL_REQUESTS if r.endpoint == "provision")
+# The discriminated unions pydantic validates with, derived from the declarations above.
+AnyAdminRequest: Any = Annotated[Union.__getitem__(ADMIN_REQUESTS), Field(discriminator="type")]
+ADMIN_REQUEST_ADAPTER: TypeAdapter[AdminRequest] = TypeAdapter(AnyAdminRequest)
+AnyProvisionRequest: Any = Annotated[
+    Union.__getitem__(PROVISION_REQUESTS), Field(discriminator="type")
+]
+PROVISION_REQUEST_ADAPTER: TypeAdapter[AdminRequest] = TypeAdapter(AnyProvisionRequest)
+ADMIN_RESULT_TYPES: dict[str, type[Message]] = {kind_of(r): r.result for r in ALL_REQUESTS}
+
+__all__ = ["Identifier", "ResultType", "kind_of"]

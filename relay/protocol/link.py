@@ -200,7 +200,7 @@ class RelayLink:
         reply = await self.exchange(request.model_dump_json(), request.id)
         if isinstance(reply, wire.Error):
             raise RequestFailed(reply.code, reply.message)
-        return wire.RESULT_TYPES[request.type].model_validate(reply.result)
+        return type(request).result.model_validate(reply.result)
 
     async def call(self, kind: type[wire.Request], **fields: Any) -> Any:
         """Build a request of ``kind`` with the next id and send it (see :meth:`request`)."""

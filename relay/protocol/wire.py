@@ -20,7 +20,7 @@ admin tools); it is pure data and holds no I/O.
 from __future__ import annotations
 
 from enum import IntEnum, StrEnum
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -149,10 +149,34 @@ HANDSHAKE_REFUSALS: dict[int, str] = {
 }
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+def declared(base: type[M]) -> tuple[type[M], ...]:
+    """The request classes declared on ``base`` (those with a fixed ``type``), in the order
+    they were written, at any depth."""
+    out: list[type[M]] = []
+    for cls in base.__subclasses__():
+        field = cls.model_fields.get("type")
+        if field is not None and isinstance(field.default, str):
+            out.append(cls)
+        out.extend(declared(cls))
+    return tuple(out)
+
+
+def kind_of(cls: type[BaseModel]) -> str:
+    """A declared message's ``type``."""
+    return str(cls.model_fields["type"].default)
+
+
 class Message(BaseModel):
     """Base of every wire message: unknown fields are refused, instances are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# What a request is answered with (a name, because ``type`` is every request's field).
+ResultType = type[Message]
 
 
 # --- shared descriptors --------------------------------------------------------------
@@ -204,186 +228,6 @@ class PhoneLockSeq(Message):
     seq: int
 
 
-# --- requests (client → relay) -----------------------------------------------------
-
-
-class Request(Message):
-    """Base of every request: carries an ``id`` that its one reply repeats."""
-
-    senders: ClassVar[tuple[Role, ...]] = ("laptop", "device")
-    type: str
-    id: RequestId
-
-
-class Ping(Request):
-    """Liveness check; the result is ``pong`` with the relay's clock."""
-
-    type: Literal["ping"] = "ping"
-
-
-class SightingsReport(Request):
-    """A batch of adverts the laptop heard; the result describes those it may know about."""
-
-    senders: ClassVar[tuple[Role, ...]] = ("laptop",)
-    type: Literal["sightings.report"] = "sightings.report"
-    sightings: list[Sighting] = Field(max_length=MAX_SIGHTINGS_PER_REPORT)
-
-
-class PairRequest(Request):
-    """Laptop asks to pair with the caller's phone (Better Together)."""
-
-    senders: ClassVar[tuple[Role, ...]] = ("laptop",)
-    type: Literal["pair.request"] = "pair.request"
-    phone_id: Identifier
-
-
-class PairConfirm(Request):
-    """Phone or laptop accepts or declines a pending pair request."""
-
-    type: Literal["pair.confirm"] = "pair.confirm"
-    request_id: Identifier
-    accept: bool
-
-
-class PairRemove(Request):
-    """Either side unpairs: a laptop names the phone, a phone names the laptop."""
-
-    type: Literal["pair.remove"] = "pair.remove"
-    peer_id: Identifier = Field(description="phone_id (from a laptop) or laptop_id (from a phone)")
-
-
-class PairingsList(Request):
-    """The caller's stored pairings."""
-
-    type: Literal["pairings.list"] = "pairings.list"
-
-
-class LockSet(Request):
-    """Paired laptop reports it locked or unlocked; replied to only once durable."""
-
-    senders: ClassVar[tuple[Role, ...]] = ("laptop",)
-    type: Literal["lock.set"] = "lock.set"
-    state: LockState
-
-
-class LockAck(Request):
-    """Phone acknowledges it applied the ``lock.command`` with this ``seq``."""
-
-    senders: ClassVar[tuple[Role, ...]] = ("device",)
-    type: Literal["lock.ack"] = "lock.ack"
-    seq: Annotated[int, Field(ge=1)]
-
-
-class AudioSelect(Request):
-    """Paired laptop asks to use the phone as the audio device for a meeting."""
-
-    senders: ClassVar[tuple[Role, ...]] = ("laptop",)
-    type: Literal["audio.select"] = "audio.select"
-    phone_id: Identifier
-    meeting_id: ShortText
-
-
-class AudioRelease(Request):
-    """Laptop gives the phone back."""
-
-    senders: ClassVar[tuple[Role, ...]] = ("laptop",)
-    type: Literal["audio.release"] = "audio.release"
-    handoff_id: Identifier
-
-
-class AudioAck(Request):
-    """Phone reports whether it took over (or released) the audio of a hand-off."""
-
-    senders: ClassVar[tuple[Role, ...]] = ("device",)
-    type: Literal["audio.ack"] = "audio.ack"
-    handoff_id: Identifier
-    ok: bool
-    detail: Annotated[str, Field(max_length=256)] = ""
-
-
-class JoinRequest(Request):
-    """User who sighted a room asks to add it to a meeting (proximity join)."""
-
-    senders: ClassVar[tuple[Role, ...]] = ("laptop",)
-    type: Literal["join.request"] = "join.request"
-    room_id: Identifier
-    meeting_id: ShortText
-
-
-class JoinRespond(Request):
-    """Room answers a ``join.prompt``."""
-
-    senders: ClassVar[tuple[Role, ...]] = ("device",)
-    type: Literal["join.respond"] = "join.respond"
-    join_id: Identifier
-    accept: bool
-
-
-class ConsoleJoin(Request):
-    """A touch console asks the room system it is paired with to join a meeting."""
-
-    senders: ClassVar[tuple[Role, ...]] = ("device",)
-    type: Literal["console.join"] = "console.join"
-    meeting_id: ShortText
-
-
-class LoginCodeReport(Request):
-    """Device answers a ``login_code.request`` with the login code it shows on its screen."""
-
-    senders: ClassVar[tuple[Role, ...]] = ("device",)
-    type: Literal["login_code.report"] = "login_code.report"
-    request_id: Identifier
-    code: Annotated[
-        str,
-        Field(
-            min_length=1,
-            max_length=32,
-            description="as the device shows it, e.g. ABCD-EFGH; compared case-insensitively",
-        ),
-    ]
-
-
-AnyRequest = Annotated[
-    Ping
-    | SightingsReport
-    | PairRequest
-    | PairConfirm
-    | PairRemove
-    | PairingsList
-    | LockSet
-    | LockAck
-    | AudioSelect
-    | AudioRelease
-    | AudioAck
-    | JoinRequest
-    | JoinRespond
-    | ConsoleJoin
-    | LoginCodeReport,
-    Field(discriminator="type"),
-]
-REQUEST_ADAPTER: TypeAdapter[AnyRequest] = TypeAdapter(AnyRequest)
-REQUEST_TYPES: dict[str, type[Request]] = {
-    cls.model_fields["type"].default: cls
-    for cls in (
-        Ping,
-        SightingsReport,
-        PairRequest,
-        PairConfirm,
-        PairRemove,
-        PairingsList,
-        LockSet,
-        LockAck,
-        AudioSelect,
-        AudioRelease,
-        AudioAck,
-        JoinRequest,
-        JoinRespond,
-        ConsoleJoin,
-        LoginCodeReport,
-    )
-}
-
-
 # --- results (the ``result`` member of a reply, per request type) ----------------------
 
 
@@ -432,23 +276,173 @@ class JoinRequestResult(Message):
     )
 
 
-RESULT_TYPES: dict[str, type[Message]] = {
-    "ping": Pong,
-    "sightings.report": SightingsResult,
-    "pair.request": PairRequestResult,
-    "pair.confirm": PairConfirmResult,
-    "pair.remove": Done,
-    "pairings.list": PairingsResult,
-    "lock.set": LockSetResult,
-    "lock.ack": Done,
-    "audio.select": AudioSelectResult,
-    "audio.release": Done,
-    "audio.ack": Done,
-    "join.request": JoinRequestResult,
-    "join.respond": Done,
-    "console.join": JoinRequestResult,
-    "login_code.report": Done,
-}
+# --- requests (client → relay) -----------------------------------------------------
+
+
+class Request(Message):
+    """Base of every request: carries an ``id`` that its one reply repeats.
+
+    Declaring a request is writing its class here: who may send it (``senders``), what
+    its result is (``result``), its ``type`` and fields. Every list of requests (the
+    union validated on the wire, the type and result tables, the documentation) is
+    derived from these declarations; the relay refuses to start if one has no handler.
+    """
+
+    senders: ClassVar[tuple[Role, ...]] = ("laptop", "device")
+    result: ClassVar[ResultType]
+    type: str
+    id: RequestId
+
+
+class Ping(Request):
+    """Liveness check; the result is ``pong`` with the relay's clock."""
+
+    result: ClassVar[ResultType] = Pong
+    type: Literal["ping"] = "ping"
+
+
+class SightingsReport(Request):
+    """A batch of adverts the laptop heard; the result describes those it may know about."""
+
+    senders: ClassVar[tuple[Role, ...]] = ("laptop",)
+    result: ClassVar[ResultType] = SightingsResult
+    type: Literal["sightings.report"] = "sightings.report"
+    sightings: list[Sighting] = Field(max_length=MAX_SIGHTINGS_PER_REPORT)
+
+
+class PairRequest(Request):
+    """Laptop asks to pair with the caller's phone (Better Together)."""
+
+    senders: ClassVar[tuple[Role, ...]] = ("laptop",)
+    result: ClassVar[ResultType] = PairRequestResult
+    type: Literal["pair.request"] = "pair.request"
+    phone_id: Identifier
+
+
+class PairConfirm(Request):
+    """Phone or laptop accepts or declines a pending pair request."""
+
+    result: ClassVar[ResultType] = PairConfirmResult
+    type: Literal["pair.confirm"] = "pair.confirm"
+    request_id: Identifier
+    accept: bool
+
+
+class PairRemove(Request):
+    """Either side unpairs: a laptop names the phone, a phone names the laptop."""
+
+    result: ClassVar[ResultType] = Done
+    type: Literal["pair.remove"] = "pair.remove"
+    peer_id: Identifier = Field(description="phone_id (from a laptop) or laptop_id (from a phone)")
+
+
+class PairingsList(Request):
+    """The caller's stored pairings."""
+
+    result: ClassVar[ResultType] = PairingsResult
+    type: Literal["pairings.list"] = "pairings.list"
+
+
+class LockSet(Request):
+    """Paired laptop reports it locked or unlocked; replied to only once durable."""
+
+    senders: ClassVar[tuple[Role, ...]] = ("laptop",)
+    result: ClassVar[ResultType] = LockSetResult
+    type: Literal["lock.set"] = "lock.set"
+    state: LockState
+
+
+class LockAck(Request):
+    """Phone acknowledges it applied the ``lock.command`` with this ``seq``."""
+
+    senders: ClassVar[tuple[Role, ...]] = ("device",)
+    result: ClassVar[ResultType] = Done
+    type: Literal["lock.ack"] = "lock.ack"
+    seq: Annotated[int, Field(ge=1)]
+
+
+class AudioSelect(Request):
+    """Paired laptop asks to use the phone as the audio device for a meeting."""
+
+    senders: ClassVar[tuple[Role, ...]] = ("laptop",)
+    result: ClassVar[ResultType] = AudioSelectResult
+    type: Literal["audio.select"] = "audio.select"
+    phone_id: Identifier
+    meeting_id: ShortText
+
+
+class AudioRelease(Request):
+    """Laptop gives the phone back."""
+
+    senders: ClassVar[tuple[Role, ...]] = ("laptop",)
+    result: ClassVar[ResultType] = Done
+    type: Literal["audio.release"] = "audio.release"
+    handoff_id: Identifier
+
+
+class AudioAck(Request):
+    """Phone reports whether it took over (or released) the audio of a hand-off."""
+
+    senders: ClassVar[tuple[Role, ...]] = ("device",)
+    result: ClassVar[ResultType] = Done
+    type: Literal["audio.ack"] = "audio.ack"
+    handoff_id: Identifier
+    ok: bool
+    detail: Annotated[str, Field(max_length=256)] = ""
+
+
+class JoinRequest(Request):
+    """User who sighted a room asks to add it to a meeting (proximity join)."""
+
+    senders: ClassVar[tuple[Role, ...]] = ("laptop",)
+    result: ClassVar[ResultType] = JoinRequestResult
+    type: Literal["join.request"] = "join.request"
+    room_id: Identifier
+    meeting_id: ShortText
+
+
+class JoinRespond(Request):
+    """Room answers a ``join.prompt``."""
+
+    senders: ClassVar[tuple[Role, ...]] = ("device",)
+    result: ClassVar[ResultType] = Done
+    type: Literal["join.respond"] = "join.respond"
+    join_id: Identifier
+    accept: bool
+
+
+class ConsoleJoin(Request):
+    """A touch console asks the room system it is paired with to join a meeting."""
+
+    senders: ClassVar[tuple[Role, ...]] = ("device",)
+    result: ClassVar[ResultType] = JoinRequestResult
+    type: Literal["console.join"] = "console.join"
+    meeting_id: ShortText
+
+
+class LoginCodeReport(Request):
+    """Device answers a ``login_code.request`` with the login code it shows on its screen."""
+
+    senders: ClassVar[tuple[Role, ...]] = ("device",)
+    result: ClassVar[ResultType] = Done
+    type: Literal["login_code.report"] = "login_code.report"
+    request_id: Identifier
+    code: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=32,
+            description="as the device shows it, e.g. ABCD-EFGH; compared case-insensitively",
+        ),
+    ]
+
+
+REQUESTS: tuple[type[Request], ...] = declared(Request)
+# The discriminated union pydantic validates with, derived from the declarations above.
+AnyRequest: Any = Annotated[Union.__getitem__(REQUESTS), Field(discriminator="type")]
+REQUEST_ADAPTER: TypeAdapter[Request] = TypeAdapter(AnyRequest)
+REQUEST_TYPES: dict[str, type[Request]] = {kind_of(cls): cls for cls in REQUESTS}
+RESULT_TYPES: dict[str, type[Message]] = {kind_of(cls): cls.result for cls in REQUESTS}
 
 
 # --- replies (relay → client) ------------------------------------------------------

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from relay.admin_outcome import AdminOutcome, Handler
 from relay.errors import RelayError
+from relay.handlers import handlers_of, handles
 from relay.model import AdminRecord
 from relay.protocol import admin_wire as aw
 from relay.protocol.wire import ErrorCode
@@ -47,12 +48,8 @@ class AccountAdmin:
         self._setup_ttl = setup_link_ttl_s
 
     def handlers(self) -> dict[str, Handler]:
-        """The admin requests this serves, for :class:`~relay.admin_service.AdminService`."""
-        return {
-            "password.set": self._password_set,
-            "setup_link.create": self._setup_link_create,
-            "credential.list": self._credential_list,
-        }
+        """The admin requests this serves, by type (its methods marked ``@handles``)."""
+        return handlers_of(self)
 
     async def _person_name(self, admin: AdminRecord, kind: SubjectKind, subject_id: str) -> str:
         if kind == "admin":
@@ -65,6 +62,7 @@ class AccountAdmin:
             raise RelayError(ErrorCode.NOT_FOUND, f"no user {subject_id!r}")
         return user.name
 
+    @handles(aw.PasswordSet)
     async def _password_set(
         self, admin: AdminRecord, request: aw.PasswordSet, now: float
     ) -> AdminOutcome:
@@ -87,6 +85,7 @@ class AccountAdmin:
             )
         )
 
+    @handles(aw.SetupLinkCreate)
     async def _setup_link_create(
         self, admin: AdminRecord, request: aw.SetupLinkCreate, now: float
     ) -> AdminOutcome:
@@ -124,6 +123,7 @@ class AccountAdmin:
             )
         )
 
+    @handles(aw.CredentialList)
     async def _credential_list(
         self, admin: AdminRecord, request: aw.CredentialList, now: float
     ) -> AdminOutcome:
