@@ -1,10 +1,11 @@
 """BLE advertising behind one small interface, one backend per platform.
 
-``create_advertiser()`` picks the backend the way bleak picks its own: by platform
-(Linux → BlueZ over D-Bus, macOS → CoreBluetooth, Windows → WinRT), unless
-``backend=`` or the ``BTOGETHER_ADVERTISER_BACKEND`` environment variable says
-otherwise.  Only BlueZ is implemented; the others are documented seams that raise
-:class:`AdvertiserUnavailable` with reason ``NOT_SUPPORTED``.
+``create_advertiser()`` picks the backend as every piece of ``hw`` does
+(:mod:`hw.backends`, the bleak way): by platform (Linux → BlueZ over D-Bus, macOS →
+CoreBluetooth, Windows → WinRT), unless ``backend=`` or the
+``BTOGETHER_ADVERTISER_BACKEND`` environment variable says otherwise. Only BlueZ is
+implemented; the others are documented seams that raise :class:`AdvertiserUnavailable`
+with reason ``NOT_SUPPORTED``.
 
 The payload is raw bytes per company ID: this package knows nothing of our frame.
 """
@@ -12,11 +13,11 @@ The payload is raw bytes per company ID: this package knows nothing of our frame
 from __future__ import annotations
 
 import enum
-import os
-import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from hw.backends import NoBackendForPlatform, UnknownBackend, choose_backend
 
 BACKEND_ENV = "BTOGETHER_ADVERTISER_BACKEND"
 
@@ -73,24 +74,17 @@ class Advertiser(Protocol):
     async def stop(self) -> None: ...
 
 
-def default_backend() -> Backend:
+FOR_SYSTEM = {"Linux": Backend.BLUEZ, "Darwin": Backend.CORE_BLUETOOTH, "Windows": Backend.WINRT}
+
+
+def default_backend(chosen: Backend | str | None = None) -> Backend:
     """The backend for this platform, or the one ``BTOGETHER_ADVERTISER_BACKEND`` names."""
-    forced = os.environ.get(BACKEND_ENV)
-    if forced:
-        try:
-            return Backend(forced.lower())
-        except ValueError:
-            names = ", ".join(b.value for b in Backend)
-            raise AdvertiserUnavailable(
-                UnavailableReason.NOT_SUPPORTED,
-                f"{BACKEND_ENV}={forced!r} is not a backend (choose from {names})",
-            ) from None
-    system = platform.system()
-    if system == "Darwin":
-        return Backend.CORE_BLUETOOTH
-    if system == "Windows":
-        return Backend.WINRT
-    return Backend.BLUEZ
+    try:
+        return choose_backend(
+            Backend, FOR_SYSTEM, what="advertising", env_var=BACKEND_ENV, chosen=chosen
+        )
+    except (UnknownBackend, NoBackendForPlatform) as exc:
+        raise AdvertiserUnavailable(UnavailableReason.NOT_SUPPORTED, str(exc)) from None
 
 
 def create_advertiser(
@@ -105,7 +99,7 @@ def create_advertiser(
     without them it uses the system bus (``DBUS_SYSTEM_BUS_ADDRESS`` if set) and the
     first powered adapter.
     """
-    chosen = Backend(backend) if backend is not None else default_backend()
+    chosen = default_backend(backend)
     if chosen is Backend.BLUEZ:
         from hw.advertiser.bluez import BlueZAdvertiser
 

@@ -1,7 +1,8 @@
 """BLE scanning for adverts of one company ID, behind one small interface.
 
-``create_scanner()`` picks the backend by platform the way bleak does, unless
-``backend=`` or ``BTOGETHER_SCANNER_BACKEND`` says otherwise: ``bluez`` (Linux: bleak
+``create_scanner()`` picks the backend as every piece of ``hw`` does (:mod:`hw.backends`,
+the bleak way): by platform, unless ``backend=`` or ``BTOGETHER_SCANNER_BACKEND`` says
+otherwise: ``bluez`` (Linux: bleak
 plus BlueZ's device-removed signals; active scanning that asks BlueZ for every advert,
 or passive scanning with an advertisement monitor when asked for and BlueZ offers one)
 or ``bleak`` (macOS, Windows: plain bleak, active scanning).
@@ -14,12 +15,12 @@ once), only :class:`AdvertLost` says it is gone.
 from __future__ import annotations
 
 import enum
-import os
-import platform
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
+
+from hw.backends import NoBackendForPlatform, UnknownBackend, choose_backend
 
 BACKEND_ENV = "BTOGETHER_SCANNER_BACKEND"
 
@@ -119,27 +120,41 @@ class AdvertScanner(Protocol):
     async def stop(self) -> None: ...
 
 
-def default_backend() -> str:
-    forced = os.environ.get(BACKEND_ENV)
-    if forced:
-        if forced not in ("bluez", "bleak"):
-            raise ScannerUnavailable(
-                "not-supported", f"{BACKEND_ENV}={forced!r} is not a backend (bluez, bleak)"
-            )
-        return forced
-    return "bluez" if platform.system() == "Linux" else "bleak"
+class ScannerBackend(enum.StrEnum):
+    BLUEZ = "bluez"
+    BLEAK = "bleak"
+
+
+FOR_SYSTEM = {
+    "Linux": ScannerBackend.BLUEZ,
+    "Darwin": ScannerBackend.BLEAK,
+    "Windows": ScannerBackend.BLEAK,
+}
+
+
+def default_backend(chosen: ScannerBackend | str | None = None) -> ScannerBackend:
+    """The backend for this platform, or the one ``BTOGETHER_SCANNER_BACKEND`` names."""
+    try:
+        return choose_backend(
+            ScannerBackend, FOR_SYSTEM, what="scanning", env_var=BACKEND_ENV, chosen=chosen
+        )
+    except (UnknownBackend, NoBackendForPlatform) as exc:
+        raise ScannerUnavailable("not-supported", str(exc)) from None
 
 
 def create_scanner(
     on_event: Callable[[ScanEvent], None],
     options: ScanOptions,
     clock: Clock | None = None,
-    backend: str | None = None,
+    backend: ScannerBackend | str | None = None,
 ) -> AdvertScanner:
     """A scanner that calls ``on_event`` for each advert carrying ``options.company_id``."""
     from hw.scanner.bleak_backend import BleakAdvertScanner
 
-    chosen = backend or default_backend()
+    chosen = default_backend(backend)
     return BleakAdvertScanner(
-        on_event, options, clock or SystemClock(), watch_bluez_removals=chosen == "bluez"
+        on_event,
+        options,
+        clock or SystemClock(),
+        watch_bluez_removals=chosen is ScannerBackend.BLUEZ,
     )

@@ -134,6 +134,6 @@ async def test_server_gone_after_activation_is_a_clear_error(pulse: HeadlessPuls
 
 
 def test_other_platforms_say_audio_is_not_supported() -> None:
-    with pytest.raises(UnsupportedPlatformError, match="not supported on darwin"):
-        create_audio_router(platform="darwin")
-    assert isinstance(create_audio_router("unix:/x", platform="linux"), PulseAudioRouter)
+    with pytest.raises(UnsupportedPlatformError, match="not supported on Darwin"):
+        create_audio_router(system="Darwin")
+    assert isinstance(create_audio_router("unix:/x", system="Linux"), PulseAudioRouter)

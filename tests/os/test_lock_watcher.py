@@ -325,9 +325,9 @@ async def test_no_logind_and_no_bus_are_clear_errors(
 
 
 def test_other_platforms_say_they_are_not_supported() -> None:
-    with pytest.raises(UnsupportedPlatformError, match="not supported on darwin"):
-        create_lock_watcher(LockBusConfig(), platform="darwin")
-    assert isinstance(create_lock_watcher(LockBusConfig(), platform="linux"), LogindLockWatcher)
+    with pytest.raises(UnsupportedPlatformError, match="not supported on Darwin"):
+        create_lock_watcher(LockBusConfig(), system="Darwin")
+    assert isinstance(create_lock_watcher(LockBusConfig(), system="Linux"), LogindLockWatcher)
 
 
 async def test_standin_runs_as_a_process_and_desktop_commands_drive_it(

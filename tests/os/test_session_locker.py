@@ -84,5 +84,5 @@ async def test_locker_without_logind_is_a_clear_error(system_bus: PrivateBus) ->
 
 
 def test_locker_on_other_platforms_says_not_supported() -> None:
-    with pytest.raises(UnsupportedPlatformError, match="not supported on win32"):
-        create_session_locker(LockBusConfig(), platform="win32")
+    with pytest.raises(UnsupportedPlatformError, match="not supported on Windows"):
+        create_session_locker(LockBusConfig(), system="Windows")
