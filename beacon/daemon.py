@@ -35,13 +35,14 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 from beacon import core as c
 from beacon.advertising import BeaconConfig, Rotation
 from beacon.config import BeaconSettings
-from beacon.control import ControlPathTooLong, ControlServer, control_path
+from beacon.control import BEACON, control_path
 from beacon.hooks import HookRunner
 from beacon.memory import load_memory, save_memory
 from beacon.radio import AdvertisingSwitch
 from beacon.state import DeviceIdentity
 from hw.advertiser import Advertiser
 from hw.audio import AudioError, AudioRouter
+from hw.control_socket import ControlError, ControlPathTooLong, ControlServer
 from hw.lock import SessionLocker
 from hw.secure_file import write_private
 from relay.protocol import wire
@@ -78,7 +79,8 @@ class _RelayEvent:
 
 @dataclass(frozen=True, slots=True)
 class _Control:
-    request: dict[str, Any]
+    op: str
+    args: dict[str, Any]
     reply: asyncio.Future[dict[str, Any]]
 
 
@@ -158,7 +160,7 @@ class BeaconDaemon:
         self._next_retry_s: float | None = None
         self._written_status: dict[str, Any] | None = None
         self.core: c.BeaconCore | None = None
-        self.control = ControlServer(control_path(state_dir), self._on_control)
+        self.control = ControlServer(control_path(state_dir), self._on_control, BEACON)
         self._log = _log.bind(device_id=identity.device_id)
 
     # --- public ------------------------------------------------------------------------
@@ -222,7 +224,7 @@ class BeaconDaemon:
                 await self._execute(core.on_event(item.event, now))
         elif isinstance(item, _Control):
             try:
-                reply = await self._control(item.request, now)
+                reply = await self._control(item.op, item.args, now)
             except Exception as exc:
                 item.reply.set_exception(exc)
             else:
@@ -232,36 +234,40 @@ class BeaconDaemon:
             if core.unapplied_lock is not None and now >= self._lock_retry_at:
                 await self._execute([core.unapplied_lock])
 
-    async def _on_control(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def _on_control(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
         reply: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._inbox.put_nowait(_Control(request, reply))
+        self._inbox.put_nowait(_Control(op, args, reply))
         return await reply
 
-    async def _control(self, request: dict[str, Any], now: float) -> dict[str, Any]:
+    async def _control(self, op: str, args: dict[str, Any], now: float) -> dict[str, Any]:
+        """Answer ``status`` and ``confirm``; a refusal is a ControlError (code, message)."""
         core = self._core()
-        op = request.get("op")
         if op == "status":
-            return {"ok": True, "status": self.status(now, countdown=True)}
+            return self.status(now, countdown=True)
         if op == "confirm":
-            prompt_id = request.get("id")
-            accept = request.get("accept", True)
+            prompt_id = args.get("id")
+            accept = args.get("accept", True)
             if (prompt_id is not None and not isinstance(prompt_id, str)) or not isinstance(
                 accept, bool
             ):
-                return {"ok": False, "error": "confirm needs an id (string or null) and accept"}
+                raise ControlError(
+                    "bad_request", "confirm needs an id (string or null) and accept"
+                )
             if self._link is None:
-                return {"ok": False, "error": "not connected to the relay; try again shortly"}
+                raise ControlError(
+                    "relay_unreachable", "not connected to the relay; try again shortly"
+                )
             try:
                 actions = core.confirm(prompt_id, accept, now)
             except c.ControlError as exc:
-                return {"ok": False, "error": str(exc)}
+                raise ControlError("no_prompt", str(exc)) from None
             answer = next(a for a in actions if isinstance(a, c.ConfirmPair | c.RespondJoin))
             answered_id = answer.request_id if isinstance(answer, c.ConfirmPair) else answer.join_id
             failures = await self._execute(actions)
             if failures:
-                return {"ok": False, "error": "; ".join(failures)}
-            return {"ok": True, "id": answered_id, "accepted": accept}
-        return {"ok": False, "error": f"unknown op {op!r}"}
+                raise ControlError("refused", "; ".join(failures), "relay")
+            return {"id": answered_id, "accepted": accept}
+        raise ControlError("bad_request", f"unknown op {op!r}")
 
     # --- carrying out actions ----------------------------------------------------------
     async def _execute(self, actions: list[c.Action]) -> list[str]:
@@ -493,7 +499,7 @@ class BeaconDaemon:
         while not self._inbox.empty():  # nobody will answer these now
             item = self._inbox.get_nowait()
             if isinstance(item, _Control) and not item.reply.done():
-                item.reply.set_result({"ok": False, "error": "the daemon is stopping"})
+                item.reply.set_exception(ControlError("stopping", "the daemon is stopping"))
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -14,13 +14,20 @@ from pathlib import Path
 from typing import Any
 
 from beacon.config import ConfigError, default_config_path, load_config
-from beacon.control import ControlError, control_path, control_request
+from beacon.control import BEACON, control_path
 from beacon.daemon import BeaconDaemon
 from beacon.hooks import HookRunner
 from beacon.state import DeviceStateError, default_state_dir, load_identity
 from hw.advertiser import AdvertiserError, create_advertiser
 from hw.audio import AudioRouter, create_audio_router
 from hw.audio import UnsupportedPlatformError as AudioUnsupported
+from hw.control_socket import (
+    AlreadyRunning,
+    ControlError,
+    ControlPathTooLong,
+    DaemonNotRunning,
+    call_blocking,
+)
 from hw.lock import LockBusConfig, SessionLocker, create_session_locker
 from hw.lock import UnsupportedPlatformError as LockUnsupported
 from relay.protocol.reach import TlsSetupError, client_tls
@@ -149,7 +156,7 @@ def run_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
-    except ControlError as exc:
+    except AlreadyRunning as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -157,17 +164,19 @@ def run_command(args: argparse.Namespace) -> int:
 
 def confirm_command(args: argparse.Namespace) -> int:
     prog = "btogether beacon confirm"
-    request = {"op": "confirm", "id": args.request_id, "accept": not args.decline}
+    request = {"id": args.request_id, "accept": not args.decline}
     if args.request_id is not None and not 0 < len(args.request_id) <= 128:
         print(f"{prog}: a request id is 1-128 characters", file=sys.stderr)
         return 2
     try:
-        reply = control_request(control_path(_state_dir(args)), request)
-    except (ControlError, OSError) as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
+        reply = call_blocking(
+            control_path(_state_dir(args)), "confirm", request, within=10.0, daemon=BEACON
+        )
+    except ControlError as exc:
+        print(f"{prog}: {exc.message}", file=sys.stderr)
         return 1
-    if not reply.get("ok"):
-        print(f"{prog}: {reply.get('error', 'failed')}", file=sys.stderr)
+    except (DaemonNotRunning, ControlPathTooLong, OSError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps({"id": reply.get("id"), "accepted": bool(reply.get("accepted"))}))
@@ -179,13 +188,17 @@ def confirm_command(args: argparse.Namespace) -> int:
 def status_command(args: argparse.Namespace) -> int:
     prog = "btogether beacon status"
     try:
-        reply = control_request(control_path(_state_dir(args)), {"op": "status"})
-    except (ControlError, OSError) as exc:
+        status = call_blocking(
+            control_path(_state_dir(args)), "status", within=10.0, daemon=BEACON
+        )
+    except ControlError as exc:
+        print(f"{prog}: {exc.message}", file=sys.stderr)
+        return 1
+    except (DaemonNotRunning, ControlPathTooLong, OSError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
-    status = reply.get("status")
-    if not reply.get("ok") or not isinstance(status, dict):
-        print(f"{prog}: {reply.get('error', 'failed')}", file=sys.stderr)
+    if not isinstance(status, dict):
+        print(f"{prog}: the daemon sent no status", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(status, indent=2))

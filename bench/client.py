@@ -33,9 +33,9 @@ from beacon.advertising import BeaconConfig, payload_at
 from btogether.logs import configure_logging
 from client.api import ControlApi
 from client.config import ClientConfig, ScanSettings
-from client.control import ControlServer, call
 from client.daemon import ClientCore
 from hw.advertiser.bluez import BlueZAdvertiser
+from hw.control_socket import ControlServer, call
 from hw.lock import LockBusConfig, create_lock_watcher
 from hw.sim.launch import start_air
 from hw.standin.logind import LogindStandIn

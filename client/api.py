@@ -2,7 +2,7 @@
 
 Arguments come from another process and are checked with pydantic before anything
 runs; a bad one is a ``bad_request`` error naming the field. Every operation returns
-plain JSON data. See :mod:`client.control` for the framing and
+plain JSON data. See :mod:`hw.control_socket` for the framing and
 :class:`client.daemon.ClientCore` for what each operation does.
 """
 
@@ -15,8 +15,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from client.control import ControlError
 from client.daemon import ClientCore
+from hw.control_socket import ControlError
 
 Name = Annotated[str, Field(min_length=1, max_length=128)]
 Wait = Annotated[float, Field(ge=0, le=600)]

@@ -2,7 +2,7 @@
 
 ``login`` stores the relay URL and credential; ``run`` is the daemon (and ``tray`` the
 daemon with a tray icon); every other command asks the running client over its control
-socket (:mod:`client.control`) and prints the answer, or with ``--json`` one JSON value.
+socket (:mod:`hw.control_socket`) and prints the answer, or with ``--json`` one JSON value.
 
 Exit codes: 0 done; 1 refused or failed (the relay's wire error code and message are
 shown); 2 bad usage or configuration; 3 the client is not running.
@@ -38,7 +38,7 @@ from client.config import (
     resolve_state_dir,
     save_config,
 )
-from client.control import AlreadyRunning, ControlError, DaemonNotRunning, call
+from hw.control_socket import AlreadyRunning, ControlError, DaemonNotRunning, call
 from relay.protocol.reach import TlsSetupError, client_tls, why_unreachable
 
 MAX_TOKEN_BYTES = 8192
@@ -553,8 +553,8 @@ async def serve(
     ``settings`` is the client.toml a new login is read with (``relogin``).
     """
     from client.api import ControlApi
-    from client.control import ControlServer
     from client.daemon import ClientCore
+    from hw.control_socket import ControlServer
     from hw.lock import LockBusConfig, create_lock_watcher
 
     lock_config = LockBusConfig.from_environ(os.environ, session_id=config.lock.session)

@@ -14,7 +14,7 @@ The state directory is ``--state-dir``, else ``$BTOGETHER_STATE_DIR``, else
   Every key with its default: ``packaging/config/client.toml``.
 * ``credential`` — the user credential the relay issued, owner-only (refused if others
   can read it, see :mod:`hw.secure_file`).
-* ``control.sock`` — the running client's control socket (:mod:`client.control`).
+* ``control.sock`` — the running client's control socket (:mod:`hw.control_socket`).
 * ``unsent-lock.json`` — a lock state the relay has not confirmed yet, so that it is
   still sent if the client restarts before it could reach the relay.
 * ``meeting.json`` — the current meeting, so that it survives a restart of ``client run``.

@@ -16,7 +16,7 @@
 * carries out the user's actions (connect a phone, confirm, unpair, audio on/off, lock
   sync, join a room), which the control socket (:mod:`client.api`) and the tray call.
 
-Failures the user can act on raise :class:`~client.control.ControlError` whose ``source``
+Failures the user can act on raise :class:`~hw.control_socket.ControlError` whose ``source``
 is ``relay`` (the wire error code and message) or ``client``.
 
 The radio, the lock watcher, the relay connection, the clock and the RNG are passed in;
@@ -39,7 +39,6 @@ import structlog
 from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
 from client.config import ClientConfig
-from client.control import ControlError
 from client.lock_report import LockReporter, LockState
 from client.nearby import NearbyDevice, SightingBook, rank_nearby
 from client.proximity import ProximityTracker, TrackerConfig
@@ -52,6 +51,7 @@ from client.tray_menu import (
     PendingPairing,
     TrayState,
 )
+from hw.control_socket import ControlError
 from hw.lock import LockBackendError, LockBusConfig, LockWatcher, create_lock_watcher
 from hw.scanner import (
     AdvertLost,

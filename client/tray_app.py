@@ -30,7 +30,6 @@ from typing import Any
 import structlog
 
 from client.config import ClientConfig, ClientFiles
-from client.control import ControlError, DaemonNotRunning, call
 from client.daemon import DEFAULT_AD_HOC_MEETING, ClientCore, CoreTrayActions
 from client.tray_menu import (
     JoinOutcome,
@@ -41,6 +40,7 @@ from client.tray_menu import (
     PendingPairing,
     TrayState,
 )
+from hw.control_socket import ControlError, DaemonNotRunning, call
 from hw.unix_socket import socket_answers
 
 _log = structlog.get_logger(__name__)

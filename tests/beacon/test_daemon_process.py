@@ -112,4 +112,4 @@ async def test_unprovisioned_device_is_told_to_provision(tmp_path: Path) -> None
 
 async def test_confirm_without_a_running_daemon_says_so(tmp_path: Path) -> None:
     code, _, err = await beacon_cli("confirm", "--state-dir", str(tmp_path))
-    assert code == 1 and "no beacon daemon is running" in err
+    assert code == 1 and "the beacon daemon is not running" in err and "btogether beacon run" in err

@@ -8,7 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from beacon.control import control_path, control_request
+from beacon.control import BEACON, control_path
+from hw.control_socket import call
 from relay.protocol import wire
 from tests.beacon.conftest import (
     Relay,
@@ -64,11 +65,11 @@ async def test_declining_a_pair_prompt_ends_the_request(
     request = await link.pair_request(world.phone.id)
     await running.console.wait_for("pair-prompt")
 
-    reply = await asyncio.to_thread(
-        control_request, control_path(state_dir),
-        {"op": "confirm", "id": request.request_id, "accept": False},
+    reply = await call(
+        control_path(state_dir), "confirm", {"id": request.request_id, "accept": False},
+        daemon=BEACON,
     )
-    assert reply == {"ok": True, "id": request.request_id, "accepted": False}
+    assert reply == {"id": request.request_id, "accepted": False}
     ended = await link.next_event("pair.ended")
     assert ended == wire.PairEnded(request_id=request.request_id, reason="declined")
     assert await link.pairings() == []
@@ -103,10 +104,10 @@ async def test_join_prompt_confirmed_at_the_room_reaches_the_laptop(
     line = await running.console.wait_for("join-prompt")
     assert result.join_id in line and "weekly sync" in line
 
-    reply = await asyncio.to_thread(
-        control_request, control_path(state_dir), {"op": "confirm", "id": None, "accept": True}
+    reply = await call(
+        control_path(state_dir), "confirm", {"id": None, "accept": True}, daemon=BEACON
     )
-    assert reply["ok"] is True and reply["id"] == result.join_id
+    assert reply["id"] == result.join_id
     joined = await link.next_event("join.result")
     assert joined == wire.JoinResult(join_id=result.join_id, room_id=world.prompt_room.id,
                                      outcome="accepted")

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from beacon.config import ConfigError, HookSettings, load_config
-from beacon.control import ControlError, ControlServer, control_request
+from beacon.control import BEACON, control_path
 from beacon.hooks import HookRunner, hook_environment
+from hw.control_socket import AlreadyRunning, ControlServer, DaemonNotRunning, call_blocking
 from tests.beacon.conftest import short_dir
 
 
@@ -59,60 +60,48 @@ async def test_missing_and_failing_hooks_are_reported_not_raised() -> None:
     assert (await task).returncode == 3
 
 
-async def test_control_socket_is_owner_only_and_answers_one_request() -> None:
+async def test_the_beacon_control_socket_is_owner_only_and_names_the_beacon_daemon() -> None:
     state_dir = short_dir("bt-ctl-")
-    seen: list[dict[str, Any]] = []
+    seen: list[tuple[str, dict[str, Any]]] = []
 
-    async def handler(request: dict[str, Any]) -> dict[str, Any]:
-        seen.append(request)
-        return {"ok": True, "echo": request.get("op")}
+    async def handler(op: str, args: dict[str, Any]) -> dict[str, Any]:
+        seen.append((op, args))
+        return {"echo": op}
 
-    server = ControlServer(state_dir / "control.sock", handler)
+    server = ControlServer(control_path(state_dir), handler, BEACON)
     await server.start()
     try:
-        assert (state_dir / "control.sock").stat().st_mode & 0o777 == 0o600
-        reply = await asyncio.to_thread(control_request, state_dir / "control.sock",
-                                        {"op": "status"})
-        assert reply == {"ok": True, "echo": "status"}
-        second = ControlServer(state_dir / "control.sock", handler)
-        with pytest.raises(ControlError, match="another beacon daemon"):
+        assert control_path(state_dir).stat().st_mode & 0o777 == 0o600
+        reply = await asyncio.to_thread(
+            call_blocking, control_path(state_dir), "status", None, 5.0, BEACON
+        )
+        assert reply == {"echo": "status"} and seen == [("status", {})]
+        second = ControlServer(control_path(state_dir), handler, BEACON)
+        with pytest.raises(AlreadyRunning, match="the beacon daemon is already running"):
             await second.start()
     finally:
         await server.stop()
-    assert not (state_dir / "control.sock").exists()
+    assert not control_path(state_dir).exists()
+    with pytest.raises(DaemonNotRunning, match="start it with `btogether beacon run`"):
+        await asyncio.to_thread(call_blocking, control_path(state_dir), "status", None, 5.0, BEACON)
 
 
-async def test_control_socket_refuses_garbage_without_calling_the_handler() -> None:
+async def test_the_beacon_control_socket_refuses_garbage_without_calling_the_handler() -> None:
     state_dir = short_dir("bt-ctl-")
 
-    async def handler(request: dict[str, Any]) -> dict[str, Any]:
+    async def handler(op: str, args: dict[str, Any]) -> dict[str, Any]:
         raise AssertionError("must not be called")
 
-    server = ControlServer(state_dir / "control.sock", handler)
+    server = ControlServer(control_path(state_dir), handler, BEACON)
     await server.start()
     try:
-        reader, writer = await asyncio.open_unix_connection(str(state_dir / "control.sock"))
+        reader, writer = await asyncio.open_unix_connection(str(control_path(state_dir)))
         writer.write(b"not json\n")
         await writer.drain()
-        assert b"not JSON" in await reader.readline()
+        assert b"bad_request" in await reader.readline()
         writer.close()
     finally:
         await server.stop()
-
-
-def test_a_stale_socket_file_from_a_dead_daemon_is_replaced() -> None:
-    state_dir = short_dir("bt-ctl-")
-    (state_dir / "control.sock").write_text("")
-
-    async def main() -> None:
-        async def handler(request: dict[str, Any]) -> dict[str, Any]:
-            return {"ok": True}
-
-        server = ControlServer(state_dir / "control.sock", handler)
-        await server.start()
-        await server.stop()
-
-    asyncio.run(main())
 
 
 def test_environment_overrides_the_file_and_unknown_keys_are_refused(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from client.control import ControlError, call
+from hw.control_socket import ControlError, call
 from hw.standin.logind import LogindStandIn
 from relay.protocol import wire
 from relay.protocol.link import RelayLink

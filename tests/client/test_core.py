@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from client.api import ControlApi
-from client.control import ControlError, ControlServer
 from client.daemon import ClientCore, CoreTrayActions
 from client.tray_app import RemoteTrayActions, fetch_tray_state
 from client.tray_menu import Action, JoinOutcome, build_menu, dispatch_action
+from hw.control_socket import ControlError, ControlServer
 from hw.standin.logind import LogindStandIn
 from relay.protocol import wire
 from relay.protocol.link import RelayLink

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from client.control import call
+from hw.control_socket import call
 from hw.dbus_daemon import PrivateBus, start_private_bus
 from hw.standin.notifications import NotificationsStandIn
 from tests.client.conftest import Air, RelayHarness, World, btogether_argv, eventually

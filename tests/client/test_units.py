@@ -20,10 +20,10 @@ from client.config import (
     login,
     resolve_state_dir,
 )
-from client.control import AlreadyRunning, ControlError, ControlServer, DaemonNotRunning, call
 from client.daemon import ClientCore
 from client.lock_report import LockReporter
 from client.nearby import SightingBook
+from hw.control_socket import AlreadyRunning, ControlError, ControlServer, DaemonNotRunning, call
 from relay.protocol import wire
 from relay.protocol.backoff import Backoff, Retries
 

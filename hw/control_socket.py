@@ -1,8 +1,10 @@
-"""The running client's local control socket: one JSON request, one JSON reply, per connection.
+"""A daemon's local control socket: one JSON request, one JSON reply, per connection.
 
-``client run`` (and ``client tray``) serve it on a unix socket in the state directory,
-owner-only (the directory is 0700 and the socket 0600), so only this user's commands
-and tray reach it. A request is one line of JSON::
+Both daemons serve one — the laptop's ``client run`` (for its commands and its tray) and
+the device's ``beacon run`` (for ``beacon status`` and ``beacon confirm``) — on a unix
+socket in their state directory, owner-only (the directory is 0700 and the socket
+0600), so only the account that holds the credential reaches it. A request is one line
+of JSON::
 
     {"op": "nearby", "args": {}}
 
@@ -12,8 +14,8 @@ and the reply one line::
     {"ok": false, "error": {"code": "policy_denied", "message": "...", "source": "relay"}}
 
 ``source`` says who refused: ``relay`` (``code`` is the wire protocol's error code) or
-``client`` (the daemon itself, e.g. ``relay_unreachable``, ``bad_request``). Requests
-that wait (a pairing to complete) simply hold their connection open.
+the daemon itself (e.g. ``relay_unreachable``, ``bad_request``). Requests that wait (a
+pairing to complete) simply hold their connection open.
 
 Requests are untrusted: a malformed line gets a ``bad_request`` error, never a crash.
 """
@@ -25,6 +27,7 @@ import contextlib
 import json
 import os
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,7 @@ _log = structlog.get_logger(__name__)
 
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_REPLY_BYTES = 16 * 1024 * 1024
+MAX_SOCKET_PATH = 107  # sun_path is 108 bytes with the terminating NUL
 
 Handler = Callable[[str, dict[str, Any]], Awaitable[object]]
 
@@ -58,23 +62,48 @@ class DaemonNotRunning(Exception):
 
 
 class AlreadyRunning(Exception):
-    """Another client already serves this state directory."""
+    """Another daemon already serves this state directory."""
+
+
+class ControlPathTooLong(ValueError):
+    """The socket path does not fit in a unix socket address."""
+
+
+@dataclass(frozen=True, slots=True)
+class Daemon:
+    """Who serves a control socket, for messages that name it."""
+
+    name: str = "the btogether client"
+    start_with: str = "btogether client run"
+
+
+CLIENT = Daemon()
+
+
+def check_path(path: Path) -> None:
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        raise ControlPathTooLong(
+            f"the control socket path {path} is longer than {MAX_SOCKET_PATH} bytes; "
+            "use a shorter --state-dir"
+        )
 
 
 class ControlServer:
     """Serves ``handler(op, args)`` on a unix socket; a ControlError becomes an error reply."""
 
-    def __init__(self, path: Path, handler: Handler) -> None:
+    def __init__(self, path: Path, handler: Handler, daemon: Daemon = CLIENT) -> None:
         self.path = path
         self._handler = handler
+        self._daemon = daemon
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
+        check_path(self.path)
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self.path.exists() or self.path.is_symlink():
             if await asyncio.to_thread(socket_answers, self.path):
-                raise AlreadyRunning(f"a btogether client is already running ({self.path})")
+                raise AlreadyRunning(f"{self._daemon.name} is already running ({self.path})")
             self.path.unlink()  # left over from a client that did not stop cleanly
         old_umask = os.umask(0o177)
         try:
@@ -135,7 +164,7 @@ class ControlServer:
             return {"ok": False, "error": exc.as_json()}
         except Exception as exc:
             _log.exception("control_request_failed", op=op)
-            return _error("internal_error", f"the client failed: {exc!r}")
+            return _error("internal_error", f"{self._daemon.name} failed: {exc!r}")
         return {"ok": True, "result": result}
 
 
@@ -144,44 +173,64 @@ def _error(code: str, message: str) -> dict[str, Any]:
 
 
 async def call(
-    path: Path, op: str, args: dict[str, Any] | None = None, within: float | None = 30.0
+    path: Path,
+    op: str,
+    args: dict[str, Any] | None = None,
+    within: float | None = 30.0,
+    daemon: Daemon = CLIENT,
 ) -> Any:
     """Send one request to the daemon; its result, or ControlError / DaemonNotRunning."""
+    check_path(path)
     try:
         reader, writer = await asyncio.open_unix_connection(os.fspath(path), limit=MAX_REPLY_BYTES)
     except (FileNotFoundError, ConnectionRefusedError) as exc:
         raise DaemonNotRunning(
-            f"the btogether client is not running (nothing answers on {path}); "
-            "start it with `btogether client run`"
+            f"{daemon.name} is not running (nothing answers on {path}); "
+            f"start it with `{daemon.start_with}`"
         ) from exc
+    except PermissionError:
+        raise DaemonNotRunning(
+            f"not allowed to reach {path}: run this as {daemon.name}'s user"
+        ) from None
     try:
         writer.write(json.dumps({"op": op, "args": args or {}}).encode() + b"\n")
         await writer.drain()
         async with asyncio.timeout(within):
             line = await reader.readline()
     except TimeoutError:
-        raise ControlError("timeout", f"the client did not answer {op!r} in time") from None
+        raise ControlError("timeout", f"{daemon.name} did not answer {op!r} in time") from None
     except ConnectionError as exc:
-        raise DaemonNotRunning(f"the btogether client closed the connection: {exc}") from exc
+        raise DaemonNotRunning(f"{daemon.name} closed the connection: {exc}") from exc
     finally:
         writer.close()
         with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
     if not line:
-        raise DaemonNotRunning("the btogether client closed the connection without answering")
+        raise DaemonNotRunning(f"{daemon.name} closed the connection without answering")
     try:
         reply = json.loads(line)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ControlError("bad_reply", f"the client's reply is not JSON: {exc}") from exc
+        raise ControlError("bad_reply", f"{daemon.name}'s reply is not JSON: {exc}") from exc
     if not isinstance(reply, dict):
-        raise ControlError("bad_reply", "the client's reply is not a JSON object")
+        raise ControlError("bad_reply", f"{daemon.name}'s reply is not a JSON object")
     if reply.get("ok") is True:
         return reply.get("result")
     error = reply.get("error")
     if not isinstance(error, dict):
-        raise ControlError("bad_reply", "the client's error reply has no error object")
+        raise ControlError("bad_reply", f"{daemon.name}'s error reply has no error object")
     raise ControlError(
         str(error.get("code", "unknown")),
         str(error.get("message", "")),
         str(error.get("source", "client")),
     )
+
+
+def call_blocking(
+    path: Path,
+    op: str,
+    args: dict[str, Any] | None = None,
+    within: float | None = 30.0,
+    daemon: Daemon = CLIENT,
+) -> Any:
+    """:func:`call` for a command line that is not running an event loop."""
+    return asyncio.run(call(path, op, args, within, daemon))
