@@ -52,9 +52,13 @@ def protocol_of(target: str) -> str:
 
 
 BENCH_ENV = {
-    # The load generator deliberately exceeds per-connection flood limits.
+    # The load generator deliberately exceeds per-connection flood limits, and opens all
+    # its connections at once from one address with few credentials.
     "BTOGETHER_RATE_PER_SECOND": "1000000",
     "BTOGETHER_RATE_BURST": "1000000",
+    "BTOGETHER_MAX_UNAUTHENTICATED": "1000000",
+    "BTOGETHER_MAX_UNAUTHENTICATED_PER_ADDRESS": "1000000",
+    "BTOGETHER_MAX_CONNECTIONS_PER_CREDENTIAL": "1000000",
 }
 
 

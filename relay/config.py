@@ -110,7 +110,10 @@ class RelaySettings(BaseSettings):
         description="connections still in their handshake or provisioning, in all",
     )
     max_unauthenticated_per_address: int = Field(
-        default=16, ge=1, description="of those, from one source address (not a trusted proxy)"
+        default=128,
+        ge=1,
+        description="of those, from one source address (not a trusted proxy; many laptops "
+        "behind one NAT reconnect at once after a relay restart)",
     )
     handshake_timeout_s: float = Field(
         default=5.0, gt=0, description="time allowed for a websocket opening handshake"
