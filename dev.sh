@@ -31,6 +31,9 @@ if [ "$job" = test ]; then
     # The packaging tests: systemd's own review of the units, HAProxy terminating TLS.
     command -v systemd-analyze >/dev/null 2>&1 || apt_needed+=(systemd)
     command -v haproxy >/dev/null 2>&1 || apt_needed+=(haproxy)
+    # The PostgreSQL store's contract and outage tests start a private server from Debian's
+    # binaries (never the system-wide cluster).
+    compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || apt_needed+=(postgresql)
     # The browser tests drive Debian's Chromium with Playwright (never a downloaded browser).
     [ -x /usr/bin/chromium ] || apt_needed+=(chromium)
     # The reference clients the simulated BlueZ is checked against: bluetoothctl, and

@@ -108,7 +108,9 @@ def _bootstrap(groups: Any) -> None:
         ),
     )
     p.add_argument(
-        "--db", type=Path, default=Path("relay.sqlite3"), help="the relay's database file"
+        "--db",
+        default="relay.sqlite3",
+        help="the relay's database: a SQLite file (default relay.sqlite3) or postgresql://…",
     )
     p.add_argument("--owner", required=True, help="the owner's name")
     p.add_argument("--tenant", help="also create a tenant with this name (default: none)")

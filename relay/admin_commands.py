@@ -33,13 +33,14 @@ from relay.admin import Admin
 from relay.admin_names import Ambiguous, Candidate, NotFound, looks_like_id, pick
 from relay.admin_service import bootstrap_owner
 from relay.files import FileProblem, read_text
+from relay.node import SettingsError, accounts_for, display_db, store_for
 from relay.protocol import admin_wire as aw
 from relay.protocol import wire
 from relay.protocol.admin_link import AdminLink
 from relay.protocol.link import LinkError, RequestFailed
 from relay.protocol.reach import TlsSetupError, client_tls, refusal, why_unreachable
-from relay.sqlite_store import SqliteStore
-from relay.web.accounts import SqliteAccounts, normalize_login
+from relay.store import StoreUnavailable
+from relay.web.accounts import normalize_login
 from relay.web.passwords import hash_async, read_password_file
 
 DEFAULT_RELAY = "ws://127.0.0.1:8765/"
@@ -408,26 +409,33 @@ async def _bootstrap(ns: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"{PROG}: {exc}", file=sys.stderr)
             return EXIT_USAGE
-    store = SqliteStore(ns.db)
+    db = display_db(ns.db)
+    try:
+        store = store_for(ns.db)
+        accounts = accounts_for(store)
+    except SettingsError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         await store.open()
+    except StoreUnavailable as exc:  # the message names the database and says why
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except Exception as exc:  # sqlite3.Error, OSError: the file is not a database we can use
-        print(f"{PROG}: cannot open the relay's database {ns.db}: {exc}", file=sys.stderr)
+        print(f"{PROG}: cannot open the relay's database {db}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
         if await store.owner_count() and not ns.another:
-            print(
-                f"{PROG}: {ns.db} already has an owner (use --another to add one)", file=sys.stderr
-            )
+            print(f"{PROG}: {db} already has an owner (use --another to add one)", file=sys.stderr)
             return EXIT_REFUSED
         now = time.time()
-        if password is not None and await SqliteAccounts(store).login(ns.owner) is not None:
+        if password is not None and await accounts.login(ns.owner) is not None:
             print(f"{PROG}: the login {ns.owner!r} is taken", file=sys.stderr)
             return EXIT_REFUSED
         owner, credential = await bootstrap_owner(store, ns.owner, now)
         tenant = await Admin(store).create_tenant(ns.tenant) if ns.tenant else None
         if password is not None:
-            await SqliteAccounts(store).set_login(
+            await accounts.set_login(
                 "admin", owner.id, ns.owner, await hash_async(password), now
             )
     finally:

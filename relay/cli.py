@@ -24,7 +24,7 @@ import structlog
 from pydantic import ValidationError
 
 from relay.config import ConfigFileError, RelaySettings, load_settings
-from relay.node import SettingsError, build_node
+from relay.node import SettingsError, build_node, display_db
 from relay.server import RelayServer
 from relay.sqlite_store import InsecureDatabase
 from relay.store import StoreUnavailable
@@ -148,7 +148,7 @@ async def serve_until_signalled(settings: RelaySettings, port_file: Path | None 
         if isinstance(exc, InsecureDatabase | StoreUnavailable | IsADirectoryError):
             raise CannotServe(str(exc)) from None
         if isinstance(exc, sqlite3.Error) or (isinstance(exc, OSError) and exc.filename):
-            raise CannotServe(f"cannot use the database {settings.db}: {exc}") from None
+            raise CannotServe(f"cannot use the database {display_db(settings.db)}: {exc}") from None
         raise CannotServe(_why_not_listening(settings, exc)) from None
     if port_file is not None:
         try:
@@ -158,9 +158,10 @@ async def serve_until_signalled(settings: RelaySettings, port_file: Path | None 
             raise CannotServe(
                 f"cannot write the port file {port_file}: {exc.strerror or exc}"
             ) from None
-    log.info("relay_serving", host=settings.host, port=relay.port, db=settings.db)
+    db = display_db(settings.db)
+    log.info("relay_serving", host=settings.host, port=relay.port, db=db)
     print(
-        f"btogether relay: serving ws://{settings.host}:{relay.port}/ (database {settings.db}); "
+        f"btogether relay: serving ws://{settings.host}:{relay.port}/ (database {db}); "
         "Ctrl-C or SIGTERM stops it",
         flush=True,
     )

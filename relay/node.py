@@ -91,6 +91,16 @@ def sqlite_path(url: str) -> Path | None:
     return Path(path)
 
 
+def display_db(db: str) -> str:
+    """The database URL as logs and messages may show it: without its password."""
+    parts = urlsplit(db) if "://" in db else None
+    if parts is None or parts.password is None:
+        return db
+    host = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}@" if parts.username else ""
+    return parts._replace(netloc=f"{user}{host}").geturl()
+
+
 def store_for(db: str, synchronous: Synchronous = "full") -> RelayStore:
     """The store a database URL (or SQLite file path) names; not yet opened."""
     path = sqlite_path(db)
@@ -99,7 +109,10 @@ def store_for(db: str, synchronous: Synchronous = "full") -> RelayStore:
     scheme = urlsplit(db).scheme
     if scheme in ("postgresql", "postgres"):
         module = _optional("relay.postgres_store", "a PostgreSQL database")
-        store: RelayStore = module.PostgresStore(db)
+        try:
+            store: RelayStore = module.PostgresStore(db)
+        except ValueError as exc:  # a URL libpq cannot parse
+            raise SettingsError(str(exc)) from None
         return store
     raise SettingsError(
         f"unknown database URL scheme {scheme!r}: use a file path, sqlite:///path or "

@@ -35,7 +35,7 @@ from relay.connection import WsSession, serve_requests
 from relay.credentials import bearer_token
 from relay.metrics import RelayMetrics
 from relay.model import DirectoryChange
-from relay.node import RelayNode, build_node
+from relay.node import RelayNode, build_node, display_db
 from relay.pipeline import RequestLog, RequestPipeline
 from relay.protocol import admin_wire as aw
 from relay.protocol import wire
@@ -199,7 +199,8 @@ class RelayServer:
         )
         self._ticker = asyncio.create_task(self._tick_forever())
         self._ready = True
-        log.info("relay_started", host=self.settings.host, port=self.port, db=self.settings.db)
+        db = display_db(self.settings.db)
+        log.info("relay_started", host=self.settings.host, port=self.port, db=db)
 
     @property
     def port(self) -> int:

@@ -301,7 +301,10 @@ class SqliteAccounts:
             (
                 "INSERT INTO web_logins (login, subject_kind, subject_id, password_hash,"
                 " updated_at) SELECT login, subject_kind, subject_id, ?, ? FROM web_setup_links"
-                " WHERE token_hash = ? AND used_at = ? ON CONFLICT (subject_kind, subject_id)"
+                # changes(): only if the UPDATE above used the link (a redemption that lost
+                # a race at the same instant must not set its password anyway).
+                " WHERE token_hash = ? AND used_at = ? AND changes() = 1"
+                " ON CONFLICT (subject_kind, subject_id)"
                 " DO UPDATE SET login = excluded.login, password_hash = excluded.password_hash,"
                 " updated_at = excluded.updated_at",
                 (password_hash, now, token_hash, now),

@@ -1,0 +1,129 @@
+"""The backends of the contract suites: each implementation of an interface, behind the same tests.
+
+A test asks for ``backend`` (or ``store`` / ``store_factory``) and runs once per entry of
+:data:`STORE_BACKENDS`. Each entry makes a fresh, empty database for the test and can
+open any number of stores on it — two stores on one database are two relay nodes.
+To hold another implementation of :class:`relay.store.RelayStore` to the contract, add
+an entry (a name and an async context manager yielding a :class:`StoreBackend`).
+
+PostgreSQL runs on a real ``postgres`` started once per session (``postgres_server``,
+tests/conftest.py); each test gets a schema of its own (``search_path`` in the URL), so
+the store's migrations run for every test, as they would on a new database.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relay.store import RelayStore
+from relay.web.accounts import Accounts
+
+OpenStore = Callable[[], Awaitable[RelayStore]]
+
+
+@dataclass
+class StoreBackend:
+    """One backend for one test: ``open_store()`` opens another store on the test's
+    database; ``accounts(store)`` is the browser sign-in records on that store's database
+    (None where the backend has none)."""
+
+    name: str
+    open_store: OpenStore
+    accounts: Callable[[RelayStore], Accounts] | None = None
+    opened: list[RelayStore] = field(default_factory=list)
+
+
+BackendMaker = Callable[[pytest.FixtureRequest, Path], AbstractAsyncContextManager[StoreBackend]]
+
+
+@asynccontextmanager
+async def _closing(backend: StoreBackend) -> AsyncIterator[StoreBackend]:
+    try:
+        yield backend
+    finally:
+        for store in backend.opened:
+            await store.close()
+
+
+def sqlite_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AbstractAsyncContextManager[StoreBackend]:
+    from relay.sqlite_store import SqliteStore
+    from relay.web.accounts import SqliteAccounts
+
+    backend = StoreBackend("sqlite", lambda: _opened(backend, SqliteStore(tmp_path / "relay.sqlite3")))
+
+    def accounts(store: RelayStore) -> Accounts:
+        assert isinstance(store, SqliteStore)
+        return SqliteAccounts(store)
+
+    backend.accounts = accounts
+    return _closing(backend)
+
+
+_schemas = itertools.count(1)
+
+
+def postgres_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AbstractAsyncContextManager[StoreBackend]:
+    import psycopg
+
+    from relay.postgres_store import PostgresStore
+    from relay.web.postgres_accounts import PostgresAccounts
+
+    server = request.getfixturevalue("postgres_server")
+    schema = f"contract_{next(_schemas)}"
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.execute(f"CREATE SCHEMA {schema}")
+    url = f"{server.url()}?options=-csearch_path%3D{schema}"
+    backend = StoreBackend("postgres", lambda: _opened(backend, PostgresStore(url, max_size=4)))
+
+    def accounts(store: RelayStore) -> Accounts:
+        assert isinstance(store, PostgresStore)
+        return PostgresAccounts(store)
+
+    backend.accounts = accounts
+    return _closing(backend)
+
+
+async def _opened(backend: StoreBackend, store: Any) -> RelayStore:
+    await store.open()
+    backend.opened.append(store)
+    opened: RelayStore = store
+    return opened
+
+
+STORE_BACKENDS: dict[str, BackendMaker] = {
+    "sqlite": sqlite_backend,
+    "postgres": postgres_backend,
+}
+
+
+@pytest.fixture(params=list(STORE_BACKENDS))
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreBackend]:
+    async with STORE_BACKENDS[request.param](request, tmp_path) as made:
+        yield made
+
+
+@pytest.fixture
+async def store(backend: StoreBackend) -> RelayStore:
+    """A store on the test's fresh database."""
+    return await backend.open_store()
+
+
+@pytest.fixture
+def store_factory(backend: StoreBackend) -> OpenStore:
+    """Opens another store on the same database (another relay node)."""
+    return backend.open_store
+
+
+@pytest.fixture
+def accounts_of(backend: StoreBackend) -> Callable[[RelayStore], Accounts]:
+    if backend.accounts is None:
+        pytest.skip(f"the {backend.name} backend keeps no browser sign-in records")
+    return backend.accounts
