@@ -21,11 +21,19 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from relay.outbox import Outbox
-from relay.pipeline import Reply, RequestLog, RequestPipeline, carry_out, rate_limited
+from relay.pipeline import (
+    Reply,
+    RequestLog,
+    RequestPipeline,
+    carry_out,
+    rate_limited,
+    unavailable,
+)
 from relay.protocol.wire import CloseCode
 from relay.ratelimit import TokenBucket, Verdict
 from relay.routing import Router
 from relay.sessions import SessionKeys
+from relay.store import StoreUnavailable
 
 P = TypeVar("P")
 SESSION_CHANGED_GRACE_S = 0.2
@@ -126,7 +134,14 @@ async def serve_requests(
                 session.end(CloseCode.POLICY_VIOLATION, "too many requests")
                 break
             if verdict is not None:
-                code = await verdict(principal, now)
+                try:
+                    code = await verdict(principal, now)
+                except StoreUnavailable as exc:  # not judged, so not carried out
+                    clog.warning("store_unavailable", error=str(exc))
+                    refused = unavailable(raw, exc)
+                    await carry_out(refused, session, router)
+                    requests.record(refused, started, clog)
+                    continue
                 if code is not None:
                     clog.info("session_no_longer_valid", code=code)
                     session.end(code, "this connection's credential or device changed")

@@ -91,8 +91,9 @@ def sqlite_path(url: str) -> Path | None:
     return Path(path)
 
 
-def display_db(db: str) -> str:
+def display_db(db: str | Path) -> str:
     """The database URL as logs and messages may show it: without its password."""
+    db = str(db)  # tests (and older callers) hand a SQLite file as a Path
     parts = urlsplit(db) if "://" in db else None
     if parts is None or parts.password is None:
         return db

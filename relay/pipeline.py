@@ -137,6 +137,13 @@ def rate_limited(raw: str | bytes) -> Reply:
     )
 
 
+def unavailable(raw: str | bytes, exc: StoreUnavailable) -> Reply:
+    """The reply to a request that could not even be judged: the database is unreachable."""
+    request_id = peek_id(raw)
+    code, message = translate(exc)
+    return Reply(wire.encode_error(request_id, code, message), "-", code.value, request_id)
+
+
 class RequestLog:
     """Counts and logs requests of one endpoint (one event per request)."""
 

@@ -44,7 +44,7 @@ from relay.ratelimit import TokenBucket
 from relay.routing import Router
 from relay.service import DevicePrincipal, LaptopPrincipal, Principal
 from relay.sessions import SelectorKind, SessionKeys
-from relay.store import RelayStore
+from relay.store import RelayStore, StoreUnavailable
 
 log = structlog.get_logger("relay")
 
@@ -243,6 +243,8 @@ class RelayServer:
                 if now - pruned_at >= 60.0:
                     pruned_at = now
                     await self.store.prune(now)
+            except StoreUnavailable as exc:  # an outage: requests say so; no traceback each second
+                log.warning("tick_store_unavailable", error=str(exc))
             except Exception:
                 log.exception("tick_failed")
 
@@ -298,6 +300,16 @@ class RelayServer:
         return address
 
     async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        try:
+            return await self._answer_handshake(conn, request)
+        except StoreUnavailable:
+            # The database is down (or restarting): say so, rather than fail the handshake
+            # with a 500 and a traceback; clients retry with their usual backoff.
+            return self._refuse(conn, http.HTTPStatus.SERVICE_UNAVAILABLE, "database unavailable")
+
+    async def _answer_handshake(
+        self, conn: ServerConnection, request: Request
+    ) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path == "/healthz":
             return self._respond(conn, http.HTTPStatus.OK, "ok\n")
