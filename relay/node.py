@@ -15,6 +15,7 @@ everything short-lived, shared by every node.
 from __future__ import annotations
 
 import importlib
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -140,6 +141,20 @@ def _optional(name: str, what: str) -> Any:
         ) from None
 
 
+def _durable_state(store: RelayStore) -> EphemeralState | None:
+    """Short-lived state kept in the store's own database (guess counters and lock-outs
+    that a restart must not reset, when there is no Redis)."""
+    if isinstance(store, SqliteStore):
+        return SqliteEphemeral(store)
+    # The PostgreSQL backend is optional: if the store is one, its module is loaded.
+    postgres = sys.modules.get("relay.postgres_store")
+    if postgres is not None and isinstance(store, postgres.PostgresStore):
+        module = _optional("relay.postgres_ephemeral", "a PostgreSQL database")
+        state: EphemeralState = module.PostgresEphemeral(store)
+        return state
+    return None
+
+
 def rules_of(settings: RelaySettings) -> Rules:
     return Rules(
         sighting_freshness=settings.sighting_freshness_s,
@@ -172,7 +187,7 @@ def build_node(
     router = router or LocalRouter()
     ephemeral = ephemeral or MemoryEphemeral()
     if guesses is None:
-        guesses = SqliteEphemeral(store) if isinstance(store, SqliteStore) else ephemeral
+        guesses = _durable_state(store) or ephemeral
     directory = directory or Directory(
         store, settings.directory_check_s, settings.eid_neighbours, clock=clock
     )

@@ -53,7 +53,7 @@ import asyncio
 import json
 import time
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, NamedTuple, cast
 
@@ -344,7 +344,7 @@ class Stmt(NamedTuple):
     ``rows``."""
 
     sql: str
-    params: Sequence[Any] = ()
+    params: Sequence[Any] | Mapping[str, Any] = ()
     many: bool = False  # executemany over ``params`` (a sequence of rows)
     rows: bool = False  # the statement returns rows: the outcome is them
     expect_one: str | None = None  # unless exactly one row changed: refuse with this
@@ -491,6 +491,19 @@ _LOCK_UPSERT = (
     " user_id = excluded.user_id, laptop_id = excluded.laptop_id,"
     " updated_at = excluded.updated_at"
     " RETURNING phone_id, seq, state, user_id, laptop_id, updated_at, acked_seq"
+)
+
+# One statement: record the ack if it is news, and return the phone's record either way
+# (none if the phone has no state up to ``seq``). Losing an ack costs a redundant
+# re-delivery, never a wrong state, so this commit does not wait for the WAL flush
+# (synchronous_commit off for this statement's transaction only).
+_LOCK_ACK = (
+    "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)),"
+    " acked AS (UPDATE lock_states SET acked_seq = %(seq)s WHERE phone_id = %(phone)s"
+    " AND seq >= %(seq)s AND acked_seq < %(seq)s AND EXISTS (SELECT 1 FROM relaxed)"
+    " RETURNING *)"
+    " SELECT * FROM acked UNION ALL SELECT * FROM lock_states WHERE phone_id = %(phone)s"
+    " AND seq >= %(seq)s AND NOT EXISTS (SELECT 1 FROM acked)"
 )
 
 _DEVICE_INSERT = (
@@ -760,15 +773,15 @@ class PostgresStore:
         async with self._pool.connection(timeout=wait) as conn:
             yield conn
 
-    async def run(self, *stmts: Stmt, durable: bool = True) -> list[Outcome]:
+    async def run(self, *stmts: Stmt) -> list[Outcome]:
         """Run statements as one transaction (one statement: on its own, committed at once)
-        and return their outcomes. ``durable=False`` commits without waiting for the WAL
-        flush. Refusals raise StoreConflict; an unreachable database StoreUnavailable."""
+        and return their outcomes once committed. Refusals raise StoreConflict; an
+        unreachable database StoreUnavailable."""
         for attempt in range(1, _RETRIES + 1):
             try:
                 async with asyncio.timeout(self.statement_timeout + self.acquire_timeout):
                     async with self.connection() as conn:
-                        outcomes = await self._transaction(conn, stmts, durable)
+                        outcomes = await self._transaction(conn, stmts)
             except _Refused as exc:
                 self._came_back()
                 raise StoreConflict(str(exc)) from None
@@ -791,33 +804,12 @@ class PostgresStore:
 
     @staticmethod
     async def _transaction(
-        conn: psycopg.AsyncConnection[DictRow], stmts: Sequence[Stmt], durable: bool
-    ) -> list[Outcome]:
-        if len(stmts) == 1 and durable and not stmts[0].many:
-            return [await PostgresStore._execute(conn, stmts[0])]
-        if not durable:
-            return await PostgresStore._undurable(conn, stmts)
-        async with conn.transaction():
-            return [await PostgresStore._execute(conn, stmt) for stmt in stmts]
-
-    @staticmethod
-    async def _undurable(
         conn: psycopg.AsyncConnection[DictRow], stmts: Sequence[Stmt]
     ) -> list[Outcome]:
-        """A transaction committed without waiting for the WAL flush, sent in one pipeline
-        (one round trip instead of one per statement); ``expect_one`` is not checked."""
-        cursors = []
-        async with conn.pipeline(), conn.transaction():
-            await conn.execute("SET LOCAL synchronous_commit = off")
-            for stmt in stmts:
-                cursor = conn.cursor()
-                await cursor.execute(stmt.sql, stmt.params or None)
-                cursors.append((stmt, cursor))
-        outcomes: list[Outcome] = []
-        for stmt, cursor in cursors:
-            outcomes.append(await cursor.fetchall() if stmt.rows else cursor.rowcount)
-            await cursor.close()
-        return outcomes
+        if len(stmts) == 1 and not stmts[0].many:
+            return [await PostgresStore._execute(conn, stmts[0])]
+        async with conn.transaction():
+            return [await PostgresStore._execute(conn, stmt) for stmt in stmts]
 
     @staticmethod
     async def _execute(conn: psycopg.AsyncConnection[DictRow], stmt: Stmt) -> Outcome:
@@ -1160,23 +1152,8 @@ class PostgresStore:
         return [records[phone_id] for phone_id in phone_ids]
 
     async def ack_lock(self, phone_id: str, seq: int) -> LockRecord | None:
-        (rows,) = await self.run(
-            Stmt(
-                "UPDATE lock_states SET acked_seq = %s WHERE phone_id = %s AND seq >= %s"
-                " AND acked_seq < %s"
-                " RETURNING phone_id, seq, state, user_id, laptop_id, updated_at, acked_seq",
-                (seq, phone_id, seq, seq),
-                rows=True,
-            ),
-            # Losing an ack costs a redundant re-delivery, never a wrong state: no WAL flush.
-            durable=False,
-        )
-        if rows:
-            return _lock(cast(list[DictRow], rows)[0])
-        record = await self.lock_record(phone_id)
-        if record is None or seq > record.seq:
-            return None
-        return record
+        (rows,) = await self.run(Stmt(_LOCK_ACK, {"phone": phone_id, "seq": seq}, rows=True))
+        return _lock(cast(list[DictRow], rows)[0]) if rows else None
 
     # --- administrators ------------------------------------------------------------------
     async def add_admin(self, admin: AdminRecord, token_hash: bytes, credential_id: str) -> None:
