@@ -606,6 +606,9 @@ class PostgresStore:
         self._returned_at: weakref.WeakKeyDictionary[psycopg.AsyncConnection[DictRow], float] = (
             weakref.WeakKeyDictionary()
         )
+        # Lock changes waiting for the end of this event-loop iteration, and their writers.
+        self._lock_queue: list[tuple[Stmt, asyncio.Future[list[DictRow]]]] = []
+        self._lock_writers: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return f"PostgresStore({redact(self.url)!r})"
@@ -660,6 +663,10 @@ class PostgresStore:
         log.info("store_opened", database=where, schema_version=len(MIGRATIONS))
 
     async def close(self) -> None:
+        """Finish the lock changes already asked for, then release the database."""
+        self._flush_lock_changes()
+        if self._lock_writers:
+            await asyncio.gather(*self._lock_writers, return_exceptions=True)
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -1141,15 +1148,49 @@ class PostgresStore:
     async def set_desired_lock(
         self, phone_ids: Sequence[str], state: LockState, user_id: str, laptop_id: str, now: float
     ) -> list[LockRecord]:
-        """One statement, committed before it returns. A phone named twice is changed once."""
+        """Committed before it returns. A phone named twice is changed once. The changes
+        of one event-loop iteration share a transaction (one WAL flush for all, as
+        SQLite's group commit), each still its own statement in call order."""
         unique = list(dict.fromkeys(phone_ids))
         if not unique:
             return []
-        (rows,) = await self.run(
-            Stmt(_LOCK_UPSERT, (state, user_id, laptop_id, now, unique), rows=True)
+        future: asyncio.Future[list[DictRow]] = asyncio.get_running_loop().create_future()
+        self._lock_queue.append(
+            (Stmt(_LOCK_UPSERT, (state, user_id, laptop_id, now, unique), rows=True), future)
         )
-        records = {r.phone_id: r for r in map(_lock, cast(list[DictRow], rows))}
+        if len(self._lock_queue) == 1:
+            asyncio.get_running_loop().call_soon(self._flush_lock_changes)
+        records = {r.phone_id: r for r in map(_lock, await future)}
         return [records[phone_id] for phone_id in phone_ids]
+
+    def _flush_lock_changes(self) -> None:
+        batch, self._lock_queue = self._lock_queue, []
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._write_lock_changes(batch))
+            self._lock_writers.add(task)
+            task.add_done_callback(self._lock_writers.discard)
+
+    async def _write_lock_changes(
+        self, batch: list[tuple[Stmt, asyncio.Future[list[DictRow]]]]
+    ) -> None:
+        results: list[Outcome | BaseException]
+        try:
+            results = list(await self.run(*(stmt for stmt, _ in batch)))
+        except StoreConflict as exc:
+            if len(batch) > 1:  # one bad change (an unknown phone) must not fail the others
+                for change in batch:  # one by one, in call order
+                    await self._write_lock_changes([change])
+                return
+            results = [exc]
+        except Exception as exc:  # whatever it was, every caller is told
+            results = [exc] * len(batch)
+        for (_, future), outcome in zip(batch, results, strict=True):
+            if future.done():  # the caller gave up (cancelled)
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(cast(list[DictRow], outcome))
 
     async def ack_lock(self, phone_id: str, seq: int) -> LockRecord | None:
         (rows,) = await self.run(Stmt(_LOCK_ACK, {"phone": phone_id, "seq": seq}, rows=True))

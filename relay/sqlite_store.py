@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import sqlite3
@@ -488,6 +489,30 @@ def _prepare_file(path: Path) -> None:
         _create_private(path)
 
 
+def _settle_lock_change(
+    future: asyncio.Future[list[LockRecord]], job: asyncio.Future[list[Outcome]]
+) -> None:
+    """Hand one lock change's records (or its failure) to its caller."""
+    if future.done():
+        return
+    if job.cancelled():
+        future.set_exception(StoreUnavailable("the lock write was cancelled"))
+        return
+    error = job.exception()
+    if error is not None:
+        log.error("store_write_failed", error=str(error))
+        if isinstance(error, sqlite3.IntegrityError):
+            error = StoreConflict(_conflict_message(error))
+        future.set_exception(error)
+        return
+    try:
+        records = [_lock(cast(list[sqlite3.Row], rows)[0]) for rows in job.result()]
+    except (IndexError, KeyError, TypeError) as exc:  # a broken invariant
+        future.set_exception(StoreUnavailable(f"lock write unreadable: {exc}"))
+        return
+    future.set_result(records)
+
+
 class SqliteStore:
     """SQLite implementation of :class:`relay.store.RelayStore` (``":memory:"`` is not
     supported).
@@ -915,63 +940,38 @@ class SqliteStore:
             asyncio.get_running_loop().call_soon(self._flush_lock_writes)
 
     def _flush_lock_writes(self) -> None:
-        """Write every lock change and ack of this loop iteration as one job."""
+        """Write every lock change and ack of this loop iteration: one job per change (the
+        writer commits them together, and a change that fails — an unknown phone — fails
+        alone), then the acks."""
         self._lock_flush_scheduled = False
         calls, acks = self._lock_calls, self._lock_acks
         self._lock_calls, self._lock_acks = [], []
-        if not calls and not acks:
-            return
-        ops: list[Op] = []
-        for phone_ids, state, user_id, laptop_id, now, _ in calls:
-            ops.extend(
-                Op(_LOCK_UPSERT, (phone_id, state, user_id, laptop_id, now), rows=True)
-                for phone_id in phone_ids
-            )
-        if acks:
-            ops.append(Op(_LOCK_ACK, acks, many=True))
         if self._writer is None:
             for *_, future in calls:
                 if not future.done():
                     future.set_exception(StoreUnavailable("store is closed"))
             return
-        job = self._writer.submit(ops)
-        self._pending_ack_jobs.add(job)
+        for phone_ids, state, user_id, laptop_id, now, future in calls:
+            job = self._writer.submit(
+                [
+                    Op(_LOCK_UPSERT, (phone_id, state, user_id, laptop_id, now), rows=True)
+                    for phone_id in phone_ids
+                ]
+            )
+            job.add_done_callback(functools.partial(_settle_lock_change, future))
+        if acks:
+            ack_job = self._writer.submit([Op(_LOCK_ACK, acks, many=True)])
+            self._pending_ack_jobs.add(ack_job)
 
-        def done(job: asyncio.Future[list[Outcome]]) -> None:
-            self._pending_ack_jobs.discard(job)
-            for seq, phone_id, _ in acks:
-                if self._unflushed_acks.get(phone_id) == seq:
-                    del self._unflushed_acks[phone_id]
-            if job.cancelled():
-                error: BaseException | None = StoreUnavailable("the lock write was cancelled")
-            else:
-                error = job.exception()
-            if error is not None:
-                log.error("store_write_failed", error=str(error))
-                if isinstance(error, sqlite3.IntegrityError):
-                    error = StoreConflict(_conflict_message(error))
-                for *_, future in calls:
-                    if not future.done():
-                        future.set_exception(error)
-                return
-            outcomes = job.result()
-            position = 0
-            for phone_ids, *_, future in calls:
-                try:
-                    records = [
-                        _lock(cast(list[sqlite3.Row], outcomes[position + i])[0])
-                        for i in range(len(phone_ids))
-                    ]
-                except (IndexError, KeyError, TypeError) as exc:  # a broken invariant
-                    if not future.done():
-                        future.set_exception(StoreUnavailable(f"lock write unreadable: {exc}"))
-                    continue
-                finally:
-                    position += len(phone_ids)
-                if not future.done():
-                    future.set_result(records)
+            def acked(job: asyncio.Future[list[Outcome]]) -> None:
+                self._pending_ack_jobs.discard(job)
+                for seq, phone_id, _ in acks:
+                    if self._unflushed_acks.get(phone_id) == seq:
+                        del self._unflushed_acks[phone_id]
+                if not job.cancelled() and job.exception() is not None:
+                    log.error("store_write_failed", error=str(job.exception()))
 
-        job.add_done_callback(done)
+            ack_job.add_done_callback(acked)
 
     # --- administrators ------------------------------------------------------------------
     async def add_admin(self, admin: AdminRecord, token_hash: bytes, credential_id: str) -> None:

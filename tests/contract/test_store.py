@@ -346,6 +346,24 @@ async def test_lock_seq_grows_by_one_per_change_and_acks_never_go_back(store: Re
         await store.set_desired_lock(["no-such-phone"], "locked", "alice", "L1", NOW)
 
 
+async def test_lock_changes_made_at_once_are_applied_in_order_and_fail_alone(
+    store: RelayStore,
+) -> None:
+    await tenant_with_people(store)
+    results = await asyncio.gather(
+        store.set_desired_lock(["ph-alice"], "locked", "alice", "L1", NOW),
+        store.set_desired_lock(["ph-bob", "no-such-phone"], "locked", "bob", "L2", NOW),
+        store.set_desired_lock(["ph-alice", "ph-bob"], "unlocked", "alice", "L1", NOW + 1),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], StoreConflict)
+    assert [(r.phone_id, r.seq, r.state) for r in results[0]] == [("ph-alice", 1, "locked")]  # type: ignore[union-attr]
+    assert [(r.phone_id, r.seq, r.state) for r in results[2]] == [  # type: ignore[union-attr]
+        ("ph-alice", 2, "unlocked"), ("ph-bob", 1, "unlocked")]
+    record = await store.lock_record("ph-bob")
+    assert record is not None and (record.seq, record.state) == (1, "unlocked")
+
+
 async def test_a_phone_signed_in_to_another_account_loses_its_pairings_and_pending_lock(
     store: RelayStore, store_factory: OpenStore
 ) -> None:
