@@ -67,6 +67,10 @@ class RelayNode:
 
     async def open(self) -> None:
         await self.store.open()
+        # Several nodes on one PostgreSQL database need Redis; one node without it is fine.
+        postgres = sys.modules.get("relay.postgres_store")
+        if postgres is not None and isinstance(self.store, postgres.PostgresStore):
+            await self.store.claim_node(alone=self.settings.redis is None)
         await self.router.start()
         await self.directory.start(self.clock())  # the EID index loads in the background
         await self.web.start()

@@ -606,6 +606,9 @@ class PostgresStore:
         self._returned_at: weakref.WeakKeyDictionary[psycopg.AsyncConnection[DictRow], float] = (
             weakref.WeakKeyDictionary()
         )
+        # This node's claim on the database (see claim_node): None until claimed.
+        self._node_alone: bool | None = None
+        self._node_claim: psycopg.AsyncConnection[DictRow] | None = None
         # Lock changes waiting for the end of this event-loop iteration, and their writers.
         self._lock_queue: list[tuple[Stmt, asyncio.Future[list[DictRow]]]] = []
         self._lock_writers: set[asyncio.Task[None]] = set()
@@ -670,6 +673,9 @@ class PostgresStore:
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
+        claim, self._node_claim = self._node_claim, None
+        if claim is not None:
+            await claim.close()
 
     async def ready(self) -> bool:
         if self._pool is None:
@@ -683,7 +689,74 @@ class PostgresStore:
             self._went_down("readiness probe failed")
             return False
         self._came_back()
+        return await self._keep_node_claim()
+
+    # --- one node without Redis, or a cluster with it: never both ----------------------
+    async def claim_node(self, *, alone: bool) -> None:
+        """Register this relay node on the database for as long as the store is open:
+        ``alone`` (no Redis: short-lived state and delivery in this process) excludes any
+        other node, otherwise any node that is alone. Refused with StoreUnavailable and a
+        message saying what to do. The claim is a session advisory lock (per schema) on a
+        connection of its own, so a node that dies releases it."""
+        self._node_alone = alone
+        try:
+            claimed = await self._take_node_claim()
+        except psycopg.Error as exc:
+            reason = " ".join(str(exc).split())
+            raise StoreUnavailable(
+                f"cannot reach the PostgreSQL database {redact(self.url)}: {reason}"
+            ) from None
+        if not claimed:
+            raise StoreUnavailable(self._claim_refusal())
+
+    def _claim_refusal(self) -> str:
+        where = redact(self.url)
+        if self._node_alone:
+            return (
+                f"another relay node is using {where}: several nodes need Redis for presence "
+                "and delivery (start every node with --redis redis://…)"
+            )
+        return (
+            f"a relay node without Redis is using {where}: restart it with --redis "
+            "redis://… before adding nodes"
+        )
+
+    async def _take_node_claim(self) -> bool:
+        claim = "pg_try_advisory_lock" if self._node_alone else "pg_try_advisory_lock_shared"
+        conn = await psycopg.AsyncConnection.connect(
+            self._conninfo, autocommit=True, row_factory=dict_row
+        )
+        row = await (
+            await conn.execute(
+                f"SELECT {claim}(hashtext(current_schema() || '/btogether relay node')) AS ok"
+            )
+        ).fetchone()
+        if row is None or not row["ok"]:
+            await conn.close()
+            return False
+        self._node_claim = conn
         return True
+
+    async def _keep_node_claim(self) -> bool:
+        """After an outage the claim's connection is gone: take the claim again (and stay
+        unready if another node took it meanwhile)."""
+        if self._node_alone is None:
+            return True
+        conn = self._node_claim
+        if conn is not None and not conn.closed:
+            try:
+                await conn.execute("")
+                return True
+            except psycopg.Error:
+                await conn.close()
+        self._node_claim = None
+        try:
+            if await self._take_node_claim():
+                return True
+        except psycopg.Error:
+            return False
+        log.error("store_node_claim_lost", reason=self._claim_refusal())
+        return False
 
     async def _check(self, conn: psycopg.AsyncConnection[DictRow]) -> None:
         """Before a connection is handed out: an empty query if it has been idle a while

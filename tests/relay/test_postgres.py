@@ -21,10 +21,13 @@ from websockets.exceptions import InvalidStatus
 
 from btogether.local_postgres import LocalPostgres
 from relay.admin import Admin
+from relay.ephemeral import MemoryEphemeral
 from relay.model import Credential
+from relay.node import build_node
 from relay.postgres_store import PostgresStore
 from relay.protocol import wire
 from relay.protocol.link import RelayLink
+from relay.routing import LocalRouter
 from relay.server import RelayServer
 from relay.store import StoreUnavailable
 from relay.verification import IssuedCode
@@ -176,6 +179,31 @@ async def test_a_transaction_cut_off_mid_way_changes_nothing(
         assert (await store.device(device.id)).state == "waiting_for_sign_in"  # type: ignore[union-attr]
     finally:
         await store.close()
+
+
+async def test_a_second_node_needs_redis_and_a_node_without_it_excludes_a_cluster(
+    pg_relay: RelayHarness, postgres_server: LocalPostgres
+) -> None:
+    url = pg_relay.settings.db
+    for redis in (None, "redis://127.0.0.1:1/0"):
+        settings = relay_settings(url, redis=redis)  # type: ignore[arg-type]
+        node = build_node(settings, store=PostgresStore(url), router=LocalRouter(),
+                          ephemeral=MemoryEphemeral(), guesses=MemoryEphemeral())
+        with pytest.raises(StoreUnavailable) as refused:
+            await node.open()
+        await node.store.close()
+        assert "--redis" in str(refused.value) and "\n" not in str(refused.value)
+        assert ("another relay node" if redis is None else "without Redis") in str(refused.value)
+    # The first node is unaffected, and after it stops a cluster node may start.
+    assert await readyz(pg_relay) == 200
+    await pg_relay.server.stop()
+    cluster_node = build_node(relay_settings(url, redis="redis://127.0.0.1:1/0"),  # type: ignore[arg-type]
+                              store=PostgresStore(url), router=LocalRouter(),
+                              ephemeral=MemoryEphemeral(), guesses=MemoryEphemeral())
+    await cluster_node.store.open()
+    await cluster_node.store.claim_node(alone=False)  # type: ignore[attr-defined]
+    assert await cluster_node.store.ready()
+    await cluster_node.store.close()
 
 
 async def test_a_relay_cannot_start_on_an_unreachable_database(tmp_path: Path) -> None:
