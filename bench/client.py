@@ -2,7 +2,7 @@
 
 A relay on 127.0.0.1 (temporary SQLite), the simulated air with a laptop, a desk phone
 (1 m) and a room (5 m) each advertising with the real BlueZ advertiser, the real
-:class:`client.daemon.ClientCore` scanning with bleak on the laptop's host, and a logind
+:class:`client.daemon.ClientDaemon` scanning with bleak on the laptop's host, and a logind
 stand-in on the laptop's bus. The phone's side is a RelayLink played by this script.
 
 * resolved: from starting the client until both devices are in its ranked nearby list
@@ -31,11 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from beacon.advertising import BeaconConfig, payload_at
 from btogether.logs import configure_logging
-from client.api import ControlApi
+from client.api import ControlApi, ask
 from client.config import ClientConfig, ScanSettings
-from client.daemon import ClientCore
+from client.daemon import ClientDaemon
+from client.operations import Confirm, Connect, GetStatus, WaitPair
+from client.views import PairOutcome, PairStarted
 from hw.advertiser.bluez import BlueZAdvertiser
-from hw.control_socket import ControlServer, call
+from hw.control_socket import ControlServer
 from hw.lock import LockBusConfig, create_lock_watcher
 from hw.sim.launch import start_air
 from hw.standin.logind import LogindStandIn
@@ -96,22 +98,24 @@ async def main(trials: int, report_interval: float) -> None:
                 scan=ScanSettings(report_interval_s=report_interval),
             )
             lock_config = LockBusConfig(system_bus_address=air.bus_address("laptop"))
-            core = ClientCore(
+            daemon = ClientDaemon(
                 config, user_token, lock_watcher_factory=lambda: create_lock_watcher(lock_config)
             )
             started = time.perf_counter()
-            task = asyncio.create_task(core.run())
-            while len(core.nearby()) < 2:
+            task = asyncio.create_task(daemon.run())
+            while len(daemon.core.nearby(time.monotonic())) < 2:
                 await asyncio.sleep(0.01)
             resolved = time.perf_counter() - started
             phone_link = await RelayLink.connect(url, phone_token)
-            pair = await core.pair_start(phone.id)
+            pair = await daemon.execute(Connect(phone=phone.id))
+            assert isinstance(pair, PairStarted)
             prompt = await phone_link.next_event("pair.prompt")
             assert isinstance(prompt, wire.PairPrompt)
             await phone_link.pair_confirm(prompt.request_id, True)
-            await core.pair_confirm(pair["request_id"], True)
-            assert (await core.pair_wait(pair["request_id"], 5))["outcome"] == "paired"
-            while core.lock_status != "watching":
+            await daemon.execute(Confirm(request_id=pair.request_id))
+            outcome = await daemon.execute(WaitPair(request_id=pair.request_id, timeout=5))
+            assert isinstance(outcome, PairOutcome) and outcome.outcome == "paired"
+            while daemon.core.lock_status != "watching":
                 await asyncio.sleep(0.01)
 
             lock_samples: list[float] = []
@@ -127,16 +131,16 @@ async def main(trials: int, report_interval: float) -> None:
                 await phone_link.lock_ack(command.seq)
 
             socket_path = workdir / "control.sock"
-            control = ControlServer(socket_path, ControlApi(core).handle)
+            control = ControlServer(socket_path, ControlApi(daemon.execute).handle)
             await control.start()
             control_samples = []
             for _ in range(200):
                 t0 = time.perf_counter()
-                await call(socket_path, "status")
+                await ask(socket_path, GetStatus)
                 control_samples.append(time.perf_counter() - t0)
             await control.stop()
 
-            core.stop()
+            daemon.stop()
             await task
             await phone_link.close()
         for advertiser in advertisers:

@@ -22,8 +22,11 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
+
+from client.api import ask
 from client.config import (
     ClientConfig,
     ClientFiles,
@@ -38,12 +41,31 @@ from client.config import (
     resolve_state_dir,
     save_config,
 )
-from hw.control_socket import AlreadyRunning, ControlError, DaemonNotRunning, call
+from client.operations import (
+    AudioOff,
+    AudioOn,
+    Command,
+    Confirm,
+    Connect,
+    GetNearby,
+    GetStatus,
+    Join,
+    ListPairings,
+    Relogin,
+    SetLockSync,
+    SetMeeting,
+    Unpair,
+    WaitConnected,
+    WaitPair,
+)
+from client.views import PairStarted, Status
+from hw.control_socket import AlreadyRunning, ControlError, DaemonNotRunning
 from relay.protocol.reach import TlsSetupError, client_tls, why_unreachable
 
 MAX_TOKEN_BYTES = 8192
 EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
+R = TypeVar("R")
 
 
 class CommandFailed(Exception):
@@ -319,15 +341,24 @@ def _print_error(args: argparse.Namespace, code: str, message: str, source: str)
     print(f"{_prog(args)}: {who}: {code}: {message}", file=sys.stderr)
 
 
-def _ask(args: argparse.Namespace, op: str, within: float = 30.0, **op_args: Any) -> Any:
+def _ask(
+    args: argparse.Namespace, kind: type[Command[R]], within: float = 30.0, **op_args: object
+) -> R:
     """Ask the running client; ``within`` bounds the whole exchange (seconds)."""
-    files = _files(args)
-    payload = {k: v for k, v in op_args.items() if v is not None}
-    return asyncio.run(call(files.socket_path, op, payload, within=within))
+    return asyncio.run(ask(_files(args).socket_path, kind, op_args, within=within))
 
 
-def _emit(args: argparse.Namespace, result: Any, human: str) -> int:
-    print(json.dumps(result) if args.json else human)
+def _json(answer: object) -> Any:
+    """An answer (a view, a list of them, or plain data) as JSON data."""
+    if isinstance(answer, BaseModel):
+        return answer.model_dump(mode="json")
+    if isinstance(answer, list):
+        return [_json(item) for item in answer]
+    return answer
+
+
+def _emit(args: argparse.Namespace, result: object, human: str) -> int:
+    print(json.dumps(_json(result)) if args.json else human)
     return EXIT_OK
 
 
@@ -448,7 +479,7 @@ def _device_code(args: argparse.Namespace, ca_file: str | None) -> str:
 def _tell_running_client(files: ClientFiles) -> str:
     """Ask a running client to reload the login: switched, not_running, or why it could not."""
     try:
-        asyncio.run(call(files.socket_path, "relogin", {}, within=15.0))
+        asyncio.run(ask(files.socket_path, Relogin, within=15.0))
     except DaemonNotRunning:
         return "not_running"
     except ControlError as exc:
@@ -544,31 +575,29 @@ async def serve(
     credential: str,
     *,
     lock_watch: bool = True,
-    on_core: Callable[[Any], None] | None = None,
+    on_daemon: Callable[[Any], None] | None = None,
     handle_signals: bool = True,
     settings: Path | None = None,
 ) -> None:
-    """Run the client core and its control socket until SIGINT/SIGTERM or ``core.stop()``.
+    """Run the client daemon and its control socket until SIGINT/SIGTERM or ``stop()``.
 
     ``settings`` is the client.toml a new login is read with (``relogin``).
     """
     from client.api import ControlApi
-    from client.daemon import ClientCore
+    from client.daemon import ClientDaemon
     from hw.control_socket import ControlServer
     from hw.lock import LockBusConfig, create_lock_watcher
 
     lock_config = LockBusConfig.from_environ(os.environ, session_id=config.lock.session)
 
-    async def relogin(core: Any) -> object:
+    def reload_login() -> tuple[ClientConfig, str, ssl.SSLContext | None]:
         try:
             fresh = load_config(files, settings)
-            return await core.use_login(
-                fresh, load_credential(files), client_tls(fresh.relay_url, fresh.ca_file)
-            )
+            return fresh, load_credential(files), client_tls(fresh.relay_url, fresh.ca_file)
         except (ConfigError, TlsSetupError) as exc:
             raise ControlError("bad_login", str(exc)) from None
 
-    core = ClientCore(
+    daemon = ClientDaemon(
         config,
         credential,
         lock_watcher_factory=(lambda: create_lock_watcher(lock_config)) if lock_watch else None,
@@ -578,17 +607,18 @@ async def serve(
         tls=client_tls(config.relay_url, config.ca_file),
         meeting_id=files.load_meeting(),
         save_meeting=files.save_meeting,
+        reload_login=reload_login,
     )
-    server = ControlServer(files.socket_path, ControlApi(core, relogin, settings).handle)
+    server = ControlServer(files.socket_path, ControlApi(daemon.execute, settings).handle)
     await server.start()
     if handle_signals:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, core.stop)
-    if on_core is not None:
-        on_core(core)
+            loop.add_signal_handler(signum, daemon.stop)
+    if on_daemon is not None:
+        on_daemon(daemon)
     try:
-        await core.run()
+        await daemon.run()
     finally:
         await server.stop()
 
@@ -616,39 +646,38 @@ def _status(args: argparse.Namespace) -> int:
     if args.wait > 0:
         status = asyncio.run(_wait_status(_files(args), args.wait))
     else:
-        status = _ask(args, "status")
-    relay = status["relay"]
+        status = _ask(args, GetStatus)
+    relay, lock = status.relay, status.lock
     link = (
-        f"connected to {relay['url']} as user {relay['user_id']}"
-        if relay["connected"]
-        else f"not connected to {relay['url']}: {relay['error'] or 'connecting…'}"
+        f"connected to {relay.url} as user {relay.user_id}"
+        if relay.connected
+        else f"not connected to {relay.url}: {relay.error or 'connecting…'}"
     )
-    lock = status["lock"]
     lines = [
-        f"Laptop {status['laptop_name']} ({status['laptop_id']}): {link}",
-        f"Scanning: {status['scan']['status']}, {status['scan']['nearby']} device(s) nearby",
-        f"Screen lock: {_lock_word(lock['locked'])}"
+        f"Laptop {status.laptop_name} ({status.laptop_id}): {link}",
+        f"Scanning: {status.scan.status}, {status.scan.nearby} device(s) nearby",
+        f"Screen lock: {_lock_word(lock.locked)}"
         + (
-            f"; watching {lock['session']}"
-            if lock["watch"] == "watching" and lock.get("session")
+            f"; watching {lock.session}"
+            if lock.watch == "watching" and lock.session
             else ""
-            if lock["watch"] == "watching"
-            else f" (lock watch {lock['watch']})"
+            if lock.watch == "watching"
+            else f" (lock watch {lock.watch})"
         )
-        + f"; lock sync {'on' if lock['sync'] else 'off'}",
-        "Paired with: " + (", ".join(p["phone_name"] for p in status["pairings"]) or "no phone"),
+        + f"; lock sync {'on' if lock.sync else 'off'}",
+        "Paired with: " + (", ".join(p.phone_name for p in status.pairings) or "no phone"),
     ]
-    if status["pending"]:
-        pending = status["pending"]
-        lines.append(f"Pending: connecting {pending['phone_name']} (code {pending['code']})")
-    if status["audio"]:
-        lines.append(f"Audio: {status['audio']['phone_id']} is {status['audio']['state']}")
-    if status["meeting_id"]:
-        lines.append(f"Meeting: {status['meeting_id']}")
-    if status.get("settings_file"):
-        lines.append(f"Settings: {status['settings_file']}")
+    if status.pending:
+        pending = status.pending
+        lines.append(f"Pending: connecting {pending.phone_name} (code {pending.code})")
+    if status.audio:
+        lines.append(f"Audio: {status.audio.phone_id} is {status.audio.state}")
+    if status.meeting_id:
+        lines.append(f"Meeting: {status.meeting_id}")
+    if status.settings_file:
+        lines.append(f"Settings: {status.settings_file}")
     _emit(args, status, "\n".join(lines))
-    if args.wait > 0 and not relay["connected"]:
+    if args.wait > 0 and not relay.connected:
         return EXIT_FAILED
     return EXIT_OK
 
@@ -657,18 +686,14 @@ def _lock_word(locked: bool | None) -> str:
     return "unknown" if locked is None else ("locked" if locked else "unlocked")
 
 
-async def _wait_status(files: ClientFiles, wait: float) -> Any:
+async def _wait_status(files: ClientFiles, wait: float) -> Status:
     """Wait for the client to answer (it may be starting) and to reach the relay."""
     deadline = time.monotonic() + wait
     while True:
         try:
-            await call(
-                files.socket_path,
-                "wait_connected",
-                {"timeout": max(0.0, min(wait, 600))},
-                within=wait + 5,
-            )
-            return await call(files.socket_path, "status")
+            timeout = max(0.0, min(wait, 600))
+            await ask(files.socket_path, WaitConnected, {"timeout": timeout}, within=wait + 5)
+            return await ask(files.socket_path, GetStatus)
         except DaemonNotRunning:
             if time.monotonic() >= deadline:
                 raise
@@ -678,7 +703,7 @@ async def _wait_status(files: ClientFiles, wait: float) -> Any:
 
 @_guard
 def _nearby(args: argparse.Namespace) -> int:
-    devices = _ask(args, "nearby")
+    devices = _ask(args, GetNearby)
     if not devices:
         return _emit(args, devices, "Nothing nearby yet.")
     rows = []
@@ -686,64 +711,61 @@ def _nearby(args: argparse.Namespace) -> int:
         tags = [
             t
             for t, on in (
-                ("your phone", d["own"] and d["kind"] != "room_system"),
-                ("paired", d["paired"]),
+                ("your phone", d.own and d.kind != "room_system"),
+                ("paired", d.paired),
             )
             if on
         ]
         suffix = f"  ({', '.join(tags)})" if tags else ""
         rows.append(
-            f"{index:>2}. {d['name']:<28} {d['kind'].replace('_', ' '):<16} "
-            f"{d['distance_m']:>5.1f} m  {d['rssi']:>6.1f} dBm  [{d['device_id']}]{suffix}"
+            f"{index:>2}. {d.name:<28} {d.kind.replace('_', ' '):<16} "
+            f"{d.distance_m:>5.1f} m  {d.rssi:>6.1f} dBm  [{d.device_id}]{suffix}"
         )
     return _emit(args, devices, "\n".join(rows))
 
 
 @_guard
 def _connect(args: argparse.Namespace) -> int:
-    started = _ask(args, "connect", phone=args.phone)
+    started = _ask(args, Connect, phone=args.phone)
     try:
         return _finish_connect(args, started)
     except KeyboardInterrupt:
         # Ctrl-C withdraws the request: confirming it on the phone afterwards pairs nothing.
         with contextlib.suppress(Exception):
-            _ask(args, "confirm", within=5.0, request_id=started["request_id"], accept=False)
+            _ask(args, Confirm, within=5.0, request_id=started.request_id, accept=False)
         print("\nCancelled: the pair request was withdrawn.", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
-def _finish_connect(args: argparse.Namespace, started: dict[str, Any]) -> int:
-    request_id, code, name = started["request_id"], started["code"], started["phone_name"]
+def _finish_connect(args: argparse.Namespace, started: PairStarted) -> int:
+    request_id, code, name = started.request_id, started.code, started.phone_name
+    shown = started.model_dump(mode="json")
     if not args.json:
         print(f"Connecting {name}. Code: {code}")
         print("Check that the phone shows the same code; it must be confirmed on both ends.")
     accept = args.yes
     if not accept:
         if not sys.stdin.isatty():
-            result = {**started, "outcome": "pending"}
             return _emit(
                 args,
-                result,
+                {**shown, "outcome": "pending"},
                 "Confirm on this laptop with `btogether client confirm` "
                 "(or run `client connect --yes`).",
             )
         answer = input("Does the code match? Confirm on this laptop [y/N] ").strip().lower()
         accept = answer in ("y", "yes")
-    confirmed = _ask(args, "confirm", request_id=request_id, accept=accept)
+    confirmed = _ask(args, Confirm, request_id=request_id, accept=accept)
     if not accept:
-        return _emit(args, {**started, "outcome": "declined"}, "Declined.")
-    outcome: dict[str, Any] = {"outcome": "paired"} if confirmed["state"] == "paired" else {}
+        return _emit(args, {**shown, "outcome": "declined"}, "Declined.")
+    outcome: dict[str, Any] = {"outcome": "paired"} if confirmed.state == "paired" else {}
     if not outcome:
         if not args.json:
             print(f"Confirmed here; waiting for {name} to confirm…", flush=True)
-        outcome = _ask(
-            args,
-            "wait_pair",
-            within=args.timeout + 10,
-            request_id=request_id,
-            timeout=args.timeout,
+        waited = _ask(
+            args, WaitPair, within=args.timeout + 10, request_id=request_id, timeout=args.timeout
         )
-    result = {**started, **outcome}
+        outcome = waited.model_dump(mode="json")
+    result = {**shown, **outcome}
     if result["outcome"] == "paired":
         return _emit(args, result, f"Connected: {name} is paired with this laptop.")
     if args.json:
@@ -756,67 +778,61 @@ def _finish_connect(args: argparse.Namespace, started: dict[str, Any]) -> int:
 
 @_guard
 def _confirm(args: argparse.Namespace) -> int:
-    result = _ask(args, "confirm", request_id=args.request, accept=args.accept)
+    result = _ask(args, Confirm, request_id=args.request, accept=args.accept)
     word = "Confirmed" if args.accept else "Declined"
-    return _emit(args, result, f"{word} (pair request {result['request_id']}: {result['state']}).")
+    return _emit(args, result, f"{word} (pair request {result.request_id}: {result.state}).")
 
 
 @_guard
 def _pairings(args: argparse.Namespace) -> int:
-    pairings = _ask(args, "pairings")
-    human = "\n".join(f"{p['phone_name']} [{p['phone_id']}]" for p in pairings) or "No pairings."
+    pairings = _ask(args, ListPairings)
+    human = "\n".join(f"{p.phone_name} [{p.phone_id}]" for p in pairings) or "No pairings."
     return _emit(args, pairings, human)
 
 
 @_guard
 def _unpair(args: argparse.Namespace) -> int:
-    result = _ask(args, "unpair", phone=args.phone)
-    return _emit(args, result, f"Unpaired {result['phone_id']}.")
+    result = _ask(args, Unpair, phone=args.phone)
+    return _emit(args, result, f"Unpaired {result.phone_id}.")
 
 
 @_guard
 def _audio(args: argparse.Namespace) -> int:
+    within = args.wait + 10
     if args.state == "on":
         result = _ask(
-            args,
-            "audio_on",
-            within=args.wait + 10,
-            phone=args.phone,
-            meeting=args.meeting,
-            wait=args.wait,
+            args, AudioOn, within=within, phone=args.phone, meeting=args.meeting, wait=args.wait
         )
-        if result["state"] == "pending":
+        if result.state == "pending":
             if args.json:
-                print(json.dumps(result))
+                print(json.dumps(_json(result)))
             raise CommandFailed("the phone has not taken over the audio yet")
         return _emit(
-            args,
-            result,
-            f"{result['phone_id']} is the audio device of meeting {result['meeting_id']}.",
+            args, result, f"{result.phone_id} is the audio device of meeting {result.meeting_id}."
         )
-    result = _ask(args, "audio_off", within=args.wait + 10, phone=args.phone, wait=args.wait)
-    return _emit(args, result, f"{result['phone_id']} released the audio.")
+    result = _ask(args, AudioOff, within=within, phone=args.phone, wait=args.wait)
+    return _emit(args, result, f"{result.phone_id} released the audio.")
 
 
 @_guard
 def _lock_sync(args: argparse.Namespace) -> int:
-    result = _ask(args, "lock_sync", enabled=args.state == "on")
+    result = _ask(args, SetLockSync, enabled=args.state == "on")
     return _emit(args, result, f"Lock sync is {args.state}.")
 
 
 @_guard
 def _join(args: argparse.Namespace) -> int:
     result = _ask(
-        args, "join", within=args.wait + 10, room=args.room, meeting=args.meeting, wait=args.wait
+        args, Join, within=args.wait + 10, room=args.room, meeting=args.meeting, wait=args.wait
     )
-    human = f"Room {result['room_id']}: {result['outcome']} (meeting {result['meeting_id']})."
+    human = f"Room {result.room_id}: {result.outcome} (meeting {result.meeting_id})."
     _emit(args, result, human)
-    return EXIT_OK if result["outcome"] == "accepted" else EXIT_FAILED
+    return EXIT_OK if result.outcome == "accepted" else EXIT_FAILED
 
 
 @_guard
 def _meeting(args: argparse.Namespace) -> int:
     if args.leave == (args.meeting is not None):
         raise CommandFailed("give a meeting ID, or --leave", EXIT_USAGE)
-    result = _ask(args, "meeting", meeting=args.meeting)
-    return _emit(args, result, f"Meeting: {result['meeting_id'] or 'none'}.")
+    result = _ask(args, SetMeeting, meeting=args.meeting)
+    return _emit(args, result, f"Meeting: {result.meeting_id or 'none'}.")

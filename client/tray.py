@@ -43,11 +43,11 @@ from client.tray_menu import (
     MenuEntry,
     Notice,
     TrayActions,
-    TrayState,
     build_menu,
     dispatch_action,
     notices,
 )
+from client.views import TrayState
 
 _log = structlog.get_logger(__name__)
 

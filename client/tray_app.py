@@ -1,19 +1,19 @@
-"""``btogether client tray``: the client core and its control socket, with the tray icon.
+"""``btogether client tray``: the client daemon and its control socket, with the tray icon.
 
 pystray must own the main thread (:mod:`client.tray`), so the client (the same
 :func:`client.commands.serve` as ``client run``, control socket included, so the commands
 work alongside the tray) runs on an asyncio loop in a second thread. The tray's menu is
-rebuilt from :meth:`client.daemon.ClientCore.tray_state` twice a second (the menu only
-redraws when its rows change), and every menu action runs on the client's loop through
-:class:`client.daemon.CoreTrayActions`. Quitting from the menu, SIGTERM or SIGINT stops both.
+rebuilt from the client's :class:`~client.views.TrayState` twice a second (the menu only
+redraws when its rows change), and every menu action is one of the client's commands
+(:class:`CommandTrayActions`), carried out on the client's loop. Quitting from the menu,
+SIGTERM or SIGINT stops both.
 
 When a client already runs for this state directory (``client run`` as a systemd user
 service, say), the tray *attaches* to it instead of starting a second one (which the
 relay would take for the same laptop connecting twice): it reads the state with the
-``tray_state`` operation of the control socket and carries out actions through it
-(:class:`RemoteTrayActions`). "Quit btogether" then stops that client too (the ``stop``
-operation: it exits 0, so its user unit's Restart=on-failure leaves it stopped) and
-closes the tray.
+``tray_state`` operation of the control socket and sends the same commands through it.
+"Quit btogether" then stops that client too (the ``stop`` operation: it exits 0, so its
+user unit's Restart=on-failure leaves it stopped) and closes the tray.
 """
 
 from __future__ import annotations
@@ -23,24 +23,31 @@ import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from client.api import ask
 from client.config import ClientConfig, ClientFiles
-from client.daemon import DEFAULT_AD_HOC_MEETING, ClientCore, CoreTrayActions
-from client.tray_menu import (
-    JoinOutcome,
-    NearbyPhone,
-    NearbyRoom,
-    PairedPhone,
-    PairingCode,
-    PendingPairing,
-    TrayState,
+from client.core import DEFAULT_AD_HOC_MEETING
+from client.daemon import ClientDaemon
+from client.operations import (
+    AudioOff,
+    AudioOn,
+    Command,
+    Confirm,
+    Connect,
+    GetTrayState,
+    Join,
+    SetLockSync,
+    SetMeeting,
+    Stop,
+    Unpair,
 )
-from hw.control_socket import ControlError, DaemonNotRunning, call
+from client.views import TrayState
+from hw.control_socket import ControlError, DaemonNotRunning
 from hw.unix_socket import socket_answers
 
 _log = structlog.get_logger(__name__)
@@ -80,19 +87,19 @@ def run_tray(
     def on_signal(signum: int, frame: object) -> None:
         # Installed before anything starts: a SIGTERM that comes early is not lost.
         stopping.set()
-        if "core" in found:
+        if "daemon" in found:
             with contextlib.suppress(RuntimeError):  # the client's loop has already ended
-                found["loop"].call_soon_threadsafe(found["core"].stop)
+                found["loop"].call_soon_threadsafe(found["daemon"].stop)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
 
-    def on_core(core: ClientCore) -> None:
-        found["core"] = core
+    def on_daemon(daemon: ClientDaemon) -> None:
+        found["daemon"] = daemon
         found["loop"] = asyncio.get_running_loop()
-        found["refresher"] = asyncio.ensure_future(_refresh(core, trays))
+        found["refresher"] = asyncio.ensure_future(_refresh(daemon, trays))
         if stopping.is_set():
-            core.stop()
+            daemon.stop()
         started.set()
 
     def client_thread() -> None:
@@ -103,7 +110,7 @@ def run_tray(
                     config,
                     credential,
                     lock_watch=lock_watch,
-                    on_core=on_core,
+                    on_daemon=on_daemon,
                     handle_signals=False,
                 )
             )
@@ -118,29 +125,32 @@ def run_tray(
     thread = threading.Thread(target=client_thread, name="btogether-client", daemon=True)
     thread.start()
     started.wait(START_TIMEOUT_S)
-    if "core" not in found:
+    if "daemon" not in found:
         thread.join(1.0)
         print(
             f"{prog}: the client did not start: {failure[0] if failure else 'timeout'}",
             file=sys.stderr,
         )
         return 1
-    core: ClientCore = found["core"]
+    daemon: ClientDaemon = found["daemon"]
     loop: asyncio.AbstractEventLoop = found["loop"]
 
     def stop_client() -> None:
         with contextlib.suppress(RuntimeError):  # the client's loop has already ended
-            loop.call_soon_threadsafe(core.stop)
+            loop.call_soon_threadsafe(daemon.stop)
 
-    def quit_all() -> None:
-        core.stop()  # runs on the client's loop (a tray action)
+    def close_trays() -> None:
         for tray in trays:
             tray.stop()
 
+    async def in_process(kind: type[Command[Any]], args: Mapping[str, object]) -> object:
+        return await daemon.execute(kind.model_validate(args))
+
+    actions = CommandTrayActions(in_process, lambda: daemon.core.meeting_id, close_trays)
     try:
         tray = Tray(
-            asyncio_action_sink(loop, CoreTrayActions(core, quit_all)),
-            state=core.tray_state(),
+            asyncio_action_sink(loop, actions),
+            state=daemon.tray_state(),
             backend=backend,
         )
     except TrayUnavailable as exc:
@@ -167,97 +177,96 @@ def run_tray(
     return 0
 
 
-async def _refresh(core: ClientCore, trays: list[Any]) -> None:
+async def _refresh(daemon: ClientDaemon, trays: list[Any]) -> None:
     while True:
         for tray in trays:
             try:
-                tray.update(core.tray_state())
+                tray.update(daemon.tray_state())
             except Exception:
                 _log.exception("tray_update_failed")
         await asyncio.sleep(TRAY_REFRESH_S)
 
 
+# --- the menu's actions, as the client's commands --------------------------------------------
+
+Run = Callable[[type[Command[Any]], Mapping[str, object]], Awaitable[object]]
+
+
+class CommandTrayActions:
+    """The tray's actions (:class:`client.tray_menu.TrayActions`) as the client's commands.
+
+    ``run`` carries a command out: in this process (the daemon's ``execute``) or in a
+    running client (:func:`client.api.ask`); ``meeting`` is the current meeting, for audio;
+    ``on_quit`` closes the tray once the client has been told to stop.
+    """
+
+    def __init__(
+        self, run: Run, meeting: Callable[[], str | None], on_quit: Callable[[], None]
+    ) -> None:
+        self._run = run
+        self._meeting = meeting
+        self._on_quit = on_quit
+
+    async def _call(self, kind: type[Command[Any]], **args: object) -> None:
+        await self._run(kind, {k: v for k, v in args.items() if v is not None})
+
+    async def join_room(self, room_id: str) -> None:
+        await self._call(Join, room=room_id, wait=0)
+
+    async def connect_phone(self, phone_id: str) -> None:
+        await self._call(Connect, phone=phone_id)
+
+    async def confirm_pairing(self, phone_id: str) -> None:
+        await self._call(Confirm, accept=True)
+
+    async def decline_pairing(self, phone_id: str) -> None:
+        await self._call(Confirm, accept=False)
+
+    async def audio_on(self, phone_id: str) -> None:
+        meeting = self._meeting() or DEFAULT_AD_HOC_MEETING
+        await self._call(AudioOn, phone=phone_id, meeting=meeting, wait=0)
+
+    async def audio_off(self, phone_id: str) -> None:
+        await self._call(AudioOff, phone=phone_id, wait=0)
+
+    async def lock_sync(self, enabled: bool) -> None:
+        await self._call(SetLockSync, enabled=enabled)
+
+    async def unpair(self, phone_id: str) -> None:
+        await self._call(Unpair, phone=phone_id)
+
+    async def set_meeting(self, meeting_id: str | None) -> None:
+        await self._call(SetMeeting, meeting=meeting_id)
+
+    async def quit(self) -> None:
+        """Stop the client, then close the tray."""
+        try:
+            await self._call(Stop)
+        except (DaemonNotRunning, ControlError) as exc:
+            _log.warning("tray_client_not_stopped", error=str(exc))
+        self._on_quit()
+
+
+def remote_actions(
+    socket_path: Path, meeting: Callable[[], str | None], on_quit: Callable[[], None]
+) -> CommandTrayActions:
+    """The tray's actions carried out by a running client over its control socket."""
+
+    async def remote(kind: type[Command[Any]], args: Mapping[str, object]) -> object:
+        return await ask(socket_path, kind, args)
+
+    return CommandTrayActions(remote, meeting, on_quit)
+
+
 # --- attached to a running client ----------------------------------------------------------
-
-
-def tray_state_from_json(data: Any) -> TrayState:
-    """The TrayState the ``tray_state`` operation sent (as ``dataclasses.asdict`` made it)."""
-    pending = data.get("pending")
-    code = data.get("pairing_code")
-    join = data.get("last_join")
-    return TrayState(
-        relay_connected=bool(data["relay_connected"]),
-        rooms=tuple(NearbyRoom(**room) for room in data["rooms"]),
-        phones=tuple(NearbyPhone(**phone) for phone in data["phones"]),
-        paired=tuple(PairedPhone(**phone) for phone in data["paired"]),
-        pending=PendingPairing(**pending) if pending else None,
-        lock_sync=bool(data["lock_sync"]),
-        audio_phone_id=data.get("audio_phone_id"),
-        meeting_id=data.get("meeting_id"),
-        pairing_code=PairingCode(**code) if code else None,
-        last_join=JoinOutcome(**join) if join else None,
-    )
 
 
 async def fetch_tray_state(socket_path: Path) -> TrayState:
     """The running client's tray state; an unreachable client shows as offline."""
     try:
-        return tray_state_from_json(await call(socket_path, "tray_state", within=5.0))
-    except (DaemonNotRunning, ControlError, KeyError, TypeError, AttributeError):
+        return await ask(socket_path, GetTrayState, within=5.0)
+    except (DaemonNotRunning, ControlError):
         return TrayState(relay_connected=False)
-
-
-class RemoteTrayActions:
-    """The tray's actions carried out by a running client over its control socket."""
-
-    def __init__(
-        self,
-        socket_path: Path,
-        meeting: Callable[[], str | None],
-        on_quit: Callable[[], None],
-    ) -> None:
-        self._path = socket_path
-        self._meeting = meeting
-        self._on_quit = on_quit
-
-    async def _call(self, op: str, **args: Any) -> None:
-        await call(self._path, op, {k: v for k, v in args.items() if v is not None})
-
-    async def join_room(self, room_id: str) -> None:
-        await self._call("join", room=room_id, wait=0)
-
-    async def connect_phone(self, phone_id: str) -> None:
-        await self._call("connect", phone=phone_id)
-
-    async def confirm_pairing(self, phone_id: str) -> None:
-        await self._call("confirm", accept=True)
-
-    async def decline_pairing(self, phone_id: str) -> None:
-        await self._call("confirm", accept=False)
-
-    async def audio_on(self, phone_id: str) -> None:
-        meeting = self._meeting() or DEFAULT_AD_HOC_MEETING
-        await self._call("audio_on", phone=phone_id, meeting=meeting, wait=0)
-
-    async def audio_off(self, phone_id: str) -> None:
-        await self._call("audio_off", phone=phone_id, wait=0)
-
-    async def lock_sync(self, enabled: bool) -> None:
-        await self._call("lock_sync", enabled=enabled)
-
-    async def unpair(self, phone_id: str) -> None:
-        await self._call("unpair", phone=phone_id)
-
-    async def set_meeting(self, meeting_id: str | None) -> None:
-        await self._call("meeting", meeting=meeting_id)
-
-    async def quit(self) -> None:
-        """Stop the client this tray is attached to, then close the tray."""
-        try:
-            await self._call("stop")
-        except (DaemonNotRunning, ControlError) as exc:
-            _log.warning("tray_client_not_stopped", error=str(exc))
-        self._on_quit()
 
 
 def _run_attached(socket_path: Path, backend: str | None) -> int:
@@ -282,7 +291,7 @@ def _run_attached(socket_path: Path, backend: str | None) -> int:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
-    actions = RemoteTrayActions(socket_path, lambda: shown[0].meeting_id, quit_tray)
+    actions = remote_actions(socket_path, lambda: shown[0].meeting_id, quit_tray)
     tray = Tray(asyncio_action_sink(loop, actions), backend=backend)
     trays.append(tray)
 

@@ -1,9 +1,10 @@
 """The laptop tray's menu, built from what the client knows (pure: no toolkit, no I/O).
 
-:func:`build_menu` turns a :class:`TrayState` into :class:`MenuEntry` rows; each actionable
-row carries an :class:`Action` naming a client command and its arguments, which the client
-carries out through the :class:`TrayActions` interface (:func:`dispatch_action`). The tray
-(:mod:`client.tray`) only draws the rows; tests and other front ends call the builder.
+:func:`build_menu` turns a :class:`~client.views.TrayState` (the client's view for the
+tray) into :class:`MenuEntry` rows; each actionable row carries an :class:`Action` naming
+a client command and its arguments, which the client carries out through the
+:class:`TrayActions` interface (:func:`dispatch_action`). The tray (:mod:`client.tray`)
+only draws the rows; tests and other front ends call the builder.
 
 Rooms and phones are shown in the order given: the client ranks them (nearest first).
 Everything that needs the relay is greyed out while it is unreachable; setting the meeting
@@ -20,6 +21,8 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 from typing import Literal, Protocol
+
+from client.views import TrayState
 
 ActionCommand = Literal[
     "join_room",
@@ -46,73 +49,6 @@ class Action:
 
     command: ActionCommand
     args: tuple[str | bool, ...] = ()
-
-
-@dataclass(frozen=True)
-class NearbyRoom:
-    room_id: str
-    name: str
-    distance_m: float | None = None
-
-
-@dataclass(frozen=True)
-class NearbyPhone:
-    """A phone of mine heard nearby and not paired yet."""
-
-    phone_id: str
-    name: str
-    distance_m: float | None = None
-
-
-@dataclass(frozen=True)
-class PairedPhone:
-    phone_id: str
-    name: str
-    online: bool = True
-
-
-@dataclass(frozen=True)
-class PendingPairing:
-    """A pairing waiting for a confirmation: mine (``needs_my_confirmation``) or the phone's."""
-
-    phone_id: str
-    name: str
-    needs_my_confirmation: bool
-
-
-@dataclass(frozen=True)
-class JoinOutcome:
-    """A room's answer to the latest join request of this laptop."""
-
-    join_id: str
-    room_name: str
-    outcome: str  # accepted, declined, expired, pending, refused…
-    meeting_id: str
-
-
-@dataclass(frozen=True)
-class PairingCode:
-    """The code of the pairing in progress (both screens show it)."""
-
-    request_id: str
-    phone_name: str
-    code: str
-
-
-@dataclass(frozen=True)
-class TrayState:
-    """What the laptop client knows and the tray shows."""
-
-    relay_connected: bool = False
-    rooms: tuple[NearbyRoom, ...] = ()
-    phones: tuple[NearbyPhone, ...] = ()
-    paired: tuple[PairedPhone, ...] = ()
-    pending: PendingPairing | None = None
-    lock_sync: bool = False
-    audio_phone_id: str | None = None
-    meeting_id: str | None = None
-    pairing_code: PairingCode | None = None
-    last_join: JoinOutcome | None = None
 
 
 @dataclass(frozen=True)

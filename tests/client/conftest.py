@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from client.config import ClientConfig, ScanSettings
-from client.daemon import ClientCore
+from client.daemon import ClientDaemon
 from hw.lock import LockBusConfig, create_lock_watcher
 from hw.sim.launch import AirProcess, start_air
 from hw.standin.logind import LogindStandIn
@@ -193,24 +193,27 @@ async def eventually(
 
 
 @dataclass
-class RunningCore:
-    core: ClientCore
+class RunningDaemon:
+    daemon: ClientDaemon
     task: asyncio.Task[None]
     saved: list[ClientConfig]
 
 
 @pytest.fixture
-async def make_core(
+async def make_daemon(
     air: Air, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Callable[..., Awaitable[RunningCore]]]:
-    """Run a ClientCore in this process, on the laptop's host (bleak and logind on its bus)."""
+) -> AsyncIterator[Callable[..., Awaitable[RunningDaemon]]]:
+    """Run a ClientDaemon in this process, on the laptop's host (bleak and logind on its bus)."""
     monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", air.address("laptop"))
     monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
-    running: list[RunningCore] = []
+    running: list[RunningDaemon] = []
 
     async def make(
-        relay_url: str, credential: str, core_kwargs: dict[str, Any] | None = None, **overrides: Any
-    ) -> RunningCore:
+        relay_url: str,
+        credential: str,
+        daemon_kwargs: dict[str, Any] | None = None,
+        **overrides: Any,
+    ) -> RunningDaemon:
         fields: dict[str, Any] = {
             "relay_url": relay_url,
             "laptop_id": "laptop-test",
@@ -223,21 +226,21 @@ async def make_core(
         config = ClientConfig.model_validate(fields)
         saved: list[ClientConfig] = []
         lock_config = LockBusConfig(system_bus_address=air.address("laptop"))
-        core = ClientCore(
+        daemon = ClientDaemon(
             config,
             credential,
             lock_watcher_factory=lambda: create_lock_watcher(lock_config),
             rng=random.Random(7),
             save_config=saved.append,
-            **(core_kwargs or {}),
+            **(daemon_kwargs or {}),
         )
-        task = asyncio.create_task(core.run())
-        handle = RunningCore(core, task, saved)
+        task = asyncio.create_task(daemon.run())
+        handle = RunningDaemon(daemon, task, saved)
         running.append(handle)
         return handle
 
     yield make
     for handle in running:
-        handle.core.stop()
+        handle.daemon.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(handle.task, 10)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,11 @@ from client.config import (
     login,
     resolve_state_dir,
 )
-from client.daemon import ClientCore
+from client.daemon import ClientDaemon
 from client.lock_report import LockReporter
 from client.nearby import SightingBook
 from hw.control_socket import AlreadyRunning, ControlError, ControlServer, DaemonNotRunning, call
+from hw.scanner import ScanEvent, ScanMode, ScannerError
 from relay.protocol import wire
 from relay.protocol.backoff import Backoff, Retries
 
@@ -209,11 +211,34 @@ async def _raw(path: Path, line: bytes) -> dict[str, Any]:
     return reply  # type: ignore[no-any-return]
 
 
+class NoRadio:
+    """A scanner on a machine without Bluetooth (the AdvertScanner interface)."""
+
+    def __init__(self, on_event: Callable[[ScanEvent], None]) -> None:
+        self.on_event = on_event
+
+    @property
+    def mode_in_use(self) -> ScanMode | None:
+        return None
+
+    @property
+    def reports_every_advert(self) -> bool:
+        return True
+
+    async def start(self) -> None:
+        raise ScannerError("no Bluetooth adapter")
+
+    async def stop(self) -> None:
+        pass
+
+
 async def test_control_socket_refuses_bad_requests_clearly(tmp_path: Path) -> None:
+    # Nothing listens on port 1: the client runs, unable to reach the relay.
     config = ClientConfig(relay_url="ws://127.0.0.1:1/", laptop_id="l", laptop_name="L")
-    core = ClientCore(config, "token", lock_watcher_factory=None)
+    daemon = ClientDaemon(config, "token", scanner_factory=NoRadio, lock_watcher_factory=None)
+    running = asyncio.create_task(daemon.run())
     path = tmp_path / "control.sock"
-    server = ControlServer(path, ControlApi(core).handle)
+    server = ControlServer(path, ControlApi(daemon.execute).handle)
     await server.start()
     try:
         assert (await _raw(path, b"nonsense\n"))["error"]["code"] == "bad_request"
@@ -229,10 +254,13 @@ async def test_control_socket_refuses_bad_requests_clearly(tmp_path: Path) -> No
         assert (offline.value.code, offline.value.source) == ("relay_unreachable", "client")
         status = await call(path, "status")
         assert status["relay"]["connected"] is False and status["laptop_id"] == "l"
+        assert status["scan"]["status"] == "unavailable: no Bluetooth adapter"
         with pytest.raises(AlreadyRunning):
-            await ControlServer(path, ControlApi(core).handle).start()
+            await ControlServer(path, ControlApi(daemon.execute).handle).start()
     finally:
         await server.stop()
+        daemon.stop()
+        await running
     assert not path.exists()
     with pytest.raises(DaemonNotRunning):
         await call(path, "status")

@@ -16,7 +16,8 @@ from client.tray import (
     icon_image,
     to_pystray_menu,
 )
-from client.tray_menu import Action, NearbyRoom, PairedPhone, TrayState, build_menu
+from client.tray_menu import Action, build_menu
+from client.views import NearbyRoom, PairedPhone, TrayState
 from tests.os.test_tray_menu import RecordingActions
 
 
@@ -47,8 +48,8 @@ def test_backend_follows_the_platform(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_menu_rows_become_pystray_items_that_deliver_their_action(pystray: Any) -> None:
     state = TrayState(
         relay_connected=True,
-        rooms=(NearbyRoom("room-a", "Fjord", 2.0),),
-        paired=(PairedPhone("phone-1", "Desk phone"),),
+        rooms=(NearbyRoom(room_id="room-a", name="Fjord", distance_m=2.0),),
+        paired=(PairedPhone(phone_id="phone-1", name="Desk phone"),),
         audio_phone_id="phone-1",
         meeting_id="m-1",
     )

@@ -7,27 +7,29 @@ import pytest
 from client.tray_menu import (
     MAX_ROOMS,
     Action,
-    JoinOutcome,
     MenuEntry,
-    NearbyPhone,
-    NearbyRoom,
     Notice,
-    PairedPhone,
-    PairingCode,
-    PendingPairing,
-    TrayState,
     build_menu,
     dispatch_action,
     display_name,
     format_distance,
     notices,
 )
+from client.views import (
+    JoinOutcome,
+    NearbyPhone,
+    NearbyRoom,
+    PairedPhone,
+    PairingCode,
+    PendingPairing,
+    TrayState,
+)
 
-PHONE = PairedPhone("phone-1", "Desk phone 4.12")
+PHONE = PairedPhone(phone_id="phone-1", name="Desk phone 4.12")
 ROOMS = (
-    NearbyRoom("room-a", "Fjord", 1.24),
-    NearbyRoom("room-b", "Glacier", 4.0),
-    NearbyRoom("room-c", "Tundra", 12.6),
+    NearbyRoom(room_id="room-a", name="Fjord", distance_m=1.24),
+    NearbyRoom(room_id="room-b", name="Glacier", distance_m=4.0),
+    NearbyRoom(room_id="room-c", name="Tundra", distance_m=12.6),
 )
 
 
@@ -64,7 +66,10 @@ def test_rooms_are_listed_in_ranked_order_with_distances_and_join_the_meeting() 
 
 
 def test_room_list_is_capped() -> None:
-    rooms = tuple(NearbyRoom(f"r{i}", f"Room {i}", float(i)) for i in range(MAX_ROOMS + 3))
+    rooms = tuple(
+        NearbyRoom(room_id=f"r{i}", name=f"Room {i}", distance_m=float(i))
+        for i in range(MAX_ROOMS + 3)
+    )
     entries = build_menu(TrayState(relay_connected=True, rooms=rooms, meeting_id="m"))
     joins = [e for e in entries if e.action is not None and e.action.command == "join_room"]
     assert len(joins) == MAX_ROOMS
@@ -79,7 +84,10 @@ def test_rooms_cannot_be_added_without_a_meeting() -> None:
 
 
 def test_unpaired_phone_nearby_can_be_connected() -> None:
-    state = TrayState(relay_connected=True, phones=(NearbyPhone("phone-1", "Desk phone", 0.6),))
+    state = TrayState(
+        relay_connected=True,
+        phones=(NearbyPhone(phone_id="phone-1", name="Desk phone", distance_m=0.6),),
+    )
     entry = _entry(build_menu(state), "Connect Desk phone · under 1 m")
     assert entry.enabled and entry.action == Action("connect_phone", ("phone-1",))
 
@@ -88,7 +96,7 @@ def test_paired_phone_offers_audio_and_unpair_and_is_not_offered_again() -> None
     state = TrayState(
         relay_connected=True,
         paired=(PHONE,),
-        phones=(NearbyPhone("phone-1", "Desk phone 4.12", 1.0),),
+        phones=(NearbyPhone(phone_id="phone-1", name="Desk phone 4.12", distance_m=1.0),),
     )
     entries = build_menu(state)
     assert not _entry(entries, "Desk phone 4.12: paired").enabled
@@ -104,8 +112,11 @@ def test_paired_phone_offers_audio_and_unpair_and_is_not_offered_again() -> None
 def test_pending_pairing_that_needs_me_offers_confirm_and_decline() -> None:
     state = TrayState(
         relay_connected=True,
-        pending=PendingPairing("phone-1", "Desk phone", needs_my_confirmation=True),
-        phones=(NearbyPhone("phone-1", "Desk phone", 1.0), NearbyPhone("phone-2", "Spare", 3.0)),
+        pending=PendingPairing(phone_id="phone-1", name="Desk phone", needs_my_confirmation=True),
+        phones=(
+            NearbyPhone(phone_id="phone-1", name="Desk phone", distance_m=1.0),
+            NearbyPhone(phone_id="phone-2", name="Spare", distance_m=3.0),
+        ),
     )
     entries = build_menu(state)
     assert _entry(entries, "Confirm connecting Desk phone").action == Action(
@@ -120,7 +131,7 @@ def test_pending_pairing_that_needs_me_offers_confirm_and_decline() -> None:
 def test_pending_pairing_waiting_for_the_phone_can_be_cancelled() -> None:
     state = TrayState(
         relay_connected=True,
-        pending=PendingPairing("phone-1", "Desk phone", needs_my_confirmation=False),
+        pending=PendingPairing(phone_id="phone-1", name="Desk phone", needs_my_confirmation=False),
     )
     entries = build_menu(state)
     assert not _entry(entries, "Waiting for Desk phone to confirm…").enabled
@@ -131,7 +142,7 @@ def test_pending_pairing_waiting_for_the_phone_can_be_cancelled() -> None:
 def test_active_audio_is_checked_and_releases_even_when_the_phone_dropped() -> None:
     state = TrayState(
         relay_connected=True,
-        paired=(PairedPhone("phone-1", "Desk phone", online=False),),
+        paired=(PairedPhone(phone_id="phone-1", name="Desk phone", online=False),),
         audio_phone_id="phone-1",
         lock_sync=True,
     )
@@ -148,7 +159,9 @@ def test_active_audio_is_checked_and_releases_even_when_the_phone_dropped() -> N
 
 
 def test_offline_phone_cannot_take_audio() -> None:
-    state = TrayState(relay_connected=True, paired=(PairedPhone("p", "Phone", online=False),))
+    state = TrayState(
+        relay_connected=True, paired=(PairedPhone(phone_id="p", name="Phone", online=False),)
+    )
     assert not _entry(build_menu(state), "Use Phone for audio").enabled
 
 
@@ -156,16 +169,16 @@ def test_disconnected_relay_greys_out_every_action_but_the_meeting_and_quit() ->
     full = TrayState(
         relay_connected=True,
         rooms=ROOMS,
-        phones=(NearbyPhone("phone-2", "Spare", 2.0),),
+        phones=(NearbyPhone(phone_id="phone-2", name="Spare", distance_m=2.0),),
         paired=(PHONE,),
-        pending=PendingPairing("phone-3", "Third", needs_my_confirmation=True),
+        pending=PendingPairing(phone_id="phone-3", name="Third", needs_my_confirmation=True),
         lock_sync=True,
         audio_phone_id="phone-1",
         meeting_id="m-1",
     )
     connected = build_menu(full)
     assert len([e for e in _actionable(connected) if e.enabled]) == 11
-    offline = build_menu(TrayState(**{**full.__dict__, "relay_connected": False}))
+    offline = build_menu(full.model_copy(update={"relay_connected": False}))
     assert [e.label for e in _actionable(offline) if e.enabled] == [
         "Set meeting…",
         "Leave meeting",
@@ -192,10 +205,12 @@ def test_the_meeting_can_be_set_and_left_from_the_menu() -> None:
 
 def test_notices_tell_the_pairing_code_the_outcome_and_a_rooms_answer() -> None:
     idle = TrayState(relay_connected=True)
-    code = PairingCode("r-1", "Desk phone", "123456")
+    code = PairingCode(request_id="r-1", phone_name="Desk phone", code="123456")
     asking = TrayState(
         relay_connected=True,
-        pending=PendingPairing("phone-1", "Desk phone (code 123456)", needs_my_confirmation=True),
+        pending=PendingPairing(
+            phone_id="phone-1", name="Desk phone (code 123456)", needs_my_confirmation=True
+        ),
         pairing_code=code,
     )
     assert notices(idle, asking) == [
@@ -205,19 +220,25 @@ def test_notices_tell_the_pairing_code_the_outcome_and_a_rooms_answer() -> None:
         )
     ]
     assert notices(asking, asking) == []  # said once
-    paired = TrayState(relay_connected=True, paired=(PairedPhone("phone-1", "Desk phone"),))
+    paired = TrayState(
+        relay_connected=True, paired=(PairedPhone(phone_id="phone-1", name="Desk phone"),)
+    )
     assert [n.title for n in notices(asking, paired)] == ["Desk phone connected"]
     assert [n.title for n in notices(asking, idle)] == ["Desk phone (code 123456) not connected"]
-    join = JoinOutcome("j-1", "Fjord", "accepted", "weekly")
+    join = JoinOutcome(join_id="j-1", room_name="Fjord", outcome="accepted", meeting_id="weekly")
     joined = TrayState(relay_connected=True, last_join=join)
     assert notices(idle, joined) == [Notice("Room joined", "Fjord joined meeting weekly.")]
     declined = TrayState(
-        relay_connected=True, last_join=JoinOutcome("j-2", "Fjord", "declined", "w")
+        relay_connected=True,
+        last_join=JoinOutcome(join_id="j-2", room_name="Fjord", outcome="declined", meeting_id="w"),
     )
     assert notices(joined, declined) == [
         Notice("Room not joined", "Fjord declined to join meeting w.")
     ]
-    pending = TrayState(relay_connected=True, last_join=JoinOutcome("j-3", "Fjord", "pending", "w"))
+    pending = TrayState(
+        relay_connected=True,
+        last_join=JoinOutcome(join_id="j-3", room_name="Fjord", outcome="pending", meeting_id="w"),
+    )
     assert notices(declined, pending) == []
 
 
@@ -270,7 +291,7 @@ async def test_every_menu_action_reaches_the_matching_client_method() -> None:
     state = TrayState(
         relay_connected=True,
         rooms=ROOMS[:1],
-        phones=(NearbyPhone("phone-2", "Spare", 2.0),),
+        phones=(NearbyPhone(phone_id="phone-2", name="Spare", distance_m=2.0),),
         paired=(PHONE,),
         meeting_id="m-1",
     )

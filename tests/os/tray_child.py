@@ -17,12 +17,12 @@ import threading
 import structlog
 
 from client.tray import Tray, TrayUnavailable, asyncio_action_sink
-from client.tray_menu import NearbyRoom, PairedPhone, PairingCode, PendingPairing, TrayState
+from client.views import NearbyRoom, PairedPhone, PairingCode, PendingPairing, TrayState
 
 STATE = TrayState(
     relay_connected=True,
-    rooms=(NearbyRoom("room-a", "Fjord", 1.5),),
-    paired=(PairedPhone("phone-1", "Desk phone"),),
+    rooms=(NearbyRoom(room_id="room-a", name="Fjord", distance_m=1.5),),
+    paired=(PairedPhone(phone_id="phone-1", name="Desk phone"),),
     meeting_id="m-1",
 )
 
@@ -78,18 +78,14 @@ def _commands(tray: Tray) -> None:
             except (ValueError, KeyError):
                 _say(f"refused {rest}")
         elif command == "disconnect":
-            tray.update(TrayState(**{**STATE.__dict__, "relay_connected": False}))
+            tray.update(STATE.model_copy(update={"relay_connected": False}))
             _say("updated")
         elif command == "pairing":
-            tray.update(
-                TrayState(
-                    **{
-                        **STATE.__dict__,
-                        "pending": PendingPairing("phone-2", "Spare phone", True),
-                        "pairing_code": PairingCode("r-1", "Spare phone", "428113"),
-                    }
-                )
+            pending = PendingPairing(
+                phone_id="phone-2", name="Spare phone", needs_my_confirmation=True
             )
+            code = PairingCode(request_id="r-1", phone_name="Spare phone", code="428113")
+            tray.update(STATE.model_copy(update={"pending": pending, "pairing_code": code}))
             _say("updated")
         elif command == "stop":
             break
