@@ -5,7 +5,10 @@
   relay, the beacon, the client and the admin tools all speak it);
 * ``relay`` never imports ``hw``, ``beacon``, ``client`` or ``btogether``;
 * ``beacon`` and ``client`` never import each other;
-* there are no import cycles inside ``relay``.
+* there are no import cycles inside ``relay``;
+* the pure cores (``beacon.core``, ``client.core``: decisions without I/O, tested with
+  explicit inputs and time) import no asyncio, socket, TLS, websocket, D-Bus or radio
+  library, and neither does any module of ours they import.
 
 Imports are read from the syntax tree of every module (at any depth, so an import
 inside a function counts), except those under ``if TYPE_CHECKING:``, which exist for
@@ -23,6 +26,17 @@ from pathlib import Path
 
 PACKAGES = ("hw", "relay", "beacon", "client", "btogether")
 RELAY_NEVER_IMPORTS = ("hw", "beacon", "client", "btogether")
+PURE_CORES = ("beacon.core", "client.core")
+IO_LIBRARIES = (
+    "asyncio",
+    "socket",
+    "ssl",
+    "websockets",
+    "dbus_fast",
+    "bleak",
+    "pystray",
+    "pulsectl",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +44,7 @@ class Import:
     module: str  # the importing module, dotted
     target: str  # the imported module, dotted (as far as it names one of ours)
     line: int
+    at_import: bool = True  # run when the module is imported (not inside a function)
 
 
 def module_name(root: Path, path: Path) -> str:
@@ -46,16 +61,17 @@ def _type_checking_only(node: ast.If) -> bool:
     )
 
 
-def _imports(tree: ast.AST, module: str, is_package: bool) -> Iterator[tuple[str, int]]:
-    stack: list[ast.AST] = [tree]
+def _imports(tree: ast.AST, module: str, is_package: bool) -> Iterator[tuple[str, int, bool]]:
+    """(target, line, whether it runs at import time) for every import in ``tree``."""
+    stack: list[tuple[ast.AST, bool]] = [(tree, True)]
     while stack:
-        node = stack.pop()
+        node, at_import = stack.pop()
         if isinstance(node, ast.If) and _type_checking_only(node):
-            stack.extend(node.orelse)
+            stack.extend((child, at_import) for child in node.orelse)
             continue
         if isinstance(node, ast.Import):
             for alias in node.names:
-                yield alias.name, node.lineno
+                yield alias.name, node.lineno, at_import
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = module.split(".")
@@ -64,14 +80,17 @@ def _imports(tree: ast.AST, module: str, is_package: bool) -> Iterator[tuple[str
                 target = f"{prefix}.{node.module}" if node.module else prefix
             else:
                 target = node.module or ""
-            yield target, node.lineno
+            yield target, node.lineno, at_import
             for alias in node.names:  # `from relay import admin_endpoint` names a module
-                yield f"{target}.{alias.name}", node.lineno
-        stack.extend(ast.iter_child_nodes(node))
+                yield f"{target}.{alias.name}", node.lineno, at_import
+        body_runs_later = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+        stack.extend(
+            (child, at_import and not body_runs_later) for child in ast.iter_child_nodes(node)
+        )
 
 
-def read_imports(root: Path) -> tuple[set[str], list[Import]]:
-    """Every module of ours under ``root`` and every import between them."""
+def read_all_imports(root: Path) -> tuple[set[str], list[Import]]:
+    """Every module of ours under ``root`` and everything each imports, ours or not."""
     modules: dict[str, Path] = {}
     for package in PACKAGES:
         for path in sorted((root / package).rglob("*.py")):
@@ -79,10 +98,16 @@ def read_imports(root: Path) -> tuple[set[str], list[Import]]:
     found: list[Import] = []
     for module, path in modules.items():
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
-        for target, line in _imports(tree, module, path.name == "__init__.py"):
-            if target.split(".")[0] in PACKAGES and target in modules:
-                found.append(Import(module, target, line))
+        for target, line, at_import in _imports(tree, module, path.name == "__init__.py"):
+            found.append(Import(module, target, line, at_import))
     return set(modules), found
+
+
+def read_imports(root: Path) -> tuple[set[str], list[Import]]:
+    """Every module of ours under ``root`` and every import between them."""
+    modules, every = read_all_imports(root)
+    ours = [i for i in every if i.target.split(".")[0] in PACKAGES and i.target in modules]
+    return modules, ours
 
 
 def _within(module: str, package: str) -> bool:
@@ -90,7 +115,8 @@ def _within(module: str, package: str) -> bool:
 
 
 def violations(root: Path) -> list[str]:
-    modules, imports = read_imports(root)
+    modules, every = read_all_imports(root)
+    imports = [i for i in every if i.target.split(".")[0] in PACKAGES and i.target in modules]
     out: list[str] = []
 
     def rule(imp: Import, why: str) -> None:
@@ -110,6 +136,50 @@ def violations(root: Path) -> list[str]:
             rule(imp, "beacon and client never import each other")
     cycles = relay_cycles(modules, imports)
     out += [f"import cycle in relay: {' -> '.join(cycle)}" for cycle in cycles]
+    return out + impure_imports(modules, every)
+
+
+def _packages_of(module: str) -> list[str]:
+    """Importing ``a.b.c`` runs ``a`` and ``a.b`` first."""
+    parts = module.split(".")
+    return [".".join(parts[:n]) for n in range(1, len(parts))]
+
+
+def impure_imports(modules: set[str], every: list[Import]) -> list[str]:
+    """I/O libraries a pure core imports: itself (anywhere in it), or a module of ours that
+    importing the core runs (its import-time imports, transitively)."""
+    by_module: dict[str, list[Import]] = {}
+    for imp in every:
+        by_module.setdefault(imp.module, []).append(imp)
+    out: list[str] = []
+    for core in PURE_CORES:
+        if core not in modules:
+            continue
+        via: dict[str, str | None] = {core: None}  # how each module was reached
+        queue = [core]
+        reported: set[tuple[str, int]] = set()
+        while queue:
+            module = queue.pop(0)
+            for imp in by_module.get(module, []):
+                if module != core and not imp.at_import:
+                    continue
+                if imp.target.split(".")[0] in IO_LIBRARIES:
+                    if (imp.module, imp.line) in reported:
+                        continue  # `from x import a, b` is one import
+                    reported.add((imp.module, imp.line))
+                    chain = []
+                    step: str | None = module
+                    while step is not None:
+                        chain.append(step)
+                        step = via[step]
+                    why = f"{core} is a pure core: no I/O library, directly or through"
+                    path = " <- ".join(chain)
+                    out.append(f"{imp.module}:{imp.line} imports {imp.target}: {why} ({path})")
+                    continue
+                for target in [*_packages_of(imp.target), imp.target]:
+                    if target in modules and target not in via:
+                        via[target] = module
+                        queue.append(target)
     return out
 
 
@@ -152,7 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     if found:
         print(f"{len(found)} import rule violations (see btogether/import_rules.py)")
         return 1
-    print("import rules: hw, relay.protocol, relay, beacon and client keep to their lanes")
+    print(
+        "import rules: hw, relay.protocol, relay, beacon and client keep to their lanes; "
+        "the pure cores import no I/O"
+    )
     return 0
 
 

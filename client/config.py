@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import secrets
-import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -346,7 +346,8 @@ def load_credential(files: ClientFiles) -> str:
 
 
 def default_laptop_name() -> str:
-    name = "".join(c for c in socket.gethostname() if "\x20" <= c <= "\x7e").strip()
+    # The host name (uname nodename, what socket.gethostname() returns on Unix).
+    name = "".join(c for c in platform.node() if "\x20" <= c <= "\x7e").strip()
     return (name or "laptop")[:128]
 
 

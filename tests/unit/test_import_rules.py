@@ -53,3 +53,30 @@ def test_imports_for_the_type_checker_only_do_not_count(tmp_path: Path) -> None:
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from relay import service",
     )
     assert violations(root) == []
+
+
+def test_a_pure_core_that_reaches_for_io_itself_or_through_our_modules_is_reported(
+    tmp_path: Path,
+) -> None:
+    root = _copy(tmp_path)
+    _add_import(root / "client" / "core.py", "import asyncio")
+    _add_import(root / "client" / "nearby.py", "import socket")  # the core imports nearby
+    _add_import(root / "beacon" / "status.py", "from dbus_fast.aio import MessageBus")
+    _add_import(root / "client" / "daemon.py", "import ssl")  # the shell may do I/O
+    found = "\n".join(re.sub(r":\d+ imports ", ": ", v) for v in violations(root))
+    assert "client.core: asyncio: client.core is a pure core" in found
+    assert "client.nearby: socket: client.core is a pure core" in found
+    assert "(client.nearby <- client.core)" in found
+    assert "beacon.status: dbus_fast.aio: beacon.core is a pure core" in found
+    assert "client.daemon" not in found and found.count("\n") == 2
+
+
+def test_an_io_import_inside_a_function_of_a_module_the_core_imports_does_not_count(
+    tmp_path: Path,
+) -> None:
+    root = _copy(tmp_path)
+    # Like hw.scanner's create_scanner, which imports its bleak backend when called.
+    _add_import(root / "client" / "nearby.py", "def _later() -> None:\n    import bleak")
+    assert violations(root) == []
+    _add_import(root / "client" / "core.py", "def _later() -> None:\n    import bleak")
+    assert [v for v in violations(root) if "client.core:" in v]
