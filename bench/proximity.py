@@ -42,11 +42,11 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-from client import sim_cli  # noqa: E402
-from client.advert_model import Advert, scenario_adverts  # noqa: E402
-from client.proximity import ProximityTracker, TrackerConfig  # noqa: E402
-from client.scenario import load_scenario  # noqa: E402
-from client.scoring import Score, pool_scores, run_tracker, score_trace  # noqa: E402
+from client.proximity import sim_cli  # noqa: E402
+from client.proximity.advert_model import Advert, scenario_adverts  # noqa: E402
+from client.proximity.scenario import load_scenario  # noqa: E402
+from client.proximity.scoring import Score, pool_scores, run_tracker, score_trace  # noqa: E402
+from client.proximity.tracker import ProximityTracker, TrackerConfig  # noqa: E402
 from hw.sim.bluez import PASSIVE_SCAN_INTERVAL_S, PASSIVE_SCAN_WINDOW_S  # noqa: E402
 from hw.sim.reporting import HeardAdvert, RemoteDevice, apply_advert  # noqa: E402
 

@@ -23,7 +23,7 @@ COMMAND_GROUPS: tuple[tuple[str, str, str], ...] = (
     ("client", "client.cli", "the laptop client: scan, nearby devices, pairing, audio"),
     ("relay", "relay.cli", "run the relay service"),
     ("admin", "relay.admin_cli", "administer a running relay (tenants, users, devices, codes)"),
-    ("sim", "client.sim_cli", "score the proximity tracker against simulated floors"),
+    ("sim", "client.proximity.sim_cli", "score the proximity tracker against simulated floors"),
 )
 
 

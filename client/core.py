@@ -1,8 +1,8 @@
 """The laptop client's state and decisions, without I/O: inputs and the time in, effects out.
 
 :class:`ClientCore` holds what the laptop knows — its standing with the relay, what it
-hears and what the relay said those EIDs are (:class:`client.nearby.SightingBook`,
-:class:`client.proximity.ProximityTracker`), the screen lock and what the relay still has
+hears and what the relay said those EIDs are (:class:`client.proximity.nearby.SightingBook`,
+:class:`client.proximity.tracker.ProximityTracker`), the screen lock and what the relay still has
 to hear of it (:class:`client.lock_report.LockReporter`), pairings, the pair request in
 progress, audio hand-offs, the meeting, joins — and turns each input into a list of
 :data:`Effect` for the asyncio shell (:mod:`client.daemon`) to carry out in order:
@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import structlog
 
 from client.lock_report import LockReporter, LockState
-from client.nearby import NearbyDevice, SightingBook, rank_nearby
 from client.operations import (
     AudioOff,
     AudioOn,
@@ -56,7 +55,8 @@ from client.operations import (
     WaitConnected,
     WaitPair,
 )
-from client.proximity import ProximityTracker, TrackerConfig
+from client.proximity.nearby import NearbyDevice, SightingBook, rank_nearby
+from client.proximity.tracker import ProximityTracker, TrackerConfig
 from client.views import (
     AppliedLock,
     ConnectedView,

@@ -38,7 +38,7 @@ from client import core as c
 from client.config import ClientConfig
 from client.lock_report import LockState
 from client.operations import Command, Relogin, Stop
-from client.proximity import TrackerConfig
+from client.proximity.tracker import TrackerConfig
 from client.views import ReloginView, Status, Stopping, TrayState
 from hw.control_socket import ControlError
 from hw.lock import LockBackendError, LockBusConfig, LockWatcher, create_lock_watcher

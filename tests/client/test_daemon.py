@@ -17,8 +17,8 @@ import pytest
 from client import operations as op
 from client.api import ControlApi
 from client.daemon import ClientDaemon
-from client.tray_app import CommandTrayActions, fetch_tray_state, remote_actions
-from client.tray_menu import Action, build_menu, dispatch_action
+from client.tray.app import CommandTrayActions, fetch_tray_state, remote_actions
+from client.tray.menu import Action, build_menu, dispatch_action
 from client.views import HandoffView, JoinOutcome, JoinView, NearbyEntry, PairStarted
 from hw.control_socket import ControlError, ControlServer
 from hw.standin.logind import LogindStandIn

@@ -23,7 +23,7 @@ from client.config import (
 )
 from client.daemon import ClientDaemon
 from client.lock_report import LockReporter
-from client.nearby import SightingBook
+from client.proximity.nearby import SightingBook
 from hw.control_socket import AlreadyRunning, ControlError, ControlServer, DaemonNotRunning, call
 from hw.scanner import ScanEvent, ScanMode, ScannerError
 from relay.protocol import wire

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from client.tray import (
+from client.tray.icon import (
     TrayUnavailable,
     asyncio_action_sink,
     choose_backend,
     icon_image,
     to_pystray_menu,
 )
-from client.tray_menu import Action, build_menu
+from client.tray.menu import Action, build_menu
 from client.views import NearbyRoom, PairedPhone, TrayState
 from tests.os.test_tray_menu import RecordingActions
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from client.tray_menu import (
+from client.tray.menu import (
     MAX_ROOMS,
     Action,
     MenuEntry,

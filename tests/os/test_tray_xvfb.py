@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from client.tray import MEETING_DIALOG_TITLE
-from client.tray_menu import build_menu
+from client.tray.icon import MEETING_DIALOG_TITLE
+from client.tray.menu import build_menu
 from hw.dbus_daemon import PrivateBus
 from hw.standin.notifications import NotificationsStandIn
 from tests.desktop_harness import tray_display, tray_env

@@ -16,7 +16,7 @@ import threading
 
 import structlog
 
-from client.tray import Tray, TrayUnavailable, asyncio_action_sink
+from client.tray.icon import Tray, TrayUnavailable, asyncio_action_sink
 from client.views import NearbyRoom, PairedPhone, PairingCode, PendingPairing, TrayState
 
 STATE = TrayState(

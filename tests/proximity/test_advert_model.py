@@ -9,10 +9,10 @@ from collections import defaultdict
 
 import pytest
 
-from client.advert_model import scenario_adverts
-from client.proximity import ProximityTracker, TrackerConfig
-from client.scenario import parse_scenario
-from client.scoring import run_tracker, score_trace
+from client.proximity.advert_model import scenario_adverts
+from client.proximity.scenario import parse_scenario
+from client.proximity.scoring import run_tracker, score_trace
+from client.proximity.tracker import ProximityTracker, TrackerConfig
 
 FLOOR = """
 [radio]

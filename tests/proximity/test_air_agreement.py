@@ -1,7 +1,7 @@
 """The in-process advert model agrees with the simulated air for the same geometry.
 
 The air re-delivers real adverts through a simulated BlueZ to an unmodified bleak
-scanner; the scorer draws from client.advert_model instead, to run an hour in seconds.
+scanner; the scorer draws from client.proximity.advert_model instead, to run an hour in seconds.
 Both must mean the same physics: per-device RSSI mean and spread, and advert rate.
 """
 
@@ -16,8 +16,8 @@ import time
 import pytest
 
 from beacon.advertising import BeaconConfig, payload_at
-from client.advert_model import scenario_adverts
-from client.scenario import parse_scenario
+from client.proximity.advert_model import scenario_adverts
+from client.proximity.scenario import parse_scenario
 from hw.advertiser.bluez import BlueZAdvertiser
 from hw.radio_model import RadioModel
 from hw.scanner import RawAdvert, ScanEvent, ScanMode, ScanOptions, create_scanner

@@ -6,8 +6,8 @@ radio stack says it is lost, instead of after their timeouts.
 
 from __future__ import annotations
 
-from client.nearby import SightingBook
-from client.proximity import ProximityTracker
+from client.proximity.nearby import SightingBook
+from client.proximity.tracker import ProximityTracker
 from relay.protocol import wire
 
 EID_A, EID_B = b"\x0a" * 8, b"\x0b" * 8

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from btogether.cli import main
-from client.scenario import ScenarioError, load_scenario, parse_scenario
+from client.proximity.scenario import ScenarioError, load_scenario, parse_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
@@ -125,7 +125,7 @@ def test_the_command_reports_a_bad_file_with_exit_code_2_and_no_traceback(
 def test_score_prints_json_and_writes_a_trace_that_scores_the_same(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from client.scoring import score_trace
+    from client.proximity.scoring import score_trace
 
     path = tmp_path / "floor.toml"
     path.write_text(GOOD, encoding="utf-8")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from client.scenario import parse_scenario
-from client.scoring import percentile_nearest_rank, pool_scores, run_tracker, score_trace
+from client.proximity.scenario import parse_scenario
+from client.proximity.scoring import percentile_nearest_rank, pool_scores, run_tracker, score_trace
 
 # Still at (1, 0) for 10 s, walks to (9, 0) by t = 20, still until t = 40.  The true room
 # changes at t = 15.  Stationary: [0, 10) and [20, 40), 30 s in all.
@@ -111,7 +111,7 @@ class Scripted:
 
 
 def test_run_tracker_records_the_start_and_each_change() -> None:
-    from client.advert_model import Advert
+    from client.proximity.advert_model import Advert
 
     adverts = [Advert(k * 0.5, "a", -60, -59.0) for k in range(80)]
     trace = run_tracker(Scripted(), adverts, 0.0)

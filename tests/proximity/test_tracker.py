@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from client.proximity import ProximityTracker, TrackerConfig
+from client.proximity.tracker import ProximityTracker, TrackerConfig
 from hw.radio_model import distance_from_rssi
 
 TX = -59.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from client.scanning import KeyRing, SightingTracker
+from client.proximity.scanning import KeyRing, SightingTracker
 from hw.scanner import AdvertLost, RawAdvert
 from relay.protocol.eid import eid_at
 from relay.protocol.frame import Frame, encode_frame

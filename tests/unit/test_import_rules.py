@@ -34,15 +34,17 @@ def test_each_forbidden_import_is_reported(tmp_path: Path) -> None:
     _add_import(root / "hw" / "process.py", "from relay import service")
     _add_import(root / "relay" / "protocol" / "wire.py", "import relay.errors")
     _add_import(root / "relay" / "routing.py", "from client import config")
-    _add_import(root / "beacon" / "core.py", "import client.scoring")
-    _add_import(root / "client" / "scoring.py", "from beacon.state import DeviceIdentity")
+    _add_import(root / "beacon" / "core.py", "import client.proximity.scoring")
+    _add_import(
+        root / "client" / "proximity" / "scoring.py", "from beacon.state import DeviceIdentity"
+    )
     _add_import(root / "relay" / "errors.py", "from relay.service import Delivery")
     found = "\n".join(re.sub(r":\d+ imports ", ": ", v) for v in violations(root))
     assert "hw.process: relay.service: hw imports nothing of ours" in found
     assert "relay.protocol.wire: relay.errors: the protocol package" in found
     assert "relay.routing: client.config: relay never imports" in found
-    assert "beacon.core: client.scoring: beacon and client never" in found
-    assert "client.scoring: beacon.state: beacon and client never" in found
+    assert "beacon.core: client.proximity.scoring: beacon and client never" in found
+    assert "client.proximity.scoring: beacon.state: beacon and client never" in found
     assert "import cycle in relay:" in found and "relay.errors" in found
 
 
@@ -60,13 +62,15 @@ def test_a_pure_core_that_reaches_for_io_itself_or_through_our_modules_is_report
 ) -> None:
     root = _copy(tmp_path)
     _add_import(root / "client" / "core.py", "import asyncio")
-    _add_import(root / "client" / "nearby.py", "import socket")  # the core imports nearby
+    _add_import(
+        root / "client" / "proximity" / "nearby.py", "import socket"
+    )  # the core imports nearby
     _add_import(root / "beacon" / "status.py", "from dbus_fast.aio import MessageBus")
     _add_import(root / "client" / "daemon.py", "import ssl")  # the shell may do I/O
     found = "\n".join(re.sub(r":\d+ imports ", ": ", v) for v in violations(root))
     assert "client.core: asyncio: client.core is a pure core" in found
-    assert "client.nearby: socket: client.core is a pure core" in found
-    assert "(client.nearby <- client.core)" in found
+    assert "client.proximity.nearby: socket: client.core is a pure core" in found
+    assert "(client.proximity.nearby <- client.core)" in found
     assert "beacon.status: dbus_fast.aio: beacon.core is a pure core" in found
     assert "client.daemon" not in found and found.count("\n") == 2
 
@@ -76,7 +80,9 @@ def test_an_io_import_inside_a_function_of_a_module_the_core_imports_does_not_co
 ) -> None:
     root = _copy(tmp_path)
     # Like hw.scanner's create_scanner, which imports its bleak backend when called.
-    _add_import(root / "client" / "nearby.py", "def _later() -> None:\n    import bleak")
+    _add_import(
+        root / "client" / "proximity" / "nearby.py", "def _later() -> None:\n    import bleak"
+    )
     assert violations(root) == []
     _add_import(root / "client" / "core.py", "def _later() -> None:\n    import bleak")
     assert [v for v in violations(root) if "client.core:" in v]

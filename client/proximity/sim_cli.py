@@ -1,7 +1,7 @@
 """``btogether sim``: score the proximity tracker against simulated floors.
 
 ``sim score SCENARIO.toml`` runs a tracker against the in-process advert model of a
-scenario and prints its figures (see client.scoring for their exact definitions);
+scenario and prints its figures (see client.proximity.scoring for their exact definitions);
 ``sim table [SCENARIO ...]`` scores every scenario with every tracker.  A scenario that
 cannot be used is reported on stderr with what is wrong and where, exit code 2.
 """
@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from client.advert_model import scenario_adverts
-from client.proximity import ProximityTracker, TrackerConfig
-from client.scenario import Scenario, ScenarioError, load_scenario
-from client.scoring import Score, Trace, pool_scores, run_tracker, score_trace
+from client.proximity.advert_model import scenario_adverts
+from client.proximity.scenario import Scenario, ScenarioError, load_scenario
+from client.proximity.scoring import Score, Trace, pool_scores, run_tracker, score_trace
+from client.proximity.tracker import ProximityTracker, TrackerConfig
 
 TRACKERS: dict[str, Callable[[], TrackerConfig]] = {
     "proximity": TrackerConfig,

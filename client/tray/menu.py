@@ -3,7 +3,7 @@
 :func:`build_menu` turns a :class:`~client.views.TrayState` (the client's view for the
 tray) into :class:`MenuEntry` rows; each actionable row carries an :class:`Action` naming
 a client command and its arguments, which the client carries out through the
-:class:`TrayActions` interface (:func:`dispatch_action`). The tray (:mod:`client.tray`)
+:class:`TrayActions` interface (:func:`dispatch_action`). The tray (:mod:`client.tray.icon`)
 only draws the rows; tests and other front ends call the builder.
 
 Rooms and phones are shown in the order given: the client ranks them (nearest first).

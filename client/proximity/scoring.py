@@ -48,8 +48,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from client.advert_model import Advert
-from client.scenario import Scenario
+from client.proximity.advert_model import Advert
+from client.proximity.scenario import Scenario
 
 GRACE_S = 2.0
 MIN_STAY_S = 3.0

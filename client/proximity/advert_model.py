@@ -15,7 +15,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from client.scenario import ADVERT_JITTER_S, Scenario
+from client.proximity.scenario import ADVERT_JITTER_S, Scenario
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """``btogether client tray``: the client daemon and its control socket, with the tray icon.
 
-pystray must own the main thread (:mod:`client.tray`), so the client (the same
-:func:`client.commands.serve` as ``client run``, control socket included, so the commands
+pystray must own the main thread (:mod:`client.tray.icon`), so the client (the same
+:func:`client.cli.commands.serve` as ``client run``, control socket included, so the commands
 work alongside the tray) runs on an asyncio loop in a second thread. The tray's menu is
 rebuilt from the client's :class:`~client.views.TrayState` twice a second (the menu only
 redraws when its rows change), and every menu action is one of the client's commands
@@ -67,7 +67,7 @@ def run_tray(
     backend: str | None,
     serve: Serve,
 ) -> int:
-    from client.tray import Tray, TrayUnavailable, asyncio_action_sink, load_pystray
+    from client.tray.icon import Tray, TrayUnavailable, asyncio_action_sink, load_pystray
 
     prog = "btogether client tray"
     try:
@@ -193,7 +193,7 @@ Run = Callable[[type[Command[Any]], Mapping[str, object]], Awaitable[object]]
 
 
 class CommandTrayActions:
-    """The tray's actions (:class:`client.tray_menu.TrayActions`) as the client's commands.
+    """The tray's actions (:class:`client.tray.menu.TrayActions`) as the client's commands.
 
     ``run`` carries a command out: in this process (the daemon's ``execute``) or in a
     running client (:func:`client.api.ask`); ``meeting`` is the current meeting, for audio;
@@ -270,7 +270,7 @@ async def fetch_tray_state(socket_path: Path) -> TrayState:
 
 
 def _run_attached(socket_path: Path, backend: str | None) -> int:
-    from client.tray import Tray, asyncio_action_sink
+    from client.tray.icon import Tray, asyncio_action_sink
 
     _log.info("tray_attached", socket=str(socket_path))
     loop = asyncio.new_event_loop()

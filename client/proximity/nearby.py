@@ -9,7 +9,7 @@ reporting every EID heard within ``fresh_s`` (at most
 :data:`~relay.protocol.wire.MAX_SIGHTINGS_PER_REPORT` per batch: resolved ones first,
 then the loudest) and remembers the descriptors of those the relay resolved. EIDs
 rotate; the device id does not, so proximity is tracked by device id and the caller
-feeds a :class:`~client.proximity.ProximityTracker` only with resolved adverts.
+feeds a :class:`~client.proximity.tracker.ProximityTracker` only with resolved adverts.
 Times are monotonic seconds.
 
 With a scanner that does not report every advert (BlueZ's passive scanning signals a
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from client.proximity import RankedDevice
+from client.proximity.tracker import RankedDevice
 from relay.protocol import wire
 
 PHONE_KINDS = frozenset({"desk_phone", "conference_phone"})

@@ -1,4 +1,4 @@
-"""The laptop tray icon: draws :func:`client.tray_menu.build_menu` with pystray.
+"""The laptop tray icon: draws :func:`client.tray.menu.build_menu` with pystray.
 
 The tray knows nothing about the relay: the client hands it a :class:`TrayState` whenever
 something changes (:meth:`Tray.update`, safe from any thread) and receives each chosen
@@ -38,7 +38,7 @@ from typing import Any
 
 import structlog
 
-from client.tray_menu import (
+from client.tray.menu import (
     Action,
     MenuEntry,
     Notice,
@@ -420,7 +420,7 @@ class Tray:
 
     def update(self, state: TrayState) -> None:
         """Show ``state``; rebuilds the menu only when its rows changed, and notifies what
-        deserves it (:func:`client.tray_menu.notices`)."""
+        deserves it (:func:`client.tray.menu.notices`)."""
         with self._lock:
             previous, self._state = self._state, state
             entries = build_menu(state)

@@ -436,8 +436,8 @@ def _login(args: argparse.Namespace) -> int:
 
 def _device_code(args: argparse.Namespace, ca_file: str | None) -> str:
     """RFC 8628: the person approves this laptop on the relay's device login page."""
+    from client.cli.device_code import DeviceCodeFailed, Prompt, sign_in
     from client.config import check_relay_url, default_laptop_name
-    from client.device_code import DeviceCodeFailed, Prompt, sign_in
 
     try:
         check_relay_url(args.relay)
@@ -625,7 +625,7 @@ async def serve(
 
 @_guard
 def _tray(args: argparse.Namespace) -> int:
-    from client.tray_app import run_tray
+    from client.tray.app import run_tray
 
     files, config, credential = _load_for_run(args)
     return run_tray(

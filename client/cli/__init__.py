@@ -1,4 +1,10 @@
-"""``btogether client``: the laptop's commands (``scan`` here; more join later)."""
+"""The laptop's command line, ``btogether client …``.
+
+This module registers the commands and runs ``scan`` (like ``bluetoothctl scan on``,
+for our beacons); :mod:`~client.cli.commands` has ``login``, ``run``, ``tray`` and one
+command per operation of the running client; :mod:`~client.cli.device_code` signs the
+laptop in with a code approved in the browser.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +16,8 @@ import signal
 import sys
 import time
 
-from client.commands import add_commands
-from client.scanning import (
+from client.cli.commands import add_commands
+from client.proximity.scanning import (
     DEFAULT_LOST_AFTER_S,
     DEFAULT_RSSI_STEP_DB,
     KeyRing,
