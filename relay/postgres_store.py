@@ -64,6 +64,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from relay import store_rows
 from relay.model import (
     AdminCredential,
     AdminRecord,
@@ -398,83 +399,6 @@ def _conflict_message(exc: psycopg.Error) -> str:
     return "the change conflicts with the stored data"
 
 
-def _device(row: DictRow) -> Device:
-    caps = row["capabilities"]
-    return Device(
-        id=row["id"],
-        tenant_id=row["tenant_id"],
-        name=row["name"],
-        kind=row["kind"],
-        mode=row["mode"],
-        identity_key=bytes(row["identity_key"]),
-        rotation_exponent=row["rotation_exponent"],
-        location=row["location"],
-        mac=row["mac"],
-        state=row["state"],
-        user_id=row["user_id"],
-        policy_id=row["policy_id"],
-        capabilities=tuple(caps.split(",")) if caps else (),
-    )
-
-
-def _pairing(row: DictRow) -> Pairing:
-    return Pairing(
-        user_id=row["user_id"],
-        laptop_id=row["laptop_id"],
-        laptop_name=row["laptop_name"],
-        phone_id=row["phone_id"],
-        tenant_id=row["tenant_id"],
-        created_at=row["created_at"],
-    )
-
-
-def _credential(row: DictRow) -> Credential:
-    return Credential(
-        id=row["id"],
-        token_hash=bytes(row["token_hash"]),
-        subject_kind=row["subject_kind"],
-        subject_id=row["subject_id"],
-        tenant_id=row["tenant_id"],
-        created_at=row["created_at"],
-        revoked_at=row["revoked_at"],
-    )
-
-
-def _admin(row: DictRow) -> AdminRecord:
-    return AdminRecord(row["id"], row["name"], row["role"], row["tenant_id"], row["created_at"])
-
-
-def _admin_credential(row: DictRow) -> AdminCredential:
-    return AdminCredential(row["id"], row["admin_id"], row["created_at"], row["revoked_at"])
-
-
-def _console(row: DictRow) -> ConsolePairing:
-    return ConsolePairing(row["console_id"], row["room_id"], row["tenant_id"], row["created_at"])
-
-
-def _lock(row: DictRow) -> LockRecord:
-    return LockRecord(
-        phone_id=row["phone_id"],
-        seq=row["seq"],
-        state=row["state"],
-        user_id=row["user_id"],
-        laptop_id=row["laptop_id"],
-        updated_at=row["updated_at"],
-        acked_seq=row["acked_seq"],
-    )
-
-
-def _policy(row: DictRow) -> Policy:
-    return Policy(
-        id=row["id"],
-        tenant_id=row["tenant_id"],
-        name=row["name"],
-        allow_better_together=row["allow_better_together"],
-        proximity_join=row["proximity_join"],
-        beaconing=bool(row["beaconing"]),
-    )
-
-
 # The first statement of every transaction that writes a directory table: directory
 # writers queue here, in one order, instead of deadlocking on the version row their
 # triggers update after locking rows of their own.
@@ -515,28 +439,6 @@ _CREDENTIAL_INSERT = (
     "INSERT INTO credentials (id, token_hash, subject_kind, subject_id, tenant_id,"
     " created_at, revoked_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
 )
-
-
-def _device_row(d: Device) -> tuple[Any, ...]:
-    return (
-        d.id,
-        d.tenant_id,
-        d.name,
-        d.kind,
-        d.mode,
-        d.identity_key,
-        d.rotation_exponent,
-        d.location,
-        d.mac,
-        d.state,
-        d.user_id,
-        d.policy_id,
-        ",".join(d.capabilities),
-    )
-
-
-def _credential_row(c: Credential) -> tuple[Any, ...]:
-    return (c.id, c.token_hash, c.subject_kind, c.subject_id, c.tenant_id, c.created_at, None)
 
 
 def _revoke_device_credentials(device_id: str, now: float) -> Stmt:
@@ -1022,7 +924,7 @@ class PostgresStore:
 
     async def add_devices(self, devices: Sequence[Device]) -> None:
         await self._directory_write(
-            Stmt(_DEVICE_INSERT, [_device_row(d) for d in devices], many=True)
+            Stmt(_DEVICE_INSERT, [store_rows.device_values(d) for d in devices], many=True)
         )
 
     async def set_device_policy(self, device_id: str, policy_id: str | None) -> None:
@@ -1071,27 +973,27 @@ class PostgresStore:
 
     async def tenant(self, tenant_id: str) -> Tenant | None:
         row = await self.one("SELECT * FROM tenants WHERE id = %s", tenant_id)
-        return Tenant(row["id"], row["name"], row["default_policy_id"]) if row else None
+        return store_rows.tenant(row) if row else None
 
     async def tenants(self) -> list[Tenant]:
         return [
-            Tenant(r["id"], r["name"], r["default_policy_id"])
+            store_rows.tenant(r)
             for r in await self.all("SELECT * FROM tenants ORDER BY id")
         ]
 
     async def policy(self, policy_id: str) -> Policy | None:
         row = await self.one("SELECT * FROM policies WHERE id = %s", policy_id)
-        return _policy(row) if row else None
+        return store_rows.policy(row) if row else None
 
     async def user(self, user_id: str) -> User | None:
         row = await self.one("SELECT * FROM users WHERE id = %s", user_id)
-        return User(row["id"], row["tenant_id"], row["name"], row["policy_id"]) if row else None
+        return store_rows.user(row) if row else None
 
     async def users(
         self, tenant_id: str, *, after: str | None = None, limit: int = MAX_PAGE
     ) -> list[User]:
         return [
-            User(r["id"], r["tenant_id"], r["name"], r["policy_id"])
+            store_rows.user(r)
             for r in await self.all(
                 "SELECT * FROM users WHERE tenant_id = %s AND id > %s ORDER BY id LIMIT %s",
                 tenant_id,
@@ -1102,7 +1004,7 @@ class PostgresStore:
 
     async def device(self, device_id: str) -> Device | None:
         row = await self.one("SELECT * FROM devices WHERE id = %s", device_id)
-        return _device(row) if row else None
+        return store_rows.device(row) if row else None
 
     async def devices(
         self,
@@ -1126,15 +1028,15 @@ class PostgresStore:
             f"SELECT * FROM devices WHERE {' AND '.join(where)} ORDER BY id LIMIT %s",  # noqa: S608
             *params,
         )
-        return [_device(r) for r in rows]
+        return [store_rows.device(r) for r in rows]
 
     async def credential(self, credential_id: str) -> Credential | None:
         row = await self.one("SELECT * FROM credentials WHERE id = %s", credential_id)
-        return _credential(row) if row else None
+        return store_rows.credential(row) if row else None
 
     async def credential_by_hash(self, token_hash: bytes) -> Credential | None:
         row = await self.one("SELECT * FROM credentials WHERE token_hash = %s", token_hash)
-        return _credential(row) if row else None
+        return store_rows.credential(row) if row else None
 
     async def credentials_of(self, tenant_id: str, subject_id: str | None) -> list[Credential]:
         if subject_id is None:
@@ -1149,7 +1051,7 @@ class PostgresStore:
                 tenant_id,
                 subject_id,
             )
-        return [_credential(r) for r in rows]
+        return [store_rows.credential(r) for r in rows]
 
     # --- pairings --------------------------------------------------------------------
     async def add_pairing(self, pairing: Pairing) -> None:
@@ -1190,13 +1092,13 @@ class PostgresStore:
             user_id,
             laptop_id,
         )
-        return [_pairing(r) for r in rows]
+        return [store_rows.pairing(r) for r in rows]
 
     async def pairings_of_phone(self, phone_id: str) -> list[Pairing]:
         rows = await self.all(
             "SELECT * FROM pairings WHERE phone_id = %s ORDER BY user_id, laptop_id", phone_id
         )
-        return [_pairing(r) for r in rows]
+        return [store_rows.pairing(r) for r in rows]
 
     async def tenant_pairings(
         self, tenant_id: str, *, after: str | None = None, limit: int = MAX_PAGE
@@ -1211,12 +1113,12 @@ class PostgresStore:
             after or "",
             max(limit, 0),
         )
-        return [_pairing(r) for r in rows]
+        return [store_rows.pairing(r) for r in rows]
 
     # --- lock state ------------------------------------------------------------------
     async def lock_record(self, phone_id: str) -> LockRecord | None:
         row = await self.one("SELECT * FROM lock_states WHERE phone_id = %s", phone_id)
-        return _lock(row) if row else None
+        return store_rows.lock(row) if row else None
 
     async def set_desired_lock(
         self, phone_ids: Sequence[str], state: LockState, user_id: str, laptop_id: str, now: float
@@ -1233,7 +1135,7 @@ class PostgresStore:
         )
         if len(self._lock_queue) == 1:
             asyncio.get_running_loop().call_soon(self._flush_lock_changes)
-        records = {r.phone_id: r for r in map(_lock, await future)}
+        records = {r.phone_id: r for r in map(store_rows.lock, await future)}
         return [records[phone_id] for phone_id in phone_ids]
 
     def _flush_lock_changes(self) -> None:
@@ -1267,7 +1169,7 @@ class PostgresStore:
 
     async def ack_lock(self, phone_id: str, seq: int) -> LockRecord | None:
         (rows,) = await self.run(Stmt(_LOCK_ACK, {"phone": phone_id, "seq": seq}, rows=True))
-        return _lock(cast(list[DictRow], rows)[0]) if rows else None
+        return store_rows.lock(cast(list[DictRow], rows)[0]) if rows else None
 
     # --- administrators ------------------------------------------------------------------
     async def add_admin(self, admin: AdminRecord, token_hash: bytes, credential_id: str) -> None:
@@ -1301,11 +1203,11 @@ class PostgresStore:
             " WHERE c.token_hash = %s AND c.revoked_at IS NULL",
             token_hash,
         )
-        return _admin(row) if row else None
+        return store_rows.admin(row) if row else None
 
     async def admin_credential_by_hash(self, token_hash: bytes) -> AdminCredential | None:
         row = await self.one("SELECT * FROM admin_credentials WHERE token_hash = %s", token_hash)
-        return _admin_credential(row) if row else None
+        return store_rows.admin_credential(row) if row else None
 
     async def admin_by_credential(self, credential_id: str) -> AdminRecord | None:
         row = await self.one(
@@ -1313,11 +1215,11 @@ class PostgresStore:
             " WHERE c.id = %s AND c.revoked_at IS NULL",
             credential_id,
         )
-        return _admin(row) if row else None
+        return store_rows.admin(row) if row else None
 
     async def admin(self, admin_id: str) -> AdminRecord | None:
         row = await self.one("SELECT * FROM admins WHERE id = %s", admin_id)
-        return _admin(row) if row else None
+        return store_rows.admin(row) if row else None
 
     async def admins(self, tenant_id: str | None) -> list[AdminRecord]:
         if tenant_id is None:
@@ -1326,14 +1228,14 @@ class PostgresStore:
             rows = await self.all(
                 "SELECT * FROM admins WHERE tenant_id = %s ORDER BY created_at, id", tenant_id
             )
-        return [_admin(r) for r in rows]
+        return [store_rows.admin(r) for r in rows]
 
     async def admin_credentials(self, admin_id: str) -> list[AdminCredential]:
         rows = await self.all(
             "SELECT * FROM admin_credentials WHERE admin_id = %s ORDER BY created_at, id",
             admin_id,
         )
-        return [_admin_credential(r) for r in rows]
+        return [store_rows.admin_credential(r) for r in rows]
 
     async def revoke_admin_credential(self, credential_id: str, now: float) -> bool:
         count = await self._count(
@@ -1369,7 +1271,7 @@ class PostgresStore:
 
     async def devices_by_mac(self, mac: str) -> list[Device]:
         rows = await self.all("SELECT * FROM devices WHERE mac = %s ORDER BY id", mac)
-        return [_device(r) for r in rows]
+        return [store_rows.device(r) for r in rows]
 
     async def provision_device(
         self,
@@ -1393,7 +1295,7 @@ class PostgresStore:
                 expect_one="the device is no longer waiting for activation",
             ),
             _revoke_device_credentials(device_id, now),
-            Stmt(_CREDENTIAL_INSERT, _credential_row(credential)),
+            Stmt(_CREDENTIAL_INSERT, store_rows.credential_values(credential)),
         )
 
     async def reset_device(self, device_id: str, now: float) -> None:
@@ -1480,13 +1382,13 @@ class PostgresStore:
 
     async def console_pairing(self, console_id: str) -> ConsolePairing | None:
         row = await self.one("SELECT * FROM console_pairings WHERE console_id = %s", console_id)
-        return _console(row) if row else None
+        return store_rows.console(row) if row else None
 
     async def console_pairings(self, tenant_id: str) -> list[ConsolePairing]:
         rows = await self.all(
             "SELECT * FROM console_pairings WHERE tenant_id = %s ORDER BY console_id", tenant_id
         )
-        return [_console(r) for r in rows]
+        return [store_rows.console(r) for r in rows]
 
     # --- audit -------------------------------------------------------------------------------
     async def add_audit(
@@ -1592,7 +1494,7 @@ class PostgresStore:
 
     async def tenant_admins(self, tenant_id: str) -> list[AdminRecord]:
         rows = await self.all("SELECT * FROM admins WHERE tenant_id = %s ORDER BY id", tenant_id)
-        return [_admin(r) for r in rows]
+        return [store_rows.admin(r) for r in rows]
 
     async def delete_tenant(self, tenant_id: str) -> None:
         """An empty tenant gone, with its policies and its device administrators (and their

@@ -29,6 +29,7 @@ from typing import Any, cast
 
 import structlog
 
+from relay import store_rows
 from relay.model import (
     AdminCredential,
     AdminRecord,
@@ -322,68 +323,6 @@ def _conflict_message(exc: sqlite3.Error) -> str:
     return "the change conflicts with the stored data"
 
 
-def _device(row: sqlite3.Row) -> Device:
-    caps = row["capabilities"]
-    return Device(
-        id=row["id"],
-        tenant_id=row["tenant_id"],
-        name=row["name"],
-        kind=row["kind"],
-        mode=row["mode"],
-        identity_key=bytes(row["identity_key"]),
-        rotation_exponent=row["rotation_exponent"],
-        location=row["location"],
-        mac=row["mac"],
-        state=row["state"],
-        user_id=row["user_id"],
-        policy_id=row["policy_id"],
-        capabilities=tuple(caps.split(",")) if caps else (),
-    )
-
-
-def _pairing(row: sqlite3.Row) -> Pairing:
-    return Pairing(
-        user_id=row["user_id"],
-        laptop_id=row["laptop_id"],
-        laptop_name=row["laptop_name"],
-        phone_id=row["phone_id"],
-        tenant_id=row["tenant_id"],
-        created_at=row["created_at"],
-    )
-
-
-def _credential(row: sqlite3.Row) -> Credential:
-    return Credential(
-        id=row["id"],
-        token_hash=bytes(row["token_hash"]),
-        subject_kind=row["subject_kind"],
-        subject_id=row["subject_id"],
-        tenant_id=row["tenant_id"],
-        created_at=row["created_at"],
-        revoked_at=row["revoked_at"],
-    )
-
-
-def _admin(row: sqlite3.Row) -> AdminRecord:
-    return AdminRecord(row["id"], row["name"], row["role"], row["tenant_id"], row["created_at"])
-
-
-def _console(row: sqlite3.Row) -> ConsolePairing:
-    return ConsolePairing(row["console_id"], row["room_id"], row["tenant_id"], row["created_at"])
-
-
-def _lock(row: sqlite3.Row) -> LockRecord:
-    return LockRecord(
-        phone_id=row["phone_id"],
-        seq=row["seq"],
-        state=row["state"],
-        user_id=row["user_id"],
-        laptop_id=row["laptop_id"],
-        updated_at=row["updated_at"],
-        acked_seq=row["acked_seq"],
-    )
-
-
 # Pairings are cached by relays (see relay.directory); any process that changes them
 # bumps this so every relay on the file notices.
 _BUMP_PAIRINGS_VERSION = Op("UPDATE meta SET value = value + 1 WHERE key = 'pairings_version'")
@@ -406,28 +345,6 @@ _CREDENTIAL_INSERT = (
     "INSERT INTO credentials (id, token_hash, subject_kind, subject_id, tenant_id,"
     " created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-
-
-def _device_row(d: Device) -> tuple[Any, ...]:
-    return (
-        d.id,
-        d.tenant_id,
-        d.name,
-        d.kind,
-        d.mode,
-        d.identity_key,
-        d.rotation_exponent,
-        d.location,
-        d.mac,
-        d.state,
-        d.user_id,
-        d.policy_id,
-        ",".join(d.capabilities),
-    )
-
-
-def _credential_row(c: Credential) -> tuple[Any, ...]:
-    return (c.id, c.token_hash, c.subject_kind, c.subject_id, c.tenant_id, c.created_at, None)
 
 
 def _revoke_device_credentials(device_id: str, now: float) -> Op:
@@ -506,7 +423,7 @@ def _settle_lock_change(
         future.set_exception(error)
         return
     try:
-        records = [_lock(cast(list[sqlite3.Row], rows)[0]) for rows in job.result()]
+        records = [store_rows.lock(cast(list[sqlite3.Row], rows)[0]) for rows in job.result()]
     except (IndexError, KeyError, TypeError) as exc:  # a broken invariant
         future.set_exception(StoreUnavailable(f"lock write unreadable: {exc}"))
         return
@@ -699,7 +616,9 @@ class SqliteStore:
         await self.add_devices([device])
 
     async def add_devices(self, devices: Sequence[Device]) -> None:
-        await self._write(Op(_DEVICE_INSERT, [_device_row(d) for d in devices], many=True))
+        await self._write(
+            Op(_DEVICE_INSERT, [store_rows.device_values(d) for d in devices], many=True)
+        )
 
     async def set_device_policy(self, device_id: str, policy_id: str | None) -> None:
         await self._update_one(
@@ -787,7 +706,7 @@ class SqliteStore:
 
     async def device(self, device_id: str) -> Device | None:
         row = self._one("SELECT * FROM devices WHERE id = ?", device_id)
-        return _device(row) if row else None
+        return store_rows.device(row) if row else None
 
     async def devices(
         self,
@@ -810,15 +729,15 @@ class SqliteStore:
             f"SELECT * FROM devices WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",  # noqa: S608
             *params,
         )
-        return [_device(r) for r in rows]
+        return [store_rows.device(r) for r in rows]
 
     async def credential(self, credential_id: str) -> Credential | None:
         row = self._one("SELECT * FROM credentials WHERE id = ?", credential_id)
-        return _credential(row) if row else None
+        return store_rows.credential(row) if row else None
 
     async def credential_by_hash(self, token_hash: bytes) -> Credential | None:
         row = self._one("SELECT * FROM credentials WHERE token_hash = ?", token_hash)
-        return _credential(row) if row else None
+        return store_rows.credential(row) if row else None
 
     async def credentials_of(self, tenant_id: str, subject_id: str | None) -> list[Credential]:
         if subject_id is None:
@@ -832,7 +751,7 @@ class SqliteStore:
                 tenant_id,
                 subject_id,
             )
-        return [_credential(r) for r in rows]
+        return [store_rows.credential(r) for r in rows]
 
     # --- pairings --------------------------------------------------------------------
     async def add_pairing(self, pairing: Pairing) -> None:
@@ -868,13 +787,13 @@ class SqliteStore:
             user_id,
             laptop_id,
         )
-        return [_pairing(r) for r in rows]
+        return [store_rows.pairing(r) for r in rows]
 
     async def pairings_of_phone(self, phone_id: str) -> list[Pairing]:
         rows = self._all(
             "SELECT * FROM pairings WHERE phone_id = ? ORDER BY user_id, laptop_id", phone_id
         )
-        return [_pairing(r) for r in rows]
+        return [store_rows.pairing(r) for r in rows]
 
     async def tenant_pairings(
         self, tenant_id: str, *, after: str | None = None, limit: int = MAX_PAGE
@@ -890,14 +809,14 @@ class SqliteStore:
             key,
             limit,
         )
-        return [_pairing(r) for r in rows]
+        return [store_rows.pairing(r) for r in rows]
 
     # --- lock state ------------------------------------------------------------------
     async def lock_record(self, phone_id: str) -> LockRecord | None:
         row = self._one("SELECT * FROM lock_states WHERE phone_id = ?", phone_id)
         if row is None:
             return None
-        record = _lock(row)
+        record = store_rows.lock(row)
         acked = self._unflushed_acks.get(phone_id)
         if acked is not None and record.seq >= acked > record.acked_seq:
             record = replace(record, acked_seq=acked)
@@ -1004,7 +923,7 @@ class SqliteStore:
             " WHERE c.token_hash = ? AND c.revoked_at IS NULL",
             token_hash,
         )
-        return _admin(row) if row else None
+        return store_rows.admin(row) if row else None
 
     async def admin_credential_by_hash(self, token_hash: bytes) -> AdminCredential | None:
         row = self._one("SELECT * FROM admin_credentials WHERE token_hash = ?", token_hash)
@@ -1018,11 +937,11 @@ class SqliteStore:
             " WHERE c.id = ? AND c.revoked_at IS NULL",
             credential_id,
         )
-        return _admin(row) if row else None
+        return store_rows.admin(row) if row else None
 
     async def admin(self, admin_id: str) -> AdminRecord | None:
         row = self._one("SELECT * FROM admins WHERE id = ?", admin_id)
-        return _admin(row) if row else None
+        return store_rows.admin(row) if row else None
 
     async def admins(self, tenant_id: str | None) -> list[AdminRecord]:
         if tenant_id is None:
@@ -1031,7 +950,7 @@ class SqliteStore:
             rows = self._all(
                 "SELECT * FROM admins WHERE tenant_id = ? ORDER BY created_at, id", tenant_id
             )
-        return [_admin(r) for r in rows]
+        return [store_rows.admin(r) for r in rows]
 
     async def admin_credentials(self, admin_id: str) -> list[AdminCredential]:
         rows = self._all(
@@ -1073,7 +992,7 @@ class SqliteStore:
 
     async def devices_by_mac(self, mac: str) -> list[Device]:
         rows = self._all("SELECT * FROM devices WHERE mac = ? ORDER BY id", mac)
-        return [_device(r) for r in rows]
+        return [store_rows.device(r) for r in rows]
 
     async def provision_device(
         self,
@@ -1097,7 +1016,7 @@ class SqliteStore:
                 expect_one="the device is no longer waiting for activation",
             ),
             _revoke_device_credentials(device_id, now),
-            Op(_CREDENTIAL_INSERT, _credential_row(credential)),
+            Op(_CREDENTIAL_INSERT, store_rows.credential_values(credential)),
         )
 
     async def reset_device(self, device_id: str, now: float) -> None:
@@ -1179,13 +1098,13 @@ class SqliteStore:
 
     async def console_pairing(self, console_id: str) -> ConsolePairing | None:
         row = self._one("SELECT * FROM console_pairings WHERE console_id = ?", console_id)
-        return _console(row) if row else None
+        return store_rows.console(row) if row else None
 
     async def console_pairings(self, tenant_id: str) -> list[ConsolePairing]:
         rows = self._all(
             "SELECT * FROM console_pairings WHERE tenant_id = ? ORDER BY console_id", tenant_id
         )
-        return [_console(r) for r in rows]
+        return [store_rows.console(r) for r in rows]
 
     # --- audit -------------------------------------------------------------------------------
     async def add_audit(
@@ -1299,7 +1218,7 @@ class SqliteStore:
 
     async def tenant_admins(self, tenant_id: str) -> list[AdminRecord]:
         rows = self._all("SELECT * FROM admins WHERE tenant_id = ? ORDER BY id", tenant_id)
-        return [_admin(r) for r in rows]
+        return [store_rows.admin(r) for r in rows]
 
     async def delete_tenant(self, tenant_id: str) -> None:
         """An empty tenant gone, with its policies and its device administrators (and their

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from relay import store_rows
 from relay.model import AdminRecord, Credential
 from relay.sqlite_store import SqliteStore
 from relay.sqlite_writer import Op
@@ -491,15 +492,7 @@ class SqliteAccounts:
         rows = self._all(sql + " ORDER BY c.created_at, c.id", *params)
         return [
             LaptopCredential(
-                Credential(
-                    id=r["id"],
-                    token_hash=bytes(r["token_hash"]),
-                    subject_kind=r["subject_kind"],
-                    subject_id=r["subject_id"],
-                    tenant_id=r["tenant_id"],
-                    created_at=r["created_at"],
-                    revoked_at=r["revoked_at"],
-                ),
+                store_rows.credential(r),
                 r["client_name"],
             )
             for r in rows

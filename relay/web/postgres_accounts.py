@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, cast
 
-from psycopg.rows import DictRow
-
+from relay import store_rows
 from relay.model import AdminRecord, Credential
 from relay.postgres_store import LOCK_DIRECTORY, PostgresStore, Stmt
 from relay.store import StoreConflict
@@ -26,34 +25,14 @@ from relay.web.accounts import (
     SessionRecord,
     SetupLinkRecord,
     SubjectKind,
+    _grant,
+    _login,
     normalize_login,
 )
 
 _SESSION_COLUMNS = (
     "token_hash, subject_kind, subject_id, csrf, method, created_at, seen_at, expires_at"
 )
-
-
-def _login(row: DictRow) -> LoginRecord:
-    return LoginRecord(
-        row["login"], row["subject_kind"], row["subject_id"], row["password_hash"],
-        row["updated_at"],
-    )
-
-
-def _grant(row: DictRow) -> GrantRecord:
-    return GrantRecord(
-        device_code_hash=bytes(row["device_code_hash"]),
-        user_code_hash=row["user_code_hash"],
-        client_name=row["client_name"],
-        created_at=row["created_at"],
-        expires_at=row["expires_at"],
-        status=row["status"],
-        polled_at=row["polled_at"],
-        user_id=row["user_id"],
-        tenant_id=row["tenant_id"],
-        credential_id=row["credential_id"],
-    )
 
 
 class PostgresAccounts:
@@ -338,15 +317,7 @@ class PostgresAccounts:
         rows = await self.store.all(sql + " ORDER BY c.created_at, c.id", *params)
         return [
             LaptopCredential(
-                Credential(
-                    id=r["id"],
-                    token_hash=bytes(r["token_hash"]),
-                    subject_kind=r["subject_kind"],
-                    subject_id=r["subject_id"],
-                    tenant_id=r["tenant_id"],
-                    created_at=r["created_at"],
-                    revoked_at=r["revoked_at"],
-                ),
+                store_rows.credential(r),
                 cast(str | None, r["client_name"]),
             )
             for r in rows
