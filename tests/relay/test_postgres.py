@@ -9,6 +9,7 @@ connections untouched, and nothing refused during the outage was half-written.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import urllib.error
 import urllib.request
@@ -31,6 +32,7 @@ from relay.routing import LocalRouter
 from relay.server import RelayServer
 from relay.store import StoreUnavailable
 from relay.verification import IssuedCode
+from tests.btogether_cli import run_btogether as btogether
 from tests.relay.conftest import RelayHarness, World, build_world, relay_settings
 from tests.relay.helpers import paired_alice, refusal
 from tests.relay_harness import ManualClock
@@ -179,6 +181,46 @@ async def test_a_transaction_cut_off_mid_way_changes_nothing(
         assert (await store.device(device.id)).state == "waiting_for_sign_in"  # type: ignore[union-attr]
     finally:
         await store.close()
+
+
+async def test_bootstrap_and_the_admin_commands_work_on_postgresql(
+    postgres_server: LocalPostgres, tmp_path: Path
+) -> None:
+    url = fresh_database(postgres_server)
+    token_file, password_file = tmp_path / "owner-token", tmp_path / "password"
+    password_file.write_text("correct horse battery staple\n")
+    rc, out, err = await btogether(
+        "admin", "bootstrap", "--db", url, "--owner", "Olivia", "--tenant", "Contoso",
+        "--token-file", str(token_file), "--password-file", str(password_file), "--json",
+    )
+    assert rc == 0, err
+    made = json.loads(out)
+    assert made["admin_center_login"] == "olivia"
+    rc, _, err = await btogether("admin", "bootstrap", "--db", url, "--owner", "Eve")
+    assert rc == 1 and "already has an owner" in err
+
+    store = PostgresStore(url)
+    server = RelayServer(relay_settings(url), store)  # type: ignore[arg-type]
+    await server.start()
+    try:
+        common = ["--relay", f"ws://127.0.0.1:{server.port}/", "--token-file", str(token_file)]
+        rc, out, err = await btogether("admin", "whoami", "--json", *common)
+        assert rc == 0 and json.loads(out)["name"] == "Olivia", err
+        csv = tmp_path / "devices.csv"
+        csv.write_text("MAC address,Location\n00:1B:44:11:3A:B7,Floor 2\n")
+        rc, out, err = await btogether(
+            "admin", "devices", "import", str(csv), "--kind", "desk_phone", *common
+        )
+        assert rc == 0 and "imported 1 device(s)" in out, err
+        rc, out, err = await btogether("admin", "devices", "list", "--json", *common)
+        (device,) = json.loads(out)["devices"]
+        assert device["mac"] == "00:1B:44:11:3A:B7"
+        rc, out, err = await btogether("admin", "codes", "create", device["id"], *common)
+        assert rc == 0 and "code:" in out, err
+        login = await store.one("SELECT login FROM web_logins")
+        assert login is not None and login["login"] == "olivia"
+    finally:
+        await server.stop()
 
 
 async def test_a_second_node_needs_redis_and_a_node_without_it_excludes_a_cluster(
