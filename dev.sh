@@ -40,6 +40,14 @@ if [ "$job" = test ]; then
     # busctl (package systemd, above).
     command -v bluetoothctl >/dev/null 2>&1 || apt_needed+=(bluez)
 fi
+wants_provider=false
+if [ "$job" = test ] || { [ "$job" = demo ] && [[ " $* " == *" --sso "* ]]; }; then
+    wants_provider=true
+    # The OpenID provider the sign-in tests (and `demo --serve --sso`) run: oidc-provider,
+    # installed from the committed package-lock.json by npm ci.
+    command -v node >/dev/null 2>&1 || apt_needed+=(nodejs)
+    command -v npm >/dev/null 2>&1 || apt_needed+=(npm)
+fi
 if [ ${#apt_needed[@]} -gt 0 ]; then
     echo "dev.sh: installing Debian packages: ${apt_needed[*]}" >&2
     sudo_cmd=()
@@ -73,6 +81,15 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     touch "$stamp"
 fi
 export PATH="$PWD/$venv/bin:$PATH"
+
+# The test OpenID provider's packages, exactly as locked (fetched here, never by a test).
+provider=tests/oidc_provider
+if $wants_provider && command -v npm >/dev/null 2>&1 \
+        && [ "$provider/package-lock.json" -nt "$provider/node_modules/.package-lock.json" ]; then
+    echo "dev.sh: installing the test OpenID provider (npm ci in $provider)" >&2
+    (cd "$provider" && npm ci --no-audit --no-fund --loglevel=error >&2) \
+        || echo "dev.sh: npm ci failed; the identity provider tests will be skipped" >&2
+fi
 
 case "$job" in
     setup) echo "dev.sh: ready; activate with: . $venv/bin/activate" >&2 ;;

@@ -33,6 +33,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from btogether.sso_demo import SsoDemo
 from btogether.stage import Actor, Stage, StageError
 from hw.lock import LockBusConfig, create_session_locker
 
@@ -417,6 +418,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="after the story, keep the relay, devices and laptop running and "
                         "print the admin center's address and sign-in; Ctrl-C ends (implies "
                         "--keep)")
+    parser.add_argument("--sso", action="store_true",
+                        help="with --serve (implied): also start the test OpenID provider on "
+                        "127.0.0.1 and let people sign in with it (needs Node.js; `./dev.sh demo "
+                        "--serve --sso` installs it)")
     parser.add_argument("--workdir", type=Path, help="use this directory (default: a new temp dir)")
     parser.add_argument("--no-audio", action="store_true", help="skip the audio hand-off")
     parser.set_defaults(func=run)
@@ -437,9 +442,14 @@ def run(args: argparse.Namespace) -> int:
         stack.callback(demo.close)
         try:
             _story(demo, narrator)
+            sso = None
+            if args.sso:
+                sso = SsoDemo(demo.stage, demo.admin, demo.tenant_id)
+                narrator.step("Start the test OpenID provider and sign Contoso in with it",
+                              sso.start)
             ok = True
-            if args.serve:
-                _serve(demo, workdir)
+            if args.serve or args.sso:
+                _serve(demo, workdir, sso)
         except StepFailed as exc:
             message = f"{exc}\nlogs: {workdir / 'logs'}"
             if args.json:
@@ -458,20 +468,22 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"\nAll {passed} steps succeeded in {elapsed:.0f} s. "
                   + (demo.pulse_note + ". " if demo.pulse_note else ""))
-        if not (args.keep or args.serve) and args.workdir is None:
+        if not (args.keep or args.serve or args.sso) and args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
         return 0
     return 1
 
 
-def _serve(demo: Demo, workdir: Path) -> None:
+def _serve(demo: Demo, workdir: Path, sso: SsoDemo | None = None) -> None:
     """Keep everything running for a person to look at the admin center, until Ctrl-C."""
     web = demo.stage.relay_url.replace("ws://", "http://", 1).rstrip("/")
     print(
         f"\nThe demo keeps running. Admin center: {web}/admin/\n"
         f"  sign in as 'demo admin' with the password {demo.admin_password}"
         f" (also in {workdir / 'admin-password'})\n"
-        f"  device login page: {web}/devicelogin\nPress Ctrl-C to end.",
+        f"  device login page: {web}/devicelogin\n"
+        + (sso.instructions() if sso is not None else "")
+        + "Press Ctrl-C to end.",
         flush=True,
     )
     try:

@@ -24,7 +24,7 @@ from relay.admin_commands import (
     runner,
 )
 from relay.device_import import CSV_TEMPLATE, KINDS, MAX_CSV_BYTES
-from relay.files import FileProblem, read_bounded
+from relay.files import FileProblem, read_bounded, read_text
 from relay.protocol import admin_wire as aw
 
 Request = tuple[type[aw.AdminRequest], dict[str, Any]]
@@ -84,6 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _codes(tree)
     _policies(tree)
     _consoles(tree)
+    _sso(tree)
     g = tree.group("pairings", "Better Together pairings", "Laptop and phone pairings.")
     tree.command(g, "list", "list the tenant's pairings", _scoped(aw.PairingList))
 
@@ -254,6 +255,7 @@ def _users(tree: _Tree) -> None:
         return aw.UserDelete, {"user_id": await lookup.user(ns.user)}
 
     _sign_in_commands(tree, g, "user", "user")
+    _email_commands(tree, g)
     p = tree.command(
         g,
         "delete",
@@ -466,6 +468,194 @@ def _devices(tree: _Tree) -> None:
     p.add_argument("device", metavar="DEVICE", help="the device's name, MAC address or id")
     p.add_argument("name", metavar="NEW_NAME", help="its new name")
     p.add_argument("--location", help="its new location (default: unchanged)")
+
+
+def _email_commands(tree: _Tree, g: Any) -> None:
+    """Users' emails, which their first sign-in through the tenant's identity provider
+    matches (``users email``, ``users import-emails``, ``users emails``)."""
+
+    async def email(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        if (ns.email is None) == (not ns.clear):
+            raise UsageError("give the email, or --clear to forget it")
+        return aw.UserEmailSet, {"user_id": await lookup.user(ns.user), "email": ns.email}
+
+    p = tree.command(
+        g,
+        "email",
+        "set the email an identity provider sign-in is matched with (owners)",
+        email,
+        "Import one user's email: their first sign-in through the tenant's identity provider "
+        "with that (verified) email signs them in to this account and links it. Owners only.",
+    )
+    p.add_argument("user", metavar="USER", help="the account's name or id")
+    p.add_argument("email", nargs="?", help="the email address")
+    p.add_argument("--clear", action="store_true", help="forget the account's email")
+
+    async def import_emails(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        return aw.UserEmailImport, {"tenant_id": await lookup.tenant_id(),
+                                    "csv": _read_csv(ns.file)}
+
+    p = tree.command(
+        g,
+        "import-emails",
+        "import users' emails from a CSV file of account,email lines (owners)",
+        import_emails,
+        "Import users' emails from a CSV file whose lines are `account,email` (the account's "
+        "name or id; an optional header line `account,email`). All lines or none: a bad line "
+        "is reported and nothing changes.",
+    )
+    p.add_argument("file", type=Path, metavar="CSV", help="the CSV file")
+    tree.command(g, "emails", "list the emails imported for the tenant's users",
+                 _scoped(aw.UserEmailList))
+
+
+def _secret_file(path: Path) -> str:
+    """The first line of an owner-only file (a client secret)."""
+    try:
+        text = read_text(path, 64 * 1024, "client secret file", private=True)
+    except FileProblem as exc:
+        raise UsageError(str(exc)) from None
+    lines = text.splitlines()
+    secret = lines[0].strip() if lines else ""
+    if not secret:
+        raise UsageError(f"the client secret file {path} is empty")
+    return secret
+
+
+def _params(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise UsageError(f"--auth-param {pair!r}: expected NAME=VALUE")
+        out[key] = value
+    return out
+
+
+def _sso(tree: _Tree) -> None:
+    g = tree.group(
+        "sso",
+        "sign-in with the tenant's identity provider (OpenID Connect)",
+        "The tenant's OpenID Connect provider (Entra ID, Google, Keycloak, …): people sign in "
+        "to the admin center and the device login page (and so approve their laptops) with "
+        "their organisation's account. Local passwords keep working beside it.",
+    )
+
+    async def set_(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        if ns.client_secret_file is not None and ns.no_client_secret:
+            raise UsageError("give --client-secret-file or --no-client-secret, not both")
+        return aw.SsoSet, {
+            "tenant_id": await lookup.tenant_id(),
+            "label": ns.label,
+            "issuer": ns.issuer,
+            "client_id": ns.client_id,
+            "client_secret": (
+                _secret_file(ns.client_secret_file) if ns.client_secret_file else None
+            ),
+            "clear_client_secret": ns.no_client_secret,
+            "scopes": ns.scope or list(aw.SsoSet.model_fields["scopes"].default),
+            "subject_claim": ns.subject_claim,
+            "email_claim": ns.email_claim,
+            "name_claim": ns.name_claim,
+            "groups_claim": ns.groups_claim,
+            "allowed_domains": ns.allowed_domain,
+            "allowed_groups": ns.allowed_group,
+            "owner_groups": ns.owner_group,
+            "device_admin_groups": ns.device_admin_group,
+            "create_users": ns.create_users,
+            "require_verified_email": ns.require_verified_email,
+            "auth_params": _params(ns.auth_param),
+            "enabled": not ns.disabled,
+            "check": not ns.no_check,
+        }
+
+    p = tree.command(
+        g,
+        "set",
+        "configure (or replace) the tenant's identity provider (owners)",
+        set_,
+        "Configure the tenant's OpenID Connect provider; options not given take their "
+        "defaults (a stored client secret is kept). The issuer's discovery document is "
+        "fetched and checked first (--no-check skips that). Register the redirect URI "
+        "<relay address>/oidc/callback at the provider (and <relay address>/signin as the "
+        "post-logout redirect URI, if it has sign-out). Owners only.",
+    )
+    p.add_argument("--issuer", required=True, help="the issuer URL, exactly as the provider "
+                   "writes it (the discovery document is at "
+                   "<issuer>/.well-known/openid-configuration)")
+    p.add_argument("--client-id", required=True, help="the relay's client id at the provider")
+    p.add_argument("--client-secret-file", type=Path, metavar="FILE",
+                   help="owner-only file whose first line is the client secret (default: keep "
+                   "the stored one)")
+    p.add_argument("--no-client-secret", action="store_true",
+                   help="a public client: store no secret (PKCE only)")
+    p.add_argument("--label", default=aw.SsoSet.model_fields["label"].default,
+                   help="the sign-in button says “Sign in with LABEL” (default: %(default)s)")
+    p.add_argument("--scope", action="append", metavar="SCOPE",
+                   help="a scope to ask for, repeatable (default: openid email profile "
+                   "offline_access)")
+    p.add_argument("--subject-claim", default="sub",
+                   help="the claim that identifies a person (default: %(default)s; Entra ID: oid)")
+    p.add_argument("--email-claim", default="email", help="default: %(default)s")
+    p.add_argument("--name-claim", default="name", help="default: %(default)s")
+    p.add_argument("--groups-claim", default="groups", help="default: %(default)s")
+    p.add_argument("--allowed-domain", action="append", default=[], metavar="DOMAIN",
+                   help="only emails of this domain may sign in, repeatable (default: any)")
+    p.add_argument("--allowed-group", action="append", default=[], metavar="GROUP",
+                   help="only members of this group may sign in, repeatable (default: anyone)")
+    p.add_argument("--owner-group", action="append", default=[], metavar="GROUP",
+                   help="members become owners of the relay (every tenant), repeatable")
+    p.add_argument("--device-admin-group", action="append", default=[], metavar="GROUP",
+                   help="members become the tenant's device administrators, repeatable")
+    p.add_argument("--create-users", type=_on_off, default=False, metavar="on|off",
+                   help="create an account at a person's first sign-in (default: off: only "
+                   "people whose email was imported, or already linked, get in)")
+    p.add_argument("--require-verified-email", type=_on_off, default=True, metavar="on|off",
+                   help="match imported emails and domains only if email_verified is true "
+                   "(default: on; off for providers that do not send it, like Entra ID)")
+    p.add_argument("--auth-param", action="append", default=[], metavar="NAME=VALUE",
+                   help="an extra authorization parameter, repeatable (Google: "
+                   "access_type=offline and prompt=consent)")
+    p.add_argument("--disabled", action="store_true", help="store it but offer no button yet")
+    p.add_argument("--no-check", action="store_true",
+                   help="save without fetching the discovery document")
+    tree.command(g, "show", "show the tenant's identity provider (an owner naming no tenant: "
+                 "every tenant's)", _scoped_optional(aw.SsoList))
+    tree.command(g, "remove", "remove the tenant's identity provider and its links (owners)",
+                 _scoped(aw.SsoRemove))
+    tree.command(
+        g, "check",
+        "ask the provider now whether each linked person may still sign in (owners)",
+        _scoped(aw.SsoCheck),
+        "Ask the provider, with each linked person's refresh token, whether it still accepts "
+        "them; one it refuses (disabled, deleted, out of the allowed groups) loses their "
+        "browser sessions and laptop credentials at once. The relay also does this by itself "
+        "every sso_check_s seconds.",
+    )
+    tree.command(g, "links", "list who signs in through the provider, as whom there",
+                 _scoped(aw.SsoLinkList))
+
+    async def unlink(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        if ns.admin:
+            return aw.SsoLinkRemove, {"subject_kind": "admin", "subject_id": ns.person}
+        user = await lookup.user(ns.person)
+        return aw.SsoLinkRemove, {"subject_kind": "user", "subject_id": user}
+
+    p = tree.command(g, "unlink", "forget a person's link to their provider identity (owners)",
+                     unlink)
+    p.add_argument("person", metavar="PERSON", help="the account's name or id (with --admin: the "
+                   "administrator's id, a_…)")
+    p.add_argument("--admin", action="store_true", help="PERSON is an administrator")
+
+
+def _scoped_optional(kind: type[aw.AdminRequest]) -> Build:
+    """A request whose only field is the tenant, which an owner may leave out (all)."""
+
+    async def build(lookup: Lookup, ns: argparse.Namespace) -> Request:
+        return kind, {"tenant_id": await lookup.tenant_id(required=False)
+                      if ns.tenant or (await lookup.me()).tenant_id else None}
+
+    return build
 
 
 def _read_csv(path: Path) -> str:

@@ -348,6 +348,14 @@ TABLES: dict[type, tuple[str, Sequence[str]]] = {
         "credentials",
         ("credential_id", "user_name", "laptop_name", "created_at", "revoked_at"),
     ),
+    aw.SsoProviders: (
+        "providers",
+        ("id", "tenant_id", "label", "issuer", "client_id", "has_client_secret", "enabled"),
+    ),
+    aw.SsoLinks: (
+        "links",
+        ("name", "subject_kind", "subject", "email", "signed_in_at", "checked_at", "disabled_at"),
+    ),
 }
 
 
@@ -378,6 +386,11 @@ async def render(result: wire.Message, lookup: Lookup) -> str:
             await _names(lookup, data["added"])
             out.append(table(data["added"], DEVICE_COLUMNS))
         return "\n".join(out)
+    if isinstance(result, aw.UserEmails):
+        if result.errors:
+            return "\n".join(["nothing was imported:"]
+                             + [f"line {e.line}: {e.message}" for e in result.errors])
+        return table(data["emails"], ("user_name", "user_id", "email"))
     for kind, (key, columns) in TABLES.items():
         if isinstance(result, kind):
             if isinstance(result, aw.Tenants):

@@ -18,7 +18,7 @@ tenants, administrators, accounts or account credentials.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -105,6 +105,7 @@ class AdminService:
         *,
         clock: Callable[[], float],
         handlers: dict[str, Handler] | None = None,
+        extensions: Sequence[Callable[[AdminService], dict[str, Handler]]] = (),
         new_id: Callable[[str], str] = _id,
         random_bytes: Callable[[int], bytes] = secrets.token_bytes,
     ) -> None:
@@ -123,6 +124,10 @@ class AdminService:
             **AdminEdits(self, self._user_create).handlers(),
             **(handlers or {}),
         }
+        # Requests whose handlers act through this service themselves (the identity
+        # provider check revokes credentials with credential.revoke): built with it.
+        for extension in extensions:
+            self._handlers.update(extension(self))
         require_handlers(aw.ADMIN_REQUESTS, self._handlers, "the admin service")
 
     async def authenticate(self, token: str) -> AdminRecord | None:

@@ -121,6 +121,13 @@ class RelaySettings(BaseSettings):
     provision_idle_s: float = Field(
         default=10.0, gt=0, description="an unauthenticated provisioning connection's lifetime"
     )
+    sso_check_s: float = Field(
+        default=900.0,
+        ge=0,
+        description="seconds between asking each tenant's identity provider whether the people "
+        "linked to it may still sign in (one it refuses loses their laptops' credentials); "
+        "0: only when an owner asks (btogether admin sso check)",
+    )
     trusted_proxies: list[str] = Field(
         default=[],
         examples=[["10.0.0.5", "192.168.10.0/24"]],

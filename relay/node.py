@@ -41,6 +41,8 @@ from relay.verification import ThrottlePolicy
 from relay.web.account_admin import AccountAdmin
 from relay.web.accounts import Accounts, SqliteAccounts
 from relay.web.app import WebFront
+from relay.web.sso import ProviderClient, SsoCheck
+from relay.web.sso_admin import SsoAdmin
 
 
 class SettingsError(ValueError):
@@ -207,6 +209,8 @@ def build_node(
         device_state=provisioning.device_state,
     )
     accounts = accounts_for(store)
+    sso_client = ProviderClient()
+    sso_check = SsoCheck(store, accounts, sso_client)
     admin = AdminService(
         store,
         provisioning,
@@ -214,8 +218,21 @@ def build_node(
         router,
         clock=clock,
         handlers=AccountAdmin(store, accounts).handlers(),
+        extensions=[
+            lambda service: SsoAdmin(service, store, accounts, sso_client, sso_check).handlers()
+        ],
     )
-    web = WebFront(store, accounts, admin, provisioning, router, clock)
+    web = WebFront(
+        store,
+        accounts,
+        admin,
+        provisioning,
+        router,
+        clock,
+        sso_client=sso_client,
+        sso_check=sso_check,
+        sso_check_every_s=settings.sso_check_s,
+    )
     return RelayNode(
         settings=settings,
         store=store,

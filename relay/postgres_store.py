@@ -322,9 +322,63 @@ def _change_triggers() -> str:
     return "\n".join(parts)
 
 
+# Version 2 is SQLite's schema 5: sign-in with tenants' OpenID providers
+# (relay.web.postgres_accounts reads them).
+_SCHEMA_V2 = """
+    CREATE TABLE web_sso_providers (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL CONSTRAINT web_sso_providers_tenant UNIQUE,
+        label TEXT NOT NULL,
+        issuer TEXT NOT NULL,
+        client_id TEXT NOT NULL,
+        client_secret TEXT,
+        settings TEXT NOT NULL,
+        enabled INTEGER NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        checked_at DOUBLE PRECISION,
+        CONSTRAINT web_sso_providers_client UNIQUE (issuer, client_id)
+    );
+    CREATE TABLE web_sso_links (
+        provider_id TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        subject_kind TEXT NOT NULL CHECK (subject_kind IN ('admin', 'user')),
+        subject_id TEXT NOT NULL,
+        tenant_id TEXT NOT NULL,
+        email TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        signed_in_at DOUBLE PRECISION,
+        refresh_token TEXT,
+        checked_at DOUBLE PRECISION,
+        disabled_at DOUBLE PRECISION,
+        PRIMARY KEY (provider_id, subject, subject_kind),
+        CONSTRAINT web_sso_links_person UNIQUE (subject_kind, subject_id)
+    );
+    CREATE INDEX web_sso_links_tenant ON web_sso_links (tenant_id);
+    CREATE TABLE web_sso_requests (
+        state_hash BYTEA PRIMARY KEY,
+        provider_id TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        code_verifier TEXT NOT NULL,
+        redirect_uri TEXT NOT NULL,
+        next_path TEXT NOT NULL,
+        browser_hash BYTEA NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        used_at DOUBLE PRECISION
+    );
+    CREATE INDEX web_sso_requests_expiry ON web_sso_requests (expires_at);
+    CREATE TABLE web_user_emails (
+        tenant_id TEXT NOT NULL,
+        email TEXT NOT NULL,
+        user_id TEXT NOT NULL CONSTRAINT web_user_emails_user UNIQUE,
+        PRIMARY KEY (tenant_id, email)
+    );
+"""
+
 # Each entry upgrades the schema by one version (btogether_schema.version). Append, never
 # edit. Version 1 is SQLite's schema 4 (relay.sqlite_store) in PostgreSQL's terms.
-MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1 + _change_triggers(),)
+MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1 + _change_triggers(), _SCHEMA_V2)
 
 _MIGRATION_LOCK = 0x6274_6F67  # pg_advisory_xact_lock key: nodes starting together migrate once
 

@@ -289,12 +289,69 @@ _SCHEMA_V4_TABLES = """
 """
 _SCHEMA_V4 = "\n".join((_SCHEMA_V4_TABLES, _change_log_triggers()))
 
+# Schema 5: sign-in with a tenant's OpenID provider (relay.web.accounts reads them): the
+# provider of each tenant, people's links to their provider identity, the sign-ins under
+# way (state, nonce, PKCE verifier; used once), and the emails administrators imported.
+# No foreign keys: deleting a tenant or a person leaves rows the sign-in ignores.
+_SCHEMA_V5 = """
+    CREATE TABLE web_sso_providers (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL UNIQUE,
+        label TEXT NOT NULL,
+        issuer TEXT NOT NULL,
+        client_id TEXT NOT NULL,
+        client_secret TEXT,
+        settings TEXT NOT NULL,
+        enabled INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        checked_at REAL,
+        UNIQUE (issuer, client_id)
+    );
+    CREATE TABLE web_sso_links (
+        provider_id TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        subject_kind TEXT NOT NULL CHECK (subject_kind IN ('admin', 'user')),
+        subject_id TEXT NOT NULL,
+        tenant_id TEXT NOT NULL,
+        email TEXT,
+        created_at REAL NOT NULL,
+        signed_in_at REAL,
+        refresh_token TEXT,
+        checked_at REAL,
+        disabled_at REAL,
+        PRIMARY KEY (provider_id, subject, subject_kind),
+        UNIQUE (subject_kind, subject_id)
+    );
+    CREATE INDEX web_sso_links_tenant ON web_sso_links (tenant_id);
+    CREATE TABLE web_sso_requests (
+        state_hash BLOB PRIMARY KEY,
+        provider_id TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        code_verifier TEXT NOT NULL,
+        redirect_uri TEXT NOT NULL,
+        next_path TEXT NOT NULL,
+        browser_hash BLOB NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        used_at REAL
+    );
+    CREATE INDEX web_sso_requests_expiry ON web_sso_requests (expires_at);
+    CREATE TABLE web_user_emails (
+        tenant_id TEXT NOT NULL,
+        email TEXT NOT NULL,
+        user_id TEXT NOT NULL UNIQUE,
+        PRIMARY KEY (tenant_id, email)
+    );
+"""
+
 # Each entry upgrades the schema by one version (PRAGMA user_version). Append, never edit.
 MIGRATIONS: tuple[str, ...] = (
     _SCHEMA_V1 + _version_triggers(),
     _SCHEMA_V2,
     _SCHEMA_V3,
     _SCHEMA_V4,
+    _SCHEMA_V5,
 )
 
 CHANGE_LOG_KEPT = 200_000  # directory versions a relay may lag behind and still catch up

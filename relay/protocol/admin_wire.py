@@ -57,6 +57,12 @@ OWNER_ONLY_REQUESTS = frozenset(
         "password.set",
         "setup_link.create",
         "admin.list",
+        "sso.set",
+        "sso.remove",
+        "sso.check",
+        "sso_link.remove",
+        "user_email.set",
+        "user_email.import",
     }
 )
 DeviceStateName = Literal["waiting_for_activation", "waiting_for_sign_in", "signed_in"]
@@ -654,6 +660,210 @@ class CredentialList(AdminRequest):
     tenant_id: TenantScope = None
     user_id: Identifier | None = None
 
+
+
+# --- admin endpoint: identity provider sign-in, results ------------------------------------
+
+
+class SsoInfo(Message):
+    id: str
+    tenant_id: str
+    label: str
+    issuer: str
+    client_id: str
+    has_client_secret: bool = Field(description="the secret itself is never sent back")
+    scopes: list[str]
+    subject_claim: str
+    email_claim: str
+    name_claim: str
+    groups_claim: str
+    allowed_domains: list[str]
+    allowed_groups: list[str]
+    owner_groups: list[str]
+    device_admin_groups: list[str]
+    create_users: bool
+    require_verified_email: bool
+    auth_params: dict[str, str]
+    enabled: bool
+    redirect_path: str = Field(description="register <relay address> + this at the provider")
+    created_at: float
+    updated_at: float
+    checked_at: float | None
+
+
+class SsoProviders(Message):
+    providers: list[SsoInfo]
+
+
+class SsoCheckReport(Message):
+    tenant_id: str
+    checked: int = Field(description="people the provider was asked about")
+    still_allowed: int
+    disabled: list[str] = Field(description="names of the people it no longer accepts")
+    credentials_revoked: int
+    not_checkable: int = Field(description="linked people with no refresh token to ask with")
+    error: str | None = Field(description="why the provider could not be asked (nothing changed)")
+
+
+class SsoLinkInfo(Message):
+    subject_kind: PersonKind
+    subject_id: str
+    name: str
+    provider_id: str
+    subject: str = Field(description="the person's identifier at the provider")
+    email: str | None
+    created_at: float
+    signed_in_at: float | None
+    checked_at: float | None
+    disabled_at: float | None = Field(description="when the provider stopped accepting them")
+
+
+class SsoLinks(Message):
+    links: list[SsoLinkInfo]
+
+
+class UserEmail(Message):
+    user_id: str
+    user_name: str
+    email: str | None
+
+
+class UserEmails(Message):
+    emails: list[UserEmail]
+    errors: list[RowProblem] = Field(default=[], description="an import's bad lines (then "
+                                     "nothing was changed)")
+
+
+# --- admin endpoint: sign-in with the tenant's identity provider (OpenID Connect) ------------
+
+ClaimName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:/-]+$")]
+GroupName = Annotated[str, Field(min_length=1, max_length=256)]
+Email = Annotated[str, Field(min_length=3, max_length=254)]
+
+
+class SsoSet(AdminRequest):
+    """Configure (or replace) the tenant's OpenID Connect provider (owners). The issuer's
+    discovery document is fetched and checked first unless ``check`` is false; nothing is
+    stored if it fails. The provider must allow the redirect URI ``<relay>/oidc/callback``."""
+
+    result: ClassVar[ResultType] = SsoInfo
+    type: Literal["sso.set"] = "sso.set"
+    tenant_id: TenantScope = None
+    label: Name = Field(default="your organisation's account", description="the button says "
+                        "“Sign in with <label>”")
+    issuer: Annotated[str, Field(min_length=8, max_length=512)]
+    client_id: Annotated[str, Field(min_length=1, max_length=256)]
+    client_secret: Annotated[SecretStr | None, Field(max_length=1024)] = Field(
+        default=None, description="omit to keep the stored one (none: a public client)"
+    )
+    clear_client_secret: bool = Field(default=False, description="store no secret at all")
+    scopes: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default=["openid", "email", "profile", "offline_access"], max_length=20
+    )
+    subject_claim: ClaimName = "sub"
+    email_claim: ClaimName = "email"
+    name_claim: ClaimName = "name"
+    groups_claim: ClaimName = "groups"
+    allowed_domains: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
+        default=[], max_length=100, description="email domains that may sign in (empty: any)"
+    )
+    allowed_groups: list[GroupName] = Field(
+        default=[], max_length=100, description="groups that may sign in (empty: any)"
+    )
+    owner_groups: list[GroupName] = Field(
+        default=[], max_length=100, description="members become owners (of every tenant)"
+    )
+    device_admin_groups: list[GroupName] = Field(
+        default=[], max_length=100, description="members become the tenant's device administrators"
+    )
+    create_users: bool = Field(
+        default=False, description="create an account at a person's first sign-in"
+    )
+    require_verified_email: bool = Field(
+        default=True, description="match imported emails and domains only when email_verified"
+    )
+    auth_params: dict[
+        Annotated[str, Field(min_length=1, max_length=64)],
+        Annotated[str, Field(max_length=256)],
+    ] = Field(default={}, max_length=10, description="extra authorization request parameters")
+    enabled: bool = True
+    check: bool = Field(default=True, description="fetch the discovery document first")
+
+    @field_serializer("client_secret", when_used="json")
+    def _send_secret(self, value: SecretStr | None) -> str | None:
+        # In clear on the wire (inside TLS) only; masked in the audit log and reprs.
+        return value.get_secret_value() if value is not None else None
+
+
+class SsoList(AdminRequest):
+    """The identity providers of the tenant (an owner naming no tenant: of every tenant)."""
+
+    result: ClassVar[ResultType] = SsoProviders
+    type: Literal["sso.list"] = "sso.list"
+    tenant_id: TenantScope = None
+
+
+class SsoRemove(AdminRequest):
+    """Remove the tenant's provider and every link to it (owners); local sign-in stays."""
+
+    result: ClassVar[ResultType] = Removed
+    type: Literal["sso.remove"] = "sso.remove"
+    tenant_id: TenantScope = None
+
+
+class SsoCheck(AdminRequest):
+    """Ask the provider now whether each linked person may still sign in (owners): one it
+    no longer accepts loses their browser sessions and laptop credentials at once."""
+
+    result: ClassVar[ResultType] = SsoCheckReport
+    type: Literal["sso.check"] = "sso.check"
+    tenant_id: TenantScope = None
+
+
+class SsoLinkList(AdminRequest):
+    """Who signs in through the tenant's provider, and as whom there."""
+
+    result: ClassVar[ResultType] = SsoLinks
+    type: Literal["sso_link.list"] = "sso_link.list"
+    tenant_id: TenantScope = None
+
+
+class SsoLinkRemove(AdminRequest):
+    """Forget a person's link to their provider identity (owners); their next provider
+    sign-in matches them again (by email) or makes a new account."""
+
+    result: ClassVar[ResultType] = Removed
+    type: Literal["sso_link.remove"] = "sso_link.remove"
+    subject_kind: PersonKind
+    subject_id: Identifier
+
+
+class UserEmailSet(AdminRequest):
+    """Import one user's email (owners): their first provider sign-in with that verified
+    email links them to this account."""
+
+    result: ClassVar[ResultType] = UserEmail
+    type: Literal["user_email.set"] = "user_email.set"
+    user_id: Identifier
+    email: Email | None = Field(default=None, description="none: forget the email")
+
+
+class UserEmailImport(AdminRequest):
+    """Import users' emails from CSV lines ``account,email`` (owners); the account is a
+    name or id of the tenant. All lines or none: a bad line changes nothing."""
+
+    result: ClassVar[ResultType] = UserEmails
+    type: Literal["user_email.import"] = "user_email.import"
+    tenant_id: TenantScope = None
+    csv: Annotated[str, Field(max_length=MAX_CSV_CHARS)]
+
+
+class UserEmailList(AdminRequest):
+    """The emails imported for the tenant's users."""
+
+    result: ClassVar[ResultType] = UserEmails
+    type: Literal["user_email.list"] = "user_email.list"
+    tenant_id: TenantScope = None
 
 
 ALL_REQUESTS: tuple[type[AdminRequest], ...] = declared(AdminRequest)

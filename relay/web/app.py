@@ -19,7 +19,10 @@ Routes:
   audit as the command line; ``GET /admin/api/events?tenant=…``: server-sent events
   saying when a tenant's devices changed;
 * the device login page's API and the laptops' device authorisation
-  (:mod:`relay.web.device_login`).
+  (:mod:`relay.web.device_login`);
+* sign-in with a tenant's OpenID provider, ``/oidc/start/<provider>`` and
+  ``/oidc/callback`` (:mod:`relay.web.sso`), and the periodic check that the providers
+  still accept the people linked to them.
 
 Refusals are JSON ``{"error": {"code", "message"}}`` with a matching HTTP status.
 """
@@ -57,6 +60,7 @@ from relay.web.passwords import WeakPassword, check_password_rules, hash_async
 from relay.web.replies import json_error, read_json, refusal, refused
 from relay.web.sessions import Current, Sessions
 from relay.web.signin import PasswordSignIn, SignInRefused, Throttle
+from relay.web.sso import ProviderClient, SsoCheck, SsoSignIn
 
 log = structlog.get_logger("relay.web")
 
@@ -103,6 +107,10 @@ class WebFront:
         provisioning: Provisioning,
         router: Router,
         clock: Callable[[], float],
+        *,
+        sso_client: ProviderClient,
+        sso_check: SsoCheck,
+        sso_check_every_s: float,
     ) -> None:
         self.admin = admin
         self.provisioning = provisioning
@@ -115,6 +123,14 @@ class WebFront:
         self.methods = [self.password]
         self.changes = Changes(self.store, router, self.clock)
         self.device_login = DeviceLogin(self)
+        self.sso_client = sso_client
+        self.sso_check = sso_check
+        self.sso_check_every_s = sso_check_every_s
+        self.sso = SsoSignIn(
+            store, accounts, sso_client, self.sessions, clock,
+            directory_changed=lambda now: admin.directory.refresh(now, force=True),
+        )
+        self._checking: asyncio.Task[None] | None = None
         self.app = self._build()
         self._runner: web.AppRunner | None = None
         self._streams: set[web.StreamResponse] = set()
@@ -123,8 +139,11 @@ class WebFront:
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
+        await self.sso_client.start()
         self.changes.start()
         self.device_login.start()
+        if self.sso_check_every_s > 0:
+            self._checking = asyncio.create_task(self._check_providers())
 
     @property
     def connection_class(self) -> type[FrontDoor]:
@@ -132,6 +151,12 @@ class WebFront:
         return front_door(self._runner.server)  # type: ignore[arg-type]
 
     async def stop(self) -> None:
+        if self._checking is not None:
+            self._checking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checking
+            self._checking = None
+        await self.sso_client.stop()
         await self.device_login.stop()
         await self.changes.stop()
         if self._runner is not None:
@@ -147,6 +172,23 @@ class WebFront:
         """A person signed a phone in to themselves: what an administrator's sign-in does
         (laptops of other accounts told, hand-off ended, the phone's session renewed)."""
         await self.route(*await self.admin.phone_account_changed(device, before, now))
+
+    async def _check_providers(self) -> None:
+        """Every so often, one relay process (a conditional update picks it) asks each
+        provider whether it still accepts its linked people (:class:`SsoCheck`)."""
+        every = self.sso_check_every_s
+        while True:
+            await asyncio.sleep(min(60.0, every))
+            try:
+                for provider in await self.accounts.sso_providers():
+                    now = self.clock()
+                    if not provider.enabled or await self.store.tenant(provider.tenant_id) is None:
+                        continue
+                    if await self.accounts.claim_sso_check(provider.id, now, every):
+                        result = await self.sso_check.check(provider, self.admin, now)
+                        await self.route(result.deliveries, result.ends)
+            except Exception:
+                log.exception("sso_check_round_failed")
 
     # --- the application --------------------------------------------------------------------
     def _build(self) -> web.Application:
@@ -167,6 +209,7 @@ class WebFront:
         r.add_get("/admin/api/events", self._events)
         r.add_get("/admin/api/last_seen", self._last_seen)
         self.device_login.add_routes(r)
+        self.sso.add_routes(r)
         # A keep-alive connection that became the web server's may still ask for the relay's
         # plain paths: send it to a fresh connection, which the front door gives websockets.
         for path in sorted(WEBSOCKET_PATHS - {"/", "/admin"}):
@@ -180,7 +223,7 @@ class WebFront:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         response.headers.setdefault("X-Frame-Options", "DENY")
-        if request.path.startswith(("/api/", "/admin/api/", "/oauth/")):
+        if request.path.startswith(("/api/", "/admin/api/", "/oauth/", "/oidc/")):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
@@ -240,12 +283,12 @@ class WebFront:
     async def _session(self, request: web.Request) -> web.StreamResponse:
         current = await self.sessions.current(request)
         response = web.json_response({})
+        infos = [m.describe() for m in self.methods] + await self.sso.methods()
         body: dict[str, Any] = {
             "methods": [
-                {"id": m.id, "kind": info.kind, "label": info.label, "action": info.action,
+                {"id": info.id, "kind": info.kind, "label": info.label, "action": info.action,
                  "fields": list(info.fields)}
-                for m in self.methods
-                for info in [m.describe()]
+                for info in infos
             ]
         }
         if current is None:
@@ -286,7 +329,8 @@ class WebFront:
             response, current, everywhere=bool(data.get("everywhere"))
         )
         log.info("signed_out", kind=current.person.kind, person=current.person.id, ended=ended)
-        response.text = json.dumps({"ended": ended})
+        offer = await self.sso.signout_offer(current.session.method, request)
+        response.text = json.dumps({"ended": ended, "provider_signout": offer})
         return response
 
     async def _setup(self, request: web.Request) -> web.StreamResponse:

@@ -10,6 +10,7 @@ marks it delivered.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal, cast
 
 from relay import store_rows
@@ -24,6 +25,7 @@ from relay.web.accounts import (
     LoginTaken,
     SessionRecord,
     SetupLinkRecord,
+    SsoRecords,
     SubjectKind,
     _grant,
     _login,
@@ -35,8 +37,11 @@ _SESSION_COLUMNS = (
 )
 
 
-class PostgresAccounts:
+class PostgresAccounts(SsoRecords):
     """:class:`relay.web.accounts.Accounts` on a :class:`PostgresStore`'s database."""
+
+    # A user is a directory row: the version row is locked first (relay.postgres_store).
+    _directory_lock = ((LOCK_DIRECTORY.sql, tuple(LOCK_DIRECTORY.params), False),)
 
     def __init__(self, store: PostgresStore) -> None:
         self.store = store
@@ -44,6 +49,18 @@ class PostgresAccounts:
     async def _write(self, *stmts: Stmt) -> list[int]:
         outcomes = await self.store.run(*stmts)
         return [o if isinstance(o, int) else len(o) for o in outcomes]
+
+    # The identity provider records (SsoRecords) are SQLite's SQL with ? placeholders.
+    async def _ops(self, *ops: tuple[str, Sequence[Any], bool]) -> list[int]:
+        return await self._write(
+            *(Stmt(sql.replace("?", "%s"), params, many) for sql, params, many in ops)
+        )
+
+    async def _read_one(self, sql: str, *params: Any) -> Any:
+        return await self.store.one(sql.replace("?", "%s"), *params)
+
+    async def _read_all(self, sql: str, *params: Any) -> list[Any]:
+        return await self.store.all(sql.replace("?", "%s"), *params)
 
     # --- people -------------------------------------------------------------------------------
     async def admin(self, admin_id: str) -> AdminRecord | None:

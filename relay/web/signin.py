@@ -170,6 +170,11 @@ class PasswordSignIn:
             if ok and record is not None
             else None
         )
+        if person is not None:
+            # Someone their organisation's provider disabled is out by every way in.
+            link = await self.accounts.sso_link_of(person.kind, person.id)
+            if link is not None and link.disabled_at is not None:
+                person = None
         if person is None:
             await self.throttle.failed(login, source, now)
             log.info("signin_refused", method=self.id, source=source)

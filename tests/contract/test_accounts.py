@@ -13,16 +13,20 @@ from collections.abc import Callable
 import pytest
 
 from relay.model import AdminRecord, Credential, Tenant, User
-from relay.store import RelayStore
+from relay.store import RelayStore, StoreConflict
 from relay.web.accounts import (
     Accounts,
+    EmailTaken,
     FailureRecord,
     GrantRecord,
     LoginRecord,
     LoginTaken,
     SessionRecord,
     SetupLinkRecord,
+    SsoLinkRecord,
+    SsoRequestRecord,
 )
+from relay.web.sso_core import ClaimNames, ProviderRecord
 from tests.contract.conftest import OpenStore
 
 NOW = 1_800_000_000.0
@@ -169,3 +173,104 @@ async def test_an_expired_grant_cannot_be_decided(store: RelayStore, accounts_of
     await store.add_credentials([Credential("c-plain", b"plain", "user", "bob", "t1", NOW)])
     assert [(lc.credential.id, lc.client_name) for lc in await accounts.laptop_credentials("t1", None)] == [
         ("c-plain", None)]
+
+
+# --- sign-in with a tenant's identity provider ---------------------------------------------------
+
+
+async def test_a_sign_in_state_is_taken_once_and_only_by_its_browser(
+    store: RelayStore, store_factory: OpenStore, accounts_of: AccountsOf
+) -> None:
+    accounts = accounts_of(store)
+    request = SsoRequestRecord(b"s" * 32, "p1", "n", "v", "http://x/cb", "/admin/", b"b" * 32,
+                               NOW, NOW + 600)
+    await accounts.add_sso_request(request)
+    assert await accounts.take_sso_request(b"s" * 32, b"x" * 32, NOW) is None  # another browser
+    other = accounts_of(await store_factory())
+    taken = await asyncio.gather(
+        accounts.take_sso_request(b"s" * 32, b"b" * 32, NOW),
+        other.take_sso_request(b"s" * 32, b"b" * 32, NOW),
+    )
+    assert sorted(taken, key=lambda t: t is None) == [request, None]
+    late = SsoRequestRecord(b"t" * 32, "p1", "n", "v", "http://x/cb", "", b"b" * 32, NOW, NOW + 1)
+    await accounts.add_sso_request(late)
+    assert await accounts.take_sso_request(b"t" * 32, b"b" * 32, NOW + 2) is None
+
+
+async def test_an_account_and_its_provider_link_are_written_together_or_not_at_all(
+    store: RelayStore, accounts_of: AccountsOf
+) -> None:
+    await people(store)
+    accounts = accounts_of(store)
+    link = SsoLinkRecord("p1", "s-1", "user", "carol", "t1", "carol@contoso.example", NOW, NOW,
+                         "refresh-1")
+    await accounts.add_sso_user(User("carol", "t1", "Carol"), link)
+    assert await accounts.sso_link("p1", "s-1", "user") == link
+    assert await accounts.sso_link_of("user", "carol") == link
+    # Another identity for the same person: no link, so no new account either.
+    with pytest.raises(StoreConflict):
+        await accounts.add_sso_user(
+            User("dave", "t1", "Dave"),
+            SsoLinkRecord("p1", "s-2", "user", "carol", "t1", None, NOW),
+        )
+    assert sorted(u.id for u in await store.users("t1")) == ["alice", "bob", "carol"]
+    admin = AdminRecord("a-sso", "Ivan", "device_admin", "t1", NOW)
+    await accounts.add_sso_admin(admin, SsoLinkRecord("p1", "s-1", "admin", "a-sso", "t1", None,
+                                                      NOW))
+    await accounts.set_admin_role("a-sso", "owner", None)
+    assert await accounts.admin("a-sso") == AdminRecord("a-sso", "Ivan", "owner", None, NOW)
+    await accounts.sso_checked(link, NOW + 5, refresh_token="refresh-2", disabled=False)
+    await accounts.sso_checked(link, NOW + 9, refresh_token=None, disabled=True)
+    checked = await accounts.sso_link("p1", "s-1", "user")
+    assert checked is not None
+    assert (checked.refresh_token, checked.checked_at, checked.disabled_at) == (
+        "refresh-2", NOW + 9, NOW + 9)
+    assert [k.subject_kind for k in await accounts.sso_links(tenant_id="t1")] == ["user", "admin"]
+    assert await accounts.remove_sso_link("user", "carol")
+    assert await accounts.sso_link_of("user", "carol") is None
+
+
+async def test_an_imported_email_belongs_to_one_account_of_a_tenant(
+    store: RelayStore, accounts_of: AccountsOf
+) -> None:
+    await people(store)
+    accounts = accounts_of(store)
+    await accounts.set_user_emails("t1", {"alice": "alice@contoso.example"})
+    with pytest.raises(EmailTaken):
+        await accounts.set_user_emails("t1", {"bob": "alice@contoso.example"})
+    assert await accounts.user_emails("t1") == {"alice": "alice@contoso.example"}
+    assert await accounts.user_by_email("t1", "alice@contoso.example") == "alice"
+    assert await accounts.user_by_email("t2", "alice@contoso.example") is None
+    # Moving an address from one account to another in one go is fine.
+    await accounts.set_user_emails("t1", {"alice": None, "bob": "alice@contoso.example"})
+    assert await accounts.user_emails("t1") == {"bob": "alice@contoso.example"}
+
+
+async def test_a_provider_is_kept_whole_and_checked_by_one_node_per_interval(
+    store: RelayStore, store_factory: OpenStore, accounts_of: AccountsOf
+) -> None:
+    await people(store)
+    accounts = accounts_of(store)
+    provider = ProviderRecord(
+        "p1", "t1", "Contoso ID", "https://id.contoso.example", "relay", "secret", NOW, NOW,
+        claims=ClaimNames(subject="oid"), owner_groups=("owners",), create_users=True,
+        auth_params=(("prompt", "login"),),
+    )
+    await accounts.put_sso_provider(provider)
+    assert await accounts.sso_provider("p1") == provider
+    assert await accounts.sso_providers("t1") == [provider]
+    with pytest.raises(StoreConflict):  # one issuer's client serves one tenant
+        await accounts.put_sso_provider(ProviderRecord(
+            "p2", "t2", "Other", "https://id.contoso.example", "relay", None, NOW, NOW))
+    other = accounts_of(await store_factory())
+    claimed = await asyncio.gather(
+        accounts.claim_sso_check("p1", NOW + 10, 900.0),
+        other.claim_sso_check("p1", NOW + 10, 900.0),
+    )
+    assert sorted(claimed) == [False, True]
+    assert not await accounts.claim_sso_check("p1", NOW + 500, 900.0)
+    assert await accounts.claim_sso_check("p1", NOW + 910, 900.0)
+    await accounts.put_sso_link(SsoLinkRecord("p1", "s-1", "user", "alice", "t1", None, NOW))
+    assert await accounts.remove_sso_provider("p1")
+    assert await accounts.sso_providers() == []
+    assert await accounts.sso_links(provider_id="p1") == []

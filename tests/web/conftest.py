@@ -10,14 +10,16 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from relay.admin import Admin
 from relay.admin_service import bootstrap_owner
@@ -27,6 +29,13 @@ from relay.server import RelayServer
 from relay.sqlite_store import SqliteStore
 from relay.web.accounts import SqliteAccounts
 from relay.web.passwords import hash_password
+from tests.oidc_harness import (
+    PROVIDER_PASSWORD,
+    Client,
+    ProviderAccount,
+    TestProvider,
+    provider_unavailable,
+)
 from tests.relay_harness import relay_settings
 
 CHROMIUM = "/usr/bin/chromium"
@@ -116,14 +125,17 @@ async def _give_password(store: SqliteStore, kind: str, subject_id: str, login: 
 
 
 @pytest.fixture
-async def web_relay(tmp_path: Path) -> AsyncIterator[WebRelay]:
+async def web_relay(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[WebRelay]:
+    """The relay; a test marked ``@pytest.mark.relay_settings(name=value, …)`` gets those."""
     db = tmp_path / "relay.sqlite3"
     store = SqliteStore(db)
     await store.open()
     owner, owner_token = await bootstrap_owner(store, "Olivia Owner", time.time())
     await _give_password(store, "admin", owner.id, "olivia")
     clock = ShiftedClock()
-    server = RelayServer(relay_settings(db), store, clock=clock)
+    marker = request.node.get_closest_marker("relay_settings")
+    settings = relay_settings(db).model_copy(update=marker.kwargs if marker else {})
+    server = RelayServer(settings, store, clock=clock)
     await server.start()
     tenants: dict[str, TenantSetup] = {}
     link = await AdminLink.connect(f"ws://127.0.0.1:{server.port}/", owner_token)
@@ -232,3 +244,103 @@ async def screenshot(page: Any, name: str) -> None:
     """Save the page to docs/NAME.png when BTOGETHER_SCREENSHOTS=1 (README pictures)."""
     if os.environ.get("BTOGETHER_SCREENSHOTS") == "1":
         await page.screenshot(path=str(DOCS / f"{name}.png"), full_page=False)
+
+
+# --- sign-in with an OpenID provider: the real oidc-provider on loopback ------------------------
+
+
+@pytest.fixture(scope="session")
+def oidc_provider() -> Iterator[TestProvider]:
+    """One provider process for the whole session (each test registers its own client)."""
+    why = provider_unavailable()
+    if why is not None:
+        pytest.skip(why)
+    provider = TestProvider.start()
+    try:
+        yield provider
+    finally:
+        provider.stop()
+
+
+@dataclass
+class SsoSetup:
+    relay: WebRelay
+    provider: TestProvider
+    clients: dict[str, Client]
+    infos: dict[str, aw.SsoInfo]
+
+    async def configure(self, tenant: TenantSetup, **fields: Any) -> aw.SsoInfo:
+        """The tenant's provider: this relay's own client at the test provider, set by the
+        owner with ``sso.set`` (the fields given replace the defaults)."""
+        client = self.clients.get(tenant.id) or await self.provider.register(self.relay.base)
+        self.clients[tenant.id] = client
+        request = {
+            "tenant_id": tenant.id,
+            "label": f"{tenant.name} ID",
+            "issuer": self.provider.issuer,
+            "client_id": client.client_id,
+            "client_secret": client.client_secret,
+            "device_admin_groups": [f"{tenant.name.lower()}-it"],
+            "owner_groups": ["relay-owners"],
+        } | fields
+        link = await self.relay.admin_link()
+        try:
+            info = await link.typed(aw.SsoInfo, aw.SsoSet, **request)
+        finally:
+            await link.close()
+        self.infos[tenant.id] = info
+        return info
+
+    async def admin_call(self, result: type[Any], kind: type[aw.AdminRequest], **fields: Any) -> Any:
+        link = await self.relay.admin_link()
+        try:
+            return await link.typed(result, kind, **fields)
+        finally:
+            await link.close()
+
+
+@pytest.fixture
+async def sso(web_relay: WebRelay, oidc_provider: TestProvider) -> SsoSetup:
+    setup = SsoSetup(web_relay, oidc_provider, {}, {})
+    await setup.configure(web_relay.contoso)
+    return setup
+
+
+async def provider_sign_in(
+    page: Any, setup: SsoSetup, tenant: TenantSetup, account: ProviderAccount,
+    *, next_path: str | None = None, password: str = PROVIDER_PASSWORD,
+) -> None:
+    """At the sign-in page, the tenant's provider button, then the provider's login form."""
+    query = f"?next={quote(next_path)}" if next_path else ""
+    await page.goto(f"{setup.relay.base}/signin{query}")
+    await page.click(f"#signin-sso-{setup.infos[tenant.id].id}")
+    await page.wait_for_url(f"{setup.provider.issuer}/interaction/**")
+    await page.fill("input[name=login]", account.login)
+    await page.fill("input[name=password]", password)
+    await page.click("button[type=submit]")
+
+
+async def provider_answer(
+    http: aiohttp.ClientSession, setup: SsoSetup, tenant: TenantSetup, account: ProviderAccount
+) -> str:
+    """A provider sign-in by a plain HTTP client (its own cookies), stopped just before the
+    relay's callback: the callback URL (state and code), not yet used."""
+    url = f"{setup.relay.base}/oidc/start/{setup.infos[tenant.id].id}"
+    for _ in range(10):
+        async with http.get(url, allow_redirects=False) as r:
+            if r.status in (302, 303):
+                url = str(r.url.join(URL(r.headers["Location"])))
+                if url.startswith(f"{setup.relay.base}/oidc/callback"):
+                    return url
+                continue
+            page = await r.text()
+            assert r.status == 200 and "name=\"login\"" in page, page[:400]
+            action = page.split('action="', 1)[1].split('"', 1)[0]
+        async with http.post(
+            str(r.url.join(URL(action))),
+            data={"login": account.login, "password": PROVIDER_PASSWORD},
+            allow_redirects=False,
+        ) as posted:
+            assert posted.status == 303, await posted.text()
+            url = str(posted.url.join(URL(posted.headers["Location"])))
+    raise AssertionError("no answer from the provider after 10 steps")

@@ -45,6 +45,11 @@ async def fabrikam_estate(relay: WebRelay) -> dict[str, str]:
                                    name="Fab secret policy")
         credential = await owner.typed(aw.CredentialIssued, aw.CredentialIssue,
                                        user_id=relay.fabrikam.user.id)
+        await owner.typed(aw.SsoInfo, aw.SsoSet, tenant_id=fab, label="Fab identity",
+                          issuer="https://id.fabrikam.example", client_id="fab-client",
+                          client_secret="fab secret", check=False)
+        await owner.typed(aw.UserEmail, aw.UserEmailSet, user_id=relay.fabrikam.user.id,
+                          email="fay@fabrikam.example")
         own = await owner.typed(aw.DeviceInfo, aw.DeviceAdd, tenant_id=relay.contoso.id,
                                 mac="02:00:00:00:0c:01", name="Contoso desk")
         own_room = await owner.typed(aw.DeviceInfo, aw.DeviceAdd, tenant_id=relay.contoso.id,
@@ -70,7 +75,7 @@ def attempts(ids: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
     filler: dict[str, Any] = {
         "name": "Probe", "mac": "02:00:00:00:0e:01", "csv": "MAC address,Location\n"
         "02:00:00:00:0e:02,Probe\n", "code": "ABCD-EFGH", "password": "long enough password",
-        "role": "device_admin",
+        "role": "device_admin", "issuer": "https://probe.example", "client_id": "probe",
     }
     out: list[tuple[str, dict[str, Any]]] = []
     for kind, model in KINDS.items():
@@ -107,7 +112,8 @@ def attempts(ids: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
 
 def secrets_of(ids: dict[str, str], relay: WebRelay) -> set[str]:
     names = {"Fabrikam", "Fab desk phone", "Fab HQ", "Fab boardroom", "Fab secret policy",
-             "02:00:00:00:0f:01", "02:00:00:00:0f:02"}
+             "02:00:00:00:0f:01", "02:00:00:00:0f:02", "Fab identity", "id.fabrikam.example",
+             "fab-client", "fab secret", "fay@fabrikam.example"}
     fabrikam_ids = {v for k, v in ids.items() if not k.startswith("own")}
     return names | fabrikam_ids | {relay.fabrikam.device_admin.token}
 
@@ -159,4 +165,10 @@ async def test_a_device_administrator_gets_nothing_of_another_tenant(
     assert [p.name for p in policies.policies] == ["Fab secret policy"]
     assert [c.revoked_at for c in laptops.credentials] == [None]
     assert [u.id for u in users.users] == [ids["user"]]
+    async with http_person(web_relay.base) as owner_page:
+        assert await owner_page.sign_in("olivia") == 200
+        _, text = await owner_page.post("/admin/api/sso.list", {"tenant_id": ids["tenant"]})
+        assert "id.fabrikam.example" in text and "fab secret" not in text
+        _, text = await owner_page.post("/admin/api/user_email.list", {"tenant_id": ids["tenant"]})
+        assert "fay@fabrikam.example" in text
     assert json.dumps(users.model_dump()).count("Probe") == 0

@@ -322,6 +322,124 @@ async function usersSection(main) {
   await state.refresh();
 }
 
+// --- sign-in with the tenant's identity provider (OpenID Connect) -------------------------------
+
+const LIST_FIELDS = ["scopes", "allowed_domains", "allowed_groups", "owner_groups", "device_admin_groups"];
+const SSO_FIELDS = [
+  ["label", "Button label (Sign in with …)", "text", "Contoso account"],
+  ["issuer", "Issuer URL", "text", "https://login.example.com/realms/contoso"],
+  ["client_id", "Client id", "text"],
+  ["client_secret", "Client secret (empty: keep)", "password"],
+  ["scopes", "Scopes", "text", "openid email profile offline_access"],
+  ["subject_claim", "Subject claim", "text", "sub"],
+  ["email_claim", "Email claim", "text", "email"],
+  ["name_claim", "Name claim", "text", "name"],
+  ["groups_claim", "Groups claim", "text", "groups"],
+  ["allowed_domains", "Allowed email domains", "text", "(any)"],
+  ["allowed_groups", "Allowed groups", "text", "(anyone)"],
+  ["owner_groups", "Owner groups (every tenant)", "text"],
+  ["device_admin_groups", "Device administrator groups", "text"],
+  ["auth_params", "Extra parameters (name=value …)", "text"],
+  ["create_users", "Create accounts at first sign-in", "checkbox"],
+  ["require_verified_email", "Match only verified emails", "checkbox"],
+  ["enabled", "Offer the button", "checkbox"],
+  ["no_check", "Save without checking the provider", "checkbox"],
+];
+
+function words(text) {
+  return (text || "").split(/[\s,]+/).filter((w) => w);
+}
+
+function ssoBody(b) {
+  const body = Object.assign({}, b);
+  for (const name of LIST_FIELDS) if (name in body) body[name] = words(body[name]);
+  body.auth_params = Object.fromEntries(words(b.auth_params).map((pair) => {
+    const at = pair.indexOf("=");
+    return at > 0 ? [pair.slice(0, at), pair.slice(at + 1)] : [pair, ""];
+  }));
+  body.check = !b.no_check;
+  delete body.no_check;
+  return body;
+}
+
+function fillSsoForm(form, provider) {
+  const values = provider ? Object.assign({}, provider, {
+    auth_params: Object.entries(provider.auth_params).map(([k, v]) => `${k}=${v}`).join(" "),
+  }) : { require_verified_email: true, enabled: true };
+  for (const input of form.querySelectorAll("[name]")) {
+    const value = values[input.name];
+    if (input.type === "checkbox") input.checked = Boolean(value);
+    else if (input.name !== "client_secret") input.value = Array.isArray(value) ? value.join(" ") : (value === undefined ? "" : value);
+  }
+}
+
+async function ssoSection(main) {
+  const result = el("div", { class: "result", id: "sso-result" });
+  const status = el("div", { id: "sso-status" });
+  const links = el("tbody");
+  const emails = el("tbody");
+  const setForm = requestForm({ id: "sso-set", type: "sso.set", submit: "Save", scopedToTenant: true, fields: SSO_FIELDS,
+    build: ssoBody, describe: (p) => [`Saved: people sign in with ${p.label}.`] });
+  main.replaceChildren(
+    el("h2", {}, "Sign-in with your identity provider"),
+    panel("OpenID Connect provider",
+      el("p", { class: "muted" }, "People sign in to this admin center and the device login page (and so approve their laptops) " +
+        "with their organisation's account. Local passwords keep working. Register this redirect URI at the provider: ",
+        el("code", { id: "sso-redirect" }, location.origin + "/oidc/callback"),
+        " (and ", el("code", {}, location.origin + "/signin"), " as the post-logout redirect URI)."),
+      status, setForm,
+      el("p", {},
+        actionButton("Check people now", () => run(result, async () => {
+          const r = await call("sso.check", scoped());
+          btg.notice(result, r.error ? "error" : "ok", r.error ? `The provider could not be asked: ${r.error}` :
+            `Asked about ${r.checked}: ${r.still_allowed} still allowed` +
+            (r.disabled.length ? `; no longer accepted: ${r.disabled.join(", ")} (${r.credentials_revoked} laptop credential(s) revoked)` : "") +
+            (r.not_checkable ? `; ${r.not_checkable} without a refresh token` : "") + ".");
+        })), " ",
+        confirmButton("Remove provider", () => run(result, () => call("sso.remove", scoped()))))),
+    result,
+    panel("People who sign in through the provider",
+      el("table", { id: "sso-links" }, el("thead", {}, el("tr", {}, ["Name", "As", "Identity at the provider", "Email", "Linked",
+        "Last sign-in", "Last check", "State", ""].map((c) => el("th", {}, c)))), links)),
+    panel("Imported emails",
+      el("p", { class: "muted" }, "A person's first sign-in with a verified email listed here signs them in to that account and links it."),
+      requestForm({ id: "email-set", type: "user_email.set", submit: "Set email",
+        fields: [["user_id", "Account", "select", () => state.users.map((u) => [u.id, u.name])], ["email", "Email", "email", "alex@contoso.com"]],
+        describe: (r) => [`${r.user_name}: ${r.email || "no email"}.`] }),
+      el("hr"),
+      requestForm({ id: "email-import", type: "user_email.import", submit: "Upload CSV", scopedToTenant: true,
+        fields: [["csv", "CSV file (account,email)", "file"]],
+        describe: (r) => r.errors.length ? ["Nothing was imported: ", el("ul", {}, r.errors.map((e) => el("li", {}, `line ${e.line}: ${e.message}`)))]
+          : [`Imported ${r.emails.length} email(s).`] }),
+      el("table", { id: "user-emails" }, el("thead", {}, el("tr", {}, ["Account", "Email", ""].map((c) => el("th", {}, c)))), emails)));
+  state.refresh = async () => {
+    await loadDirectory();
+    const accountSelect = main.querySelector("#email-set select[name=user_id]");
+    accountSelect.replaceChildren(...options(state.users.map((u) => [u.id, u.name])));
+    const providers = (await call("sso.list", scoped())).providers;
+    const provider = providers[0] || null;
+    fillSsoForm(setForm.querySelector("form"), provider);
+    status.replaceChildren(provider
+      ? el("p", {}, badge(provider.enabled ? "in use" : "saved, not offered", provider.enabled ? "ok" : "warn"), " ",
+        `${provider.issuer} · client ${provider.client_id}${provider.has_client_secret ? " (secret stored)" : " (public client)"}` +
+        (provider.checked_at ? ` · people last checked ${btg.when(provider.checked_at)}` : ""))
+      : el("p", { class: "muted" }, "No provider yet: people sign in with their passwords."));
+    const listed = (await call("sso_link.list", scoped())).links;
+    links.replaceChildren(...(listed.length ? listed.map((l) => el("tr", { "data-person": l.subject_id },
+      el("td", {}, l.name), el("td", {}, l.subject_kind === "admin" ? "administrator" : "user"), el("td", {}, l.subject),
+      el("td", {}, l.email || "–"), el("td", {}, btg.when(l.created_at)), el("td", {}, btg.when(l.signed_in_at)),
+      el("td", {}, btg.when(l.checked_at)),
+      el("td", {}, l.disabled_at ? badge("refused by the provider " + btg.when(l.disabled_at), "bad") : badge("active", "ok")),
+      el("td", { class: "actions" }, confirmButton("Unlink", () => run(result, () =>
+        call("sso_link.remove", { subject_kind: l.subject_kind, subject_id: l.subject_id }))))))
+      : [el("tr", {}, el("td", { colspan: 9, class: "muted" }, "Nobody has signed in through the provider yet."))]));
+    const imported = (await call("user_email.list", scoped())).emails;
+    emails.replaceChildren(...imported.map((e) => el("tr", { "data-user": e.user_id }, el("td", {}, e.user_name), el("td", {}, e.email),
+      el("td", { class: "actions" }, confirmButton("Forget", () => run(result, () => call("user_email.set", { user_id: e.user_id, email: null })))))));
+  };
+  await state.refresh();
+}
+
 // --- policies ------------------------------------------------------------------------------
 
 const POLICY_FIELDS = [
@@ -487,7 +605,8 @@ async function auditSection(main) {
 // --- the frame -------------------------------------------------------------------------------
 
 const SECTIONS = { devices: devicesSection, users: usersSection, policies: policiesSection, consoles: consolesSection,
-                   pairings: pairingsSection, admins: adminsSection, tenants: tenantsSection, audit: auditSection };
+                   pairings: pairingsSection, admins: adminsSection, tenants: tenantsSection, sso: ssoSection,
+                   audit: auditSection };
 
 async function show(section) {
   state.section = SECTIONS[section] ? section : "devices";
@@ -529,7 +648,7 @@ function listen() {
 }
 
 async function signOut(everywhere) {
-  try { await btg.post("/api/signout", { everywhere }); } finally { location.assign("/signin"); }
+  await btg.signOut(everywhere);
 }
 
 async function main() {

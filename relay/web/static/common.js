@@ -53,6 +53,23 @@ const btg = {
     return new Date(seconds * 1000).toLocaleString();
   },
 
+  // Sign out of the relay; when the session came from an identity provider, offer to sign
+  // out there too (its end-session endpoint) before going back to the sign-in page.
+  async signOut(everywhere) {
+    let done = null;
+    try { done = await btg.post("/api/signout", { everywhere: Boolean(everywhere) }); } catch (e) { done = null; }
+    const offer = done && done.provider_signout;
+    if (!offer) {
+      location.assign("/signin");
+      return;
+    }
+    document.body.replaceChildren(btg.el("div", { class: "card", id: "signed-out" },
+      btg.el("h1", {}, "Signed out"),
+      btg.el("p", {}, "You are signed out of btogether."),
+      btg.el("p", {}, btg.el("a", { class: "button", id: "provider-signout", href: offer.url }, `Also sign out of ${offer.label}`)),
+      btg.el("p", {}, btg.el("a", { href: "/signin" }, "Sign in again"))));
+  },
+
   nextPath() {
     const next = new URLSearchParams(location.search).get("next") || "";
     return next.startsWith("/") && !next.startsWith("//") ? next : null;

@@ -56,9 +56,7 @@ async function main() {
   });
   document.getElementById("approve").addEventListener("click", () => decide(true));
   document.getElementById("deny").addEventListener("click", () => decide(false));
-  document.getElementById("signout").addEventListener("click", async () => {
-    try { await btg.post("/api/signout", {}); } finally { location.assign("/signin"); }
-  });
+  document.getElementById("signout").addEventListener("click", () => btg.signOut(false));
   const given = new URLSearchParams(location.search).get("code");
   if (given) {
     document.getElementById("code").value = given;

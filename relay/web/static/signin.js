@@ -8,7 +8,10 @@ function landing(person) {
 
 function renderMethod(method) {
   if (method.kind === "redirect") {
-    return btg.el("p", {}, btg.el("a", { class: "button", href: method.action }, method.label));
+    // The provider's sign-in comes back to where the person was going (a page of the relay).
+    const next = btg.nextPath();
+    const href = method.action + (next ? "?next=" + encodeURIComponent(next) : "");
+    return btg.el("p", {}, btg.el("a", { class: "button", id: "signin-" + method.id.replace(":", "-"), href }, method.label));
   }
   const form = btg.el("form", { id: "signin-" + method.id });
   for (const field of method.fields) {
