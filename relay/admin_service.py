@@ -188,11 +188,13 @@ class AdminService:
         to the tenant of what they name."""
         if admin.role != "owner":
             return admin.tenant_id
-        named = getattr(request, "tenant_id", None)
+        # policy.assign names its subject by kind and id.
+        kind, subject = getattr(request, "subject_kind", None), getattr(request, "subject_id", None)
+        named = subject if kind == "tenant" else getattr(request, "tenant_id", None)
         if isinstance(named, str):
             return named
         for name in ("device_id", "console_id"):
-            device_id = getattr(request, name, None)
+            device_id = subject if kind == "device" else getattr(request, name, None)
             device = await self.store.device(device_id) if isinstance(device_id, str) else None
             if device is not None:
                 return device.tenant_id
@@ -200,7 +202,7 @@ class AdminService:
         policy = await self.store.policy(policy_id) if isinstance(policy_id, str) else None
         if policy is not None:
             return policy.tenant_id
-        user_id = getattr(request, "user_id", None)
+        user_id = subject if kind == "user" else getattr(request, "user_id", None)
         user = await self.store.user(user_id) if isinstance(user_id, str) else None
         return user.tenant_id if user is not None else None
 
