@@ -4,6 +4,7 @@
 #   ./dev.sh test [ARGS]   lint, type-check, generated-docs check and the whole test suite
 #   ./dev.sh setup         only set up
 #   ./dev.sh bench NAME    run bench/NAME.py
+#   ./dev.sh mutants       mutation testing of the relay's decisions (tools/mutants.py)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -105,7 +106,11 @@ case "$job" in
         echo "== pytest" >&2
         exec python -m pytest "$@"
         ;;
+    mutants)
+        # Mutation testing of the relay's decisions; niced, since it uses every core.
+        exec nice python tools/mutants.py "$@"
+        ;;
     # -P: bench/relay.py must not shadow the relay package (nor bench/client.py the client).
     bench) name=${1:?usage: ./dev.sh bench NAME}; shift; exec python -P "bench/$name.py" "$@" ;;
-    *) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -208,7 +208,9 @@ class AdminService:
 
     @staticmethod
     def _target(request: aw.AdminRequest) -> str:
-        for name in ("device_id", "console_id", "subject_id", "policy_id", "user_id", "mac"):
+        for name in (
+            "device_id", "console_id", "subject_id", "policy_id", "user_id", "credential_id", "mac"
+        ):
             value = getattr(request, name, None)
             if isinstance(value, str):
                 return value

@@ -1024,3 +1024,156 @@ async def test_a_device_administrator_record_without_a_tenant_is_not_trusted(
     assert isinstance(listed, aw.Devices) and {d.tenant_id for d in listed.devices} == {
         world.contoso.id
     }
+
+
+async def test_the_audit_log_names_the_target_of_each_action(domain: Domain, world: World) -> None:
+    await domain.admin_send(world.owner, aw.TenantCreate(id=1, name="Northwind"))
+    await domain.admin_send(
+        world.contoso_admin,
+        aw.DeviceImport(id=2, csv="MAC address\n02:00:00:00:00:05\n", kind="desk_phone"),
+    )
+    await domain.admin_send(
+        world.owner,
+        aw.DeviceImport(
+            id=3,
+            tenant_id=world.fabrikam.id,
+            csv="MAC address\n02:00:00:00:00:06\n",
+            kind="desk_phone",
+        ),
+    )
+    await domain.admin_send(
+        world.contoso_admin, aw.DeviceAdd(id=4, mac="02:00:00:00:00:07", location="Hall")
+    )
+    targets = [(e.action, e.target) for e in domain.store.audit_[-4:]]
+    assert targets == [
+        ("tenant.create", "Northwind"),
+        ("device.import", "-"),
+        ("device.import", world.fabrikam.id),
+        ("device.add", "02:00:00:00:00:07"),
+    ]
+    # What was asked is kept, secrets aside.
+    assert domain.store.audit_[-1].detail == {
+        "tenant_id": None,
+        "mac": "02:00:00:00:00:07",
+        "location": "Hall",
+        "name": None,
+        "kind": "desk_phone",
+    }
+    assert domain.store.audit_[-2].detail["csv"] == "<redacted>"
+
+
+async def test_a_page_exactly_full_has_no_next(domain: Domain, world: World) -> None:
+    devices = (await domain.admin_send(world.contoso_admin, aw.DeviceList(id=1, limit=8))).result
+    assert isinstance(devices, aw.Devices) and len(devices.devices) == 8 and devices.next is None
+    users = (await domain.admin_send(world.contoso_admin, aw.UserList(id=2, limit=3))).result
+    assert isinstance(users, aw.Users) and len(users.users) == 3 and users.next is None
+    page = (await domain.admin_send(world.contoso_admin, aw.DeviceList(id=3, limit=3))).result
+    assert isinstance(page, aw.Devices) and page.next == page.devices[2].id
+    people = (await domain.admin_send(world.contoso_admin, aw.UserList(id=4, limit=2))).result
+    assert isinstance(people, aw.Users) and people.next == people.users[1].id
+
+
+@pytest.mark.parametrize(("bad", "more"), [(1, ""), (20, ""), (21, "; and 1 more")])
+async def test_an_import_refusal_lists_up_to_twenty_bad_rows(
+    domain: Domain, world: World, bad: int, more: str
+) -> None:
+    csv = "MAC address,Kind\n" + "".join(f"bad{n},desk_phone\n" for n in range(bad))
+    error = await refused(domain.admin_send(world.contoso_admin, aw.DeviceImport(id=1, csv=csv)))
+    assert error.message.startswith("nothing imported: line 2: ") and error.message.count(
+        "line "
+    ) == min(bad, 20)
+    assert error.message.endswith(more or "(expected e.g. 00:1B:44:11:3A:B7)")
+
+
+async def test_imported_devices_are_stored(domain: Domain, world: World) -> None:
+    outcome = await domain.admin_send(
+        world.contoso_admin,
+        aw.DeviceImport(id=1, csv="MAC address\n02:00:00:00:00:05\n", kind="room_system"),
+    )
+    assert isinstance(outcome.result, aw.ImportResult)
+    (added,) = outcome.result.added
+    stored = await domain.store.device(added.id)
+    assert stored is not None and (stored.kind, stored.mode, stored.state) == (
+        "room_system",
+        "meeting_room",
+        "waiting_for_activation",
+    )
+
+
+async def test_a_room_system_in_any_mode_may_be_a_consoles_room_but_not_its_own(
+    domain: Domain, world: World
+) -> None:
+    hall = await domain.admin.create_device(world.contoso.id, "Hall", "room_system", "common_area")
+    await domain.admin_send(
+        world.contoso_admin, aw.ConsolePair(id=1, console_id=world.common_phone.id, room_id=hall.id)
+    )
+    error = await refused(
+        domain.admin_send(
+            world.contoso_admin, aw.ConsolePair(id=2, console_id=hall.id, room_id=hall.id)
+        )
+    )
+    assert (error.code, error.message) == (ErrorCode.INVALID_REQUEST, "'Hall' is not a room system")
+
+
+async def test_the_owner_updates_and_deletes_any_tenants_policy(
+    domain: Domain, world: World
+) -> None:
+    theirs = await domain.admin.create_policy(world.fabrikam.id, "Theirs")
+    outcome = await domain.admin_send(
+        world.owner, aw.PolicyUpdate(id=1, policy_id=theirs.id, proximity_join="off")
+    )
+    assert isinstance(outcome.result, aw.PolicyInfo) and outcome.result.proximity_join == "off"
+    await domain.admin_send(world.owner, aw.PolicyDelete(id=2, policy_id=theirs.id))
+    assert await domain.store.policy(theirs.id) is None
+
+
+async def test_a_new_default_policy_tells_only_its_tenants_devices(
+    domain: Domain, world: World
+) -> None:
+    domain.online(world.alice.phone, world.carol.phone)
+    created = await domain.admin_send(
+        world.fabrikam_admin, aw.PolicyCreate(id=1, name="F", default=True)
+    )
+    assert events(created) == [(f"device/{world.carol.phone.id}", "device.state")]
+
+
+async def test_consoles_and_pairings_of_devices_gone_are_listed_by_id(
+    domain: Domain, world: World
+) -> None:
+    await domain.paired(world.alice)
+    domain.store.devices_.pop(world.console.id)  # by hand: the rows outlived the devices
+    domain.store.devices_.pop(world.room.id)
+    consoles = (await domain.admin_send(world.contoso_admin, aw.ConsoleList(id=1))).result
+    assert isinstance(consoles, aw.Consoles)
+    (console,) = consoles.consoles
+    assert (console.console_name, console.room_name) == (world.console.id, world.room.id)
+    domain.store.devices_.pop(world.alice.phone.id)
+    pairings = (await domain.admin_send(world.contoso_admin, aw.PairingList(id=2))).result
+    assert isinstance(pairings, aw.Pairings)
+    assert [p.phone_name for p in pairings.pairings] == [world.alice.phone.id]
+
+
+@pytest.mark.parametrize("left", ["an account", "a device"])
+async def test_a_tenant_with_anything_left_cannot_be_deleted(
+    domain: Domain, world: World, left: str
+) -> None:
+    tenant = (await domain.admin_send(world.owner, aw.TenantCreate(id=1, name="Small"))).result
+    assert isinstance(tenant, aw.TenantInfo)
+    if left == "an account":
+        await domain.admin.create_user(tenant.id, "one")
+    else:
+        await domain.admin.create_device(tenant.id, "one", "desk_phone", "personal")
+    error = await refused(
+        domain.admin_send(world.owner, aw.TenantDelete(id=2, tenant_id=tenant.id))
+    )
+    assert error.code is ErrorCode.WRONG_STATE
+    assert await domain.store.tenant(tenant.id) is not None
+
+
+async def test_a_revocation_is_audited_against_the_credential(domain: Domain, world: World) -> None:
+    credential_id = world.alice.credential.credential_id
+    await domain.admin_send(world.owner, aw.CredentialRevoke(id=1, credential_id=credential_id))
+    assert (domain.store.audit_[-1].action, domain.store.audit_[-1].target) == (
+        "credential.revoke",
+        credential_id,
+    )

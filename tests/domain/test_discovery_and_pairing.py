@@ -625,3 +625,149 @@ async def test_a_pairing_lists_the_phone_by_id_once_the_phone_is_gone(
     assert (await domain.send(laptop, wire.PairingsList(id=1))).result == wire.PairingsResult(
         pairings=[]
     )
+
+
+def _pending_pair(state: str = "awaiting_both") -> object:
+    from relay.pairing import PairState, PendingPair
+
+    return PendingPair(
+        "pr_1",
+        "123456",
+        "t",
+        "u",
+        "alice",
+        "l",
+        "laptop",
+        "d",
+        "phone",
+        0.0,
+        100.0,
+        PairState(state),
+    )
+
+
+def test_a_deadline_passing_expires_a_pending_request_once() -> None:
+    from relay.pairing import PairEvent, PairState
+
+    pending = _pending_pair()
+    expired = pending.advance(PairEvent.DEADLINE_PASSES, 100.0)  # type: ignore[attr-defined]
+    assert expired.state is PairState.EXPIRED
+
+
+@pytest.mark.parametrize("state", ["paired", "declined"])
+def test_a_finished_request_stays_finished_after_its_deadline(state: str) -> None:
+    from relay.errors import RelayError
+    from relay.pairing import PairEvent
+
+    with pytest.raises(RelayError) as caught:
+        _pending_pair(state).advance(PairEvent.PHONE_ACCEPTS, 200.0)  # type: ignore[attr-defined]
+    assert (caught.value.code, caught.value.message) == (
+        ErrorCode.WRONG_STATE,
+        f"cannot phone accepts when {state}",
+    )
+
+
+async def test_an_expiry_leaves_a_request_answered_or_changed_meanwhile(
+    domain: Domain, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _laptop, phone, request_id = await _requested(domain, world)
+    key = f"pair:{request_id}"
+    stale = await domain.ephemeral.get(key, domain.now)
+    await domain.send(phone, wire.PairConfirm(id=2, request_id=request_id, accept=True))
+    real_get = domain.ephemeral.get
+
+    async def read_before_the_change(k: str, now: float) -> str | None:
+        return stale if k == key else await real_get(k, now)
+
+    monkeypatch.setattr(domain.ephemeral, "get", read_before_the_change)
+    domain.clock.advance(120)
+    # The expiry read the record before the phone's answer changed it: it must not delete
+    # (compare-and-set) nor announce anything.
+    assert await domain.service.tick(domain.now) == []
+    assert await real_get(key, domain.now) is not None
+
+
+async def test_an_expiry_announces_nothing_for_a_request_another_node_ended(
+    domain: Domain, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, _, request_id = await _requested(domain, world)
+    real_delete = domain.ephemeral.delete
+
+    async def gone(key: str, now: float, expected: str | None = None) -> bool:
+        return False if key == f"pair:{request_id}" else await real_delete(key, now, expected)
+
+    monkeypatch.setattr(domain.ephemeral, "delete", gone)
+    domain.clock.advance(120)
+    assert await domain.service.tick(domain.now) == []
+
+
+async def test_a_new_request_announces_the_old_one_ended_only_if_it_ended_it(
+    domain: Domain, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    laptop, _, request_id = await _requested(domain, world)
+    real_delete = domain.ephemeral.delete
+
+    async def taken(key: str, now: float, expected: str | None = None) -> bool:
+        return False if key == f"pair:{request_id}" else await real_delete(key, now, expected)
+
+    monkeypatch.setattr(domain.ephemeral, "delete", taken)
+    await domain.sight(laptop, world.alice.phone)  # type: ignore[arg-type]
+    outcome = await domain.send(laptop, wire.PairRequest(id=5, phone_id=world.alice.phone.id))  # type: ignore[arg-type]
+    assert [d.event.type for d in outcome.deliveries] == ["pair.prompt", "pair.prompt"]
+
+
+async def test_a_phones_pending_request_whose_record_is_gone_is_no_request(
+    domain: Domain, world: World
+) -> None:
+    _laptop, phone, request_id = await _requested(domain, world)
+    await domain.ephemeral.delete(f"pair:{request_id}", domain.now)  # expired on another node
+    assert await domain.service._pending_pair_of_phone(world.alice.phone.id, domain.now) is None
+    assert [e.type for e in await domain.service.welcome(phone, domain.now)] == [  # type: ignore[arg-type]
+        "welcome",
+        "device.state",
+    ]
+
+
+async def test_an_account_the_directory_no_longer_knows_is_judged_by_its_tenants_policy(
+    domain: Domain, world: World
+) -> None:
+    laptop, phone, request_id = await _requested(domain, world)
+    await domain.send(phone, wire.PairConfirm(id=2, request_id=request_id, accept=True))  # type: ignore[arg-type]
+    await domain.admin.set_default_policy(world.contoso.id, world.disabled.id)
+    domain.store.users_.pop(world.alice.user.id)  # by hand, another process
+    domain.store._changed("users", [world.alice.user.id])
+    error = await refused(
+        domain.send(laptop, wire.PairConfirm(id=3, request_id=request_id, accept=True))
+    )  # type: ignore[arg-type]
+    assert error.code is ErrorCode.POLICY_DENIED
+    error = await refused(domain.service._check_better_together(laptop, domain.now))  # type: ignore[arg-type]
+    assert error.code is ErrorCode.POLICY_DENIED
+
+
+@pytest.mark.parametrize("accept", [True, False])
+async def test_a_confirmation_made_on_a_stale_read_is_refused(
+    domain: Domain, world: World, monkeypatch: pytest.MonkeyPatch, accept: bool
+) -> None:
+    laptop, phone, request_id = await _requested(domain, world)
+    await domain.send(phone, wire.PairConfirm(id=2, request_id=request_id, accept=True))  # type: ignore[arg-type]
+    key = f"pair:{request_id}"
+    read = await domain.ephemeral.get(key, domain.now)
+    assert read is not None
+    # Another node changes the record after this node read it (same state, new deadline).
+    changed = read.replace(f'"expires_at":{domain.now + 120}', f'"expires_at":{domain.now + 121}')
+    await domain.ephemeral.set(key, changed, 600, domain.now)
+    real_get = domain.ephemeral.get
+
+    async def stale(k: str, now: float) -> str | None:
+        return read if k == key else await real_get(k, now)
+
+    monkeypatch.setattr(domain.ephemeral, "get", stale)
+    error = await refused(
+        domain.send(laptop, wire.PairConfirm(id=3, request_id=request_id, accept=accept))
+    )  # type: ignore[arg-type]
+    assert (error.code, error.message) == (
+        ErrorCode.WRONG_STATE,
+        "the pair request changed meanwhile",
+    )
+    assert await domain.store.pairings_of_phone(world.alice.phone.id) == []
+    assert await real_get(key, domain.now) == changed

@@ -798,3 +798,23 @@ async def test_a_login_code_report_from_a_laptop_is_forbidden_even_called_direct
         ErrorCode.FORBIDDEN,
         "only a device reports its login code",
     )
+
+
+async def test_an_audio_hand_off_needs_this_laptops_pairing_with_that_very_phone(
+    domain: Domain, world: World
+) -> None:
+    laptop, _ = await domain.paired(world.alice)
+    second = await domain.admin.create_device(world.contoso.id, "desk 2", "desk_phone", "personal")
+    await domain.admin.sign_in_device(second.id, world.alice.user.id)  # alice's, not paired here
+    domain.online(second)
+    error = await refused(
+        domain.send(laptop, wire.AudioSelect(id=1, phone_id=second.id, meeting_id="m"))
+    )
+    assert error.code is ErrorCode.NOT_PAIRED
+
+
+async def test_a_hand_off_whose_record_is_gone_is_no_hand_off(domain: Domain, world: World) -> None:
+    laptop, phone, handoff_id = await _selected(domain, world)
+    await domain.ephemeral.delete(f"handoff:{handoff_id}", domain.now)  # expired on another node
+    assert await domain.service.disconnected(laptop, domain.now) == []
+    assert await domain.service.disconnected(phone, domain.now) == []

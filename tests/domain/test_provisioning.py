@@ -13,9 +13,9 @@ from relay.model import Device
 from relay.protocol import admin_wire as aw
 from relay.protocol import wire
 from relay.protocol.wire import ErrorCode
-from relay.provisioning import WRONG
+from relay.provisioning import WRONG, Provisioning
 from relay.store import StoreConflict
-from relay.verification import ThrottlePolicy
+from relay.verification import IssuedCode, ThrottlePolicy
 from tests.domain.conftest import Domain, World, build_domain, build_world, refused
 
 MAC = "00:1B:44:11:3A:B7"
@@ -132,7 +132,7 @@ async def test_a_malformed_mac_is_invalid(
     assert (error.code, error.message) == (ErrorCode.INVALID_REQUEST, message)
 
 
-@pytest.mark.parametrize("code", ["12345", "1234567", "12a456", "١٢٣٤٥٦"])
+@pytest.mark.parametrize("code", ["12345", "1234567", "12a456", "١٢٣٤٥٦", "123X456"])
 async def test_a_code_that_is_not_six_digits_is_invalid(
     domain: Domain, world: World, code: str
 ) -> None:
@@ -155,10 +155,12 @@ async def test_one_source_is_limited_to_twenty_attempts_a_minute(
 ) -> None:
     _device, code = await _listed(domain, world)
     for n in range(20):
-        with pytest.raises(Exception):  # noqa: B017 - each is some refusal; the 21st is the limit
-            await domain.provisioning.provision(
+        error = await refused(
+            domain.provisioning.provision(
                 f"02:00:00:00:00:{n + 1:02X}", "123456", SOURCE, domain.now
             )
+        )
+        assert error.code is ErrorCode.NOT_FOUND  # answered; the 21st attempt is the limit
     error = await refused(domain.provisioning.provision(MAC, code, SOURCE, domain.now))
     assert (error.code, error.message) == (
         ErrorCode.RATE_LIMITED,
@@ -618,3 +620,68 @@ async def test_waiting_for_a_login_code_gives_up_when_the_request_is_gone(
     error = await refused(domain.provisioning.wait_login_code(request_id, domain.clock))
     assert error.code is ErrorCode.DEVICE_OFFLINE
     assert asyncio.get_running_loop().time() - started < 1.0
+
+
+async def test_wrong_login_codes_never_void_the_verification_code() -> None:
+    domain = await build_domain(
+        throttle=ThrottlePolicy(
+            max_failures=50, lockout_s=900, source_per_minute=1000, device_failures_per_day=3
+        )
+    )
+    try:
+        world = await build_world(domain)
+        device = await _showing(domain, world)
+        await domain.store.set_verification_code(
+            device.id, IssuedCode("kept", domain.now, domain.now + 60)
+        )
+        for n in range(4):
+            await refused(
+                domain.provisioning.sign_in(
+                    device, world.bob.user.id, "WXYZ-WXYZ", None, domain.now, by=f"admin a_{n}"
+                )
+            )
+        code = await domain.store.verification_code(device.id)
+        assert code is not None and code.code_hash == "kept"
+        assert await domain.provisioning.alert(device.id, domain.now) is None
+    finally:
+        await domain.directory.close()
+
+
+async def test_a_users_credential_cannot_reset_a_device_even_with_the_same_id(
+    domain: Domain, world: World
+) -> None:
+    # By hand: a device whose id is alice's user id.
+    twin = replace(world.room, id=world.alice.user.id, mac=None)
+    domain.store.devices_[twin.id] = twin
+    error = await refused(
+        domain.provisioning.reset(world.alice.credential.token, SOURCE, domain.now)
+    )
+    assert (error.code, error.message) == (ErrorCode.NOT_FOUND, "unknown device credential")
+    assert domain.store.devices_[twin.id].state == "signed_in"
+
+
+async def test_the_device_list_shows_a_guessing_alert(domain: Domain, world: World) -> None:
+    device, code = await _listed(domain, world)
+    wrong = "111111" if code != "111111" else "222222"
+    for _ in range(5):
+        await refused(domain.provisioning.provision(MAC, wrong, SOURCE, domain.now))
+    listed = (await domain.admin_send(world.contoso_admin, aw.DeviceList(id=9, limit=100))).result
+    assert isinstance(listed, aw.Devices)
+    info = next(d for d in listed.devices if d.id == device.id)
+    assert info.locked_out_until == domain.now + 900
+    assert info.lockout_reason is not None and info.lockout_reason.startswith(
+        "5 wrong verification"
+    )
+
+
+async def test_verification_codes_come_from_the_system_random_source_by_default(
+    domain: Domain, world: World
+) -> None:
+    provisioning = Provisioning(
+        domain.store, domain.directory, domain.router, domain.ephemeral, domain.guesses
+    )
+    device = await domain.admin.create_device(
+        world.contoso.id, "new", "desk_phone", "personal", state="waiting_for_activation"
+    )
+    code, expires_at = await provisioning.issue_verification_code(device, domain.now)
+    assert len(code) == 6 and code.isdigit() and expires_at == domain.now + 24 * 3600

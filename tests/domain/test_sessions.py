@@ -304,3 +304,32 @@ async def test_a_laptop_is_welcomed_with_the_hand_offs_it_holds(
     assert isinstance(welcome, wire.Welcome)
     assert welcome.handoffs == [selected.result.handoff_id]
     assert welcome.principal.laptop_id == "laptop-1" and welcome.server_time == domain.now
+
+
+async def test_a_live_credential_whose_device_record_is_gone_stands_for_nobody(
+    domain: Domain, world: World
+) -> None:
+    domain.store.devices_.pop(world.room.id)  # by hand: the credential row outlived it
+    domain.store._changed("devices", [world.room.id])
+    token = world.credentials[world.room.id].token
+    assert await domain.service.authenticate(token, None, None, domain.now) is None
+
+
+async def test_a_session_whose_credential_row_is_gone_is_revoked(
+    domain: Domain, world: World
+) -> None:
+    laptop = await domain.laptop(world.alice)
+    domain.store.credentials_.pop(world.alice.credential.credential_id)
+    domain.store._changed("credentials", [world.alice.credential.credential_id])
+    assert await domain.service.session_verdict(laptop, domain.now) is CloseCode.REVOKED
+
+
+async def test_a_device_whose_record_is_gone_is_welcomed_without_an_account(
+    domain: Domain, world: World
+) -> None:
+    phone = await domain.phone(world.alice)
+    await domain.store.remove_device(world.alice.phone.id, domain.now)
+    events = await domain.service.welcome(phone, domain.now)
+    assert [e.type for e in events] == ["welcome"]
+    welcome = events[0]
+    assert isinstance(welcome, wire.Welcome) and welcome.principal.user_id is None
