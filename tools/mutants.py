@@ -160,6 +160,54 @@ def install_operators() -> None:
 
     MutationVisitor.on_visit = on_visit  # type: ignore[method-assign]
     MutationVisitor.on_leave = on_leave  # type: ignore[method-assign]
+    _allow_marked_handlers()
+
+
+def _is_marker(decorator: cst.Decorator) -> bool:
+    """``@handles(...)`` (relay.handlers): it only sets an attribute on the function."""
+    call = decorator.decorator
+    return (
+        isinstance(call, cst.Call)
+        and isinstance(call.func, cst.Name)
+        and call.func.value == "handles"
+    )
+
+
+def _allow_marked_handlers() -> None:
+    """Mutate the request handlers too.
+
+    mutmut leaves every decorated function alone (a decorator runs at definition time and
+    may register the function). The relay's handlers carry ``@handles(...)``, which only
+    marks the function; here they are mutated like any method: the trampoline keeps the
+    mark (it is found by ``relay.handlers.handlers_of``), the original's copy and the
+    mutants lose it, so exactly one method answers each request type."""
+    from mutmut.mutation import file_mutation
+
+    skip = file_mutation.MutationVisitor._skip_node_and_children
+
+    def skip_unless_marked(self: Any, node: cst.CSTNode) -> bool:
+        if (
+            isinstance(node, cst.FunctionDef)
+            and node.decorators
+            and all(_is_marker(d) for d in node.decorators)
+        ):
+            return False
+        return bool(skip(self, node))
+
+    arrange = file_mutation.function_trampoline_arrangement
+
+    def arrangement(function: cst.FunctionDef, mutants: Any, class_name: str | None) -> Any:
+        declarations, methods, assignments, names = arrange(function, mutants, class_name)
+        unmarked = [
+            m.with_changes(decorators=[d for d in m.decorators if not _is_marker(d)])
+            if isinstance(m, cst.FunctionDef)
+            else m
+            for m in methods[1:]
+        ]
+        return declarations, [methods[0], *unmarked], assignments, names
+
+    file_mutation.MutationVisitor._skip_node_and_children = skip_unless_marked  # type: ignore[method-assign]
+    file_mutation.function_trampoline_arrangement = arrangement
 
 
 # --- reading mutmut's results ------------------------------------------------------------------
@@ -315,9 +363,7 @@ def report(mutants: list[Mutant], seconds: float, list_killed: bool) -> int:
             print(f"  {m.status:<9} {m.function}: {m.before!r} -> {m.after!r}   ({m.name})")
         print("Write the test that kills each, or list it in the equivalents file with the reason.")
         return 1
-    print(
-        "\n0 surviving mutants in checks (conditions): every removed or inverted check is caught."
-    )
+    print("\n0 surviving mutants: every removed or inverted check is caught by a test.")
     return 0
 
 

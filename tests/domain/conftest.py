@@ -32,6 +32,7 @@ from relay.model import AdminRecord, ConsolePairing, Device, Policy, Tenant, Use
 from relay.protocol import admin_wire as aw
 from relay.protocol import wire
 from relay.protocol.eid import eid_at
+from relay.protocol.wire import ErrorCode
 from relay.provisioning import Provisioning
 from relay.service import (
     DevicePrincipal,
@@ -54,6 +55,16 @@ RULES = Rules(
 THROTTLE = ThrottlePolicy(
     max_failures=5, lockout_s=900.0, source_per_minute=20, device_failures_per_day=100
 )
+
+
+# The admin requests about browser sign-in records (relay.web.account_admin) need the
+# accounts tables, which only the real stores have: tests/web and tests/provisioning run
+# them over SQLite; here they answer that they are not part of this layer.
+ACCOUNT_REQUESTS = ("password.set", "setup_link.create", "credential.list")
+
+
+async def _account_records_not_here(admin: AdminRecord, request: Any, now: float) -> AdminOutcome:
+    raise RelayError(ErrorCode.UNAVAILABLE, f"{request.type} is not part of the domain layer")
 
 
 class Ids:
@@ -234,7 +245,13 @@ async def build_domain(
         new_code=ids.new_code,
     )
     admin_service = AdminService(
-        store, provisioning, service, router, clock=clock, new_id=ids.new_id
+        store,
+        provisioning,
+        service,
+        router,
+        clock=clock,
+        new_id=ids.new_id,
+        handlers=dict.fromkeys(ACCOUNT_REQUESTS, _account_records_not_here),
     )
     admin = Admin(store, clock=clock)
     domain = Domain(

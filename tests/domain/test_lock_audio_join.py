@@ -274,7 +274,10 @@ async def test_the_phones_ack_makes_the_hand_off_active(domain: Domain, world: W
         )
     ]
     error = await refused(domain.send(phone, wire.AudioAck(id=3, handoff_id=handoff_id, ok=True)))
-    assert (error.code, error.message) == (ErrorCode.WRONG_STATE, "the hand-off is already active")
+    assert (error.code, error.message) == (
+        ErrorCode.WRONG_STATE,
+        "the hand-off is active; cannot phone took",
+    )
 
 
 async def test_a_phone_that_cannot_take_the_audio_frees_itself(
