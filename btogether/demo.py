@@ -62,6 +62,13 @@ class StepFailed(RuntimeError):
     pass
 
 
+class Skipped(str):
+    """A step's detail saying it did not run, and why (e.g. no PulseAudio on this machine):
+    reported as skipped, never as a success."""
+
+    __slots__ = ()
+
+
 @dataclass
 class Narrator:
     """Prints each step as it completes: human lines or JSON lines."""
@@ -92,13 +99,17 @@ class Narrator:
             else:
                 print(" FAILED", flush=True)
             raise StepFailed(f"step {number} ({title}) failed: {error}") from exc
+        skipped = isinstance(detail, Skipped)
         record = {"step": number, "title": title, "ok": True, "detail": detail,
                   "elapsed_s": round(time.monotonic() - t0, 2)}
+        if skipped:
+            record["skipped"] = True
         self.steps.append(record)
         if self.json_lines:
             print(json.dumps(record), flush=True)
         else:
-            print(f" ok ({record['elapsed_s']:.1f} s)\n     {detail}", flush=True)
+            outcome = "skipped" if skipped else "ok"
+            print(f" {outcome} ({record['elapsed_s']:.1f} s)\n     {detail}", flush=True)
         return detail
 
 
@@ -190,12 +201,12 @@ class Demo:
     def start_audio(self) -> str:
         if not self.want_audio:
             self.pulse_note = "audio hand-off skipped (--no-audio)"
-            return self.pulse_note
+            return Skipped(self.pulse_note)
         if importlib.util.find_spec("pulsectl") is None:
             # `pip install .` without the desktop extra: the phone could not move the audio.
             self.pulse_note = ("audio hand-off skipped: pulsectl is not installed "
                                "(pip install 'btogether[desktop]')")
-            return self.pulse_note
+            return Skipped(self.pulse_note)
         from hw.standin.pulseaudio import PulseAudioUnavailable, start_headless_pulseaudio
 
         try:
@@ -205,7 +216,7 @@ class Demo:
             )
         except PulseAudioUnavailable as exc:
             self.pulse_note = f"audio hand-off skipped: no PulseAudio here ({exc})"
-            return self.pulse_note
+            return Skipped(self.pulse_note)
         self.pulse.play("handset")
         return (f"headless PulseAudio for the phone: sinks handset (default) and {PHONE_SINK}, "
                 "a call stream playing on the handset")
@@ -369,25 +380,29 @@ class Demo:
 
     def audio(self, on: bool) -> str:
         if self.pulse is None:
-            return self.pulse_note
+            return Skipped(self.pulse_note)
         if on:
             self.on("laptop", "client", "audio", "on", "--json", "--wait", "15")
-            self.stage.wait_for(lambda: self._streams_on(PHONE_SINK) or None,
-                                "the phone's speakerphone to become the default sink "
-                                "with the call stream on it", timeout=15)
+            self.stage.wait_for(lambda: self._streams_on(PHONE_SINK, PHONE_SOURCE) or None,
+                                f"the phone's speakerphone to become the default sink and "
+                                f"{PHONE_SOURCE} the default source, with the call stream on "
+                                "the sink", timeout=15)
             return (f"the phone took the meeting's audio: default sink {PHONE_SINK}, "
                     f"source {PHONE_SOURCE}, the running stream moved")
         self.on("laptop", "client", "audio", "off", "--json", "--wait", "15")
-        self.stage.wait_for(lambda: self._streams_on("handset") or None,
+        self.stage.wait_for(lambda: self._streams_on("handset", "handset_mic") or None,
                             "the phone to give the audio back", timeout=15)
-        return "audio released: the handset is the default again, the stream moved back"
+        return ("audio released: handset and handset_mic are the defaults again, "
+                "the stream moved back")
 
-    def _streams_on(self, sink_name: str) -> bool:
-        """Whether ``sink_name`` is the default sink and every playing stream is on it."""
+    def _streams_on(self, sink_name: str, source_name: str) -> bool:
+        """Whether ``sink_name`` and ``source_name`` are the defaults and every playing
+        stream is on the sink (what the audio steps report, read back from PulseAudio)."""
         import pulsectl
 
         with pulsectl.Pulse("btogether-demo", server=self.pulse.server) as pulse:
-            if pulse.server_info().default_sink_name != sink_name:
+            info = pulse.server_info()
+            if (info.default_sink_name, info.default_source_name) != (sink_name, source_name):
                 return False
             sink = pulse.get_sink_by_name(sink_name)
             streams = pulse.sink_input_list()
@@ -462,12 +477,16 @@ def run(args: argparse.Namespace) -> int:
             return 130
     elapsed = time.monotonic() - narrator.started
     if ok:
-        passed = sum(1 for s in narrator.steps if s["ok"])
+        skipped = sum(1 for s in narrator.steps if s.get("skipped"))
+        passed = sum(1 for s in narrator.steps if s["ok"]) - skipped
         if args.json:
-            print(json.dumps({"summary": "ok", "steps": passed, "elapsed_s": round(elapsed, 1)}))
+            print(json.dumps({"summary": "ok", "steps": passed, "skipped": skipped,
+                              "elapsed_s": round(elapsed, 1)}))
+        elif skipped:
+            print(f"\n{passed} steps succeeded and {skipped} were skipped in {elapsed:.0f} s: "
+                  f"{demo.pulse_note}.")
         else:
-            print(f"\nAll {passed} steps succeeded in {elapsed:.0f} s. "
-                  + (demo.pulse_note + ". " if demo.pulse_note else ""))
+            print(f"\nAll {passed} steps succeeded in {elapsed:.0f} s.")
         if not (args.keep or args.serve or args.sso) and args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
         return 0
