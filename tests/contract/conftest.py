@@ -98,9 +98,21 @@ async def _opened(backend: StoreBackend, store: Any) -> RelayStore:
     return opened
 
 
+def memory_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AbstractAsyncContextManager[StoreBackend]:
+    """The in-memory store the domain tests run on (tests/fakes): held to the same contract,
+    so a domain test cannot pass because the fake is more lenient. Its one "database" is
+    the instance: every store opened on it is that instance (two nodes share it)."""
+    from tests.fakes import MemoryStore
+
+    database = MemoryStore()
+    backend = StoreBackend("memory", lambda: _opened(backend, database))
+    return _closing(backend)
+
+
 STORE_BACKENDS: dict[str, BackendMaker] = {
     "sqlite": sqlite_backend,
     "postgres": postgres_backend,
+    "memory": memory_backend,
 }
 
 

@@ -2,8 +2,9 @@
 
 Each check runs against :class:`relay.sqlite_store.SqliteStore` and
 :class:`tests.fakes.MemoryStore` alike, so a domain test cannot pass because the fake is
-more lenient than the real store. (The store contract suite, ``tests/contract``, holds
-every backend to the whole contract; these are the rules the domain tests lean on.)
+more lenient than the real store. The store contract suite (``tests/contract``) holds it
+to the whole contract with the SQLite and PostgreSQL stores; these are the rules the
+domain tests lean on most, checked here without a PostgreSQL server.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ the rules the SQLite store keeps — references must exist (a foreign key), dupl
 are refused, a refused write changes nothing (every check runs before the first
 change), every directory row changed bumps ``directory_version`` and is listed by
 ``changes_since``, lock ``seq`` grows by one per change, a verification code is used
-only once — and the store contract suite (``tests/contract``) runs the same checks
-against it as against SQLite, so a test that passes here does not pass because of the
+only once — and the store contract suite (``tests/contract``, backend ``memory``) runs
+the same checks against it as against SQLite and PostgreSQL, so a test that passes here does not pass because of the
 fake. Records are frozen dataclasses, so what a caller holds never changes under it.
 """
 
@@ -426,7 +426,8 @@ class MemoryStore:
     def _check_admin_token(self, credential_id: str, token_hash: bytes) -> None:
         self._require(credential_id not in self.admin_tokens_, DUPLICATE)
         self._require(
-            all(t.token_hash != token_hash for t in self.admin_tokens_.values()), DUPLICATE
+            all(t.token_hash != token_hash for t in self.admin_tokens_.values()),
+            "this credential already exists",
         )
 
     async def add_admin(self, admin: AdminRecord, token_hash: bytes, credential_id: str) -> None:
