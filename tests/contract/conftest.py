@@ -112,8 +112,10 @@ def memory_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AbstractAs
 STORE_BACKENDS: dict[str, BackendMaker] = {
     "sqlite": sqlite_backend,
     "postgres": postgres_backend,
-    "memory": memory_backend,
 }
+# The store contract only (tests/contract/test_store.py): the memory store keeps no
+# browser sign-in records and no restart-proof short-lived state.
+STORE_ONLY_BACKENDS: dict[str, BackendMaker] = {**STORE_BACKENDS, "memory": memory_backend}
 
 
 @pytest.fixture(params=list(STORE_BACKENDS))

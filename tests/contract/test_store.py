@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -26,7 +28,17 @@ from relay.model import (
 )
 from relay.store import RelayStore, StoreConflict
 from relay.verification import IssuedCode
-from tests.contract.conftest import OpenStore
+from tests.contract.conftest import STORE_ONLY_BACKENDS, OpenStore, StoreBackend
+
+
+@pytest.fixture(params=list(STORE_ONLY_BACKENDS))
+async def backend(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[StoreBackend]:
+    """Every store backend, the domain tests' in-memory store included."""
+    async with STORE_ONLY_BACKENDS[request.param](request, tmp_path) as made:
+        yield made
+
 
 NOW = 1_800_000_000.0
 KEY = bytes(range(16))
