@@ -104,7 +104,24 @@ case "$job" in
         echo "== import rules (hw, relay.protocol, relay, beacon, client)" >&2
         python -m btogether.import_rules
         echo "== pytest" >&2
-        exec python -m pytest "$@"
+        if [ "${COVERAGE:-1}" = 0 ]; then exec python -m pytest "$@"; fi
+        # Coverage of this process and of every Python process the tests start (see
+        # [tool.coverage] in pyproject.toml); the data files are combined afterwards.
+        export COVERAGE_FILE="$PWD/.coverage"
+        rm -f .coverage .coverage.*
+        status=0
+        python -m coverage run -m pytest "$@" || status=$?
+        python -m coverage combine -q || true
+        minimum=$(python -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["tool"]["coverage"]["report"]["fail_under"])')
+        # The minimum is for the whole suite; a selection of tests covers less.
+        threshold=(--fail-under="$minimum")
+        [ $# -eq 0 ] || threshold=(--fail-under=0)
+        if ! total=$(python -m coverage report --format=total --precision=1 "${threshold[@]}"); then
+            echo "dev.sh: coverage ${total} % is below the minimum of ${minimum} %" >&2
+            [ "$status" -ne 0 ] || status=2
+        fi
+        echo "coverage: ${total} % of lines, in the test run and every Python process it started (minimum for the whole suite: ${minimum} %)"
+        exit "$status"
         ;;
     mutants)
         # Mutation testing of the relay's decisions; niced, since it uses every core.
