@@ -57,14 +57,28 @@ THROTTLE = ThrottlePolicy(
 )
 
 
-# The admin requests about browser sign-in records (relay.web.account_admin) need the
-# accounts tables, which only the real stores have: tests/web and tests/provisioning run
-# them over SQLite; here they answer that they are not part of this layer.
-ACCOUNT_REQUESTS = ("password.set", "setup_link.create", "credential.list")
-
-
+# The admin requests kept in the browser sign-in tables (relay.web.account_admin: passwords,
+# set-up links, laptop credentials; relay.web.sso_admin: single sign-on, e-mail
+# addresses) need the accounts tables, which only the real stores have: tests/web,
+# tests/provisioning and tests/contract run them over SQLite and PostgreSQL. Here they
+# answer that they are not part of this layer.
 async def _account_records_not_here(admin: AdminRecord, request: Any, now: float) -> AdminOutcome:
     raise RelayError(ErrorCode.UNAVAILABLE, f"{request.type} is not part of the domain layer")
+
+
+def account_request_types() -> list[str]:
+    """The admin request types whose handlers live outside the admin service (the composition
+    root adds them: relay.node)."""
+    from relay.admin_edits import AdminEdits
+    from relay.handlers import kind_of
+
+    own = {
+        kind
+        for cls in (AdminService, AdminEdits)
+        for name in dir(cls)
+        for kind in getattr(getattr(cls, name), "__handles__", ())
+    }
+    return [kind_of(r) for r in aw.ADMIN_REQUESTS if kind_of(r) not in own]
 
 
 class Ids:
@@ -251,7 +265,7 @@ async def build_domain(
         router,
         clock=clock,
         new_id=ids.new_id,
-        handlers=dict.fromkeys(ACCOUNT_REQUESTS, _account_records_not_here),
+        handlers=dict.fromkeys(account_request_types(), _account_records_not_here),
     )
     admin = Admin(store, clock=clock)
     domain = Domain(
