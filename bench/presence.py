@@ -31,6 +31,9 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
+sys.path.insert(0, str(_HERE.parent))
+
+from bench.common import machine  # noqa: E402
 from hw.sim.launch import AirProcess, start_air  # noqa: E402
 
 KEY = "000102030405060708090a0b0c0d0e0f"
@@ -103,8 +106,11 @@ async def measure(args: argparse.Namespace, airs: dict[str, AirProcess]) -> list
     for reader in readers:
         reader.cancel()
     lines = [
+        machine(),
         f"beacon advertising for {stopped - started:.0f} s, noise {args.noise_db:g} dB, "
         f"lost after {args.lost_after:g} s without an advert",
+        "baseline: the documented bounds, 0 losses while advertising and a loss "
+        f"{args.lost_after:g} s after the last advert (whole seconds, for passive)",
         "",
         "| scan mode | new | changes | lost while advertising | lost after stop |",
         "|---|---:|---:|---:|---:|",
