@@ -35,20 +35,22 @@ import argparse
 import difflib
 import itertools
 import os
-import platform
 import shutil
 import sys
 import time
 import tomllib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import libcst as cst
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import machine  # noqa: E402 - the header every benchmark prints
+
 EQUIVALENTS = ROOT / "tools" / "mutants-equivalent.toml"
 KILLED = {"killed", "timeout", "caught by type check", "segfault"}
 
@@ -304,22 +306,6 @@ def run_mutmut(jobs: int) -> None:
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}, {os.cpu_count()} cores "
-        f"({cpu}), load average {load}, Python {platform.python_version()}"
-    )
 
 
 def report(mutants: list[Mutant], seconds: float, list_killed: bool) -> int:
