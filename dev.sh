@@ -35,6 +35,8 @@ if [ "$job" = test ]; then
     # The PostgreSQL store's contract and outage tests start a private server from Debian's
     # binaries (never the system-wide cluster).
     compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || apt_needed+=(postgresql)
+    # The cluster tests: real Redis (and HAProxy, above) started by the tests on loopback.
+    command -v redis-server >/dev/null 2>&1 || apt_needed+=(redis-server)
     # The browser tests drive Debian's Chromium with Playwright (never a downloaded browser).
     [ -x /usr/bin/chromium ] || apt_needed+=(chromium)
     # The reference clients the simulated BlueZ is checked against: bluetoothctl, and

@@ -35,5 +35,13 @@ class RelayMetrics:
             registry=self.registry,
         )
 
+        self.failed_deliveries = Counter(
+            "btogether_relay_failed_deliveries",
+            "Events that could not be handed to their recipient's connection, by reason "
+            "(offline, refused: its outbox was closing or full, unreachable: Redis was down)",
+            ["reason"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

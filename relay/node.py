@@ -184,13 +184,19 @@ def build_node(
 ) -> RelayNode:
     """Build a relay node from its settings; any part given is used instead of built."""
     store = store if store is not None else store_for(settings.db, settings.sqlite_synchronous)
+    metrics = metrics or RelayMetrics()
     if settings.redis is not None and (router is None or ephemeral is None or guesses is None):
         module = _optional("relay.redis_state", "Redis")
-        redis_state: EphemeralState = module.RedisEphemeral(settings.redis)
-        router = router or module.RedisRouter(settings.redis)
+        try:
+            client = module.connect(settings.redis)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
+        # One connection pool for both; the router closes it when the node stops.
+        redis_state: EphemeralState = module.RedisEphemeral(client)
+        router = router or module.RedisRouter(client, metrics=metrics, close_client=True)
         ephemeral = ephemeral or redis_state
         guesses = guesses or redis_state
-    router = router or LocalRouter()
+    router = router or LocalRouter(metrics)
     ephemeral = ephemeral or MemoryEphemeral()
     if guesses is None:
         guesses = _durable_state(store) or ephemeral
@@ -245,6 +251,6 @@ def build_node(
         consoles=consoles,
         admin=admin,
         web=web,
-        metrics=metrics or RelayMetrics(),
+        metrics=metrics,
         clock=clock,
     )

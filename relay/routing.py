@@ -10,10 +10,12 @@ replacements to every node; the service cannot tell the difference.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import structlog
 
+from relay.metrics import RelayMetrics
 from relay.protocol.wire import CloseCode
 from relay.sessions import Session, SessionIndex, SessionSelector
 
@@ -45,6 +47,11 @@ class Router(Presence, Protocol):
     def local_sessions(self, selector: SessionSelector) -> list[Session]:
         """This node's sessions matching ``selector``."""
 
+    def on_resync(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Call ``callback`` whenever this node may have missed deliveries and has made
+        its presence right again (a cluster router after its Redis came back): the
+        owner re-sends what is durable (pending lock commands) to its sessions."""
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
@@ -53,9 +60,10 @@ class Router(Presence, Protocol):
 class LocalRouter:
     """In-process delivery and presence: one relay process."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: RelayMetrics | None = None) -> None:
         self.sessions = SessionIndex()
         self.failed_deliveries = 0
+        self._metrics = metrics
 
     def __len__(self) -> int:
         return len(self.sessions)
@@ -65,6 +73,9 @@ class LocalRouter:
 
     async def stop(self) -> None:
         return None
+
+    def on_resync(self, callback: Callable[[], Awaitable[None]]) -> None:
+        return None  # one process never loses its own presence
 
     async def attach(self, address: str, session: Session) -> None:
         replaced = self.sessions.add(address, session)
@@ -81,7 +92,10 @@ class LocalRouter:
         session = self.sessions.at(address)
         if session is None or not session.push(message):
             self.failed_deliveries += 1
-            log.info("delivery_failed", address=address, online=session is not None)
+            reason = "offline" if session is None else "refused"
+            if self._metrics is not None:
+                self._metrics.failed_deliveries.labels(reason).inc()
+            log.info("delivery_failed", address=address, reason=reason)
             return False
         return True
 

@@ -179,6 +179,7 @@ class RelayServer:
         )
         self._requests = RequestLog(self.metrics, "request")
         self.node.directory.on_change(self._directory_changed)
+        self.router.on_resync(self._resend_pending_locks)
 
     # --- life cycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -276,6 +277,22 @@ class RelayServer:
             if code is not None:
                 log.info("session_closed_by_change", code=code, address=principal.address)
                 session.end(code, "this connection's credential or device changed")
+
+    async def _resend_pending_locks(self) -> None:
+        """Deliveries to this node may have been lost (its Redis was away): send each of
+        its devices the lock command it has not acknowledged (the phone applies a seq
+        once, so a repeat changes nothing)."""
+        now = self.clock()
+        resent = 0
+        for session in list(self._sessions):
+            principal = session.principal
+            if session.ending or not isinstance(principal, DevicePrincipal):
+                continue
+            command = await self.service.pending_lock(principal.device_id, now)
+            if command is not None and session.push(command.model_dump_json()):
+                resent += 1
+        if resent:
+            log.info("pending_locks_resent", count=resent)
 
     # --- handshake ----------------------------------------------------------------------
     def _respond(self, conn: ServerConnection, status: http.HTTPStatus, text: str) -> Response:

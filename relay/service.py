@@ -285,20 +285,28 @@ class RelayService:
             state = await self._device_state(principal.device_id, now)
             if state is not None:
                 events.append(state)
-        record = await self.store.lock_record(principal.device_id)
-        if (
-            record is not None
-            and record.pending
-            and device is not None
-            and record.user_id == device.user_id
-        ):
-            events.append(
-                wire.LockCommand(seq=record.seq, state=record.state, laptop_id=record.laptop_id)
-            )
+        command = await self.pending_lock(principal.device_id, now)
+        if command is not None:
+            events.append(command)
         pending = await self._pending_pair_of_phone(principal.device_id, now)
         if pending is not None and pending.expires_at > now:
             events.append(self._pair_prompt(pending))
         return events
+
+    async def pending_lock(self, device_id: str, now: float) -> wire.LockCommand | None:
+        """The lock command a device has not acknowledged yet, if it is still for the
+        account signed in to it: sent in its welcome, and again by the node holding its
+        connection when deliveries may have been lost (a cluster's Redis came back)."""
+        device = await self.directory.device(device_id, now)
+        record = await self.store.lock_record(device_id)
+        if (
+            record is None
+            or not record.pending
+            or device is None
+            or record.user_id != device.user_id
+        ):
+            return None
+        return wire.LockCommand(seq=record.seq, state=record.state, laptop_id=record.laptop_id)
 
     async def disconnected(self, principal: Principal, now: float) -> list[Delivery]:
         """Release the audio hand-offs the departed connection was part of."""

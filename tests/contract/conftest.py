@@ -9,12 +9,16 @@ an entry (a name and an async context manager yielding a :class:`StoreBackend`).
 PostgreSQL runs on a real ``postgres`` started once per session (``postgres_server``,
 tests/conftest.py); each test gets a schema of its own (``search_path`` in the URL), so
 the store's migrations run for every test, as they would on a new database.
+
+Redis (the router and ephemeral-state suites) runs on a real ``redis-server`` started once
+per session (``redis_server``); each test gets a key namespace of its own.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +28,7 @@ import pytest
 
 from relay.store import RelayStore
 from relay.web.accounts import Accounts
+from tests.cluster_harness import RedisServer, redis_available
 
 OpenStore = Callable[[], Awaitable[RelayStore]]
 
@@ -141,3 +146,24 @@ def accounts_of(backend: StoreBackend) -> Callable[[RelayStore], Accounts]:
     if backend.accounts is None:
         pytest.skip(f"the {backend.name} backend keeps no browser sign-in records")
     return backend.accounts
+
+
+# --- Redis: the router and short-lived state -------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real ``redis-server`` on a free loopback port, once per session."""
+    if not redis_available():
+        pytest.skip("redis-server is not installed (./dev.sh test installs it)")
+    server = RedisServer(Path(tmp_path_factory.mktemp("redis"))).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def namespace() -> str:
+    """Keys of one test's routers and state (one Redis serves the whole session)."""
+    return "t" + secrets.token_hex(4)

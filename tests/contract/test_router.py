@@ -1,0 +1,333 @@
+"""The Router contract, against the in-process router and the Redis router; then what only
+a cluster has: several nodes on one Redis, a node that dies, Redis restarting.
+
+Sessions are plain objects implementing :class:`relay.sessions.Session` (what the router
+sees of a websocket connection); Redis is a real ``redis-server`` on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from relay.metrics import RelayMetrics
+from relay.protocol.wire import CloseCode
+from relay.routing import LocalRouter, Router
+from relay.sessions import SessionKeys
+from tests.cluster_harness import RedisServer
+
+
+@dataclass(eq=False)
+class FakeSession:
+    keys: SessionKeys
+    accepting: bool = True
+    received: list[str] = field(default_factory=list)
+    ended: tuple[int, str] | None = None
+
+    def push(self, message: str) -> bool:
+        if not self.accepting or self.ended is not None:
+            return False
+        self.received.append(message)
+        return True
+
+    def end(self, code: int, reason: str) -> None:
+        if self.ended is None:
+            self.ended = (code, reason)
+
+
+def phone(device_id: str = "d1", tenant: str = "t1", credential: str = "c1") -> FakeSession:
+    return FakeSession(SessionKeys(credential, tenant, device_id=device_id))
+
+
+def laptop(user: str = "u1", tenant: str = "t1", credential: str = "cu1") -> FakeSession:
+    return FakeSession(SessionKeys(credential, tenant, user_id=user))
+
+
+async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if isinstance(result, Awaitable):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+def failed(metrics: RelayMetrics, reason: str) -> float:
+    value = metrics.registry.get_sample_value(
+        "btogether_relay_failed_deliveries_total", {"reason": reason}
+    )
+    return value or 0.0
+
+
+Factory = Callable[..., Awaitable[Router]]
+
+
+@pytest.fixture
+async def routers(
+    request: pytest.FixtureRequest, namespace: str
+) -> AsyncIterator[Factory]:
+    """``make(metrics=None)`` builds a started router of the backend under test (Redis:
+    every router made in one test is a node of the same cluster)."""
+    made: list[Router] = []
+    kind = request.param
+
+    async def make(metrics: RelayMetrics | None = None, **options: float) -> Router:
+        router: Router
+        if kind == "local":
+            router = LocalRouter(metrics)
+        else:
+            from relay.redis_state import RedisRouter
+
+            server: RedisServer = request.getfixturevalue("redis_server")
+            router = RedisRouter(server.url, namespace=namespace, metrics=metrics, **options)
+        await router.start()
+        made.append(router)
+        return router
+
+    try:
+        yield make
+    finally:
+        for router in made:
+            await router.stop()
+
+
+both = pytest.mark.parametrize("routers", ["local", "redis"], indirect=True)
+redis_only = pytest.mark.parametrize("routers", ["redis"], indirect=True)
+
+
+# --- the contract ------------------------------------------------------------------------
+
+
+@both
+async def test_attached_session_is_online_and_gets_deliveries(routers: Factory) -> None:
+    router = await routers()
+    session = phone()
+    assert not await router.is_online("device/d1")
+    await router.attach("device/d1", session)
+    assert await router.is_online("device/d1")
+    assert await router.deliver("device/d1", '{"type":"x"}')
+    assert session.received == ['{"type":"x"}']
+
+
+@both
+async def test_detached_session_is_offline_and_delivery_fails_and_is_counted(
+    routers: Factory,
+) -> None:
+    metrics = RelayMetrics()
+    router = await routers(metrics)
+    session = phone()
+    await router.attach("device/d1", session)
+    assert await router.detach("device/d1", session)
+    assert not await router.detach("device/d1", session)
+    assert not await router.is_online("device/d1")
+    assert not await router.deliver("device/d1", "lost")
+    assert session.received == []
+    assert failed(metrics, "offline") == 1
+
+
+@both
+async def test_a_session_that_refuses_the_message_fails_the_delivery(routers: Factory) -> None:
+    metrics = RelayMetrics()
+    router = await routers(metrics)
+    session = phone()
+    session.accepting = False
+    await router.attach("device/d1", session)
+    assert not await router.deliver("device/d1", "x")
+    assert failed(metrics, "refused") == 1
+
+
+@both
+async def test_a_newer_session_at_the_address_replaces_the_older(routers: Factory) -> None:
+    router = await routers()
+    old, new = phone(), phone()
+    await router.attach("device/d1", old)
+    await router.attach("device/d1", new)
+    assert old.ended is not None and old.ended[0] == CloseCode.REPLACED
+    assert new.ended is None
+    assert not await router.detach("device/d1", old)  # the old one no longer holds it
+    assert await router.is_online("device/d1")
+    assert await router.deliver("device/d1", "to the new one")
+    assert new.received == ["to the new one"] and old.received == []
+
+
+@both
+async def test_end_sessions_closes_every_match_and_counts_them(routers: Factory) -> None:
+    router = await routers()
+    a, b, other = laptop("u1"), laptop("u1"), laptop("u2", credential="cu2")
+    await router.attach("laptop/u1/l1", a)
+    await router.attach("laptop/u1/l2", b)
+    await router.attach("laptop/u2/l1", other)
+    assert router.local_count(("user", "u1")) == 2
+    assert set(router.local_sessions(("user", "u1"))) == {a, b}
+    assert await router.end_sessions(("user", "u1"), CloseCode.REVOKED, "gone") == 2
+    assert a.ended == (CloseCode.REVOKED, "gone") and b.ended == (CloseCode.REVOKED, "gone")
+    assert other.ended is None
+    assert await router.end_sessions(("tenant", "nobody"), CloseCode.REVOKED, "x") == 0
+
+
+@both
+async def test_local_counts_follow_attach_and_detach(routers: Factory) -> None:
+    router = await routers()
+    session = phone(credential="c9")
+    await router.attach("device/d1", session)
+    assert router.local_count(("credential", "c9")) == 1
+    assert router.local_count(("tenant", "t1")) == 1
+    await router.detach("device/d1", session)
+    assert router.local_count(("credential", "c9")) == 0
+    assert router.local_sessions(("device", "d1")) == []
+
+
+# --- a cluster: several nodes on one Redis ---------------------------------------------------
+
+
+@redis_only
+async def test_delivery_reaches_a_session_on_another_node(routers: Factory) -> None:
+    node_a, node_b = await routers(), await routers()
+    session = phone()
+    await node_b.attach("device/d1", session)
+    assert await node_a.is_online("device/d1")
+    assert await node_a.deliver("device/d1", "lock")
+    await eventually(lambda: session.received == ["lock"])
+    assert node_a.local_count(("device", "d1")) == 0  # held by B, not A
+
+
+@redis_only
+async def test_a_connection_replaced_on_another_node_is_closed_by_its_node(
+    routers: Factory,
+) -> None:
+    node_a, node_b = await routers(), await routers()
+    old, new = phone(), phone()
+    await node_a.attach("device/d1", old)
+    await node_b.attach("device/d1", new)
+    await eventually(lambda: old.ended is not None)
+    assert old.ended is not None and old.ended[0] == CloseCode.REPLACED
+    assert node_a.local_count(("device", "d1")) == 0
+    # The closing session's own detach does not take the address from the new one.
+    assert not await node_a.detach("device/d1", old)
+    assert await node_a.is_online("device/d1")
+    assert await node_a.deliver("device/d1", "to B")
+    await eventually(lambda: new.received == ["to B"])
+
+
+@redis_only
+async def test_end_sessions_reaches_every_node(routers: Factory) -> None:
+    node_a, node_b = await routers(), await routers()
+    on_a, on_b = phone("d1", credential="c1"), phone("d2", credential="c1")
+    await node_a.attach("device/d1", on_a)
+    await node_b.attach("device/d2", on_b)
+    assert await node_a.end_sessions(("credential", "c1"), CloseCode.REVOKED, "revoked") == 1
+    await eventually(lambda: on_b.ended is not None)
+    assert on_a.ended == on_b.ended == (CloseCode.REVOKED, "revoked")
+
+
+@redis_only
+async def test_a_dead_nodes_connections_are_forgotten(routers: Factory) -> None:
+    node_a = await routers()
+    node_b = await routers(heartbeat_s=0.1, node_ttl_s=0.5)
+    await node_b.attach("device/d1", phone())
+    assert await node_a.is_online("device/d1")
+    for task in node_b._tasks:  # type: ignore[attr-defined]
+        task.cancel()  # node B freezes: no heartbeat, no cleanup (as under kill -9)
+    await asyncio.sleep(0.7)
+    assert not await node_a.is_online("device/d1")
+    metrics_before = node_a.failed_deliveries  # type: ignore[attr-defined]
+    assert not await node_a.deliver("device/d1", "nobody")
+    assert node_a.failed_deliveries == metrics_before + 1  # type: ignore[attr-defined]
+
+
+@redis_only
+async def test_a_node_holding_nothing_is_told_nothing(routers: Factory) -> None:
+    node_a, node_b = await routers(), await routers()
+    session = phone()
+    await node_a.attach("device/d1", session)
+    await node_a.detach("device/d1", session)
+    assert not await node_b.is_online("device/d1")
+    assert not await node_b.deliver("device/d1", "x")
+
+
+async def test_after_a_redis_restart_nodes_resubscribe_and_redeliver(
+    tmp_path: Path, namespace: str
+) -> None:
+    """Redis restarts and forgets everything (no persistence): both nodes subscribe again
+    by themselves, write their presence again, and call their resync callbacks (where
+    the relay re-sends pending lock commands); delivery across nodes works again."""
+    from relay.redis_state import RedisRouter
+
+    server = RedisServer(tmp_path / "redis").start()
+    metrics = RelayMetrics()
+    node_a = RedisRouter(server.url, namespace=namespace, metrics=metrics, heartbeat_s=0.2)
+    node_b = RedisRouter(server.url, namespace=namespace, heartbeat_s=0.2)
+    resyncs: list[str] = []
+
+    async def resynced() -> None:
+        resyncs.append("b")
+
+    node_b.on_resync(resynced)
+    await node_a.start()
+    await node_b.start()
+    try:
+        here, there = laptop(), phone()
+        await node_a.attach("laptop/u1/l1", here)
+        await node_b.attach("device/d1", there)
+        resyncs.clear()
+        server.stop()
+        # Redis is away: a node still reaches its own sessions, and says so when it cannot.
+        assert await node_a.deliver("laptop/u1/l1", "local")
+        assert here.received == ["local"]
+        assert await node_a.is_online("laptop/u1/l1")
+        assert not await node_a.deliver("device/d1", "cannot reach B")
+        assert failed(metrics, "unreachable") == 1
+        server.start()
+        await eventually(lambda: node_a.subscribed and node_b.subscribed and bool(resyncs), 10)
+        await eventually(lambda: node_a.is_online("device/d1"), 5)
+        assert await node_b.is_online("laptop/u1/l1")
+        assert await node_a.deliver("device/d1", "after the restart")
+        await eventually(lambda: there.received == ["after the restart"])
+    finally:
+        await node_a.stop()
+        await node_b.stop()
+        server.stop()
+
+
+async def test_a_replacement_made_while_redis_was_away_keeps_the_newest_connection(
+    tmp_path: Path, namespace: str
+) -> None:
+    from relay.redis_state import RedisRouter
+
+    server = RedisServer(tmp_path / "redis").start()
+    node_a = RedisRouter(server.url, namespace=namespace, heartbeat_s=0.2)
+    node_b = RedisRouter(server.url, namespace=namespace, heartbeat_s=0.2)
+    await node_a.start()
+    await node_b.start()
+    try:
+        old, new = phone(), phone()
+        await node_a.attach("device/d1", old)
+        server.stop()
+        await asyncio.sleep(0.05)
+        await node_b.attach("device/d1", new)  # the phone reconnected elsewhere meanwhile
+        server.start()
+        await eventually(lambda: old.ended is not None, 10)
+        assert old.ended is not None and old.ended[0] == CloseCode.REPLACED
+        assert new.ended is None
+        assert await node_a.deliver("device/d1", "newest")
+        await eventually(lambda: new.received == ["newest"])
+    finally:
+        await node_a.stop()
+        await node_b.stop()
+        server.stop()
+
+
+async def test_router_refuses_a_url_that_is_not_redis() -> None:
+    from relay.redis_state import RedisRouter
+
+    with pytest.raises(ValueError, match="not a Redis URL"):
+        RedisRouter("http://127.0.0.1:1/")
