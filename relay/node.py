@@ -192,12 +192,14 @@ def build_node(
         except ValueError as exc:
             raise SettingsError(str(exc)) from None
         # One connection pool for both; the router closes it when the node stops.
+        # (``is None``, not ``or``: a router or state holding nothing yet has length 0.)
         redis_state: EphemeralState = module.RedisEphemeral(client)
-        router = router or module.RedisRouter(client, metrics=metrics, close_client=True)
-        ephemeral = ephemeral or redis_state
-        guesses = guesses or redis_state
-    router = router or LocalRouter(metrics)
-    ephemeral = ephemeral or MemoryEphemeral()
+        if router is None:
+            router = module.RedisRouter(client, metrics=metrics, close_client=True)
+        ephemeral = redis_state if ephemeral is None else ephemeral
+        guesses = redis_state if guesses is None else guesses
+    router = LocalRouter(metrics) if router is None else router
+    ephemeral = MemoryEphemeral() if ephemeral is None else ephemeral
     if guesses is None:
         guesses = _durable_state(store) or ephemeral
     directory = directory or Directory(
@@ -238,6 +240,7 @@ def build_node(
         sso_client=sso_client,
         sso_check=sso_check,
         sso_check_every_s=settings.sso_check_s,
+        shared=ephemeral,
     )
     return RelayNode(
         settings=settings,

@@ -333,10 +333,15 @@ class RedisRouter:
 
     # --- life cycle --------------------------------------------------------------------
     async def start(self) -> None:
-        """Say this node is alive and subscribe; if Redis is away, keep trying in the
-        background (the node serves its own connections meanwhile)."""
-        with contextlib.suppress(RedisError, OSError):
+        """Say this node is alive and subscribe. Redis must answer now (a node that
+        starts without it would be alone without knowing); once started, an outage is
+        waited out in the background while the node serves its own connections."""
+        try:
             await self._beat()
+        except (RedisError, OSError) as exc:
+            kwargs = self.redis.connection_pool.connection_kwargs
+            where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+            raise SharedStateUnavailable(f"cannot reach Redis at {where}: {exc}") from None
         self._tasks = [
             asyncio.create_task(self._listen_forever(), name="redis-listen"),
             asyncio.create_task(self._heartbeat_forever(), name="redis-heartbeat"),

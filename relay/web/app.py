@@ -42,6 +42,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from relay.admin_service import AdminService
+from relay.ephemeral import EphemeralState
 from relay.errors import RelayError
 from relay.model import AdminRecord, Device, Pairing
 from relay.pipeline import route
@@ -111,6 +112,7 @@ class WebFront:
         sso_client: ProviderClient,
         sso_check: SsoCheck,
         sso_check_every_s: float,
+        shared: EphemeralState | None = None,
     ) -> None:
         self.admin = admin
         self.provisioning = provisioning
@@ -121,7 +123,7 @@ class WebFront:
         self.sessions = Sessions(self.store, self.accounts, self.clock)
         self.password = PasswordSignIn(self.store, self.accounts, Throttle(self.accounts))
         self.methods = [self.password]
-        self.changes = Changes(self.store, router, self.clock)
+        self.changes = Changes(self.store, router, self.clock, shared=shared)
         self.device_login = DeviceLogin(self)
         self.sso_client = sso_client
         self.sso_check = sso_check
@@ -403,11 +405,9 @@ class WebFront:
     async def _last_seen(self, request: web.Request) -> web.StreamResponse:
         """When each of the tenant's devices was last seen online (while pages watched it)."""
         tenant_id = await self._watched_tenant(request)
-        seen = self.changes.last_seen
         devices = await self.store.devices(tenant_id)
-        return web.json_response(
-            {"last_seen": {d.id: seen[d.id] for d in devices if d.id in seen}}
-        )
+        seen = await self.changes.last_seen([d.id for d in devices])
+        return web.json_response({"last_seen": seen})
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: ``changed`` whenever the tenant's devices or directory change."""

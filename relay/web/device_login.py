@@ -109,9 +109,10 @@ class DeviceLogin:
             await asyncio.sleep(ASK_EVERY_S)
 
     async def ask_waiting_phones(self) -> None:
-        """Ask each connected desk phone waiting for sign-in for a login code when it shows
-        none (or one about to expire). The codes live in the relay's shared short-lived
-        state, so the page finds them whichever relay node the phone reported to."""
+        """Ask each desk phone waiting for sign-in whose connection this node holds for a
+        login code when it shows none (or one about to expire). The codes live in the
+        relay's shared short-lived state, so the page finds them whichever relay node the
+        phone reported to."""
         store = self.front.store
         version = await store.directory_version()
         if version != self._version:
@@ -129,7 +130,9 @@ class DeviceLogin:
                 continue
             if device.id in self._asking:
                 continue
-            if not await self.front.router.is_online(device_address(device.id)):
+            # Only the node holding the phone's connection asks it (one ask, not one per
+            # node); the code it reports lands in the shared state for every node.
+            if not self.front.router.local_count(("device", device.id)):
                 continue
             self._asking.add(device.id)
             task = asyncio.create_task(self._ask(device))

@@ -9,7 +9,9 @@ shows has passed the same role and tenant checks as any other request. The event
 no data, so an event stream cannot leak another tenant's. Watching shared state (not one
 process's connection events) keeps it right on a cluster of relays.
 
-It also remembers when each watched device was last seen online (for "last seen").
+It also records when each watched device was last seen online (for "last seen"), in the
+relay's shared short-lived state: every node's page shows the same time, whichever node
+saw the device.
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from relay.ephemeral import EphemeralState, MemoryEphemeral
 from relay.service import Presence, device_address
 from relay.store import RelayStore
 
 log = structlog.get_logger("relay.web.live")
 
 POLL_S = 0.5
+SEEN_EVERY_S = 5.0  # "last seen" of an online device is written at most this often
+SEEN_KEPT_S = 30 * 86_400.0
 
 
 @dataclass
@@ -43,12 +48,14 @@ class Changes:
         presence: Presence,
         clock: Callable[[], float],
         poll_s: float = POLL_S,
+        shared: EphemeralState | None = None,
     ) -> None:
         self.store = store
         self.presence = presence
         self.clock = clock
         self.poll_s = poll_s
-        self.last_seen: dict[str, float] = {}
+        self.shared = shared if shared is not None else MemoryEphemeral()
+        self._seen_written: dict[str, float] = {}  # device -> when this node last wrote it
         self._tenants: dict[str, _Tenant] = {}
         self._versions: tuple[int, int] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -78,6 +85,11 @@ class Changes:
             if not tenant.watchers:
                 del self._tenants[tenant_id]
 
+    async def last_seen(self, device_ids: list[str]) -> dict[str, float]:
+        """When each of these devices was last seen online, by any node (if ever watched)."""
+        values = await self.shared.get_many([_seen_key(d) for d in device_ids], self.clock())
+        return {d: float(v) for d, v in zip(device_ids, values, strict=True) if v is not None}
+
     async def _run(self) -> None:
         while True:
             try:
@@ -98,8 +110,12 @@ class Changes:
             online = frozenset(
                 [d for d in tenant.device_ids if await self.presence.is_online(device_address(d))]
             )
-            for device_id in online:
-                self.last_seen[device_id] = now
+            seen = [d for d in online if now - self._seen_written.get(d, 0.0) >= SEEN_EVERY_S]
+            if seen:
+                await self.shared.set_many(
+                    [(_seen_key(d), repr(now)) for d in seen], SEEN_KEPT_S, now
+                )
+                self._seen_written.update(dict.fromkeys(seen, now))
             fingerprint = (versions, online)
             if fingerprint != tenant.fingerprint:
                 first = tenant.fingerprint is None
@@ -108,3 +124,7 @@ class Changes:
                     for queue in tenant.watchers:
                         with contextlib.suppress(asyncio.QueueFull):  # one pending is enough
                             queue.put_nowait("changed")
+
+
+def _seen_key(device_id: str) -> str:
+    return f"seen:{device_id}"

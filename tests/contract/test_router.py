@@ -331,3 +331,13 @@ async def test_router_refuses_a_url_that_is_not_redis() -> None:
 
     with pytest.raises(ValueError, match="not a Redis URL"):
         RedisRouter("http://127.0.0.1:1/")
+
+
+async def test_a_node_does_not_start_without_its_redis(namespace: str) -> None:
+    from relay.redis_state import RedisRouter, SharedStateUnavailable
+    from tests.cluster_harness import free_port
+
+    router = RedisRouter(f"redis://127.0.0.1:{free_port()}/0", namespace=namespace)
+    with pytest.raises(SharedStateUnavailable, match=r"cannot reach Redis at 127\.0\.0\.1:"):
+        await router.start()
+    await router.stop()
