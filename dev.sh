@@ -21,6 +21,12 @@ if [ "$job" = test ] || [ "$job" = demo ]; then
     command -v pulseaudio >/dev/null 2>&1 || apt_needed+=(pulseaudio)
     command -v pacat >/dev/null 2>&1 || apt_needed+=(pulseaudio-utils)
 fi
+if [ "$job" = demo ] && [[ " $* " == *" --cluster "* ]]; then
+    # btogether demo --cluster: Redis, PostgreSQL and HAProxy started in its work directory.
+    command -v redis-server >/dev/null 2>&1 || apt_needed+=(redis-server)
+    command -v haproxy >/dev/null 2>&1 || apt_needed+=(haproxy)
+    compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || apt_needed+=(postgresql)
+fi
 if [ "$job" = test ]; then
     command -v Xvfb >/dev/null 2>&1 || apt_needed+=(xvfb)
     command -v trayer >/dev/null 2>&1 || apt_needed+=(trayer)

@@ -125,9 +125,11 @@ class LocalRedis:
 def haproxy_config(bind: str, servers: Sequence[tuple[str, str]], *, check_ms: int = 500,
                    pem: Path | None = None) -> str:
     """An HAProxy configuration for relay nodes: websockets kept open, health from
-    ``/readyz``, a node that dies is marked down at once and its connections closed so
-    clients reconnect to another, a connection to a dead node is re-dispatched. The
-    production example ``packaging/haproxy/btogether.cfg`` has the same backend, with TLS."""
+    ``/readyz`` (a node that cannot reach its database takes no new connections), a
+    connection attempt to a dead node is re-dispatched to another. A node killed with
+    ``kill -9`` resets its connections, so HAProxy closes the clients' side at once and
+    they reconnect. The production example ``packaging/haproxy/btogether.cfg`` has the
+    same backend, with TLS."""
     tls = f" ssl crt {pem} alpn http/1.1" if pem is not None else ""
     lines = [
         "global",
@@ -151,7 +153,7 @@ def haproxy_config(bind: str, servers: Sequence[tuple[str, str]], *, check_ms: i
         "  retries 3",
         "  option redispatch 1",
         f"  default-server inter {check_ms}ms fastinter {check_ms // 2}ms downinter {check_ms}ms"
-        " fall 2 rise 1 on-marked-down shutdown-sessions",
+        " fall 2 rise 1",
         *[f"  server {name} {address} check" for name, address in servers],
     ]
     return "\n".join(lines) + "\n"
@@ -266,6 +268,11 @@ class LocalCluster:
         """Where clients connect: HAProxy."""
         assert self.haproxy is not None, "not started"
         return self.haproxy.url
+
+    @property
+    def redis_url(self) -> str:
+        assert self.redis is not None, "not started"
+        return self.redis.url
 
     @property
     def on_postgres(self) -> bool:

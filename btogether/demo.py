@@ -136,6 +136,7 @@ class Demo:
         self.tenant_id = ""
         self.users: dict[str, str] = {}
         self.device_ids: dict[str, str] = {}
+        self.db = str(stage.workdir / "relay.sqlite3")  # what `admin bootstrap --db` opens
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -232,7 +233,7 @@ class Demo:
         password_file.touch(mode=0o600)
         password_file.write_text(self.admin_password + "\n")
         done = self.stage.run(self.stage.argv(
-            "admin", "bootstrap", "--db", str(self.stage.workdir / "relay.sqlite3"),
+            "admin", "bootstrap", "--db", self.db,
             "--owner", "Demo Admin", "--tenant", "Contoso",
             "--token-file", str(self.admin_token_file), "--password-file", str(password_file)))
         found = re.search(r"^tenant: Contoso \((\S+)\)$", done.stdout, re.MULTILINE)
@@ -439,6 +440,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "--serve --sso` installs it)")
     parser.add_argument("--workdir", type=Path, help="use this directory (default: a new temp dir)")
     parser.add_argument("--no-audio", action="store_true", help="skip the audio hand-off")
+    parser.add_argument("--cluster", action="store_true",
+                        help="run the story against three relay nodes behind HAProxy on "
+                        "PostgreSQL and Redis started in the work directory, then kill the "
+                        "phone's node and restart Redis and PostgreSQL, printing each "
+                        "measured figure (needs the Debian packages haproxy, redis-server "
+                        "and postgresql: ./dev.sh demo --cluster installs them)")
     parser.set_defaults(func=run)
 
 
@@ -451,12 +458,19 @@ def run(args: argparse.Namespace) -> int:
     narrator.say("btogether demo: Better Together on simulated hardware "
                  f"(work directory {workdir})\n")
     ok = False
+    story = _story
     with ExitStack() as stack:
         stage = stack.enter_context(Stage(workdir))
-        demo = Demo(stage, narrator, audio=not args.no_audio)
+        if getattr(args, "cluster", False):
+            from btogether.demo_cluster import ClusterDemo, cluster_story
+
+            demo: Demo = ClusterDemo(stage, narrator, audio=not args.no_audio)
+            story = cluster_story
+        else:
+            demo = Demo(stage, narrator, audio=not args.no_audio)
         stack.callback(demo.close)
         try:
-            _story(demo, narrator)
+            story(demo, narrator)
             sso = None
             if args.sso:
                 sso = SsoDemo(demo.stage, demo.admin, demo.tenant_id)
@@ -512,12 +526,13 @@ def _serve(demo: Demo, workdir: Path, sso: SsoDemo | None = None) -> None:
         print("\nending the demo", flush=True)
 
 
-def set_the_stage(demo: Demo, n: Narrator) -> None:
+def set_the_stage(demo: Demo, n: Narrator,
+                  relay_title: str = "Start the relay on a temporary SQLite database") -> None:
     """Everything before the story: processes, tenant, devices provisioned, laptop signed in."""
     n.step(f"Start the simulated air (BlueZ for {len(demo.floor)} hosts)", demo.start_air)
     n.step("Start the desktops' logind stand-ins", demo.start_desktops)
     n.step("Start the phone's sound server", demo.start_audio)
-    n.step("Start the relay on a temporary SQLite database", demo.start_relay)
+    n.step(relay_title, demo.start_relay)
     n.step("Administrator: bootstrap the tenant and accounts", demo.bootstrap)
     n.step("Administrator: list the devices (CSV import and one by MAC)", demo.list_devices)
     for host, spec in demo.devices.items():
