@@ -247,6 +247,7 @@ HEARTBEAT_S = 1.0  # how often a node says it is alive
 NODE_TTL_S = 3.0  # a node silent this long is dead: its connections are forgotten
 REGISTRY_TTL_S = 86_400.0
 RETRY_S = (0.1, 0.25, 0.5, 1.0)  # waits between attempts to reach Redis again
+BATCH = 1000  # presence entries per pipelined round trip when rewriting or dropping many
 
 
 class RedisRouter:
@@ -298,6 +299,7 @@ class RedisRouter:
         heartbeat_s: float = HEARTBEAT_S,
         node_ttl_s: float = NODE_TTL_S,
         close_client: bool | None = None,
+        batch: int = BATCH,
     ) -> None:
         self.redis = connect(redis) if isinstance(redis, str) else redis
         # A client given is closed by its owner, unless told to close it at stop.
@@ -307,6 +309,7 @@ class RedisRouter:
         self.failed_deliveries = 0
         self._metrics = metrics
         self._heartbeat_s = heartbeat_s
+        self._batch = batch
         self._node_ttl_ms = _ms(node_ttl_s)
         prefix = f"{namespace}:r:"
         self._p = prefix + "p:"
@@ -358,12 +361,19 @@ class RedisRouter:
         self._tasks = []
         # Leave cleanly: other nodes see this node's connections offline at once.
         with contextlib.suppress(RedisError, OSError):
-            for address, value in list(self._values.items()):
-                await self._detach(keys=[self._p + address, self._a],
-                                   args=[value, address, self.node_id])
+            await self._detach_all(list(self._values.items()))
             await self.redis.delete(self._n + self.node_id)
         if self._owns_client:
             await self.redis.aclose()
+
+    async def _detach_all(self, entries: Sequence[tuple[str, str]]) -> None:
+        """Drop presence entries of this node (value "" for "whatever of mine is there")."""
+        for start in range(0, len(entries), self._batch):
+            pipe = self.redis.pipeline(transaction=False)
+            for address, value in entries[start : start + self._batch]:
+                await self._detach(keys=[self._p + address, self._a],
+                                   args=[value, address, self.node_id], client=pipe)
+            await pipe.execute()
 
     def on_resync(self, callback: Callable[[], Awaitable[None]]) -> None:
         self._callbacks.append(callback)
@@ -435,24 +445,27 @@ class RedisRouter:
             try:
                 await self._beat()
                 kept = 0
-                for address, value in list(self._values.items()):
-                    if self.sessions.at(address) is None:
-                        continue
-                    old = await self._attach(
-                        keys=[self._p + address, self._a],
-                        args=[value, address, self._n, self.node_id, "resync"],
-                    )
-                    if isinstance(old, str) and old.startswith("kept|"):
-                        kept += 1  # a newer connection on another node holds it
-                        self._end_local(address, CloseCode.REPLACED,
-                                        "replaced by a newer connection")
-                    elif old:
-                        await self._publish_replaced(address, value)
+                held = [(a, v) for a, v in self._values.items() if self.sessions.at(a)]
+                # Pipelined in batches: a node may hold tens of thousands of connections.
+                for start in range(0, len(held), self._batch):
+                    batch = held[start : start + self._batch]
+                    pipe = self.redis.pipeline(transaction=False)
+                    for address, value in batch:
+                        await self._attach(
+                            keys=[self._p + address, self._a],
+                            args=[value, address, self._n, self.node_id, "resync"],
+                            client=pipe,
+                        )
+                    answers = await pipe.execute()
+                    for (address, value), old in zip(batch, answers, strict=True):
+                        if isinstance(old, str) and old.startswith("kept|"):
+                            kept += 1  # a newer connection on another node holds it
+                            self._end_local(address, CloseCode.REPLACED,
+                                            "replaced by a newer connection")
+                        elif old:
+                            await self._publish_replaced(address, value)
                 registered = cast("set[str]", await self.redis.smembers(self._a))
-                for address in registered:
-                    if address not in self._values:
-                        await self._detach(keys=[self._p + address, self._a],
-                                           args=["", address, self.node_id])
+                await self._detach_all([(a, "") for a in registered if a not in self._values])
             except (RedisError, OSError) as exc:
                 self._failed("resync", exc)
                 return

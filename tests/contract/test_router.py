@@ -341,3 +341,32 @@ async def test_a_node_does_not_start_without_its_redis(namespace: str) -> None:
     with pytest.raises(SharedStateUnavailable, match=r"cannot reach Redis at 127\.0\.0\.1:"):
         await router.start()
     await router.stop()
+
+
+async def test_a_node_with_many_connections_writes_them_all_back_after_a_restart(
+    tmp_path: Path, namespace: str
+) -> None:
+    from relay.redis_state import RedisRouter
+
+    server = RedisServer(tmp_path / "redis").start()
+    batch = 40  # pipelined batches of 40 here (1000 in production)
+    node_a = RedisRouter(server.url, namespace=namespace, heartbeat_s=0.2, batch=batch)
+    node_b = RedisRouter(server.url, namespace=namespace, heartbeat_s=0.2)
+    await node_a.start()
+    await node_b.start()
+    count = 2 * batch + 7  # more than one batch
+    try:
+        for i in range(count):
+            await node_a.attach(f"device/d{i}", phone(f"d{i}", credential=f"c{i}"))
+        server.stop()
+        server.start()
+        await eventually(lambda: node_b.is_online(f"device/d{count - 1}"), 10)
+        online = [await node_b.is_online(f"device/d{i}") for i in range(count)]
+        assert all(online)
+        await node_a.stop()  # leaves cleanly: every entry is dropped
+        assert not await node_b.is_online("device/d0")
+        assert not await node_b.is_online(f"device/d{count - 1}")
+    finally:
+        await node_a.stop()
+        await node_b.stop()
+        server.stop()
