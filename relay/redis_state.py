@@ -247,6 +247,8 @@ HEARTBEAT_S = 1.0  # how often a node says it is alive
 NODE_TTL_S = 3.0  # a node silent this long is dead: its connections are forgotten
 REGISTRY_TTL_S = 86_400.0
 RETRY_S = (0.1, 0.25, 0.5, 1.0)  # waits between attempts to reach Redis again
+ASK_AFTER_S = 0.5  # a failed publish to a live node asks everyone to resync this much later
+RESYNC_COALESCE_S = 0.3  # requests to resync arriving within this are served once
 BATCH = 1000  # presence entries per pipelined round trip when rewriting or dropping many
 
 
@@ -284,9 +286,10 @@ class RedisRouter:
     and comes back (or this node's heartbeat lapsed) it resubscribes, writes its
     presence again from its own sessions (newest attach wins where two nodes hold the
     same address), drops what it no longer holds, and calls the :meth:`on_resync`
-    callbacks. While Redis is down, delivery and presence fall back to this node's own
-    sessions; failed deliveries are logged and counted in
-    ``btogether_relay_failed_deliveries``.
+    callbacks; a node that saw Redis fail also asks every node to do the same, since a
+    message it published may have been lost on the way to any of them. While Redis is
+    down, delivery and presence fall back to this node's own sessions; failed
+    deliveries are logged and counted in ``btogether_relay_failed_deliveries``.
     """
 
     def __init__(
@@ -329,6 +332,8 @@ class RedisRouter:
         self._subscribed = asyncio.Event()
         self._broken = False  # a Redis call failed since the last resync
         self._resync_lock = asyncio.Lock()
+        self._resync_pending: asyncio.Task[None] | None = None
+        self._ask_pending: asyncio.Task[None] | None = None
         self._log = log.bind(node=self.node_id)
 
     def __len__(self) -> int:
@@ -359,6 +364,11 @@ class RedisRouter:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        for pending in (self._resync_pending, self._ask_pending):
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pending
         # Leave cleanly: other nodes see this node's connections offline at once.
         with contextlib.suppress(RedisError, OSError):
             await self._detach_all(list(self._values.items()))
@@ -400,7 +410,13 @@ class RedisRouter:
                 self._failed("heartbeat", exc)
                 continue
             if (lapsed or self._broken) and self.subscribed:
+                broken = self._broken
                 await self._resync("heartbeat lapsed" if lapsed else "redis back")
+                if broken and not self._broken:
+                    # Something this node sent meanwhile may not have arrived (and another
+                    # node's subscription may have reconnected without noticing): every
+                    # node re-sends what is durable to its own connections.
+                    await self._ask_everyone_to_resync()
 
     async def _listen_forever(self) -> None:
         attempt = 0
@@ -412,8 +428,8 @@ class RedisRouter:
                     self._log.info("redis_resubscribed", attempts=attempt)
                 attempt = 0
                 await self._beat()
-                self._subscribed.set()
                 await self._resync("subscribed")
+                self._subscribed.set()  # (start() returns once the first resync is done)
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
                         self._received(str(message["channel"]), str(message["data"]))
@@ -496,6 +512,8 @@ class RedisRouter:
             address = str(event.get("address"))
             if address in self._values and self._values[address] != event.get("value"):
                 self._end_local(address, CloseCode.REPLACED, "replaced by a newer connection")
+        elif event.get("op") == "resync":
+            self._resync_soon(f"asked by {event.get('origin')}")
         elif event.get("op") == "end":
             selector = cast(SessionSelector, (str(event.get("kind")), str(event.get("id"))))
             self._end_matching(selector, int(event.get("code", CloseCode.REVOKED)),
@@ -516,6 +534,36 @@ class RedisRouter:
         if matching:
             self._log.info("sessions_ended", by=selector[0], id=selector[1], count=len(matching))
         return len(matching)
+
+    async def _ask_everyone_to_resync(self) -> None:
+        event = {"op": "resync", "origin": self.node_id}
+        try:
+            await self.redis.publish(self._all, json.dumps(event, separators=(",", ":")))
+        except (RedisError, OSError) as exc:
+            self._failed("resync request", exc)
+
+    def _ask_soon(self) -> None:
+        """Ask every node to resync shortly (after a subscription has had time to come
+        back), once however many deliveries failed meanwhile."""
+        if self._ask_pending is not None and not self._ask_pending.done():
+            return
+
+        async def later() -> None:
+            await asyncio.sleep(ASK_AFTER_S)
+            await self._ask_everyone_to_resync()
+
+        self._ask_pending = asyncio.get_running_loop().create_task(later())
+
+    def _resync_soon(self, why: str) -> None:
+        """One resync shortly, however many nodes ask for it at once."""
+        if self._resync_pending is not None and not self._resync_pending.done():
+            return
+
+        async def later() -> None:
+            await asyncio.sleep(RESYNC_COALESCE_S)
+            await self._resync(why)
+
+        self._resync_pending = asyncio.get_running_loop().create_task(later())
 
     async def _publish_replaced(self, address: str, value: str) -> None:
         event = {"op": "replaced", "address": address, "value": value, "origin": self.node_id}
@@ -579,6 +627,10 @@ class RedisRouter:
             return False
         if kind == 2 and int(answer[1]) > 0:
             return True
+        if kind == 2:
+            # The holder is alive but was not listening (its subscription is reconnecting):
+            # what it missed is re-sent once it resyncs, which everyone is asked to do.
+            self._ask_soon()
         self._count_failed(address, "offline" if kind == 0 else "unreachable")
         return False
 

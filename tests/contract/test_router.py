@@ -370,3 +370,34 @@ async def test_a_node_with_many_connections_writes_them_all_back_after_a_restart
         await node_a.stop()
         await node_b.stop()
         server.stop()
+
+
+@redis_only
+async def test_a_message_a_live_node_did_not_hear_makes_every_node_resync(
+    routers: Factory, request: pytest.FixtureRequest, namespace: str
+) -> None:
+    """A node whose subscription is reconnecting is alive but hears nothing: the sender
+    counts the failure and asks every node to resync, and each re-sends what is durable
+    (the relay: pending lock commands) to its own connections."""
+    from redis import asyncio as aioredis
+
+    metrics = RelayMetrics()
+    node_a, node_b = await routers(metrics), await routers()
+    resynced: list[str] = []
+
+    async def resync() -> None:
+        resynced.append("b")
+
+    node_b.on_resync(resync)
+    server: RedisServer = request.getfixturevalue("redis_server")
+    deaf = aioredis.Redis.from_url(server.url, decode_responses=True)
+    try:
+        # A node with a heartbeat but no subscription holds device/x.
+        await deaf.set(f"{namespace}:r:n:deaf", "1", px=5000)
+        await deaf.set(f"{namespace}:r:p:device/x", "deaf|1|0")
+        assert await node_a.is_online("device/x")
+        assert not await node_a.deliver("device/x", "lost")
+        assert failed(metrics, "unreachable") == 1
+        await eventually(lambda: bool(resynced), 5)
+    finally:
+        await deaf.aclose()
