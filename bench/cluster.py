@@ -56,15 +56,17 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def group_pids(leader: int) -> list[int]:
-    """Every process in ``leader``'s process group (PostgreSQL's postmaster and backends)."""
-    pids = []
+    """PostgreSQL's postmaster and its children (each backend calls setsid(), so they
+    are found by parent, not by process group)."""
+    pids = [leader]
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if os.getpgid(int(entry.name)) == leader:
-                    pids.append(int(entry.name))
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
+            if int(stat[1]) == leader:
+                pids.append(int(entry.name))
     return pids
 
 
@@ -161,6 +163,7 @@ async def measure(setup: Setup, tokens: dict[str, str], rounds: int) -> dict[str
         # the same, less what the servers use when idle over as long a window
         "cpu_us_net": sum(per) - 1e6 * idle_per_s * window / n,
         "idle_cpu_ms_per_s": 1000 * idle_per_s,
+        "db_processes": len(db_pids),
     }
 
 

@@ -145,11 +145,14 @@ class ClusterDemo(Demo):
         reconnect = time.monotonic() - killed_at
         if not self.phone_session_locked():
             raise StepFailed("the phone lost its acknowledged lock state")
+        unlocking = time.monotonic()
         self.lock_laptop_session(False)
-        unlocked = self.wait_phone(False)
+        self.wait_phone(False)
+        unlocked = time.monotonic() - unlocking
         detail = (f"kill -9 {node.name}; the phone reconnected through HAProxy to {new.name} "
                   f"in {reconnect:.2f} s (target ≤ {RECONNECT_TARGET_S:.0f} s), still locked; "
-                  f"the next unlock reached it in {unlocked:.2f} s")
+                  f"the laptop's next unlock reached it {unlocked:.2f} s after the laptop "
+                  "unlocked")
         if reconnect > RECONNECT_TARGET_S:
             raise StepFailed(detail)
         return detail
