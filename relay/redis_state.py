@@ -188,18 +188,22 @@ class RedisEphemeral:
 # deliveries for one node) and "c:all" (session ends and replacements, for every node).
 
 # KEYS: p:<address>, a:<me>. ARGV: value, address, node-key prefix, me, mode ("attach" |
-# "resync"). Returns the previous holder's value if it is another live node's; in resync
-# mode keeps a newer live holder and returns "kept|" .. its value.
+# "resync"). Returns the previous holder's value if it is another live node's. In resync
+# mode another node's entry is compared by attach time whether or not its heartbeat is
+# back yet (after a Redis restart the nodes resync in any order): a newer one is kept
+# ("kept|" .. its value), an older one replaced and returned.
 _ATTACH = """
 local old = redis.call('GET', KEYS[1])
 local live = false
 if old then
   local node, serial, at = string.match(old, '^([^|]*)|([^|]*)|([^|]*)$')
-  if node ~= ARGV[4] and redis.call('EXISTS', ARGV[3] .. node) == 1 then
-    live = true
+  if node ~= ARGV[4] then
     if ARGV[5] == 'resync' then
       local mine = string.match(ARGV[1], '|([^|]*)$')
       if tonumber(at) > tonumber(mine) then return 'kept|' .. old end
+      live = true
+    elseif redis.call('EXISTS', ARGV[3] .. node) == 1 then
+      live = true
     end
   end
 end
