@@ -3,6 +3,7 @@
     python bench/relay.py                      # P = 100 and 1000, 3 runs, 10,000 idle
     python bench/relay.py --quick              # one short run of each, 1,000 idle
     python bench/relay.py --profile out.svg    # also py-spy the relay during P = 1000
+    python bench/relay.py --json               # only the JSON object of the medians on stdout
 
 Each server runs in its own process; the load generator (this file, ``loadgen``
 subcommand, uvloop) runs in another, with the same code for every server. With P
@@ -17,15 +18,21 @@ acknowledgement comes back, then sends the next:
 * socketio: the same as bare, over Socket.IO (``fwd``/``msg`` events).
 
 Printed, each as min / median / max of the runs: round trips per second at each P,
-p50 / p99 round-trip latency at light load (one pair, one round trip in flight),
-and resident memory per idle connection (server RSS growth / connections). Every
-run is bounded in time and count; this is run by hand, not in CI.
+server CPU per round trip at each P, p50 / p99 round-trip latency at light load (one
+pair, one round trip in flight), and resident memory per idle connection (server RSS
+growth / connections); then each figure's ratio to the Socket.IO forwarder's and to
+the bare forwarder's (of medians), and the targets of issue 15, met or missed. With
+``--json`` stdout carries only ``{"targets": {NAME: {"cpu_us_per_round_trip": {P: …},
+"round_trips_per_s": {P: …}, "p50_ms": …, "p99_ms": …, "bytes_per_idle_connection":
+…}}}`` (medians over the runs; progress goes to stderr). Every run is bounded in time
+and count; this is run by hand, not in CI.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -332,7 +339,8 @@ class ServerProcess:
             ]  # fmt: skip
         else:
             cmd = ["node", str(SOCKETIO_DIR / "server.js"), "0", str(port_file)]
-        self.process = subprocess.Popen(cmd, cwd=ROOT, env=env)
+        # The server's own lines go to stderr: stdout is the report (or the JSON object).
+        self.process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=sys.stderr)
         deadline = time.monotonic() + 60
         while not (port_file.exists() and port_file.read_text().strip()):
             if time.monotonic() > deadline or self.process.poll() is not None:
@@ -456,7 +464,21 @@ def print_profile_summary(collapsed: Path, top: int = 22) -> None:
 
 
 def orchestrate(args: argparse.Namespace) -> int:
+    if not args.json:
+        return run_all(args)
+    # Only the JSON object on stdout: the progress and the table go to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        status = run_all(args)
+    print(json.dumps(args.report))
+    return status
+
+
+def run_all(args: argparse.Namespace) -> int:
+    sys.path.insert(0, str(ROOT))
+    from bench.common import machine
+
     raise_fd_limit()
+    print(machine())
     targets = list(args.targets)
     if "socketio" in targets:
         if shutil.which("node") is None:
@@ -506,9 +528,34 @@ def orchestrate(args: argparse.Namespace) -> int:
                     results[target].setdefault("bytes/idle conn", []).append(per_conn)
                     print(f"  {target:8} {per_conn / 1024:.1f} KiB per idle connection")
         print_table(args, targets, results)
+        print_targets(targets, results, args.pairs)
+        print(machine())
+        args.report = json_report(targets, results, args.pairs)
         if args.profile:
             profile_relay(workdir, db, creds, max(args.pairs), args.duration, args.profile)
     return 0
+
+
+def _median(values: list[float] | None) -> float | None:
+    present = [v for v in values or [] if v is not None]
+    return round(statistics.median(present), 3) if present else None
+
+
+def json_report(
+    targets: list[str], results: dict[str, dict[str, list[float]]], pairs: list[int]
+) -> dict[str, Any]:
+    """The medians as issue 15's "Done when" names them (null: not measured)."""
+    report: dict[str, Any] = {}
+    for t in targets:
+        r = results[t]
+        report[t] = {
+            "cpu_us_per_round_trip": {str(p): _median(r.get(f"cpu us/rt P={p}")) for p in pairs},
+            "round_trips_per_s": {str(p): _median(r.get(f"rt/s P={p}")) for p in pairs},
+            "p50_ms": _median(r.get("p50 ms")),
+            "p99_ms": _median(r.get("p99 ms")),
+            "bytes_per_idle_connection": _median(r.get("bytes/idle conn")),
+        }
+    return {"targets": report}
 
 
 def print_table(
@@ -517,22 +564,62 @@ def print_table(
     metrics = list(next(iter(results.values())).keys())
     print()
     print(f"min / median / max of {args.runs} run(s); {args.duration:g} s per throughput run")
-    relays = [t for t in targets if protocol_of(t) == "relay"] if "bare" in targets else []
-    header = f"{'metric':18}" + "".join(f"{t:>28}" for t in targets)
-    header += "".join(f"{t + '/bare':>20}" for t in relays)
+    header = f"{'metric':18}" + "".join(f"{t:>36}" for t in targets)
     print(header)
     for metric in metrics:
         line = f"{metric:18}" + "".join(
-            f"{summary(results[t].get(metric, [])):>28}" for t in targets
+            f"{summary(results[t].get(metric, [])):>36}" for t in targets
         )
-        for relay in relays:
-            relay_values = results[relay].get(metric, [])
-            bare_values = results["bare"].get(metric, [])
-            if relay_values and bare_values:
-                ratio = statistics.median(relay_values) / statistics.median(bare_values)
-                line += f"{ratio:>20.2f}"
         print(line)
-    print("(ratios are of medians)")
+    for baseline in ("socketio", "bare"):
+        if baseline not in targets:
+            continue
+        others = [t for t in targets if t != baseline]
+        if not others:
+            continue
+        print(f"ratio to {baseline} (of medians; below 1 is better for CPU, latency and memory,"
+              " above 1 for round trips/s)")  # fmt: skip
+        print(f"{'metric':18}" + "".join(f"{t + '/' + baseline:>28}" for t in others))
+        for metric in metrics:
+            base = _median(results[baseline].get(metric))
+            cells = []
+            for t in others:
+                value = _median(results[t].get(metric))
+                ratio = value / base if value is not None and base else None
+                cells.append(f"{ratio:>28.2f}" if ratio is not None else f"{'n/a':>28}")
+            print(f"{metric:18}" + "".join(cells))
+
+
+IDLE_BYTES_TARGET = 8 * 1024
+
+
+def print_targets(
+    targets: list[str], results: dict[str, dict[str, list[float]]], pairs: list[int]
+) -> None:
+    """Issue 15's targets for each relay target, with the figure it is held against."""
+    relays = [t for t in targets if protocol_of(t) == "relay"]
+    if not relays:
+        return
+    print("targets (issue 15), medians:")
+    sio = results.get("socketio", {})
+    for t in relays:
+        r = results[t]
+        checks: list[tuple[str, float | None, float | None, str]] = []
+        for p in pairs:
+            checks.append((f"server CPU per round trip at P={p} <= socketio's",
+                           _median(r.get(f"cpu us/rt P={p}")),
+                           _median(sio.get(f"cpu us/rt P={p}")), "us"))  # fmt: skip
+        checks.append(("light-load p50 <= 0.3 ms", _median(r.get("p50 ms")), 0.3, "ms"))
+        checks.append(("light-load p99 <= 1 ms", _median(r.get("p99 ms")), 1.0, "ms"))
+        checks.append(("bytes per idle connection <= 8 KiB",
+                       _median(r.get("bytes/idle conn")), IDLE_BYTES_TARGET, "B"))  # fmt: skip
+        for name, value, bound, unit in checks:
+            if value is None or bound is None:
+                print(f"  {t:12} {name:50} not measured")
+                continue
+            verdict = "met" if value <= bound else "MISSED"
+            print(f"  {t:12} {name:50} {value:10.4g} {unit} vs {bound:.4g} {unit}: "
+                  f"ratio {value / bound:.2f}, {verdict}")  # fmt: skip
 
 
 def main() -> int:
@@ -576,6 +663,9 @@ def main() -> int:
         "--profile", type=Path, help="py-spy the relay at the largest P (collapsed stacks file)"
     )
     parser.add_argument("--quick", action="store_true", help="1 run, 3 s, 1000 idle")
+    parser.add_argument(
+        "--json", action="store_true", help="print only the JSON object of the medians on stdout"
+    )
     args = parser.parse_args()
     if args.quick:
         args.runs, args.duration, args.idle = 1, 3.0, min(args.idle, 1000)
