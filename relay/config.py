@@ -47,9 +47,10 @@ class RelaySettings(BaseSettings):
         "state); none: this process alone",
     )
     sqlite_synchronous: Literal["full", "normal"] = Field(
-        default="full",
-        description="full: fsync every commit (acked locks survive power loss); "
-        "normal: survive relay crashes only, one fsync less per commit",
+        default="normal",
+        description="normal: every acknowledged change is written before it is answered and "
+        "survives a crash (kill -9) of the relay; full: also fsync every group commit, so "
+        "acknowledged changes survive power loss (slower: an fsync per commit)",
     )
     max_message_bytes: int = Field(
         default=64 * 1024,

@@ -9,14 +9,22 @@ paused by flow control, :func:`send_text` does what ``send()`` does in that case
 hand the frame to the sans-I/O protocol and write its bytes. In every other case,
 and if this websockets version lacks the attributes used, it calls ``send()``, so
 back-pressure and closing behave exactly as the library defines them.
+
+On the server side with no extension (the relay turns compression off) a text frame is
+two or four header bytes and the payload, unmasked: :func:`send_now` then writes those
+bytes to the transport itself (one write system call per message, as before) instead of
+building a :class:`~websockets.frames.Frame`, serializing it through a ``BytesIO`` and
+draining the protocol's write queue — the same bytes, in the same order, since it only
+does so when nothing else is queued.
 """
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 from websockets.asyncio.connection import Connection
-from websockets.protocol import State
+from websockets.protocol import Side, State
 
 _SUPPORTED = all(hasattr(Connection, name) for name in ("send_data", "send")) and hasattr(
     State, "OPEN"
@@ -37,11 +45,37 @@ def is_open(conn: Any) -> bool:
     return protocol is None or protocol.state is State.OPEN
 
 
+_DIRECT = _SUPPORTED and all(
+    hasattr(Connection, name) for name in ("protocol", "transport", "debug")
+)
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One unmasked, final text frame (RFC 6455 section 5.2) carrying ``payload``."""
+    length = len(payload)
+    if length < 126:
+        return bytes((0x81, length)) + payload
+    if length < 65536:
+        return struct.pack("!BBH", 0x81, 126, length) + payload
+    return struct.pack("!BBQ", 0x81, 127, length) + payload
+
+
 def send_now(conn: Any, message: str) -> bool:
     """Write ``message`` as one text frame at once if the connection can take it without
     waiting (open, not paused, nothing being fragmented); False if it cannot."""
     if _SUPPORTED and isinstance(conn, Connection) and _ready(conn):
-        conn.protocol.send_text(message.encode())
+        protocol = conn.protocol
+        if (
+            _DIRECT
+            and protocol.side is Side.SERVER
+            and not protocol.extensions
+            and not protocol.expect_continuation_frame
+            and not protocol.writes
+            and not conn.debug
+        ):
+            conn.transport.write(text_frame(message.encode()))
+            return True
+        protocol.send_text(message.encode())
         conn.send_data()
         return True
     return False

@@ -109,7 +109,7 @@ def display_db(db: str | Path) -> str:
     return parts._replace(netloc=f"{user}{host}").geturl()
 
 
-def store_for(db: str, synchronous: Synchronous = "full") -> RelayStore:
+def store_for(db: str, synchronous: Synchronous = "normal") -> RelayStore:
     """The store a database URL (or SQLite file path) names; not yet opened."""
     path = sqlite_path(db)
     if path is not None:

@@ -3,14 +3,22 @@
 The embedded default: one relay process, nothing else installed. Reads run on a
 connection owned by the event loop's thread (WAL lets them proceed while a commit is
 under way; they are index lookups of a few microseconds). Writes go through
-:class:`~relay.sqlite_writer.Writer`, which group-commits them with
-``synchronous=FULL`` (the WAL is fsynced) and only then resolves each writer's future.
+:class:`~relay.sqlite_writer.Writer`, which group-commits them (written to the WAL; with
+``synchronous="full"`` also fsynced) and only then resolves each writer's future.
 
-Nothing is cached in this process: a lock ``seq`` is computed by the upsert itself
-(``RETURNING``), a verification code is used by a conditional update, so another
-process on the same file (the ``btogether admin --db`` commands) never sees stale
-state. The database holds every device's identity key, so it is created owner-only
-and a file that others may read is refused (with the command that fixes it).
+A lock ``seq`` is computed by the upsert itself (``RETURNING``) and a verification
+code is used by a conditional update, so another process on the same file (the
+``btogether admin --db`` commands, another relay) never makes this one write stale
+state. The one thing cached is the lock records this process read or wrote (a phone's
+``lock.ack`` would otherwise read the row it was just sent), and only while that cache
+provably equals the file: with ``synchronous="normal"`` (the writer commits on the
+event loop's thread), each use first asks the writer's connection for ``PRAGMA
+data_version``, which changes exactly when *another* connection committed to the file,
+and drops the cache if it did; every other write of this process drops it too (and
+bypasses it until committed).
+
+The database holds every device's identity key, so it is created owner-only and a file
+that others may read is refused (with the command that fixes it).
 """
 
 from __future__ import annotations
@@ -491,13 +499,14 @@ class SqliteStore:
     """SQLite implementation of :class:`relay.store.RelayStore` (``":memory:"`` is not
     supported).
 
-    ``synchronous="full"`` (the default) fsyncs the WAL at every commit, so a change
-    survives power loss once acknowledged; ``"normal"`` survives a crash of the relay
-    process but may lose the last commits on power loss, and saves an fsync per
-    commit (milliseconds on many virtual disks).
+    ``synchronous="normal"`` (the default) writes every commit to the WAL before
+    answering, so an acknowledged change survives a crash (``kill -9``) of the relay
+    process, but the last commits may be lost on power loss; ``"full"`` also fsyncs
+    the WAL at every commit, so a change survives power loss once acknowledged (an
+    fsync per group commit: milliseconds on many virtual disks).
     """
 
-    def __init__(self, path: str | Path, synchronous: Synchronous = "full") -> None:
+    def __init__(self, path: str | Path, synchronous: Synchronous = "normal") -> None:
         self.path = str(path)
         self.synchronous: Synchronous = synchronous
         self._reader: sqlite3.Connection | None = None
@@ -513,6 +522,12 @@ class SqliteStore:
         self._unflushed_acks: dict[str, int] = {}
         self._lock_flush_scheduled = False
         self._pending_ack_jobs: set[asyncio.Future[list[Outcome]]] = set()
+        # Lock records as the file holds them (plus our own unflushed acks); see the
+        # module's docstring for when they are used.
+        self._locks: dict[str, LockRecord] = {}
+        self._locks_version: int | None = None  # the writer's data_version they are for
+        self._locks_checked = False  # that version was checked in this loop iteration
+        self._other_writes = 0  # writes in flight that may touch lock_states
 
     # --- life cycle ----------------------------------------------------------------
     async def open(self) -> None:
@@ -543,6 +558,7 @@ class SqliteStore:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        self._locks.clear()
 
     async def ready(self) -> bool:
         if self._reader is None:
@@ -580,6 +596,10 @@ class SqliteStore:
     async def _write(self, *ops: Op) -> list[Outcome]:
         if self._writer is None:
             raise StoreUnavailable("store is not open")
+        # Any write may change lock states (a reset, a sign-in, a deletion): the cached
+        # lock records are dropped, and not used until it is committed.
+        self._locks.clear()
+        self._other_writes += 1
         try:
             return await self._writer.submit(list(ops))
         except sqlite3.IntegrityError as exc:
@@ -587,6 +607,33 @@ class SqliteStore:
             raise StoreConflict(_conflict_message(exc)) from exc
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"the database refused the write: {exc}") from exc
+        finally:
+            self._other_writes -= 1
+            self._locks.clear()
+
+    def _cached_locks(self) -> dict[str, LockRecord] | None:
+        """The lock records known to equal the file's, or None when that cannot be told
+        cheaply (the writer runs in its own thread with ``synchronous="full"``, or
+        another write of ours is in flight).
+
+        Checked once per event-loop iteration: a check costs about as much as the read
+        it saves, and a change another process commits during an iteration is seen in
+        the next, as if it had been committed a moment later."""
+        writer = self._writer
+        if writer is None or not writer.inline or self._other_writes:
+            return None
+        if not self._locks_checked:
+            # Changes exactly when another connection (another process) committed.
+            version = writer.conn.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._locks_version:
+                self._locks.clear()
+                self._locks_version = version
+            self._locks_checked = True
+            writer.loop.call_soon(self._locks_unchecked)
+        return self._locks
+
+    def _locks_unchecked(self) -> None:
+        self._locks_checked = False
 
     async def _count(self, *ops: Op) -> int:
         """Run ops as one job; the row count of the first."""
@@ -870,13 +917,23 @@ class SqliteStore:
 
     # --- lock state ------------------------------------------------------------------
     async def lock_record(self, phone_id: str) -> LockRecord | None:
+        cache = self._cached_locks()
+        if cache is not None:
+            known = cache.get(phone_id)
+            if known is not None:
+                return known
         row = self._one("SELECT * FROM lock_states WHERE phone_id = ?", phone_id)
         if row is None:
             return None
-        record = store_rows.lock(row)
-        acked = self._unflushed_acks.get(phone_id)
+        record = self._with_unflushed_ack(store_rows.lock(row))
+        if cache is not None:
+            cache[phone_id] = record
+        return record
+
+    def _with_unflushed_ack(self, record: LockRecord) -> LockRecord:
+        acked = self._unflushed_acks.get(record.phone_id)
         if acked is not None and record.seq >= acked > record.acked_seq:
-            record = replace(record, acked_seq=acked)
+            return replace(record, acked_seq=acked)
         return record
 
     async def set_desired_lock(
@@ -900,15 +957,28 @@ class SqliteStore:
         self._lock_acks.append((seq, phone_id, seq))
         self._unflushed_acks[phone_id] = max(seq, self._unflushed_acks.get(phone_id, 0))
         self._schedule_lock_flush()
-        return LockRecord(
-            record.phone_id,
-            record.seq,
-            record.state,
-            record.user_id,
-            record.laptop_id,
-            record.updated_at,
-            seq,
-        )
+        acked = replace(record, acked_seq=seq)
+        cache = self._cached_locks()
+        if cache is not None:
+            cache[phone_id] = acked
+        return acked
+
+    def _lock_change_done(
+        self, future: asyncio.Future[list[LockRecord]], job: asyncio.Future[list[Outcome]]
+    ) -> None:
+        _settle_lock_change(future, job)
+        if job.cancelled() or job.exception() is not None:
+            return  # nothing was written
+        cache = self._cached_locks()
+        if cache is None:
+            return
+        try:
+            records = [store_rows.lock(cast(list[sqlite3.Row], rows)[0]) for rows in job.result()]
+        except (IndexError, KeyError, TypeError):
+            cache.clear()
+            return
+        for record in records:  # written even if the caller has stopped waiting
+            cache[record.phone_id] = self._with_unflushed_ack(record)
 
     def _schedule_lock_flush(self) -> None:
         if not self._lock_flush_scheduled:
@@ -934,7 +1004,7 @@ class SqliteStore:
                     for phone_id in phone_ids
                 ]
             )
-            job.add_done_callback(functools.partial(_settle_lock_change, future))
+            job.add_done_callback(functools.partial(self._lock_change_done, future))
         if acks:
             ack_job = self._writer.submit([Op(_LOCK_ACK, acks, many=True)])
             self._pending_ack_jobs.add(ack_job)
@@ -944,6 +1014,9 @@ class SqliteStore:
                 for seq, phone_id, _ in acks:
                     if self._unflushed_acks.get(phone_id) == seq:
                         del self._unflushed_acks[phone_id]
+                if job.cancelled() or job.exception() is not None:
+                    for _, phone_id, _ in acks:  # the file did not take them
+                        self._locks.pop(phone_id, None)
                 if not job.cancelled() and job.exception() is not None:
                     log.error("store_write_failed", error=str(job.exception()))
 

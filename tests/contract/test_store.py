@@ -663,6 +663,32 @@ async def test_lock_changes_raced_by_two_nodes_never_share_a_seq(
         assert (await other.lock_record(phone_id)).seq == 2 * rounds  # type: ignore[union-attr]
 
 
+async def test_a_lock_record_read_after_another_node_wrote_is_the_new_one(
+    store: RelayStore, store_factory: OpenStore
+) -> None:
+    """A node that has read (or written, or acknowledged) a phone's lock record reads the
+    one another node wrote since, not what it read before (no stale cache)."""
+    await tenant_with_people(store)
+    other = await store_factory()
+    (first,) = await store.set_desired_lock(["ph-alice"], "locked", "alice", "L1", NOW)
+    assert (await store.lock_record("ph-alice")).seq == first.seq  # type: ignore[union-attr]
+    assert (await other.lock_record("ph-alice")).seq == first.seq  # type: ignore[union-attr]
+    (second,) = await other.set_desired_lock(["ph-alice"], "unlocked", "alice", "L2", NOW + 1)
+    record = await store.lock_record("ph-alice")
+    assert record is not None and (record.seq, record.state, record.laptop_id) == (
+        second.seq, "unlocked", "L2")
+    await store.ack_lock("ph-alice", second.seq)
+    assert not (await store.lock_record("ph-alice")).pending  # type: ignore[union-attr]
+    for _ in range(50):  # the ack need not be durable at once; it is within a moment
+        record = await other.lock_record("ph-alice")
+        if record is not None and not record.pending:
+            break
+        await asyncio.sleep(0.02)
+    assert record is not None and not record.pending
+    await other.remove_device("ph-alice", NOW + 2)
+    assert await store.lock_record("ph-alice") is None
+
+
 async def test_a_verification_code_raced_by_two_nodes_provisions_once(
     store: RelayStore, store_factory: OpenStore
 ) -> None:

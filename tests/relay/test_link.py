@@ -73,3 +73,14 @@ async def test_fast_send_delivers_and_falls_back_to_send_when_closed(
     await laptop.close()
     with pytest.raises(ConnectionClosed):
         await send_text(laptop.conn, '{"type":"ping","id":78}')
+
+
+def test_a_directly_written_frame_is_the_bytes_websockets_would_write() -> None:
+    from websockets.frames import Frame, Opcode
+
+    from relay.fastsend import text_frame
+
+    for length in (0, 1, 125, 126, 127, 65535, 65536, 70000):  # each header size, each edge
+        payload = ("é" * length).encode()[:length]
+        assert text_frame(payload) == Frame(Opcode.TEXT, payload).serialize(mask=False)
+
