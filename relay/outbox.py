@@ -30,12 +30,14 @@ class Outbox:
         self._conn = conn
         self._limit = limit
         self._on_overflow = on_overflow
-        self._queue: deque[str] = deque()
+        # Made when something must wait (an empty deque is ~600 bytes; most connections
+        # are idle and the rest rarely queue).
+        self._queue: deque[str] | None = None
         self._writer: asyncio.Task[None] | None = None
         self.closed = False
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return len(self._queue) if self._queue is not None else 0
 
     def push(self, message: str) -> bool:
         """Queue (or write) ``message``; False if dropped (closed, or the queue overflowed)."""
@@ -43,26 +45,31 @@ class Outbox:
             return False
         if self._writer is None and send_now(self._conn, message):
             return True
-        if len(self._queue) >= self._limit:
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        if len(queue) >= self._limit:
             self.closed = True
-            self._queue.clear()
+            queue.clear()
             self._on_overflow()
             return False
-        self._queue.append(message)
+        queue.append(message)
         if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._drain())
+            self._writer = asyncio.get_running_loop().create_task(self._drain(queue))
         return True
 
-    async def _drain(self) -> None:
+    async def _drain(self, queue: deque[str]) -> None:
         try:
-            while self._queue:
-                message = self._queue.popleft()
+            while queue:
+                message = queue.popleft()
                 await self._conn.send(message)
         except ConnectionClosed:
-            self._queue.clear()
+            queue.clear()
             self.closed = True
         finally:
             self._writer = None
+            if not queue:
+                self._queue = None
 
     async def flush(self) -> None:
         """Wait until everything queued so far was handed to the socket (for tests, close)."""
@@ -73,6 +80,7 @@ class Outbox:
     def stop(self) -> None:
         """Drop what is queued and stop writing (the connection is gone)."""
         self.closed = True
-        self._queue.clear()
+        if self._queue is not None:
+            self._queue.clear()
         if self._writer is not None:
             self._writer.cancel()

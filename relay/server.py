@@ -441,6 +441,13 @@ class RelayServer:
                 principal.credential_id, principal.tenant_id, device_id=principal.device_id
             )
         clog = clog.bind(conn=str(conn.id)[:8])
+        # The handshake's headers (~4 KB) are not read again once the principal is known:
+        # an idle connection keeps only what it uses. (websockets tells the handshake from
+        # later frames by ``conn.request`` being set, so the request itself stays.)
+        if conn.request is not None:
+            conn.request.headers.clear()
+        conn.response = None
+
         async def detach(ending: WsSession) -> bool:
             return await self.router.detach(principal.address, ending)
 
@@ -452,8 +459,7 @@ class RelayServer:
         clog.info("connected", peer=_peer(conn))
         settings = self.settings
         try:
-            for event in await self.service.welcome(principal, self.clock()):
-                session.push(event.model_dump_json())
+            await self._welcome(session, principal)
             await serve_requests(
                 conn,
                 session,
@@ -476,6 +482,13 @@ class RelayServer:
         if detached and not await self.router.is_online(principal.address):
             for delivery in await self.service.disconnected(principal, self.clock()):
                 await self.router.deliver(delivery.address, delivery.event.model_dump_json())
+
+
+    async def _welcome(self, session: WsSession, principal: Principal) -> None:
+        # (A function of its own: a loop variable left in the connection's frame would
+        # keep the last event alive as long as the connection.)
+        for event in await self.service.welcome(principal, self.clock()):
+            session.push(event.model_dump_json())
 
 
 def _peer(conn: ServerConnection) -> str:
