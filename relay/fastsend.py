@@ -45,11 +45,6 @@ def is_open(conn: Any) -> bool:
     return protocol is None or protocol.state is State.OPEN
 
 
-_DIRECT = _SUPPORTED and all(
-    hasattr(Connection, name) for name in ("protocol", "transport", "debug")
-)
-
-
 def text_frame(payload: bytes) -> bytes:
     """One unmasked, final text frame (RFC 6455 section 5.2) carrying ``payload``."""
     length = len(payload)
@@ -64,21 +59,28 @@ def send_now(conn: Any, message: str) -> bool:
     """Write ``message`` as one text frame at once if the connection can take it without
     waiting (open, not paused, nothing being fragmented); False if it cannot."""
     if _SUPPORTED and isinstance(conn, Connection) and _ready(conn):
-        protocol = conn.protocol
-        if (
-            _DIRECT
-            and protocol.side is Side.SERVER
-            and not protocol.extensions
-            and not protocol.expect_continuation_frame
-            and not protocol.writes
-            and not conn.debug
-        ):
+        if writes_frames_itself(conn):
             conn.transport.write(text_frame(message.encode()))
             return True
-        protocol.send_text(message.encode())
+        conn.protocol.send_text(message.encode())
         conn.send_data()
         return True
     return False
+
+
+def writes_frames_itself(conn: Any) -> bool:
+    """Whether :func:`send_now` may write a frame's bytes itself on ``conn``: the server
+    side, no extension, no fragmented message under way, nothing queued in the protocol,
+    no frame logging (any attribute this websockets version lacks: no)."""
+    protocol = getattr(conn, "protocol", None)
+    return (
+        getattr(protocol, "side", None) is Side.SERVER
+        and not getattr(protocol, "extensions", True)
+        and getattr(protocol, "expect_continuation_frame", True) is False
+        and not getattr(protocol, "writes", True)
+        and getattr(conn, "debug", True) is False
+        and hasattr(conn, "transport")
+    )
 
 
 async def send_text(conn: Any, message: str) -> None:

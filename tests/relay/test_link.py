@@ -84,3 +84,16 @@ def test_a_directly_written_frame_is_the_bytes_websockets_would_write() -> None:
         payload = ("é" * length).encode()[:length]
         assert text_frame(payload) == Frame(Opcode.TEXT, payload).serialize(mask=False)
 
+
+
+async def test_the_relay_writes_its_frames_itself_and_a_client_does_not(
+    relay: RelayHarness, world: World
+) -> None:
+    from relay.connection import WsSession
+    from relay.fastsend import writes_frames_itself
+
+    laptop = await relay.laptop(world.alice)
+    sessions = [s for s in relay.server._sessions if isinstance(s, WsSession)]
+    assert sessions and all(writes_frames_itself(s.conn) for s in sessions)
+    assert not writes_frames_itself(laptop.conn)  # masked frames: the library's path
+    assert isinstance(await laptop.ping(), wire.Pong)
