@@ -53,13 +53,13 @@ from hw.control_socket import ControlServer
 from hw.lock import LockBusConfig, create_lock_watcher
 from hw.sim.launch import start_air
 from hw.standin.logind import LogindStandIn
-from relay.admin import Admin
+from relay.admin.store_admin import Admin
 from relay.config import RelaySettings
+from relay.net.server import RelayServer
 from relay.protocol import wire
 from relay.protocol.frame import DEFAULT_COMPANY_ID
 from relay.protocol.link import RelayLink
-from relay.server import RelayServer
-from relay.sqlite_store import SqliteStore
+from relay.storage.sqlite_store import SqliteStore
 
 PHONE_KEY = bytes(range(16))
 ROOM_KEY = bytes(range(16, 32))

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from btogether.cluster import LocalCluster, RelayNodeProcess, free_port  # noqa: E402
-from relay.admin import Admin  # noqa: E402
+from relay.admin.store_admin import Admin  # noqa: E402
 from relay.node import store_for  # noqa: E402
 from relay.protocol import wire  # noqa: E402
 from relay.protocol.link import RelayLink  # noqa: E402

@@ -6,7 +6,7 @@
 
 For each size a SQLite database of generated devices is made with bulk inserts (100
 tenants, every device signed in, rotation exponent K = 10 as provisioning issues, so
-every device rotates at the same instant), then a real :class:`~relay.server.RelayServer`
+every device rotates at the same instant), then a real :class:`~relay.net.server.RelayServer`
 is started on it on 127.0.0.1 and measured:
 
 * **build**: from the relay's start until every device resolves (the new index loads in
@@ -54,10 +54,12 @@ from pathlib import Path
 from typing import Any
 
 from btogether.logs import configure_logging
-from relay.admin import Admin
+from relay.admin.store_admin import Admin
 from relay.config import RelaySettings
-from relay.directory import Directory
-from relay.model import Device, Tenant
+from relay.domain.directory import Directory
+from relay.domain.model import Device, Tenant
+from relay.domain.service import Principal
+from relay.net.server import RelayServer
 from relay.node import build_node
 from relay.protocol import wire
 from relay.protocol.eid import (
@@ -68,9 +70,7 @@ from relay.protocol.eid import (
     window_start,
 )
 from relay.protocol.link import RelayLink
-from relay.server import RelayServer
-from relay.service import Principal
-from relay.sqlite_store import SqliteStore
+from relay.storage.sqlite_store import SqliteStore
 
 K = 10
 PERIOD = 1 << K
@@ -92,7 +92,7 @@ def tenant_id(t: int) -> str:
     return f"t_bench{t:04d}"
 
 
-# --- the baseline: relay/resolver.py and Directory.resolve at commit e14be45 ---------------
+# --- the baseline: relay/domain/resolver.py and Directory.resolve at commit e14be45 ---------------
 @dataclass(frozen=True, slots=True)
 class _OldDeviceEids:
     identity_key: bytes

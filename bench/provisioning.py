@@ -37,16 +37,16 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from bench.common import line, machine
 from btogether.logs import configure_logging
-from relay.admin_service import bootstrap_owner, device_info
+from relay.admin.service import bootstrap_owner, device_info
 from relay.config import RelaySettings
-from relay.model import Device, Tenant
+from relay.domain.model import Device, Tenant
+from relay.domain.verification import ThrottlePolicy
+from relay.net.server import RelayServer
 from relay.node import build_node
 from relay.protocol import admin_wire as aw
 from relay.protocol.admin_link import AdminLink, provision
 from relay.protocol.eid import DEFAULT_ROTATION_EXPONENT
-from relay.server import RelayServer
-from relay.sqlite_store import SqliteStore
-from relay.verification import ThrottlePolicy
+from relay.storage.sqlite_store import SqliteStore
 
 
 def _mac(n: int) -> str:

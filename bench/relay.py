@@ -330,8 +330,8 @@ def rss_kib(pid: int) -> int:
 
 async def prepare(db: Path, pairs: int, idle: int) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
-    from relay.admin import Admin
-    from relay.sqlite_store import SqliteStore
+    from relay.admin.store_admin import Admin
+    from relay.storage.sqlite_store import SqliteStore
 
     store = SqliteStore(db)
     await store.open()
@@ -518,7 +518,7 @@ def profile_relay(
         server.stop()
 
 
-_WRAPPERS = ("runpy", "__main__", "btogether/cli.py", "relay/cli.py", "uvloop/", "runners.py",
+_WRAPPERS = ("runpy", "__main__", "btogether/cli.py", "relay/cli/serve.py", "uvloop/", "runners.py",
              "threading.py", "protocol_handler")  # fmt: skip
 
 

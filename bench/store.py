@@ -24,10 +24,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from btogether.local_postgres import LocalPostgres
-from relay.model import Device, Tenant, User
-from relay.postgres_store import PostgresStore
-from relay.sqlite_store import SqliteStore
-from relay.store import RelayStore
+from relay.domain.model import Device, Tenant, User
+from relay.domain.store import RelayStore
+from relay.storage.postgres_store import PostgresStore
+from relay.storage.sqlite_store import SqliteStore
 
 PHONES = 64
 

@@ -21,8 +21,8 @@ COMMAND_GROUPS: tuple[tuple[str, str, str], ...] = (
     ("air", "hw.sim.cli", "simulate BlueZ for several hosts sharing one (simulated) air"),
     ("beacon", "beacon.cli", "the beacon daemon for room systems and desk phones"),
     ("client", "client.cli", "the laptop client: scan, nearby devices, pairing, audio"),
-    ("relay", "relay.cli", "run the relay service"),
-    ("admin", "relay.admin_cli", "administer a running relay (tenants, users, devices, codes)"),
+    ("relay", "relay.cli.serve", "run the relay service"),
+    ("admin", "relay.cli.admin", "administer a running relay (tenants, users, devices, codes)"),
     ("sim", "client.proximity.sim_cli", "score the proximity tracker against simulated floors"),
 )
 

@@ -244,7 +244,7 @@ class RelayNodeProcess:
 
 
 def postgres_store_installed() -> bool:
-    return (importlib.util.find_spec("relay.postgres_store") is not None
+    return (importlib.util.find_spec("relay.storage.postgres_store") is not None
             and importlib.util.find_spec("btogether.local_postgres") is not None)
 
 

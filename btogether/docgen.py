@@ -238,7 +238,7 @@ def render() -> str:
         "",
         "After `pair.request`, the phone and the laptop both get `pair.prompt` with the "
         "same 6-digit code; each side answers `pair.confirm`, in either order. The "
-        "relay's whole state machine (relay/pairing.py):",
+        "relay's whole state machine (relay/domain/pairing.py):",
         "",
         "| state | event | next state |",
         "|---|---|---|",

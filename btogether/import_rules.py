@@ -5,7 +5,9 @@
   relay, the beacon, the client and the admin tools all speak it);
 * ``relay`` never imports ``hw``, ``beacon``, ``client`` or ``btogether``;
 * ``beacon`` and ``client`` never import each other;
-* there are no import cycles inside ``relay``;
+* inside ``relay``, each part imports only the parts below it (:data:`RELAY_PARTS`: the
+  command lines, the websocket shell, the composition root, the web side, administration,
+  storage, the domain, the protocol), and there are no import cycles;
 * the pure cores (``beacon.core``, ``client.core``: decisions without I/O, tested with
   explicit inputs and time) import no asyncio, socket, TLS, websocket, D-Bus or radio
   library, and neither does any module of ours they import.
@@ -27,6 +29,38 @@ from pathlib import Path
 PACKAGES = ("hw", "relay", "beacon", "client", "btogether")
 RELAY_NEVER_IMPORTS = ("hw", "beacon", "client", "btogether")
 PURE_CORES = ("beacon.core", "client.core")
+# The relay's parts (``relay/__init__.py`` draws them) and the parts each may import; a
+# module of a part may always import its own part. ``relay`` itself (an empty package)
+# may be imported by anyone.
+RELAY_PARTS: dict[str, tuple[str, ...]] = {
+    "relay.protocol": (),
+    "relay.domain": ("relay.protocol",),
+    "relay.storage": ("relay.domain", "relay.protocol"),
+    "relay.admin": ("relay.domain", "relay.protocol"),
+    "relay.web": ("relay.admin", "relay.storage", "relay.domain", "relay.protocol"),
+    "relay.files": (),
+    "relay.config": ("relay.files",),
+    "relay.node": (
+        "relay.config",
+        "relay.web",
+        "relay.admin",
+        "relay.storage",
+        "relay.domain",
+        "relay.protocol",
+    ),
+    "relay.net": ("relay.node", "relay.config", "relay.domain", "relay.protocol"),
+    "relay.cli": (
+        "relay.net",
+        "relay.node",
+        "relay.config",
+        "relay.files",
+        "relay.web",
+        "relay.admin",
+        "relay.storage",
+        "relay.domain",
+        "relay.protocol",
+    ),
+}
 IO_LIBRARIES = (
     "asyncio",
     "socket",
@@ -114,6 +148,25 @@ def _within(module: str, package: str) -> bool:
     return module == package or module.startswith(package + ".")
 
 
+def relay_part(module: str) -> str | None:
+    """The part of the relay (a key of :data:`RELAY_PARTS`) a module belongs to."""
+    return next((part for part in RELAY_PARTS if _within(module, part)), None)
+
+
+def _relay_parts_broken(source: str, target: str) -> str | None:
+    """Why ``source`` may not import ``target`` (both the relay's), or None if it may."""
+    if target == "relay" or not (_within(source, "relay") and _within(target, "relay")):
+        return None
+    mine, theirs = relay_part(source), relay_part(target)
+    if mine is None or theirs is None:
+        missing = source if mine is None else target
+        return f"{missing} belongs to no part of the relay (add it to RELAY_PARTS)"
+    if mine == theirs or theirs in RELAY_PARTS[mine]:
+        return None
+    allowed = ", ".join(RELAY_PARTS[mine]) or "nothing else of the relay"
+    return f"{mine} may import only {allowed}"
+
+
 def violations(root: Path) -> list[str]:
     modules, every = read_all_imports(root)
     imports = [i for i in every if i.target.split(".")[0] in PACKAGES and i.target in modules]
@@ -134,6 +187,9 @@ def violations(root: Path) -> list[str]:
             rule(imp, "beacon and client never import each other")
         if _within(source, "client") and _within(target, "beacon"):
             rule(imp, "beacon and client never import each other")
+        broken = _relay_parts_broken(source, target)
+        if broken is not None and not _within(source, "relay.protocol"):
+            rule(imp, broken)
     cycles = relay_cycles(modules, imports)
     out += [f"import cycle in relay: {' -> '.join(cycle)}" for cycle in cycles]
     return out + impure_imports(modules, every)
@@ -223,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(found)} import rule violations (see btogether/import_rules.py)")
         return 1
     print(
-        "import rules: hw, relay.protocol, relay, beacon and client keep to their lanes; "
+        "import rules: hw, relay.protocol, relay (and its parts), beacon and client keep to "
+        "their lanes; "
         "the pure cores import no I/O"
     )
     return 0

@@ -4,7 +4,7 @@
 ``postgresql://…``) and the optional Redis URL and builds the store, the router and
 presence, the short-lived state, the directory cache, the domain services and the
 metrics, handing each its collaborators. Nothing is patched after construction, and
-the network shell (:mod:`relay.server`) only receives the finished node.
+the network shell (:mod:`relay.net.server`) only receives the finished node.
 
 Embedded default (no Redis): SQLite, an in-process router, in-memory short-lived
 state, with provisioning's guess counters in the SQLite file so a restart does not
@@ -23,21 +23,21 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from relay.admin_service import AdminService
+from relay.admin.service import AdminService
 from relay.config import RelaySettings
-from relay.consoles import Consoles
-from relay.directory import Directory
-from relay.ephemeral import EphemeralState, MemoryEphemeral
-from relay.handlers import handlers_of
-from relay.metrics import RelayMetrics
-from relay.provisioning import Provisioning
-from relay.routing import LocalRouter, Router
-from relay.service import RelayService, Rules
-from relay.sqlite_ephemeral import SqliteEphemeral
-from relay.sqlite_store import SqliteStore
-from relay.sqlite_writer import Synchronous
-from relay.store import RelayStore
-from relay.verification import ThrottlePolicy
+from relay.domain.consoles import Consoles
+from relay.domain.directory import Directory
+from relay.domain.ephemeral import EphemeralState, MemoryEphemeral
+from relay.domain.handlers import handlers_of
+from relay.domain.metrics import RelayMetrics
+from relay.domain.provisioning import Provisioning
+from relay.domain.routing import LocalRouter, Router
+from relay.domain.service import RelayService, Rules
+from relay.domain.store import RelayStore
+from relay.domain.verification import ThrottlePolicy
+from relay.storage.sqlite_ephemeral import SqliteEphemeral
+from relay.storage.sqlite_store import SqliteStore
+from relay.storage.sqlite_writer import Synchronous
 from relay.web.account_admin import AccountAdmin
 from relay.web.accounts import Accounts, SqliteAccounts
 from relay.web.app import WebFront
@@ -70,7 +70,7 @@ class RelayNode:
     async def open(self) -> None:
         await self.store.open()
         # Several nodes on one PostgreSQL database need Redis; one node without it is fine.
-        postgres = sys.modules.get("relay.postgres_store")
+        postgres = sys.modules.get("relay.storage.postgres_store")
         if postgres is not None and isinstance(self.store, postgres.PostgresStore):
             await self.store.claim_node(alone=self.settings.redis is None)
         await self.router.start()
@@ -116,7 +116,7 @@ def store_for(db: str, synchronous: Synchronous = "normal") -> RelayStore:
         return SqliteStore(path, synchronous)
     scheme = urlsplit(db).scheme
     if scheme in ("postgresql", "postgres"):
-        module = _optional("relay.postgres_store", "a PostgreSQL database")
+        module = _optional("relay.storage.postgres_store", "a PostgreSQL database")
         try:
             store: RelayStore = module.PostgresStore(db)
         except ValueError as exc:  # a URL libpq cannot parse
@@ -153,9 +153,9 @@ def _durable_state(store: RelayStore) -> EphemeralState | None:
     if isinstance(store, SqliteStore):
         return SqliteEphemeral(store)
     # The PostgreSQL backend is optional: if the store is one, its module is loaded.
-    postgres = sys.modules.get("relay.postgres_store")
+    postgres = sys.modules.get("relay.storage.postgres_store")
     if postgres is not None and isinstance(store, postgres.PostgresStore):
-        module = _optional("relay.postgres_ephemeral", "a PostgreSQL database")
+        module = _optional("relay.storage.postgres_ephemeral", "a PostgreSQL database")
         state: EphemeralState = module.PostgresEphemeral(store)
         return state
     return None
@@ -186,7 +186,7 @@ def build_node(
     store = store if store is not None else store_for(settings.db, settings.sqlite_synchronous)
     metrics = metrics or RelayMetrics()
     if settings.redis is not None and (router is None or ephemeral is None or guesses is None):
-        module = _optional("relay.redis_state", "Redis")
+        module = _optional("relay.storage.redis_state", "Redis")
         try:
             client = module.connect(settings.redis)
         except ValueError as exc:

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from relay.admin import Admin
+from relay.admin.store_admin import Admin
 from relay.config import RelaySettings
-from relay.server import RelayServer
-from relay.sqlite_store import SqliteStore
+from relay.net.server import RelayServer
+from relay.storage.sqlite_store import SqliteStore
 
 
 class ManualClock:

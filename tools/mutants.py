@@ -166,7 +166,7 @@ def install_operators() -> None:
 
 
 def _is_marker(decorator: cst.Decorator) -> bool:
-    """``@handles(...)`` (relay.handlers): it only sets an attribute on the function."""
+    """``@handles(...)`` (relay.domain.handlers): it only sets an attribute on the function."""
     call = decorator.decorator
     return (
         isinstance(call, cst.Call)
@@ -181,7 +181,7 @@ def _allow_marked_handlers() -> None:
     mutmut leaves every decorated function alone (a decorator runs at definition time and
     may register the function). The relay's handlers carry ``@handles(...)``, which only
     marks the function; here they are mutated like any method: the trampoline keeps the
-    mark (it is found by ``relay.handlers.handlers_of``), the original's copy and the
+    mark (it is found by ``relay.domain.handlers.handlers_of``), the original's copy and the
     mutants lose it, so exactly one method answers each request type."""
     from mutmut.mutation import file_mutation
 

@@ -11,7 +11,7 @@ relay and every beacon agree without exchanging a per-beacon epoch (the relay is
 keys and keeps clocks; NTP-level skew is absorbed by also accepting the neighbouring
 windows).  ``K`` (the rotation exponent, 0..15) makes the EID change every 2**K seconds.
 Every device with the same ``K`` therefore rotates at the same instant; the relay does
-not recompute them all at that instant but ahead of time (see :mod:`relay.resolver`).
+not recompute them all at that instant but ahead of time (see :mod:`relay.domain.resolver`).
 
 Default K = 10 (1024 s, about 17 minutes): long enough that the relay recomputes a
 device's EIDs only every quarter hour and that a laptop's sighting is not invalidated

@@ -2,7 +2,7 @@
 
 Like h11's connection state machine, each lifecycle is one table: a (state, event) pair
 that is not a key of the table is not allowed, and nothing else decides what may follow
-what. The relay applies these tables (:mod:`relay.pairing`, :mod:`relay.service`); the
+what. The relay applies these tables (:mod:`relay.domain.pairing`, :mod:`relay.domain.service`); the
 protocol reference prints them; clients may read them to know what to expect.
 Pure data, no I/O.
 """

@@ -1,7 +1,7 @@
 """The admin requests about people's sign-in: passwords, set-up links, laptop credentials.
 
 :class:`AccountAdmin` adds ``password.set``, ``setup_link.create`` and ``credential.list``
-to an :class:`~relay.admin_service.AdminService` (:meth:`AccountAdmin.handlers`), so the
+to an :class:`~relay.admin.service.AdminService` (:meth:`AccountAdmin.handlers`), so the
 command line (over ``/admin``) and the admin center (over HTTP) reach them through the
 same role check and audit as every other admin action. Owners set passwords and make
 set-up links; anyone may list the laptop credentials of the tenant they administer.
@@ -14,13 +14,13 @@ import hashlib
 import secrets
 from collections.abc import Callable
 
-from relay.admin_outcome import AdminOutcome, Handler
-from relay.errors import RelayError
-from relay.handlers import handlers_of, handles
-from relay.model import AdminRecord
+from relay.admin.outcome import AdminOutcome, Handler
+from relay.domain.errors import RelayError
+from relay.domain.handlers import handlers_of, handles
+from relay.domain.model import AdminRecord
+from relay.domain.store import RelayStore
 from relay.protocol import admin_wire as aw
 from relay.protocol.wire import ErrorCode
-from relay.store import RelayStore
 from relay.web.accounts import Accounts, SetupLinkRecord, SubjectKind, normalize_login
 from relay.web.passwords import WeakPassword, check_password_rules, hash_async
 

@@ -5,7 +5,7 @@ imported emails) — one small interface and its SQLite implementation.
 
 :class:`Accounts` is the interface the web layer depends on; :class:`SqliteAccounts`
 implements it on the relay's SQLite file (tables of schema version 3, see
-:mod:`relay.sqlite_store`), through that store's group-committing writer. A PostgreSQL
+:mod:`relay.storage.sqlite_store`), through that store's group-committing writer. A PostgreSQL
 store implements the same interface. The SQL stays portable (``ON CONFLICT``, no
 ``INSERT OR REPLACE``), and every write that must be race-free across relay processes is
 one conditional statement: a set-up link or a device grant is used once because its
@@ -25,11 +25,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from relay import store_rows
-from relay.model import AdminRecord, AdminRole, Credential, User
-from relay.sqlite_store import SqliteStore
-from relay.sqlite_writer import Op
-from relay.store import StoreConflict
+from relay.domain.model import AdminRecord, AdminRole, Credential, User
+from relay.domain.store import StoreConflict
+from relay.storage import store_rows
+from relay.storage.sqlite_store import SqliteStore
+from relay.storage.sqlite_writer import Op
 from relay.web.sso_core import ProviderRecord
 
 SubjectKind = Literal["admin", "user"]

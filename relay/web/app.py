@@ -15,7 +15,7 @@ Routes:
   ``POST /api/signin/<method>``, ``/api/signout``, ``/api/setup``;
 * ``POST /admin/api/<request type>``: one admin request of
   :mod:`relay.protocol.admin_wire` (the same models as the ``/admin`` websocket), carried
-  out by :meth:`~relay.admin_service.AdminService.handle` — the same role checks and
+  out by :meth:`~relay.admin.service.AdminService.handle` — the same role checks and
   audit as the command line; ``GET /admin/api/events?tenant=…``: server-sent events
   saying when a tenant's devices changed;
 * the device login page's API and the laptops' device authorisation
@@ -41,17 +41,16 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
-from relay.admin_service import AdminService
-from relay.ephemeral import EphemeralState
-from relay.errors import RelayError
-from relay.model import AdminRecord, Device, Pairing
-from relay.pipeline import route
+from relay.admin.service import AdminService
+from relay.domain.ephemeral import EphemeralState
+from relay.domain.errors import RelayError
+from relay.domain.model import AdminRecord, Device, Pairing
+from relay.domain.provisioning import Provisioning
+from relay.domain.routing import Router, route
+from relay.domain.service import Delivery
+from relay.domain.sessions import SessionEnd
+from relay.domain.store import RelayStore
 from relay.protocol import admin_wire as aw
-from relay.provisioning import Provisioning
-from relay.routing import Router
-from relay.service import Delivery
-from relay.sessions import SessionEnd
-from relay.store import RelayStore
 from relay.web.account_admin import hash_secret
 from relay.web.accounts import Accounts
 from relay.web.device_login import DeviceLogin

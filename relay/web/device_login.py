@@ -8,7 +8,7 @@ Two things show a person a code to type at ``/devicelogin``:
   A signed-in user types it; the relay finds the phone among *their tenant's* desk
   phones (provisioning keeps every reported code in the shared short-lived state, by a
   hash scoped by tenant, so any relay node finds it) and signs it in to them (personal
-  mode) through :meth:`~relay.provisioning.Provisioning.sign_in`, which checks the code
+  mode) through :meth:`~relay.domain.provisioning.Provisioning.sign_in`, which checks the code
   again and uses it once. Room systems and conference phones are signed in by an
   administrator.
 * **a laptop** running ``btogether client login --relay URL`` (RFC 8628 device
@@ -33,13 +33,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import structlog
 from aiohttp import web
 
-from relay.credentials import hash_token, new_token
-from relay.errors import RelayError
-from relay.model import Credential, Device
+from relay.domain.credentials import hash_token, new_token
+from relay.domain.errors import RelayError
+from relay.domain.model import Credential, Device
+from relay.domain.service import device_address
+from relay.domain.verification import hash_code
 from relay.protocol.login_code import LOGIN_CODE_ALPHABET, normalize_login_code
 from relay.protocol.wire import ErrorCode
-from relay.service import device_address
-from relay.verification import hash_code
 from relay.web.account_admin import hash_secret
 from relay.web.accounts import GrantRecord
 from relay.web.replies import read_json

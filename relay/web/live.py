@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from relay.ephemeral import EphemeralState, MemoryEphemeral
-from relay.service import Presence, device_address
-from relay.store import RelayStore
+from relay.domain.ephemeral import EphemeralState, MemoryEphemeral
+from relay.domain.service import Presence, device_address
+from relay.domain.store import RelayStore
 
 log = structlog.get_logger("relay.web.live")
 

@@ -1,11 +1,11 @@
 """People's browser sign-in records (:class:`relay.web.accounts.Accounts`) on PostgreSQL.
 
-The same ``web_*`` tables as on SQLite, in the :class:`~relay.postgres_store.PostgresStore`'s
-database and through its pool, so every relay node sees one set of logins, sessions and
-grants. Each write that must happen once across nodes is one conditional statement (a
-set-up link is used by ``UPDATE … WHERE used_at IS NULL``, a grant decided by ``…
-WHERE status = 'pending'``), and a grant's credential is stored in the transaction that
-marks it delivered.
+The same ``web_*`` tables as on SQLite, in the
+:class:`~relay.storage.postgres_store.PostgresStore`'s database and through its pool, so
+every relay node sees one set of logins, sessions and grants. Each write that must happen
+once across nodes is one conditional statement (a set-up link is used by ``UPDATE … WHERE
+used_at IS NULL``, a grant decided by ``… WHERE status = 'pending'``), and a grant's
+credential is stored in the transaction that marks it delivered.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal, cast
 
-from relay import store_rows
-from relay.model import AdminRecord, Credential
-from relay.postgres_store import LOCK_DIRECTORY, PostgresStore, Stmt
-from relay.store import StoreConflict
+from relay.domain.model import AdminRecord, Credential
+from relay.domain.store import StoreConflict
+from relay.storage import store_rows
+from relay.storage.postgres_store import LOCK_DIRECTORY, PostgresStore, Stmt
 from relay.web.accounts import (
     FailureRecord,
     GrantRecord,
@@ -40,7 +40,7 @@ _SESSION_COLUMNS = (
 class PostgresAccounts(SsoRecords):
     """:class:`relay.web.accounts.Accounts` on a :class:`PostgresStore`'s database."""
 
-    # A user is a directory row: the version row is locked first (relay.postgres_store).
+    # A user is a directory row: the version row is locked first (relay.storage.postgres_store).
     _directory_lock = ((LOCK_DIRECTORY.sql, tuple(LOCK_DIRECTORY.params), False),)
 
     def __init__(self, store: PostgresStore) -> None:
@@ -296,7 +296,7 @@ class PostgresAccounts(SsoRecords):
 
     async def deliver_grant(self, device_code_hash: bytes, credential: Credential) -> bool:
         # The credential is a directory row: the version row is locked first, as every
-        # directory writer does (relay.postgres_store).
+        # directory writer does (relay.storage.postgres_store).
         _, marked, stored = await self._write(
             LOCK_DIRECTORY,
             Stmt(

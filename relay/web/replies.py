@@ -1,6 +1,6 @@
 """How the web side reads request bodies and words its refusals (JSON, with HTTP statuses).
 
-Every refusal is ``{"error": {"code", "message"}}``; a :class:`~relay.errors.RelayError`
+Every refusal is ``{"error": {"code", "message"}}``; a :class:`~relay.domain.errors.RelayError`
 keeps its wire code and gets the HTTP status that matches it.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from relay.errors import RelayError
+from relay.domain.errors import RelayError
 from relay.protocol.wire import ErrorCode
 
 STATUS = {

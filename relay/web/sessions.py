@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from relay.store import RelayStore
+from relay.domain.store import RelayStore
 from relay.web.account_admin import hash_secret
 from relay.web.accounts import Accounts, SessionRecord
 from relay.web.signin import Person, person_of

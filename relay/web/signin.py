@@ -20,7 +20,7 @@ from typing import Literal, Protocol
 
 import structlog
 
-from relay.store import RelayStore
+from relay.domain.store import RelayStore
 from relay.web.accounts import Accounts, FailureRecord, SubjectKind, normalize_login
 from relay.web.passwords import MAX_PASSWORD_CHARS, verify_async
 

@@ -37,13 +37,13 @@ import structlog
 from aiohttp import web
 from joserfc.jwk import KeySet
 
-from relay.admin_service import AdminService
-from relay.errors import RelayError
-from relay.model import AdminRecord, User
+from relay.admin.service import AdminService
+from relay.domain.errors import RelayError
+from relay.domain.model import AdminRecord, User
+from relay.domain.service import Delivery
+from relay.domain.sessions import SessionEnd
+from relay.domain.store import RelayStore, StoreConflict
 from relay.protocol import admin_wire as aw
-from relay.service import Delivery
-from relay.sessions import SessionEnd
-from relay.store import RelayStore, StoreConflict
 from relay.web.account_admin import hash_secret
 from relay.web.accounts import Accounts, SsoLinkRecord, SsoRequestRecord
 from relay.web.id_token import (

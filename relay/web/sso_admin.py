@@ -2,7 +2,7 @@
 
 :class:`SsoAdmin` serves ``sso.set`` / ``sso.list`` / ``sso.remove`` / ``sso.check``,
 ``sso_link.list`` / ``sso_link.remove`` and ``user_email.set`` / ``user_email.import`` /
-``user_email.list`` for :class:`~relay.admin_service.AdminService`, which checks the role
+``user_email.list`` for :class:`~relay.admin.service.AdminService`, which checks the role
 (changes are owners' only) and writes the audit log; the command line and the admin center
 reach them alike. It is built *with* the admin service (an extension of it) because
 ``sso.check`` revokes laptop credentials through the service's own ``credential.revoke``.
@@ -20,14 +20,14 @@ import io
 import secrets
 from collections.abc import Callable
 
-from relay.admin_outcome import AdminOutcome, Handler
-from relay.admin_service import AdminService
-from relay.errors import RelayError
-from relay.handlers import handlers_of, handles
-from relay.model import AdminRecord, User
+from relay.admin.outcome import AdminOutcome, Handler
+from relay.admin.service import AdminService
+from relay.domain.errors import RelayError
+from relay.domain.handlers import handlers_of, handles
+from relay.domain.model import AdminRecord, User
+from relay.domain.store import RelayStore, StoreConflict
 from relay.protocol import admin_wire as aw
 from relay.protocol.wire import ErrorCode
-from relay.store import RelayStore, StoreConflict
 from relay.web.accounts import Accounts
 from relay.web.sso import ProviderClient, ProviderError, SsoCheck
 from relay.web.sso_core import (

@@ -31,8 +31,8 @@ from hw.audio.pulse import PulseAudioRouter
 from hw.lock import LockBusConfig, create_session_locker
 from hw.sim.launch import AirProcess, start_air
 from hw.standin.logind import LogindStandIn
-from relay.admin import IssuedCredential
-from relay.model import Device, User
+from relay.admin.store_admin import IssuedCredential
+from relay.domain.model import Device, User
 from relay.protocol.eid import eid_at
 from relay.protocol.link import RelayLink
 from tests.btogether_cli import run_btogether

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from beacon.state import DeviceIdentity, save_identity
-from relay.admin_service import bootstrap_owner
+from relay.admin.service import bootstrap_owner
+from relay.net.server import RelayServer
 from relay.protocol import admin_wire as aw
 from relay.protocol.admin_link import AdminLink, provision
-from relay.server import RelayServer
-from relay.sqlite_store import SqliteStore
+from relay.storage.sqlite_store import SqliteStore
 from tests.beacon.conftest import StartDaemon, short_dir, wait_until
 from tests.relay_harness import relay_settings
 

@@ -6,7 +6,7 @@
 * ``relay`` / ``start_relay``: a real relay on 127.0.0.1 (port 0, or the same port again
   for a restart) over a temporary SQLite file, with the real clock (the beacons' EIDs
   follow it); ``world`` provisions the tenant, users, devices (with the beacons' keys) and
-  credentials through :class:`relay.admin.Admin`.
+  credentials through :class:`relay.admin.store_admin.Admin`.
 * ``logind``: a logind stand-in on the laptop host's bus, to lock the laptop.
 """
 
@@ -30,8 +30,8 @@ from client.daemon import ClientDaemon
 from hw.lock import LockBusConfig, create_lock_watcher
 from hw.sim.launch import AirProcess, start_air
 from hw.standin.logind import LogindStandIn
-from relay.admin import IssuedCredential
-from relay.model import Device, Policy, Tenant, User
+from relay.admin.store_admin import IssuedCredential
+from relay.domain.model import Device, Policy, Tenant, User
 from relay.protocol.link import RelayLink
 from tests.btogether_cli import btogether_argv as btogether_argv
 from tests.relay_harness import RelayHarness as RelayHarness

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from btogether.cluster import LocalCluster
-from relay.admin import Admin, IssuedCredential
-from relay.admin_service import bootstrap_owner
-from relay.model import Device, Tenant, User
+from relay.admin.service import bootstrap_owner
+from relay.admin.store_admin import Admin, IssuedCredential
+from relay.domain.model import Device, Tenant, User
 from relay.node import store_for
 from relay.protocol.eid import eid_at
 from relay.protocol.link import RelayLink

@@ -3,7 +3,7 @@
 A test asks for ``backend`` (or ``store`` / ``store_factory``) and runs once per entry of
 :data:`STORE_BACKENDS`. Each entry makes a fresh, empty database for the test and can
 open any number of stores on it — two stores on one database are two relay nodes.
-To hold another implementation of :class:`relay.store.RelayStore` to the contract, add
+To hold another implementation of :class:`relay.domain.store.RelayStore` to the contract, add
 an entry (a name and an async context manager yielding a :class:`StoreBackend`).
 
 PostgreSQL runs on a real ``postgres`` started once per session (``postgres_server``,
@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from relay.store import RelayStore
+from relay.domain.store import RelayStore
 from relay.web.accounts import Accounts
 from tests.cluster_harness import RedisServer, redis_available
 
@@ -58,7 +58,7 @@ async def _closing(backend: StoreBackend) -> AsyncIterator[StoreBackend]:
 
 
 def sqlite_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AbstractAsyncContextManager[StoreBackend]:
-    from relay.sqlite_store import SqliteStore
+    from relay.storage.sqlite_store import SqliteStore
     from relay.web.accounts import SqliteAccounts
 
     backend = StoreBackend("sqlite", lambda: _opened(backend, SqliteStore(tmp_path / "relay.sqlite3")))
@@ -77,7 +77,7 @@ _schemas = itertools.count(1)
 def postgres_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AbstractAsyncContextManager[StoreBackend]:
     import psycopg
 
-    from relay.postgres_store import PostgresStore
+    from relay.storage.postgres_store import PostgresStore
     from relay.web.postgres_accounts import PostgresAccounts
 
     server = request.getfixturevalue("postgres_server")

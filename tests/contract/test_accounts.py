@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import pytest
 
-from relay.model import AdminRecord, Credential, Tenant, User
-from relay.store import RelayStore, StoreConflict
+from relay.domain.model import AdminRecord, Credential, Tenant, User
+from relay.domain.store import RelayStore, StoreConflict
 from relay.web.accounts import (
     Accounts,
     EmailTaken,

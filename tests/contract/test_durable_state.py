@@ -11,9 +11,9 @@ import asyncio
 
 import pytest
 
-from relay.ephemeral import EphemeralState
+from relay.domain.ephemeral import EphemeralState
+from relay.domain.store import RelayStore
 from relay.node import build_node
-from relay.store import RelayStore
 from tests.contract.conftest import OpenStore, StoreBackend
 from tests.relay_harness import relay_settings
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from relay.ephemeral import EphemeralState, MemoryEphemeral
-from relay.sqlite_ephemeral import SqliteEphemeral
-from relay.sqlite_store import SqliteStore
+from relay.domain.ephemeral import EphemeralState, MemoryEphemeral
+from relay.storage.sqlite_ephemeral import SqliteEphemeral
+from relay.storage.sqlite_store import SqliteStore
 from tests.cluster_harness import RedisServer
 
 SHORT = 0.15  # a TTL that expires during the test
@@ -36,7 +36,7 @@ async def state(
         finally:
             await store.close()
     else:
-        from relay.redis_state import RedisEphemeral
+        from relay.storage.redis_state import RedisEphemeral
 
         server: RedisServer = request.getfixturevalue("redis_server")
         redis_state = RedisEphemeral(server.url, namespace=namespace)
@@ -171,7 +171,7 @@ async def test_purge_keeps_live_values(state: EphemeralState) -> None:
 async def test_two_nodes_share_state_and_one_compare_and_set_wins(
     redis_server: RedisServer, namespace: str
 ) -> None:
-    from relay.redis_state import RedisEphemeral
+    from relay.storage.redis_state import RedisEphemeral
 
     node_a = RedisEphemeral(redis_server.url, namespace=namespace)
     node_b = RedisEphemeral(redis_server.url, namespace=namespace)
@@ -193,7 +193,7 @@ async def test_two_nodes_share_state_and_one_compare_and_set_wins(
 
 
 async def test_another_namespace_sees_nothing(redis_server: RedisServer, namespace: str) -> None:
-    from relay.redis_state import RedisEphemeral
+    from relay.storage.redis_state import RedisEphemeral
 
     mine = RedisEphemeral(redis_server.url, namespace=namespace)
     other = RedisEphemeral(redis_server.url, namespace=namespace + "x")
@@ -208,8 +208,8 @@ async def test_another_namespace_sees_nothing(redis_server: RedisServer, namespa
 async def test_redis_down_is_unavailable_then_works_again_after_restart(
     tmp_path: Path, namespace: str
 ) -> None:
-    from relay.redis_state import RedisEphemeral, SharedStateUnavailable
-    from relay.store import StoreUnavailable
+    from relay.domain.store import StoreUnavailable
+    from relay.storage.redis_state import RedisEphemeral, SharedStateUnavailable
 
     server = RedisServer(tmp_path / "redis").start()
     state = RedisEphemeral(server.url, namespace=namespace)

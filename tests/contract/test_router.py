@@ -1,7 +1,7 @@
 """The Router contract, against the in-process router and the Redis router; then what only
 a cluster has: several nodes on one Redis, a node that dies, Redis restarting.
 
-Sessions are plain objects implementing :class:`relay.sessions.Session` (what the router
+Sessions are plain objects implementing :class:`relay.domain.sessions.Session` (what the router
 sees of a websocket connection); Redis is a real ``redis-server`` on loopback.
 """
 
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from relay.metrics import RelayMetrics
+from relay.domain.metrics import RelayMetrics
+from relay.domain.routing import LocalRouter, Router
+from relay.domain.sessions import SessionKeys
 from relay.protocol.wire import CloseCode
-from relay.routing import LocalRouter, Router
-from relay.sessions import SessionKeys
 from tests.cluster_harness import RedisServer
 
 
@@ -85,7 +85,7 @@ async def routers(
         if kind == "local":
             router = LocalRouter(metrics)
         else:
-            from relay.redis_state import RedisRouter
+            from relay.storage.redis_state import RedisRouter
 
             server: RedisServer = request.getfixturevalue("redis_server")
             router = RedisRouter(server.url, namespace=namespace, metrics=metrics, **options)
@@ -260,7 +260,7 @@ async def test_after_a_redis_restart_nodes_resubscribe_and_redeliver(
     """Redis restarts and forgets everything (no persistence): both nodes subscribe again
     by themselves, write their presence again, and call their resync callbacks (where
     the relay re-sends pending lock commands); delivery across nodes works again."""
-    from relay.redis_state import RedisRouter
+    from relay.storage.redis_state import RedisRouter
 
     server = RedisServer(tmp_path / "redis").start()
     metrics = RelayMetrics()
@@ -301,7 +301,7 @@ async def test_after_a_redis_restart_nodes_resubscribe_and_redeliver(
 async def test_a_replacement_made_while_redis_was_away_keeps_the_newest_connection(
     tmp_path: Path, namespace: str
 ) -> None:
-    from relay.redis_state import RedisRouter
+    from relay.storage.redis_state import RedisRouter
 
     server = RedisServer(tmp_path / "redis").start()
     node_a = RedisRouter(server.url, namespace=namespace, heartbeat_s=0.2)
@@ -327,14 +327,14 @@ async def test_a_replacement_made_while_redis_was_away_keeps_the_newest_connecti
 
 
 async def test_router_refuses_a_url_that_is_not_redis() -> None:
-    from relay.redis_state import RedisRouter
+    from relay.storage.redis_state import RedisRouter
 
     with pytest.raises(ValueError, match="not a Redis URL"):
         RedisRouter("http://127.0.0.1:1/")
 
 
 async def test_a_node_does_not_start_without_its_redis(namespace: str) -> None:
-    from relay.redis_state import RedisRouter, SharedStateUnavailable
+    from relay.storage.redis_state import RedisRouter, SharedStateUnavailable
     from tests.cluster_harness import free_port
 
     router = RedisRouter(f"redis://127.0.0.1:{free_port()}/0", namespace=namespace)
@@ -346,7 +346,7 @@ async def test_a_node_does_not_start_without_its_redis(namespace: str) -> None:
 async def test_a_node_with_many_connections_writes_them_all_back_after_a_restart(
     tmp_path: Path, namespace: str
 ) -> None:
-    from relay.redis_state import RedisRouter
+    from relay.storage.redis_state import RedisRouter
 
     server = RedisServer(tmp_path / "redis").start()
     batch = 40  # pipelined batches of 40 here (1000 in production)

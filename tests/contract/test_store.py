@@ -1,4 +1,4 @@
-"""The store contract (relay.store): every backend keeps the same rules, tested the same way.
+"""The store contract (relay.domain.store): every backend keeps the same rules, tested the same way.
 
 Each test runs once per backend (tests/contract/conftest.py). What is checked is what a
 relay relies on: records read back as written, refusals as StoreConflict with a message
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.model import (
+from relay.domain.model import (
     AdminRecord,
     ConsolePairing,
     Credential,
@@ -26,8 +26,8 @@ from relay.model import (
     Tenant,
     User,
 )
-from relay.store import RelayStore, StoreConflict
-from relay.verification import IssuedCode
+from relay.domain.store import RelayStore, StoreConflict
+from relay.domain.verification import IssuedCode
 from tests.contract.conftest import STORE_ONLY_BACKENDS, OpenStore, StoreBackend
 
 

@@ -1,10 +1,10 @@
 """The relay's decisions called directly: no socket, no database file, an explicit ``now``.
 
-A :class:`Domain` wires the real :class:`~relay.service.RelayService`,
-:class:`~relay.admin_service.AdminService`, :class:`~relay.provisioning.Provisioning`,
-:class:`~relay.consoles.Consoles` and :class:`~relay.directory.Directory` to fakes that
-implement the real interfaces — an in-memory :class:`~relay.store.RelayStore`, the
-in-memory :class:`~relay.ephemeral.EphemeralState` the embedded relay runs on, and a
+A :class:`Domain` wires the real :class:`~relay.domain.service.RelayService`,
+:class:`~relay.admin.service.AdminService`, :class:`~relay.domain.provisioning.Provisioning`,
+:class:`~relay.domain.consoles.Consoles` and :class:`~relay.domain.directory.Directory` to fakes that
+implement the real interfaces — an in-memory :class:`~relay.domain.store.RelayStore`, the
+in-memory :class:`~relay.domain.ephemeral.EphemeralState` the embedded relay runs on, and a
 router whose connected addresses the test decides — with a clock the test moves. Every
 principal the protocols know is here: a laptop (a user's credential), a device (a
 device's credential), a device administrator and an owner (administrator records), and
@@ -22,19 +22,15 @@ from typing import Any, TypeVar
 
 import pytest
 
-from relay.admin import Admin, IssuedCredential
-from relay.admin_service import AdminOutcome, AdminService
-from relay.consoles import Consoles
-from relay.directory import Directory
-from relay.ephemeral import MemoryEphemeral
-from relay.errors import RelayError
-from relay.model import AdminRecord, ConsolePairing, Device, Policy, Tenant, User
-from relay.protocol import admin_wire as aw
-from relay.protocol import wire
-from relay.protocol.eid import eid_at
-from relay.protocol.wire import ErrorCode
-from relay.provisioning import Provisioning
-from relay.service import (
+from relay.admin.service import AdminOutcome, AdminService
+from relay.admin.store_admin import Admin, IssuedCredential
+from relay.domain.consoles import Consoles
+from relay.domain.directory import Directory
+from relay.domain.ephemeral import MemoryEphemeral
+from relay.domain.errors import RelayError
+from relay.domain.model import AdminRecord, ConsolePairing, Device, Policy, Tenant, User
+from relay.domain.provisioning import Provisioning
+from relay.domain.service import (
     DevicePrincipal,
     LaptopPrincipal,
     Outcome,
@@ -43,7 +39,11 @@ from relay.service import (
     Rules,
     device_address,
 )
-from relay.verification import ThrottlePolicy
+from relay.domain.verification import ThrottlePolicy
+from relay.protocol import admin_wire as aw
+from relay.protocol import wire
+from relay.protocol.eid import eid_at
+from relay.protocol.wire import ErrorCode
 from tests.fakes import FakeRouter, MemoryStore
 from tests.relay_harness import ManualClock
 
@@ -69,8 +69,8 @@ async def _account_records_not_here(admin: AdminRecord, request: Any, now: float
 def account_request_types() -> list[str]:
     """The admin request types whose handlers live outside the admin service (the composition
     root adds them: relay.node)."""
-    from relay.admin_edits import AdminEdits
-    from relay.handlers import kind_of
+    from relay.admin.edits import AdminEdits
+    from relay.domain.handlers import kind_of
 
     own = {
         kind

@@ -1,4 +1,4 @@
-"""The administration API over the store (``relay.admin.Admin``, what ``btogether admin --db``
+"""The administration API over the store (``relay.admin.store_admin.Admin``, what ``btogether admin --db``
 and the set-up scripts use): it keeps tenants apart as the admin endpoint does."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from relay.admin import AdminError
+from relay.admin.store_admin import AdminError
 from tests.domain.conftest import Domain, World
 
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from relay.admin_service import AdminOutcome
-from relay.model import AdminRecord, ConsolePairing
+from relay.admin.service import AdminOutcome
+from relay.domain.model import AdminRecord, ConsolePairing
+from relay.domain.sessions import SessionEnd
 from relay.protocol import admin_wire as aw
 from relay.protocol import wire
 from relay.protocol.wire import CloseCode, ErrorCode
-from relay.sessions import SessionEnd
 from tests.domain.conftest import Domain, World, account_request_types, events, refused
 
 OWNER_ONLY: list[aw.AdminRequest] = [

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from relay.admin import Admin
-from relay.directory import Directory
-from relay.model import GLOBAL_DEFAULT_POLICY, DirectoryChange
+from relay.admin.store_admin import Admin
+from relay.domain.directory import Directory
+from relay.domain.model import GLOBAL_DEFAULT_POLICY, DirectoryChange
 from relay.protocol.eid import eid_at
 from tests.fakes import MemoryStore
 from tests.relay_harness import ManualClock

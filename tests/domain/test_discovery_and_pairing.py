@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import pytest
 
+from relay.domain.service import Rules
 from relay.protocol import wire
 from relay.protocol.wire import ErrorCode
-from relay.service import Rules
 from tests.domain.conftest import Domain, World, build_domain, build_world, events, refused
 
 
@@ -628,7 +628,7 @@ async def test_a_pairing_lists_the_phone_by_id_once_the_phone_is_gone(
 
 
 def _pending_pair(state: str = "awaiting_both") -> object:
-    from relay.pairing import PairState, PendingPair
+    from relay.domain.pairing import PairState, PendingPair
 
     return PendingPair(
         "pr_1",
@@ -647,7 +647,7 @@ def _pending_pair(state: str = "awaiting_both") -> object:
 
 
 def test_a_deadline_passing_expires_a_pending_request_once() -> None:
-    from relay.pairing import PairEvent, PairState
+    from relay.domain.pairing import PairEvent, PairState
 
     pending = _pending_pair()
     expired = pending.advance(PairEvent.DEADLINE_PASSES, 100.0)  # type: ignore[attr-defined]
@@ -656,8 +656,8 @@ def test_a_deadline_passing_expires_a_pending_request_once() -> None:
 
 @pytest.mark.parametrize("state", ["paired", "declined"])
 def test_a_finished_request_stays_finished_after_its_deadline(state: str) -> None:
-    from relay.errors import RelayError
-    from relay.pairing import PairEvent
+    from relay.domain.errors import RelayError
+    from relay.domain.pairing import PairEvent
 
     with pytest.raises(RelayError) as caught:
         _pending_pair(state).advance(PairEvent.PHONE_ACCEPTS, 200.0)  # type: ignore[attr-defined]

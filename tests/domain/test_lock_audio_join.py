@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import pytest
 
+from relay.domain.service import DevicePrincipal, LaptopPrincipal, Rules
 from relay.protocol import wire
 from relay.protocol.wire import ErrorCode
-from relay.service import DevicePrincipal, LaptopPrincipal, Rules
 from tests.domain.conftest import Domain, World, build_domain, build_world, events, refused
 
 

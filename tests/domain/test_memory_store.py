@@ -1,6 +1,6 @@
 """The in-memory store the domain tests run on keeps the SQLite store's rules.
 
-Each check runs against :class:`relay.sqlite_store.SqliteStore` and
+Each check runs against :class:`relay.storage.sqlite_store.SqliteStore` and
 :class:`tests.fakes.MemoryStore` alike, so a domain test cannot pass because the fake is
 more lenient than the real store. The store contract suite (``tests/contract``) holds it
 to the whole contract with the SQLite and PostgreSQL stores; these are the rules the
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.model import (
+from relay.domain.model import (
     AdminRecord,
     ConsolePairing,
     Credential,
@@ -25,9 +25,9 @@ from relay.model import (
     Tenant,
     User,
 )
-from relay.sqlite_store import SqliteStore
-from relay.store import RelayStore, StoreConflict
-from relay.verification import IssuedCode
+from relay.domain.store import RelayStore, StoreConflict
+from relay.domain.verification import IssuedCode
+from relay.storage.sqlite_store import SqliteStore
 from tests.fakes import MemoryStore
 
 NOW = 1_800_000_000.0
@@ -38,7 +38,7 @@ def test_the_fake_has_every_method_of_the_store_interface_with_the_same_signatur
     members = {
         name
         for cls in RelayStore.__mro__
-        if cls.__module__ == "relay.store"
+        if cls.__module__ == "relay.domain.store"
         for name, value in vars(cls).items()
         if inspect.isfunction(value) and not name.startswith("_")
     }

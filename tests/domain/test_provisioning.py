@@ -8,14 +8,14 @@ from dataclasses import replace
 
 import pytest
 
-from relay.credentials import hash_token
-from relay.model import Device
+from relay.domain.credentials import hash_token
+from relay.domain.model import Device
+from relay.domain.provisioning import WRONG, Provisioning
+from relay.domain.store import StoreConflict
+from relay.domain.verification import IssuedCode, ThrottlePolicy
 from relay.protocol import admin_wire as aw
 from relay.protocol import wire
 from relay.protocol.wire import ErrorCode
-from relay.provisioning import WRONG, Provisioning
-from relay.store import StoreConflict
-from relay.verification import IssuedCode, ThrottlePolicy
 from tests.domain.conftest import Domain, World, build_domain, build_world, refused
 
 MAC = "00:1B:44:11:3A:B7"

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
+from relay.domain.service import DevicePrincipal, LaptopPrincipal
 from relay.protocol import wire
 from relay.protocol.wire import CloseCode, ErrorCode
-from relay.service import DevicePrincipal, LaptopPrincipal
 from tests.domain.conftest import Domain, World, refused
 
 

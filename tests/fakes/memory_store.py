@@ -1,4 +1,4 @@
-"""An in-memory :class:`relay.store.RelayStore`: the relay's durable state in dictionaries.
+"""An in-memory :class:`relay.domain.store.RelayStore`: the relay's durable state in dictionaries.
 
 For tests that call the relay's decisions directly (``tests/domain``): no file, no
 writer thread, no event-loop hops, so a decision is checked in microseconds. It keeps
@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from relay.model import (
+from relay.domain.model import (
     AdminCredential,
     AdminRecord,
     AuditRecord,
@@ -34,11 +34,11 @@ from relay.model import (
     Tenant,
     User,
 )
+from relay.domain.store import MAX_PAGE, StoreConflict, StoreUnavailable
+from relay.domain.verification import IssuedCode
 from relay.protocol.wire import DeviceMode, LockState
-from relay.store import MAX_PAGE, StoreConflict, StoreUnavailable
-from relay.verification import IssuedCode
 
-# The SQLite store's words for the same refusals (relay.sqlite_store._conflict_message).
+# The SQLite store's words for the same refusals (relay.storage.sqlite_store._conflict_message).
 MISSING_REFERENCE = "it refers to something that does not exist"
 DUPLICATE = "that already exists"
 CHANGE_LOG_KEPT = 200_000
@@ -51,7 +51,7 @@ class _AdminToken:
 
 
 class MemoryStore:
-    """:class:`relay.store.RelayStore` in this process's memory (for tests)."""
+    """:class:`relay.domain.store.RelayStore` in this process's memory (for tests)."""
 
     def __init__(self) -> None:
         self._open = False

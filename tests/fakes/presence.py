@@ -1,11 +1,11 @@
-"""Presence and delivery fakes: :class:`relay.routing.Presence` and :class:`relay.routing.Router`
+"""Presence and delivery fakes: :class:`relay.domain.routing.Presence` and :class:`relay.domain.routing.Router`
 whose connected addresses the test decides, and which record what was delivered."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from relay.sessions import Session, SessionSelector
+from relay.domain.sessions import Session, SessionSelector
 
 
 class FakePresence:
@@ -28,7 +28,7 @@ DeliveryHook = Callable[[str, str], Awaitable[None]]
 
 
 class FakeRouter(FakePresence):
-    """A :class:`relay.routing.Router` without sessions: a delivery to an online address is
+    """A :class:`relay.domain.routing.Router` without sessions: a delivery to an online address is
     recorded (and handed to ``on_deliver``, which plays the recipient), one to an offline
     address fails; ended sessions are recorded by selector."""
 

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from relay.admin_service import bootstrap_owner
+from relay.admin.service import bootstrap_owner
+from relay.domain.verification import new_login_code
+from relay.net.server import RelayServer
 from relay.protocol import admin_wire as aw
 from relay.protocol import wire
 from relay.protocol.admin_link import AdminLink, provision
 from relay.protocol.link import RelayLink
-from relay.server import RelayServer
-from relay.sqlite_store import SqliteStore
-from relay.verification import new_login_code
+from relay.storage.sqlite_store import SqliteStore
 from tests.relay_harness import ManualClock, relay_settings
 
 

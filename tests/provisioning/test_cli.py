@@ -9,8 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from relay.server import RelayServer
-from relay.sqlite_store import SqliteStore
+from relay.net.server import RelayServer
+from relay.storage.sqlite_store import SqliteStore
 from tests.btogether_cli import run_btogether
 from tests.relay_harness import relay_settings
 

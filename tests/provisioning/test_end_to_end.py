@@ -23,13 +23,13 @@ import pytest
 from hw.bluetooth_address import adapter_address
 from hw.scanner import RawAdvert, ScanEvent, ScanMode, ScanOptions, create_scanner
 from hw.sim.launch import start_air
-from relay.admin_service import bootstrap_owner
+from relay.admin.service import bootstrap_owner
+from relay.net.server import RelayServer
 from relay.protocol import admin_wire as aw
 from relay.protocol.admin_link import AdminLink
 from relay.protocol.frame import DEFAULT_COMPANY_ID, decode_manufacturer_data
 from relay.protocol.link import RelayLink
-from relay.server import RelayServer
-from relay.sqlite_store import SqliteStore
+from relay.storage.sqlite_store import SqliteStore
 from tests.relay_harness import relay_settings
 
 pytestmark = pytest.mark.skipif(shutil.which("dbus-daemon") is None, reason="needs dbus-daemon")

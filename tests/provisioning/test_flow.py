@@ -6,12 +6,12 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
+from relay.domain.verification import ThrottlePolicy
 from relay.protocol import admin_wire as aw
 from relay.protocol import wire
 from relay.protocol.admin_link import AdminLink, endpoint_url, give_back_credential, provision
 from relay.protocol.eid import eid_at
 from relay.protocol.link import RelayLink, RequestFailed
-from relay.verification import ThrottlePolicy
 from tests.provisioning.conftest import FakeDevice, Relay, provisioned
 
 CSV = (

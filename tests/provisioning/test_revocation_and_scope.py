@@ -15,15 +15,15 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
-from relay.admin import Admin
-from relay.credentials import hash_token
-from relay.model import Device
+from relay.admin.store_admin import Admin
+from relay.domain.credentials import hash_token
+from relay.domain.model import Device
 from relay.protocol import admin_wire as aw
 from relay.protocol import wire
 from relay.protocol.admin_link import AdminLink, endpoint_url
 from relay.protocol.eid import DEFAULT_ROTATION_EXPONENT
 from relay.protocol.link import RelayLink, RequestFailed
-from relay.sqlite_store import InsecureDatabase, SqliteStore
+from relay.storage.sqlite_store import InsecureDatabase, SqliteStore
 from tests.provisioning.conftest import Relay, provisioned
 
 

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from relay.admin import Admin, IssuedCredential
+from relay.admin.store_admin import Admin, IssuedCredential
 from relay.config import RelaySettings
-from relay.model import Device, Policy, Tenant, User
+from relay.domain.model import Device, Policy, Tenant, User
+from relay.net.server import RelayServer
 from relay.protocol.eid import eid_at
 from relay.protocol.link import RelayLink
-from relay.server import RelayServer
-from relay.sqlite_store import SqliteStore
+from relay.storage.sqlite_store import SqliteStore
 from tests.relay_harness import ManualClock
 
 

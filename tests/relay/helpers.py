@@ -6,7 +6,7 @@ from collections.abc import Awaitable
 
 import pytest
 
-from relay.model import Device
+from relay.domain.model import Device
 from relay.protocol import wire
 from relay.protocol.link import RelayLink, RequestFailed
 from tests.relay.conftest import RelayHarness, World

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from relay.admin import IssuedCredential
-from relay.model import Device
+from relay.admin.store_admin import IssuedCredential
+from relay.domain.model import Device
 from relay.protocol import wire
 from relay.protocol.link import RelayLink
 from tests.relay.conftest import RelayHarness, World

@@ -20,11 +20,11 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
+from relay.domain.verification import ThrottlePolicy
 from relay.protocol import admin_wire as aw
 from relay.protocol import wire
 from relay.protocol.admin_link import endpoint_url
 from relay.protocol.link import RelayLink, RequestFailed
-from relay.verification import ThrottlePolicy
 from tests.relay.conftest import RelayHarness, StartRelay, World, build_world
 from tests.relay.helpers import paired_alice, refusal, sight, sighted_alice
 

@@ -9,9 +9,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError
 
-from relay.model import Tenant
+from relay.domain.model import Tenant
+from relay.domain.store import StoreConflict
 from relay.protocol import wire
-from relay.store import StoreConflict
 from tests.relay.conftest import RelayHarness, StartRelay, World
 from tests.relay.helpers import pair
 

@@ -25,9 +25,9 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from relay.admin import Admin
+from relay.admin.store_admin import Admin
 from relay.protocol import wire
-from relay.sqlite_store import SqliteStore
+from relay.storage.sqlite_store import SqliteStore
 
 PAIRS = 20
 REPEATS = 5

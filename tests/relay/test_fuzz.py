@@ -23,8 +23,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
-from relay.admin_endpoint import ADMIN_MAX_MESSAGE_BYTES
-from relay.admin_service import bootstrap_owner
+from relay.admin.service import bootstrap_owner
+from relay.net.admin_endpoint import ADMIN_MAX_MESSAGE_BYTES
 from relay.protocol import admin_wire as aw
 from relay.protocol import wire
 from relay.protocol.admin_link import endpoint_url

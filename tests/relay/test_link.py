@@ -62,7 +62,7 @@ async def test_fast_send_delivers_and_falls_back_to_send_when_closed(
 ) -> None:
     from websockets.exceptions import ConnectionClosed
 
-    from relay.fastsend import send_text
+    from relay.net.fastsend import send_text
 
     laptop = await relay.laptop(world.alice)
     future = asyncio.get_running_loop().create_future()
@@ -78,7 +78,7 @@ async def test_fast_send_delivers_and_falls_back_to_send_when_closed(
 def test_a_directly_written_frame_is_the_bytes_websockets_would_write() -> None:
     from websockets.frames import Frame, Opcode
 
-    from relay.fastsend import text_frame
+    from relay.net.fastsend import text_frame
 
     for length in (0, 1, 125, 126, 127, 65535, 65536, 70000):  # each header size, each edge
         payload = ("é" * length).encode()[:length]
@@ -89,8 +89,8 @@ def test_a_directly_written_frame_is_the_bytes_websockets_would_write() -> None:
 async def test_the_relay_writes_its_frames_itself_and_a_client_does_not(
     relay: RelayHarness, world: World
 ) -> None:
-    from relay.connection import WsSession
-    from relay.fastsend import writes_frames_itself
+    from relay.net.connection import WsSession
+    from relay.net.fastsend import writes_frames_itself
 
     laptop = await relay.laptop(world.alice)
     sessions = [s for s in relay.server._sessions if isinstance(s, WsSession)]

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from relay.admin import Admin
+from relay.admin.store_admin import Admin
 from relay.config import ConfigFileError, load_settings
 from relay.protocol import wire
 from relay.protocol.link import RelayLink
-from relay.sqlite_store import SqliteStore
+from relay.storage.sqlite_store import SqliteStore
 from tests.relay.conftest import RelayHarness, World
 
 

@@ -21,17 +21,17 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from btogether.local_postgres import LocalPostgres
-from relay.admin import Admin
-from relay.ephemeral import MemoryEphemeral
-from relay.model import Credential
+from relay.admin.store_admin import Admin
+from relay.domain.ephemeral import MemoryEphemeral
+from relay.domain.model import Credential
+from relay.domain.routing import LocalRouter
+from relay.domain.store import StoreUnavailable
+from relay.domain.verification import IssuedCode
+from relay.net.server import RelayServer
 from relay.node import build_node
-from relay.postgres_store import PostgresStore
 from relay.protocol import wire
 from relay.protocol.link import RelayLink
-from relay.routing import LocalRouter
-from relay.server import RelayServer
-from relay.store import StoreUnavailable
-from relay.verification import IssuedCode
+from relay.storage.postgres_store import PostgresStore
 from tests.btogether_cli import run_btogether as btogether
 from tests.relay.conftest import RelayHarness, World, build_world, relay_settings
 from tests.relay.helpers import paired_alice, refusal

@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from relay.directory import Directory
+from relay.domain.directory import Directory
 from relay.protocol.eid import eid_at
-from relay.sqlite_store import SqliteStore
+from relay.storage.sqlite_store import SqliteStore
 from tests.relay.conftest import RelayHarness, StartRelay, World, build_world
 from tests.relay.helpers import sight
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from relay.errors import RelayError
-from relay.pairing import (
+from relay.domain.errors import RelayError
+from relay.domain.pairing import (
     TERMINAL_STATES,
     TRANSITIONS,
     PairEvent,
@@ -15,8 +15,8 @@ from relay.pairing import (
     PendingPair,
     next_state,
 )
+from relay.net.ratelimit import TokenBucket, Verdict
 from relay.protocol import wire
-from relay.ratelimit import TokenBucket, Verdict
 
 
 def _pending(expires_at: float = 100.0) -> PendingPair:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relay.device_import import (
+from relay.domain.device_import import (
     CSV_TEMPLATE,
     InvalidMac,
     kinds_for_rows,

@@ -10,11 +10,11 @@ from dataclasses import replace
 
 import pytest
 
-from relay.eid_indexer import EidIndexer
-from relay.eid_worker import EidWorker, ProcessWorker
-from relay.model import Device
+from relay.domain.eid_indexer import EidIndexer
+from relay.domain.eid_worker import EidWorker, ProcessWorker
+from relay.domain.model import Device
+from relay.domain.resolver import EidIndex
 from relay.protocol.eid import eid_at, eids_of_keys
-from relay.resolver import EidIndex
 
 K = 4
 NOW = 1_000_003.0

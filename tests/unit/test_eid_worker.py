@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from relay.eid_worker import ProcessWorker, WorkerFailed, encode_request, serve
+from relay.domain.eid_worker import ProcessWorker, WorkerFailed, encode_request, serve
 from relay.protocol.eid import eids_of_keys
 
 KEYS = b"".join(bytes([n]) * 16 for n in range(1, 6))

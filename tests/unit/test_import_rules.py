@@ -31,28 +31,45 @@ def _add_import(path: Path, line: str) -> None:
 
 def test_each_forbidden_import_is_reported(tmp_path: Path) -> None:
     root = _copy(tmp_path)
-    _add_import(root / "hw" / "process.py", "from relay import service")
-    _add_import(root / "relay" / "protocol" / "wire.py", "import relay.errors")
-    _add_import(root / "relay" / "routing.py", "from client import config")
+    _add_import(root / "hw" / "process.py", "from relay.domain import service")
+    _add_import(root / "relay" / "protocol" / "wire.py", "import relay.domain.errors")
+    _add_import(root / "relay" / "domain" / "routing.py", "from client import config")
     _add_import(root / "beacon" / "core.py", "import client.proximity.scoring")
     _add_import(
         root / "client" / "proximity" / "scoring.py", "from beacon.state import DeviceIdentity"
     )
-    _add_import(root / "relay" / "errors.py", "from relay.service import Delivery")
+    _add_import(root / "relay" / "domain" / "errors.py", "from relay.domain.service import Delivery")
     found = "\n".join(re.sub(r":\d+ imports ", ": ", v) for v in violations(root))
-    assert "hw.process: relay.service: hw imports nothing of ours" in found
-    assert "relay.protocol.wire: relay.errors: the protocol package" in found
-    assert "relay.routing: client.config: relay never imports" in found
+    assert "hw.process: relay.domain.service: hw imports nothing of ours" in found
+    assert "relay.protocol.wire: relay.domain.errors: the protocol package" in found
+    assert "relay.domain.routing: client.config: relay never imports" in found
     assert "beacon.core: client.proximity.scoring: beacon and client never" in found
     assert "client.proximity.scoring: beacon.state: beacon and client never" in found
-    assert "import cycle in relay:" in found and "relay.errors" in found
+    assert "import cycle in relay:" in found and "relay.domain.errors" in found
+
+
+def test_each_part_of_the_relay_imports_only_the_parts_below_it(tmp_path: Path) -> None:
+    root = _copy(tmp_path)
+    _add_import(root / "relay" / "storage" / "sqlite_store.py", "from relay.net import outbox")
+    _add_import(root / "relay" / "domain" / "service.py", "import relay.storage.store_rows")
+    _add_import(root / "relay" / "admin" / "edits.py", "from relay.web import passwords")
+    _add_import(root / "relay" / "web" / "app.py", "from relay.node import RelayNode")
+    _add_import(root / "relay" / "net" / "server.py", "from relay.storage import sqlite_store")
+    (root / "relay" / "loose.py").write_text("from relay.domain import model\n")
+    found = "\n".join(re.sub(r":\d+ imports ", ": ", v) for v in violations(root))
+    assert "relay.storage.sqlite_store: relay.net.outbox: relay.storage may import only" in found
+    assert "relay.domain.service: relay.storage.store_rows: relay.domain may import only" in found
+    assert "relay.admin.edits: relay.web.passwords: relay.admin may import only" in found
+    assert "relay.web.app: relay.node: relay.web may import only" in found
+    assert "relay.net.server: relay.storage.sqlite_store: relay.net may import only" in found
+    assert "relay.loose belongs to no part of the relay" in found
 
 
 def test_imports_for_the_type_checker_only_do_not_count(tmp_path: Path) -> None:
     root = _copy(tmp_path)
     _add_import(
         root / "hw" / "process.py",
-        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from relay import service",
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from relay.domain import service",
     )
     assert violations(root) == []
 

@@ -20,7 +20,7 @@ from beacon.daemon_cli import run_command as beacon_run
 from btogether import config_examples
 from btogether.cli import build_parser
 from client.cli.commands import _run as client_run
-from relay.cli import run_serve
+from relay.cli.serve import run_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ROOT / "packaging" / "systemd"

@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 import pytest
 
 from relay.config import RelaySettings
-from relay.handlers import MissingHandler, handlers_of, handles, require_handlers
+from relay.domain.handlers import MissingHandler, handlers_of, handles, require_handlers
 from relay.node import build_node
 from relay.protocol import admin_wire as aw
 from relay.protocol import wire

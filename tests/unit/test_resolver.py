@@ -6,8 +6,8 @@ import os
 
 import pytest
 
+from relay.domain.resolver import DROP_GRACE_S, EidIndex
 from relay.protocol.eid import compute_eid, eid_at, eids_for_windows, eids_of_keys
-from relay.resolver import DROP_GRACE_S, EidIndex
 
 KEY_A = bytes(range(16))
 KEY_B = bytes(range(1, 17))

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from relay.verification import (
+from relay.domain.verification import (
     LOGIN_CODE_ALPHABET,
     CodeCheck,
     check_code,

@@ -21,12 +21,12 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from relay.admin import Admin
-from relay.admin_service import bootstrap_owner
+from relay.admin.service import bootstrap_owner
+from relay.admin.store_admin import Admin
+from relay.net.server import RelayServer
 from relay.protocol import admin_wire as aw
 from relay.protocol.admin_link import AdminLink
-from relay.server import RelayServer
-from relay.sqlite_store import SqliteStore
+from relay.storage.sqlite_store import SqliteStore
 from relay.web.accounts import SqliteAccounts
 from relay.web.passwords import hash_password
 from tests.oidc_harness import (

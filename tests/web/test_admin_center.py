@@ -48,9 +48,9 @@ def test_the_pages_and_the_command_line_offer_the_same_admin_requests() -> None:
     kinds = {model.model_fields["type"].default: model.__name__ for model in union}
     script = (STATIC / "admin.js").read_text()
     on_pages = set(re.findall(r'(?:call\(|type: )"([a-z_]+\.[a-z_]+|whoami)"', script))
-    relay = Path(__file__).resolve().parents[2] / "relay"
-    # The command tree is relay/admin_cli.py; relay/admin_commands.py runs the commands.
-    commands = "".join((relay / name).read_text() for name in ("admin_cli.py", "admin_commands.py"))
+    cli = Path(__file__).resolve().parents[2] / "relay" / "cli"
+    # The command tree is relay/cli/admin.py; relay/cli/admin_commands.py runs the commands.
+    commands = "".join((cli / name).read_text() for name in ("admin.py", "admin_commands.py"))
     on_command_line = {kind for kind, name in kinds.items() if f"aw.{name}" in commands}
     assert on_pages == set(kinds), f"pages lack {set(kinds) - on_pages}"
     assert on_command_line == set(kinds), f"commands lack {set(kinds) - on_command_line}"

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from relay.net.server import RelayServer
 from relay.protocol import admin_wire as aw
-from relay.server import RelayServer
-from relay.sqlite_store import SqliteStore
+from relay.storage.sqlite_store import SqliteStore
 from tests.relay_harness import relay_settings
 from tests.web.conftest import PASSWORD, WebRelay, needs_browser, screenshot, sign_in
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from relay.admin_cli import add_arguments
+from relay.cli.admin import add_arguments
 from tests.oidc_harness import TestProvider
 from tests.web.conftest import WebRelay
 from tests.web.test_admin_center import btogether

@@ -148,5 +148,5 @@ async def test_relay_plain_paths_still_answer_and_a_browser_gets_the_sign_in_pag
         # The same keep-alive connection now belongs to the web side: still answered.
         async with http.get(f"{web_relay.base}/readyz") as r:
             assert r.status == 200 and await r.text() == "ready\n"
-        async with http.get(f"{web_relay.base}/static/../../server.py") as r:
+        async with http.get(f"{web_relay.base}/static/../../node.py") as r:  # relay/node.py
             assert r.status in (403, 404)
