@@ -55,6 +55,11 @@ class StoreUnavailable(Exception):
     """The database cannot be reached; nothing was changed."""
 
 
+class SharedStateUnavailable(StoreUnavailable):
+    """The short-lived state shared by a cluster's nodes (Redis) cannot be reached;
+    nothing was changed."""
+
+
 class Lifecycle(Protocol):
     async def open(self) -> None:
         """Create or migrate the schema and get ready to serve."""

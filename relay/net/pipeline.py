@@ -25,7 +25,7 @@ from relay.domain.metrics import RelayMetrics
 from relay.domain.routing import Router, route
 from relay.domain.service import Delivery
 from relay.domain.sessions import SessionEnd
-from relay.domain.store import StoreConflict, StoreUnavailable
+from relay.domain.store import SharedStateUnavailable, StoreConflict, StoreUnavailable
 from relay.protocol import wire
 from relay.protocol.wire import ErrorCode
 
@@ -58,6 +58,8 @@ def translate(exc: BaseException) -> tuple[ErrorCode, str]:
     """The wire error for a failure: the only place failures become error replies."""
     if isinstance(exc, RelayError):
         return exc.code, exc.message
+    if isinstance(exc, SharedStateUnavailable):
+        return ErrorCode.UNAVAILABLE, "the relay cannot reach Redis; nothing changed"
     if isinstance(exc, StoreUnavailable):
         return ErrorCode.UNAVAILABLE, "the relay cannot reach its database; nothing changed"
     if isinstance(exc, StoreConflict):

@@ -85,7 +85,8 @@ ERROR_DESCRIPTIONS: dict[ErrorCode, str] = {
         "this one was dropped unprocessed. Slow down."
     ),
     ErrorCode.UNAVAILABLE: (
-        "The relay cannot reach its database just now; nothing was changed. Retry later."
+        "The relay cannot reach its database (or, in a cluster, Redis) just now; nothing "
+        "was changed. Retry later."
     ),
     ErrorCode.INTERNAL: "The relay failed; nothing was changed. Retrying may help.",
 }

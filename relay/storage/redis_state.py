@@ -42,7 +42,7 @@ from redis.retry import Retry
 
 from relay.domain.metrics import RelayMetrics
 from relay.domain.sessions import Session, SessionIndex, SessionSelector
-from relay.domain.store import StoreUnavailable
+from relay.domain.store import SharedStateUnavailable
 from relay.protocol.wire import CloseCode
 
 log = structlog.get_logger("relay.redis")
@@ -52,10 +52,6 @@ T = TypeVar("T")
 # Redis calls fail fast while the server is away: a request waits at most about this long.
 CONNECT_TIMEOUT_S = 1.0
 COMMAND_TIMEOUT_S = 2.0
-
-
-class SharedStateUnavailable(StoreUnavailable):
-    """Redis cannot be reached; nothing was changed."""
 
 
 def connect(url: str) -> aioredis.Redis:

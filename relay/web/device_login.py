@@ -37,6 +37,7 @@ from relay.domain.credentials import hash_token, new_token
 from relay.domain.errors import RelayError
 from relay.domain.model import Credential, Device
 from relay.domain.service import device_address
+from relay.domain.store import StoreUnavailable
 from relay.domain.verification import hash_code
 from relay.protocol.login_code import LOGIN_CODE_ALPHABET, normalize_login_code
 from relay.protocol.wire import ErrorCode
@@ -104,6 +105,8 @@ class DeviceLogin:
         while True:
             try:
                 await self.ask_waiting_phones()
+            except StoreUnavailable as exc:  # an outage: said once a round, no traceback
+                log.warning("login_code_round_unavailable", error=str(exc))
             except Exception:
                 log.exception("login_code_round_failed")
             await asyncio.sleep(ASK_EVERY_S)

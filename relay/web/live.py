@@ -25,7 +25,7 @@ import structlog
 
 from relay.domain.ephemeral import EphemeralState, MemoryEphemeral
 from relay.domain.service import Presence, device_address
-from relay.domain.store import RelayStore
+from relay.domain.store import RelayStore, StoreUnavailable
 
 log = structlog.get_logger("relay.web.live")
 
@@ -94,6 +94,8 @@ class Changes:
         while True:
             try:
                 await self.check()
+            except StoreUnavailable as exc:  # an outage: said once a round, no traceback
+                log.warning("live_check_unavailable", error=str(exc))
             except Exception:
                 log.exception("live_check_failed")
             await asyncio.sleep(self.poll_s)

@@ -16,12 +16,16 @@ from btogether.cluster import free_port
     ("redis", "said"),
     [
         ("http://127.0.0.1:1/", "not a Redis URL: 'http://127.0.0.1:1/' (use redis://host:port/db)"),
-        (f"redis://127.0.0.1:{free_port()}/0", "cannot reach Redis at 127.0.0.1:"),
+        # A port nobody listens on, chosen when the test runs (ids must be the same in
+        # every pytest-xdist worker).
+        ("redis://127.0.0.1:{free_port}/0", "cannot reach Redis at 127.0.0.1:"),
     ],
+    ids=["not-redis-url", "unreachable"],
 )
 def test_serve_refuses_a_redis_it_cannot_use_in_one_line(
     tmp_path: Path, redis: str, said: str
 ) -> None:
+    redis = redis.format(free_port=free_port())
     done = subprocess.run(
         [sys.executable, "-m", "btogether.cli", "relay", "serve", "--port", "0",
          "--db", str(tmp_path / "relay.sqlite3"), "--redis", redis],
