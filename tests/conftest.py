@@ -49,6 +49,7 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalP
 # loadfile): starting these first keeps one of them from running alone at the end.
 LONG_MODULES = (
     "tests/e2e/test_story.py",
+    "tests/e2e/test_demo_command.py",
     "tests/client/test_commands.py",
     "tests/relay/test_fuzz.py",
     "tests/provisioning/test_cli.py",
