@@ -132,11 +132,11 @@ case "$job" in
         python -m btogether.import_rules
         echo "== pytest" >&2
         # The whole suite runs on several workers (pytest-xdist, a module per worker at a
-        # time): most tests wait on processes, sockets and timers, not on a core, so 4
-        # workers on 2 cores take about half the time of one. A selection of tests runs in
+        # time): most tests wait on processes, sockets and timers, not on a core, so 3
+        # workers on 2 cores take well under the time of one. A selection of tests runs in
         # this process unless TEST_WORKERS says otherwise; TEST_WORKERS=0 runs everything here.
         workers=${TEST_WORKERS:-}
-        if [ -z "$workers" ]; then workers=4; [ $# -eq 0 ] || workers=0; fi
+        if [ -z "$workers" ]; then workers=3; [ $# -eq 0 ] || workers=0; fi
         parallel=()
         [ "$workers" = 0 ] || parallel=(-n "$workers" --dist loadfile)
         if [ "${COVERAGE:-1}" = 0 ]; then exec python -m pytest "${parallel[@]}" "$@"; fi
