@@ -569,7 +569,8 @@ def run_all(args: argparse.Namespace) -> int:
 
     limit = raise_fd_limit(args.hold + 10_000)
     if args.hold and limit < args.hold + 1000:
-        print(f"note: the file limit is {limit} (hard limit, not root): holding fewer connections")
+        print(f"note: the file limit is {limit} and cannot be raised here (the hard limit; "
+              "raising it needs CAP_SYS_RESOURCE): holding fewer connections")  # fmt: skip
         args.hold = max(0, limit - 1000)
     print(machine())
     targets = list(args.targets)
