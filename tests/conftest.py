@@ -42,32 +42,3 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalP
         yield server
     finally:
         server.cleanup()
-
-
-# The modules that take longest, longest first (from `pytest --durations`). `./dev.sh test`
-# runs the suite on several pytest-xdist workers, one module at a time each (--dist
-# loadfile): starting these first keeps one of them from running alone at the end.
-LONG_MODULES = (
-    "tests/e2e/test_story.py",
-    "tests/e2e/test_demo_command.py",
-    "tests/client/test_commands.py",
-    "tests/relay/test_fuzz.py",
-    "tests/provisioning/test_cli.py",
-    "tests/e2e/test_error_paths.py",
-    "tests/relay/test_postgres.py",
-    "tests/web/test_sso.py",
-    "tests/cluster/test_multinode.py",
-    "tests/radio/test_commands.py",
-    "tests/provisioning/test_revocation_and_scope.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Long modules first; the order inside each module is kept (some build on it)."""
-    rank = {name: position for position, name in enumerate(LONG_MODULES)}
-
-    def key(item: pytest.Item) -> int:
-        path = item.nodeid.split("::", 1)[0]
-        return rank.get(path, len(LONG_MODULES))
-
-    items.sort(key=key)  # stable: everything else keeps its collection order
