@@ -158,6 +158,7 @@ async def serve_until_signalled(settings: RelaySettings, port_file: Path | None 
             raise CannotServe(
                 f"cannot write the port file {port_file}: {exc.strerror or exc}"
             ) from None
+    settle = asyncio.create_task(relay.settle_heap_when_loaded())
     db = display_db(settings.db)
     log.info("relay_serving", host=settings.host, port=relay.port, db=db)
     print(
@@ -169,5 +170,6 @@ async def serve_until_signalled(settings: RelaySettings, port_file: Path | None 
         await stop.wait()
     finally:
         log.info("relay_shutting_down")
+        settle.cancel()
         await relay.stop()
     return 0

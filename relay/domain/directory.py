@@ -249,12 +249,21 @@ class Directory:
     async def resolve(self, eid: bytes, now: float) -> Device | None:
         """The signed-in device beaconing ``eid`` around ``now``, if any (any tenant: the
         caller filters). A device waiting for activation or sign-in does not resolve."""
+        return (await self.resolve_many((eid,), now))[0]
+
+    async def resolve_many(self, eids: Sequence[bytes], now: float) -> list[Device | None]:
+        """:meth:`resolve` for a sighting report's EIDs, in their order: one directory
+        check and one choice of index tables for the whole batch."""
         if not self.eids.started:
             await self.start(now)
         elif now - self._checked_at >= self._check_interval:
             await self.refresh(now)
-        device_id = self.eids.index.resolve(eid, now)
-        if device_id is None:
-            return None
-        device = self._devices.get(device_id)  # the hot path: no coroutine when cached
-        return device if device is not None else await self.device(device_id, now)
+        cached = self._devices
+        out: list[Device | None] = []
+        for device_id in self.eids.index.resolve_many(eids, now):
+            if device_id is None:
+                out.append(None)
+                continue
+            device = cached.get(device_id)  # the hot path: no coroutine when cached
+            out.append(device if device is not None else await self.device(device_id, now))
+        return out

@@ -57,7 +57,9 @@ class MemoryEphemeral:
 
     def __init__(self) -> None:
         self._values: dict[str, tuple[str, float]] = {}
-        self._expiry: list[tuple[float, str]] = []  # heap of (expires_at, key); may be stale
+        # Heap of (expires_at, keys written together with it); rows may be stale. A batch
+        # (a sighting report marks up to 64 devices fresh) is one row, not one per key.
+        self._expiry: list[tuple[float, tuple[str, ...]]] = []
 
     def __len__(self) -> int:
         return len(self._values)
@@ -76,7 +78,7 @@ class MemoryEphemeral:
         previous = self._values.get(key)
         self._values[key] = (value, expires_at)
         if previous is None or previous[1] != expires_at:
-            heapq.heappush(self._expiry, (expires_at, key))
+            heapq.heappush(self._expiry, (expires_at, (key,)))
 
     async def get(self, key: str, now: float) -> str | None:
         return self._live(key, now)
@@ -88,8 +90,12 @@ class MemoryEphemeral:
         self._put(key, value, ttl, now)
 
     async def set_many(self, items: Sequence[tuple[str, str]], ttl: float, now: float) -> None:
+        expires_at = now + ttl
+        values = self._values
         for key, value in items:
-            self._put(key, value, ttl, now)
+            values[key] = (value, expires_at)
+        if items:
+            heapq.heappush(self._expiry, (expires_at, tuple(key for key, _ in items)))
 
     async def add(self, key: str, value: str, ttl: float, now: float) -> bool:
         if self._live(key, now) is not None:
@@ -124,11 +130,12 @@ class MemoryEphemeral:
     async def purge(self, now: float) -> None:
         heap = self._expiry
         while heap and heap[0][0] <= now:
-            _, key = heapq.heappop(heap)
-            entry = self._values.get(key)
-            if entry is not None and entry[1] <= now:
-                del self._values[key]
+            _, keys = heapq.heappop(heap)
+            for key in keys:
+                entry = self._values.get(key)
+                if entry is not None and entry[1] <= now:
+                    del self._values[key]
         # Keys rewritten with a later expiry leave stale heap rows; rebuild when they dominate.
         if len(heap) > 4 * len(self._values) + 1024:
-            self._expiry = [(exp, key) for key, (_, exp) in self._values.items()]
+            self._expiry = [(exp, (key,)) for key, (_, exp) in self._values.items()]
             heapq.heapify(self._expiry)

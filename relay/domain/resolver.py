@@ -271,34 +271,44 @@ class EidIndex:
     # --- lookups ---------------------------------------------------------------------
     def resolve(self, eid: bytes, now: float) -> str | None:
         """The device whose EID this is in a window accepted at ``now``, if any."""
-        number = int.from_bytes(eid, _ORDER)
-        if number == 0 or len(eid) != EID_LEN:
-            return None
+        return self.resolve_many((eid,), now)[0]
+
+    def resolve_many(self, eids: Sequence[bytes], now: float) -> list[str | None]:
+        """:meth:`resolve` for each of ``eids`` (a sighting report's batch): the tables to
+        probe are chosen once for the batch."""
         counter = int(now) & _COUNTER_MASK
-        names = self._names
         probe = self._probe
+        tables: list[EidTable] = []
         for k in self._tables:
             cached = probe.get(k)
             if cached is None or cached[0] != counter >> k:
                 cached = self._probe_tables(k, counter)
-            for table in cached[1]:
-                # EidTable.get, inlined: this runs for every sighting.
-                eids = table._eids
-                size = table._size
-                i = number % size
-                found = eids[i]
-                while found:
-                    if found == number:
-                        slot = table._slots[i]
-                        device_id = names[slot % _ID_SHARDS].get(slot)
-                        if device_id is not None:
-                            return device_id
+            tables.extend(cached[1])
+        names = self._names
+        out: list[str | None] = []
+        for eid in eids:
+            number = int.from_bytes(eid, _ORDER)
+            device_id = None
+            if number != 0 and len(eid) == EID_LEN:
+                for table in tables:
+                    # EidTable.get, inlined: this runs for every sighting.
+                    table_eids = table._eids
+                    size = table._size
+                    i = number % size
+                    found = table_eids[i]
+                    while found:
+                        if found == number:
+                            slot = table._slots[i]
+                            device_id = names[slot % _ID_SHARDS].get(slot)
+                            break
+                        i += 1
+                        if i == size:
+                            i = 0
+                        found = table_eids[i]
+                    if device_id is not None:
                         break
-                    i += 1
-                    if i == size:
-                        i = 0
-                    found = eids[i]
-        return None
+            out.append(device_id)
+        return out
 
     def _probe_tables(self, k: int, counter: int) -> tuple[int, tuple[EidTable, ...]]:
         tables = self._tables[k]

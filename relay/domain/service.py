@@ -164,6 +164,44 @@ class PendingJoin:
     expires_at: float
 
 
+class SightingDescriptors:
+    """What a sighting reply says about each device, minus what changes per sighting (the
+    EID heard, its power, whose device it is), kept per device so that a laptop reporting
+    the same rooms every second does not assemble them again. An entry is for one
+    :class:`Device` object: the directory replaces the object when the device changes,
+    so a changed device is assembled afresh."""
+
+    MAX_DEVICES = 65_536  # beyond it the cache starts over: bounded, and rebuilt cheaply
+
+    def __init__(self) -> None:
+        self._bases: dict[str, tuple[Device, dict[str, Any]]] = {}
+
+    def fields(self, device: Device, eid: str, own: bool, rssi: int) -> dict[str, Any]:
+        """The fields of ``device``'s :class:`wire.DeviceDescriptor`, in declaration order."""
+        cached = self._bases.get(device.id)
+        if cached is None or cached[0] is not device:
+            if len(self._bases) >= self.MAX_DEVICES:
+                self._bases.clear()
+            base: dict[str, Any] = {
+                "device_id": device.id,
+                "eid": "",
+                "name": device.name,
+                "kind": device.kind,
+                "mode": device.mode,
+                "location": device.location,
+                "capabilities": list(device.capabilities),
+                "own": False,
+                "rssi": 0,
+            }
+            cached = self._bases[device.id] = (device, base)
+        fields = cached[1].copy()
+        fields["eid"] = eid
+        fields["own"] = own
+        fields["rssi"] = rssi
+        fields["capabilities"] = fields["capabilities"].copy()  # each message owns its list
+        return fields
+
+
 def _id(prefix: str) -> str:
     return prefix + secrets.token_hex(8)
 
@@ -209,6 +247,7 @@ class RelayService:
         self.store = store
         self.directory = directory
         self.ephemeral = ephemeral
+        self._descriptors = SightingDescriptors()
         self.presence = presence
         self.rules = rules or Rules()
         self._new_id = new_id
@@ -460,29 +499,25 @@ class RelayService:
         self, principal: Principal, request: wire.SightingsReport, now: float
     ) -> Outcome:
         laptop = self._laptop(principal)
+        tenant_id, user_id = laptop.tenant_id, laptop.user_id
+        sightings = request.sightings
+        devices = await self.directory.resolve_many([bytes.fromhex(s.eid) for s in sightings], now)
         found: list[wire.DeviceDescriptor] = []
         fresh: list[tuple[str, str]] = []
-        for sighting in request.sightings:
-            device = await self.directory.resolve(bytes.fromhex(sighting.eid), now)
-            if device is None or device.tenant_id != laptop.tenant_id:
+        key_prefix = _sighting_key(laptop, "")
+        descriptor = wire.DeviceDescriptor.trusted
+        fields = self._descriptors.fields
+        for sighting, device in zip(sightings, devices, strict=True):
+            if device is None or device.tenant_id != tenant_id:
                 continue  # unknown, stale, or another tenant's: all look the same
-            own = device.user_id == laptop.user_id
+            own = device.user_id == user_id
             if device.mode == "personal" and not own:
                 continue  # a personal device is visible to its own user only
-            fresh.append((_sighting_key(laptop, device.id), "1"))
-            found.append(
-                wire.DeviceDescriptor(
-                    device_id=device.id,
-                    eid=sighting.eid.lower(),
-                    name=device.name,
-                    kind=device.kind,
-                    mode=device.mode,
-                    location=device.location,
-                    capabilities=list(device.capabilities),
-                    own=own,
-                    rssi=sighting.rssi,
-                )
-            )
+            fresh.append((key_prefix + device.id, "1"))
+            # Every value comes from the directory (validated when stored) or from the
+            # request (validated by the wire model), so the descriptor is not validated
+            # again: that was half the cost of a sighting of one's own tenant.
+            found.append(descriptor(fields(device, sighting.eid.lower(), own, sighting.rssi)))
         if fresh:
             await self.ephemeral.set_many(fresh, self.rules.sighting_freshness, now)
         return Outcome(wire.SightingsResult(devices=found))

@@ -165,6 +165,16 @@ async def test_purge_keeps_live_values(state: EphemeralState) -> None:
     assert await state.get_many(["live", "dying"], now()) == ["1", None]
 
 
+async def test_keys_set_together_expire_together_unless_one_is_set_again(
+    state: EphemeralState,
+) -> None:
+    await state.set_many([("a", "1"), ("b", "1"), ("c", "1")], SHORT, now())
+    await state.set("b", "2", 60.0, now())  # written again with a longer life
+    await asyncio.sleep(WAIT)
+    await state.purge(now())
+    assert await state.get_many(["a", "b", "c"], now()) == [None, "2", None]
+
+
 # --- Redis only: what several nodes and an outage look like ------------------------------
 
 

@@ -71,6 +71,52 @@ async def test_what_a_sighting_describes(domain: Domain, world: World) -> None:
     )
 
 
+async def test_a_renamed_device_is_described_by_its_new_name_at_the_next_sighting(
+    domain: Domain, world: World
+) -> None:
+    laptop = await domain.laptop(world.alice)
+    before = await domain.send(
+        laptop,
+        wire.SightingsReport(id=1, sightings=[wire.Sighting(eid=domain.eid(world.room).hex(), rssi=-50)]),
+    )
+    await domain.store.rename_device(world.room.id, "Boardroom", "floor 9")
+    await domain.settled()
+    after = await domain.send(
+        laptop,
+        wire.SightingsReport(id=2, sightings=[wire.Sighting(eid=domain.eid(world.room).hex(), rssi=-40)]),
+    )
+    assert isinstance(before.result, wire.SightingsResult)
+    assert isinstance(after.result, wire.SightingsResult)
+    assert (before.result.devices[0].name, before.result.devices[0].rssi) != ("Boardroom", -40)
+    described = after.result.devices[0]
+    assert (described.name, described.location, described.rssi) == ("Boardroom", "floor 9", -40)
+
+
+async def test_one_report_describes_each_sighting_in_order_with_its_own_power(
+    domain: Domain, world: World
+) -> None:
+    laptop = await domain.laptop(world.alice)
+    room, phone = domain.eid(world.room).hex(), domain.eid(world.alice.phone).hex()
+    report = wire.SightingsReport(
+        id=1,
+        sightings=[
+            wire.Sighting(eid=phone, rssi=-70),
+            wire.Sighting(eid="00" * 8, rssi=-10),
+            wire.Sighting(eid=room, rssi=-50),
+            wire.Sighting(eid=phone, rssi=-60),
+        ],
+    )
+    outcome = await domain.send(laptop, report)
+    assert isinstance(outcome.result, wire.SightingsResult)
+    assert [(d.device_id, d.eid, d.rssi, d.own) for d in outcome.result.devices] == [
+        (world.alice.phone.id, phone, -70, True),
+        (world.room.id, room, -50, False),
+        (world.alice.phone.id, phone, -60, True),
+    ]
+    first, _, third = outcome.result.devices
+    assert first.capabilities is not third.capabilities  # each message owns its values
+
+
 async def test_an_unknown_or_stale_eid_describes_nothing(domain: Domain, world: World) -> None:
     laptop = await domain.laptop(world.alice)
     old = domain.eid(world.room).hex()

@@ -78,3 +78,28 @@ def test_docgen_check_fails_on_a_stale_document(tmp_path: Path) -> None:
     assert "`lock.set`" in target.read_text() and "`no_fresh_sighting`" in target.read_text()
     target.write_text(target.read_text().replace("lock.set", "lock.sett"))
     assert docgen.main(["--check", "--output", str(target)]) == 1
+
+
+def test_a_trusted_message_is_the_validated_one_without_validating() -> None:
+    fields = {
+        "device_id": "d_1",
+        "eid": "00112233aabbccdd",
+        "name": "Room 1",
+        "kind": "room_system",
+        "mode": "meeting_room",
+        "location": "floor 1",
+        "capabilities": ["join", "audio"],
+        "own": False,
+        "rssi": -60,
+    }
+    validated = wire.DeviceDescriptor(**fields)
+    trusted = wire.DeviceDescriptor.trusted(dict(fields))
+    assert trusted == validated
+    assert trusted.model_fields_set == validated.model_fields_set
+    assert trusted.model_dump_json() == validated.model_dump_json()
+    result = wire.SightingsResult(devices=[trusted])
+    assert wire.encode_result(7, result) == wire.encode_result(
+        7, wire.SightingsResult(devices=[validated])
+    )
+    with pytest.raises(Exception, match="frozen"):
+        trusted.name = "changed"  # type: ignore[misc]

@@ -70,6 +70,22 @@ def test_a_device_resolves_in_its_window_and_the_neighbours_only() -> None:
     assert index.resolve(b"short", NOW) is None
 
 
+def test_a_batch_resolves_each_eid_in_order_as_one_by_one_would() -> None:
+    index = indexed(("a", KEY_A), ("b", KEY_B))
+    batch = [
+        eid_at(KEY_B, NOW, K),
+        b"\x00" * 8,
+        eid_at(KEY_A, NOW - PERIOD, K),
+        b"short",
+        eid_at(KEY_C, NOW, K),  # never indexed
+        eid_at(KEY_A, NOW + 2 * PERIOD, K),  # the table ahead: not accepted yet
+        eid_at(KEY_B, NOW, K),
+    ]
+    assert index.resolve_many(batch, NOW) == ["b", None, "a", None, None, None, "b"]
+    assert index.resolve_many(batch, NOW) == [index.resolve(e, NOW) for e in batch]
+    assert index.resolve_many([], NOW) == []
+
+
 def test_a_window_change_needs_no_work_because_the_next_table_is_ready() -> None:
     index = indexed(("a", KEY_A), ("b", KEY_B))
     assert index.covers(NOW)
