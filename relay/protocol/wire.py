@@ -170,7 +170,13 @@ def kind_of(cls: type[BaseModel]) -> str:
     return str(cls.model_fields["type"].default)
 
 
+# What Message.trusted writes, fetched once: the frozen model's own __setattr__ refuses.
+_new_object = object.__new__
 _object_setattr = object.__setattr__
+_model_slots: dict[str, Any] = dict(vars(BaseModel))
+_set_fields_set = _model_slots["__pydantic_fields_set__"].__set__
+_set_extra = _model_slots["__pydantic_extra__"].__set__
+_set_private = _model_slots["__pydantic_private__"].__set__
 _M = TypeVar("_M", bound="Message")
 
 
@@ -188,11 +194,11 @@ class Message(BaseModel):
         instance's own: do not touch it afterwards. The sighting reply builds one
         descriptor per device sighted and validation was half its cost. Never for
         anything a peer sent."""
-        message = cls.__new__(cls)
+        message = _new_object(cls)
         _object_setattr(message, "__dict__", fields)
-        _object_setattr(message, "__pydantic_fields_set__", set(fields))
-        _object_setattr(message, "__pydantic_extra__", None)
-        _object_setattr(message, "__pydantic_private__", None)
+        _set_fields_set(message, set(fields))
+        _set_extra(message, None)
+        _set_private(message, None)
         return message
 
 

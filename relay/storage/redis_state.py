@@ -52,6 +52,7 @@ T = TypeVar("T")
 # Redis calls fail fast while the server is away: a request waits at most about this long.
 CONNECT_TIMEOUT_S = 1.0
 COMMAND_TIMEOUT_S = 2.0
+STOP_WAIT_S = 3.0  # how long stop() waits for the node's own tasks to end
 
 
 def connect(url: str) -> aioredis.Redis:
@@ -358,17 +359,21 @@ class RedisRouter:
             await asyncio.wait_for(self._subscribed.wait(), timeout=CONNECT_TIMEOUT_S * 3)
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        # Bounded: a node asked to stop stops, even if a task is stuck in the Redis client
+        # (a full test run hung here once, after a Redis restart).
+        tasks = [*self._tasks, *(t for t in (self._resync_pending, self._ask_pending) if t)]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:
+            ended, stuck = await asyncio.wait(tasks, timeout=STOP_WAIT_S)
+            for task in ended:
+                if not task.cancelled() and task.exception() is not None:
+                    self._log.warning("redis_task_failed", task=task.get_name(),
+                                      error=repr(task.exception()))
+            if stuck:
+                self._log.warning("redis_tasks_not_stopped",
+                                  tasks=sorted(t.get_name() for t in stuck))
         self._tasks = []
-        for pending in (self._resync_pending, self._ask_pending):
-            if pending is not None:
-                pending.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pending
         # Leave cleanly: other nodes see this node's connections offline at once.
         with contextlib.suppress(RedisError, OSError):
             await self._detach_all(list(self._values.items()))
@@ -446,7 +451,8 @@ class RedisRouter:
                 await asyncio.sleep(RETRY_S[-1])
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    async with asyncio.timeout(COMMAND_TIMEOUT_S):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _failed(self, what: str, exc: BaseException) -> None:
         if not self._broken:

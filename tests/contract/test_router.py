@@ -372,6 +372,33 @@ async def test_a_node_with_many_connections_writes_them_all_back_after_a_restart
         server.stop()
 
 
+async def test_a_node_stops_in_bounded_time_while_its_redis_answers_nothing(
+    tmp_path: Path, namespace: str
+) -> None:
+    """SIGTERM must end a node even when Redis hangs (here: frozen with SIGSTOP, so its
+    sockets stay open and nothing answers): every call is bounded, and so is stop()."""
+    import os
+    import signal
+
+    from relay.storage.redis_state import RedisRouter
+
+    server = RedisServer(tmp_path / "redis").start()
+    node = RedisRouter(server.url, namespace=namespace, heartbeat_s=0.2)
+    await node.start()
+    assert server.process is not None
+    pid = server.process.pid
+    try:
+        await node.attach("device/d1", phone("d1"))
+        os.kill(pid, signal.SIGSTOP)
+        await asyncio.sleep(0.5)  # the heartbeat and the subscription now wait on Redis
+        started = time.monotonic()
+        await asyncio.wait_for(node.stop(), 30)
+        assert time.monotonic() - started < 20
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        server.stop()
+
+
 @redis_only
 async def test_a_message_a_live_node_did_not_hear_makes_every_node_resync(
     routers: Factory, request: pytest.FixtureRequest, namespace: str
