@@ -50,7 +50,7 @@ import sys
 import tempfile
 import time
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,6 +182,9 @@ class BaselineDirectory(Directory):
             self.rebuilds.append(time.perf_counter() - started)
         found = self.old_index.resolve(eid)
         return self.old_devices.get(found) if found else None
+
+    async def resolve_many(self, eids: Sequence[bytes], now: float) -> list[Device | None]:
+        return [await self.resolve(eid, now) for eid in eids]  # one by one, as it was
 
 
 # --- helpers -------------------------------------------------------------------------------
