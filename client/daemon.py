@@ -26,7 +26,7 @@ import os
 import random
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -400,11 +400,11 @@ class ClientDaemon:
             self._log.warning(failed, error=str(exc))
             self.core.not_saved(effect)
 
-    def _spawn(self, work: Awaitable[None]) -> None:
-        async def run() -> None:
-            await work
-
-        task = asyncio.create_task(run())
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        # The coroutine itself becomes the task (not wrapped in another): a task cancelled
+        # at shutdown before it ever ran then closes it, instead of leaving it "never
+        # awaited".
+        task = asyncio.create_task(work)
         self._requests.add(task)
         task.add_done_callback(self._requests.discard)
 

@@ -279,3 +279,24 @@ async def test_a_stale_socket_file_is_replaced(tmp_path: Path) -> None:
         assert await call(path, "ping") == {"op": "ping"}
     finally:
         await server.stop()
+
+
+async def test_a_request_cancelled_at_shutdown_before_it_ran_is_closed_not_left_unawaited() -> None:
+    import gc
+    import warnings
+
+    config = ClientConfig(relay_url="ws://127.0.0.1:1/", laptop_id="l", laptop_name="L")
+    daemon = ClientDaemon(config, "token", scanner_factory=NoRadio, lock_watcher_factory=None)
+    ran: list[str] = []
+
+    async def request() -> None:
+        ran.append("request")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        daemon._spawn(request())  # an effect's request, made just as the daemon stops
+        await daemon._shut_down([])  # cancels it before the loop ever ran it
+        await asyncio.sleep(0)  # the finished task's callbacks let go of it
+        gc.collect()
+    assert ran == []
+    assert not [w for w in caught if "never awaited" in str(w.message)]
