@@ -13,8 +13,10 @@ acknowledgement comes back, then sends the next:
 * relay:    (``relay``: the default durability, SQLite synchronous=NORMAL: every answered
             change survives kill -9 of the relay; ``relay-full``: synchronous=FULL, an
             fsync per group commit, for power loss)
-            ``lock.set`` → (durable) reply + ``lock.command`` → ``lock.ack`` → reply
-            + ``lock.applied``; a round trip ends at ``lock.applied``.
+            ``lock.set`` → (durable) reply + ``lock.command`` → ``lock.ack`` →
+            ``lock.applied``; a round trip ends at ``lock.applied``. In protocol version 2
+            (``relay``, ``relay-full``) a successful ``lock.ack`` is not answered; in
+            version 1 (``relay-v1``, the same server) it gets a reply as well.
 * bare:     laptop → forwarder → phone → forwarder → laptop.
 * socketio: the same as bare, over Socket.IO (``fwd``/``msg`` events).
 
@@ -51,12 +53,17 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SOCKETIO_DIR = ROOT / "bench" / "forwarders" / "socketio"
-TARGETS = ("bare", "relay", "relay-full", "socketio")
+TARGETS = ("bare", "relay", "relay-v1", "relay-full", "socketio")
 
 
 def protocol_of(target: str) -> str:
-    """relay-full is the relay with sqlite_synchronous="full" (fsync per commit): same protocol."""
+    """relay-full is the relay with sqlite_synchronous="full" (fsync per commit), relay-v1
+    the relay spoken to in protocol version 1 (``lock.ack`` answered): both the relay."""
     return "relay" if target.startswith("relay") else target
+
+
+def subprotocol_of(target: str) -> str:
+    return "btogether.v1" if target == "relay-v1" else "btogether.v2"
 
 
 BENCH_ENV = {
@@ -81,11 +88,12 @@ class Endpoint:
 
     target: str
     url: str
+    source: str | None = None  # local address to connect from (127.0.0.x)
+    subprotocol: str = ""
 
     def __post_init__(self) -> None:
+        self.subprotocol = subprotocol_of(self.target)
         self.target = protocol_of(self.target)
-
-    source: str | None = None  # local address to connect from (127.0.0.x)
 
     async def open(self, me: str, token: str | None, laptop_id: str | None) -> Any:
         from websockets.asyncio.client import connect
@@ -99,7 +107,7 @@ class Endpoint:
             ws = await connect(
                 self.url,
                 additional_headers=headers,
-                subprotocols=["btogether.v1"],  # type: ignore[list-item]
+                subprotocols=[self.subprotocol],  # type: ignore[list-item]
                 compression=None,
                 max_queue=None,
                 open_timeout=60,

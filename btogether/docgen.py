@@ -138,12 +138,17 @@ def render() -> str:
         "Do not edit by hand. -->",
         "",
         f"Protocol version **{wire.PROTOCOL_VERSION}**, websocket subprotocol "
-        f"`{wire.SUBPROTOCOL}`.",
+        f"`{wire.SUBPROTOCOL}`. Version 1 (`{wire.SUBPROTOCOL_V1}`) is still served: "
+        "the relay answers in the newest version the client offers (the `welcome` says "
+        "which). The versions differ only in the requests marked *v1 only* in the "
+        "result column below: in version 2 their success is not answered (a failure "
+        "still gets its `error`).",
         "",
         "## Connecting",
         "",
         "Open a websocket to the relay's `/` path, offering the subprotocol "
-        f"`{wire.SUBPROTOCOL}`, with the header `Authorization: Bearer <credential>`. "
+        f"`{wire.SUBPROTOCOL}` (and `{wire.SUBPROTOCOL_V1}` after it, to reach an older "
+        "relay), with the header `Authorization: Bearer <credential>`. "
         f"Laptops (user credentials) also send `{wire.CLIENT_ID_HEADER}: <stable id>` "
         "(1-64 letters, digits or `._:-`; pairings are stored against it) and may send "
         f"`{wire.CLIENT_NAME_HEADER}: <display name>`. Devices send only their credential. "
@@ -163,7 +168,9 @@ def render() -> str:
         "Every websocket message is one JSON object (a text frame) with a `type`. "
         "A client sends **requests**; each carries an `id` (an integer from 0 to "
         f"{wire.MAX_REQUEST_ID}, chosen by the client) and gets exactly one reply with "
-        "the same `id`: a `result` or an `error`. Replies to one connection come in the "
+        "the same `id`: a `result` or an `error` (in version 2, a request whose result "
+        "is marked *v1 only* gets a reply only if it failed). Replies to one connection "
+        "come in the "
         "order of its requests. The relay also pushes **events**, which have no `id`. "
         "Unknown fields are refused (`invalid_request`).",
         "",
@@ -174,9 +181,14 @@ def render() -> str:
     ]
     for kind, cls in wire.REQUEST_TYPES.items():
         result = wire.RESULT_TYPES[kind].__name__
+        until = (
+            f" (v{cls.unanswered_from - 1} only; none in v{cls.unanswered_from})"
+            if cls.unanswered_from is not None
+            else ""
+        )
         out.append(
             f"| [`{kind}`](#{kind.replace('.', '')}) | {', '.join(cls.senders)} "
-            f"| [{result}](#{result.lower()}) |"
+            f"| [{result}](#{result.lower()}){until} |"
         )
     out.append("")
     for kind, cls in wire.REQUEST_TYPES.items():

@@ -116,8 +116,10 @@ async def serve_requests(
     *,
     verdict: Callable[[P, float], Awaitable[int | None]] | None = None,
     one_request: bool = False,
+    version: int | None = None,
 ) -> None:
-    """Serve a connection's requests until it closes (or after one, with ``one_request``)."""
+    """Serve a connection's requests until it closes (or after one, with ``one_request``);
+    ``version``: the protocol version negotiated, for requests it leaves unanswered."""
     try:
         while True:
             # recv() itself, not ``async for``: one coroutine frame less held per idle
@@ -153,7 +155,7 @@ async def serve_requests(
             if allowed is Verdict.REFUSE:
                 reply = rate_limited(raw)
             else:
-                reply = await pipeline.process(principal, raw, now, clog)
+                reply = await pipeline.process(principal, raw, now, clog, version)
             await carry_out(reply, session, router)
             requests.record(reply, started, clog)
             if one_request:

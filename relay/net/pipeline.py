@@ -46,7 +46,7 @@ class Outcomeish(Protocol):
 class Reply:
     """What one message produced: the reply text and what else must happen, in order."""
 
-    text: str
+    text: str | None  # None: a success this connection's protocol version leaves unanswered
     kind: str
     outcome: str
     request_id: int | None
@@ -82,7 +82,11 @@ class RequestPipeline(Generic[P]):
         self._handle = handle
         self._log = log
 
-    async def process(self, principal: P, raw: str, now: float, clog: Any) -> Reply:
+    async def process(
+        self, principal: P, raw: str, now: float, clog: Any, version: int | None = None
+    ) -> Reply:
+        """Judge one message; ``version`` is the connection's protocol version, where its
+        requests declare which successes go unanswered (``Request.answered``)."""
         try:
             request = self._adapter.validate_json(raw)
         except ValidationError as exc:
@@ -98,8 +102,10 @@ class RequestPipeline(Generic[P]):
             elif code is ErrorCode.UNAVAILABLE:
                 clog.warning("store_unavailable", type=kind, id=request.id, error=str(exc))
             return Reply(wire.encode_error(request.id, code, message), kind, code.value, request.id)
+        answered = getattr(request, "answered", None)
+        silent = version is not None and answered is not None and not answered(version)
         return Reply(
-            wire.encode_result(request.id, outcome.result),
+            None if silent else wire.encode_result(request.id, outcome.result),
             kind,
             "ok",
             request.id,
@@ -115,7 +121,8 @@ class Outbound(Protocol):
 async def carry_out(reply: Reply, sender: Outbound, router: Router) -> None:
     """Send the reply, then the events for others, then close what must be closed: the
     order every endpoint keeps (a closed session has already seen its last event)."""
-    sender.push(reply.text)
+    if reply.text is not None:
+        sender.push(reply.text)
     await route(router, reply.deliveries, reply.ends)
 
 

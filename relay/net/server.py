@@ -190,7 +190,10 @@ class RelayServer:
             self.settings.host,
             self.settings.port,
             process_request=self._process_request,
-            subprotocols=[Subprotocol(p) for p in (wire.SUBPROTOCOL, *admin_endpoint.SUBPROTOCOLS)],
+            # The server's order is its preference: the newest protocol a client offers.
+            subprotocols=[
+                Subprotocol(p) for p in (*wire.SUBPROTOCOLS, *admin_endpoint.SUBPROTOCOLS)
+            ],
             compression=None,  # permessage-deflate costs ~48 KB per idle connection
             max_size=self.settings.max_message_bytes,
             ping_interval=self.settings.ping_interval_s,
@@ -471,8 +474,9 @@ class RelayServer:
         gauge.inc()
         clog.info("connected", peer=_peer(conn))
         settings = self.settings
+        version = wire.SUBPROTOCOLS.get(conn.subprotocol or "", wire.PROTOCOL_VERSION)
         try:
-            await self._welcome(session, principal)
+            await self._welcome(session, principal, version)
             await serve_requests(
                 conn,
                 session,
@@ -484,6 +488,7 @@ class RelayServer:
                 self.clock,
                 clog,
                 verdict=self.service.session_verdict,
+                version=version,
             )
         finally:
             detached = await self.router.detach(principal.address, session) or session.ending
@@ -497,10 +502,12 @@ class RelayServer:
                 await self.router.deliver(delivery.address, delivery.event.model_dump_json())
 
 
-    async def _welcome(self, session: WsSession, principal: Principal) -> None:
+    async def _welcome(self, session: WsSession, principal: Principal, version: int) -> None:
         # (A function of its own: a loop variable left in the connection's frame would
         # keep the last event alive as long as the connection.)
         for event in await self.service.welcome(principal, self.clock()):
+            if isinstance(event, wire.Welcome) and event.protocol != version:
+                event = event.model_copy(update={"protocol": version})
             session.push(event.model_dump_json())
 
 

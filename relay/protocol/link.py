@@ -58,6 +58,11 @@ class RequestFailed(LinkError):
         self.message = message
 
 
+# Ids of unanswered requests kept to recognise a refusal of one; successes leave no
+# trace, so the set is simply emptied when it reaches this size.
+_MAX_UNANSWERED = 1024
+
+
 class LinkClosed(LinkError):
     """The connection closed before the reply arrived."""
 
@@ -85,7 +90,11 @@ class RelayLink:
         self._events: asyncio.Queue[wire.Event] = asyncio.Queue()
         self._pending: dict[int, asyncio.Future[wire.Result | wire.Error]] = {}
         self._orphans: asyncio.Queue[wire.Error] = asyncio.Queue()
+        self._unanswered: set[int] = set()  # ids of sent requests whose success is silent
         self._next_id = 0
+        # The version the relay chose (the welcome repeats it; a relay too old to say
+        # which subprotocol it chose speaks version 1).
+        self.version = wire.SUBPROTOCOLS.get(conn.subprotocol or "", 1)
         self.closed: asyncio.Future[tuple[int | None, str]] = (
             asyncio.get_running_loop().create_future()
         )
@@ -118,7 +127,7 @@ class RelayLink:
         conn = await connect(
             url,
             additional_headers=headers,
-            subprotocols=[Subprotocol(wire.SUBPROTOCOL)],
+            subprotocols=[Subprotocol(p) for p in wire.SUBPROTOCOLS],  # newest first
             compression=None,
             open_timeout=open_timeout,
             max_size=max_size,
@@ -148,6 +157,14 @@ class RelayLink:
                     future = self._pending.pop(message.id, None) if message.id is not None else None
                     if future is not None and not future.done():
                         future.set_result(message)
+                    elif message.id is not None and message.id in self._unanswered:
+                        self._unanswered.discard(message.id)
+                        log.warning(
+                            "link_unanswered_request_failed",
+                            id=message.id,
+                            code=getattr(message, "code", None),
+                            message=getattr(message, "message", None),
+                        )
                     elif isinstance(message, wire.Error):
                         await self._orphans.put(message)
                     continue
@@ -270,7 +287,26 @@ class RelayLink:
         return await self._typed(wire.LockSetResult, wire.LockSet, state=state)
 
     async def lock_ack(self, seq: int) -> None:
-        await self._typed(wire.Done, wire.LockAck, seq=seq)
+        """Acknowledge a lock command. From protocol version 2 on its success is not
+        answered: this returns once it is sent, and a refusal is only logged."""
+        request = wire.LockAck(id=self.next_id(), seq=seq)
+        if request.answered(self.version):
+            await self.request(request)
+            return
+        await self.send_unanswered(request)
+
+    async def send_unanswered(self, request: wire.Request) -> None:
+        """Send a request whose success this protocol version does not answer; a refusal,
+        if one comes, is logged (``link_unanswered_request_failed``)."""
+        if self.closed.done():
+            raise LinkClosed(*self.closed.result())
+        if len(self._unanswered) >= _MAX_UNANSWERED:
+            self._unanswered.clear()  # ids whose success was silent: nothing will come
+        self._unanswered.add(request.id)
+        try:
+            await self.conn.send(request.model_dump_json())
+        except ConnectionClosed:
+            raise LinkClosed(self.conn.close_code, self.conn.close_reason or "") from None
 
     async def audio_select(self, phone_id: str, meeting_id: str) -> wire.AudioSelectResult:
         return await self._typed(

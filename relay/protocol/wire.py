@@ -9,9 +9,12 @@ One JSON object per websocket text message, discriminated by ``type``.
 * The relay pushes **events** (no ``id``): the ``welcome`` on connect, pair prompts,
   lock and audio commands, join prompts and outcomes.
 
-The protocol version is negotiated as the websocket subprotocol (:data:`SUBPROTOCOL`);
-the ``welcome`` event repeats it. A new incompatible version gets a new subprotocol
-name, so old and new clients can be served side by side.
+The protocol version is negotiated as the websocket subprotocol (:data:`SUBPROTOCOL`,
+the newest; every name in :data:`SUBPROTOCOLS` is still served); the ``welcome`` event
+repeats it. A new incompatible version gets a new subprotocol name, so old and new
+clients are served side by side. Version 2 differs from 1 in one thing: a request
+declared ``unanswered_from = 2`` (``lock.ack``) gets no ``result`` once it succeeded —
+only an ``error`` if it failed — which saves the relay a message per lock round trip.
 
 This module is shared by the relay and its clients (beacon daemon, laptop client,
 admin tools); it is pure data and holds no I/O.
@@ -24,8 +27,10 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-PROTOCOL_VERSION = 1
-SUBPROTOCOL = f"btogether.v{PROTOCOL_VERSION}"
+PROTOCOL_VERSION = 2  # the newest
+SUBPROTOCOLS: dict[str, int] = {"btogether.v2": 2, "btogether.v1": 1}  # served, newest first
+SUBPROTOCOL = "btogether.v2"
+SUBPROTOCOL_V1 = "btogether.v1"
 CLIENT_ID_HEADER = "Btogether-Client-Id"
 CLIENT_NAME_HEADER = "Btogether-Client-Name"
 MAX_REQUEST_ID = 2**53 - 1  # the largest integer a JavaScript client can hold exactly
@@ -136,7 +141,8 @@ CLOSE_DESCRIPTIONS: dict[CloseCode, str] = {
 
 HANDSHAKE_REFUSALS: dict[int, str] = {
     400: (
-        f"Missing or unsupported subprotocol (offer ``{SUBPROTOCOL}``), or a laptop "
+        f"Missing or unsupported subprotocol (offer ``{SUBPROTOCOL}`` or "
+        f"``{SUBPROTOCOL_V1}``), or a laptop "
         f"connection without a valid ``{CLIENT_ID_HEADER}`` header."
     ),
     401: (
@@ -317,8 +323,15 @@ class Request(Message):
 
     senders: ClassVar[tuple[Role, ...]] = ("laptop", "device")
     result: ClassVar[ResultType]
+    # From this protocol version on, success is not answered (only a failure is).
+    unanswered_from: ClassVar[int | None] = None
     type: str
     id: RequestId
+
+    @classmethod
+    def answered(cls, version: int) -> bool:
+        """Whether a successful request of this kind gets a ``result`` in ``version``."""
+        return cls.unanswered_from is None or version < cls.unanswered_from
 
 
 class Ping(Request):
@@ -380,10 +393,13 @@ class LockSet(Request):
 
 
 class LockAck(Request):
-    """Phone acknowledges it applied the ``lock.command`` with this ``seq``."""
+    """Phone acknowledges it applied the ``lock.command`` with this ``seq``. From protocol
+    version 2 on, only a failure is answered: the laptop's ``lock.applied`` is what the
+    acknowledgement is for, and the phone has nothing to do with a ``done``."""
 
     senders: ClassVar[tuple[Role, ...]] = ("device",)
     result: ClassVar[ResultType] = Done
+    unanswered_from: ClassVar[int | None] = 2
     type: Literal["lock.ack"] = "lock.ack"
     seq: Annotated[int, Field(ge=1)]
 
