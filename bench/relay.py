@@ -4,6 +4,8 @@
     python bench/relay.py --quick              # one short run of each, 1,000 idle
     python bench/relay.py --profile out.svg    # also py-spy the relay during P = 1000
     python bench/relay.py --json               # only the JSON object of the medians on stdout
+    python bench/relay.py --instructions 500   # the relay's instructions per round trip
+                                               # (valgrind's callgrind: noise-free A/B)
 
 Each server runs in its own process; the load generator (this file, ``loadgen``
 subcommand, uvloop) runs in another, with the same code for every server. With P
@@ -358,7 +360,14 @@ async def prepare(db: Path, pairs: int, idle: int) -> dict[str, Any]:
 
 
 class ServerProcess:
-    def __init__(self, target: str, workdir: Path, db: Path) -> None:
+    def __init__(
+        self,
+        target: str,
+        workdir: Path,
+        db: Path,
+        prefix: tuple[str, ...] = (),
+        start_within: float = 60.0,
+    ) -> None:
         port_file = workdir / f"{target}.port"
         port_file.unlink(missing_ok=True)
         env = {**os.environ, **BENCH_ENV}
@@ -383,8 +392,8 @@ class ServerProcess:
         else:
             cmd = ["node", str(SOCKETIO_DIR / "server.js"), "0", str(port_file)]
         # The server's own lines go to stderr: stdout is the report (or the JSON object).
-        self.process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=sys.stderr)
-        deadline = time.monotonic() + 60
+        self.process = subprocess.Popen([*prefix, *cmd], cwd=ROOT, env=env, stdout=sys.stderr)
+        deadline = time.monotonic() + start_within
         while not (port_file.exists() and port_file.read_text().strip()):
             if time.monotonic() > deadline or self.process.poll() is not None:
                 raise RuntimeError(f"{target} server did not start")
@@ -392,10 +401,10 @@ class ServerProcess:
         self.port = int(port_file.read_text())
         self.url = f"ws://127.0.0.1:{self.port}/"
 
-    def stop(self) -> None:
+    def stop(self, within: float = 30.0) -> None:
         self.process.send_signal(signal.SIGTERM)
         try:
-            self.process.wait(30)
+            self.process.wait(within)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
@@ -562,6 +571,14 @@ def print_profile_summary(collapsed: Path, top: int = 22) -> None:
 
 
 def orchestrate(args: argparse.Namespace) -> int:
+    if args.instructions:
+        if not args.json:
+            return run_instructions(args)
+        with contextlib.redirect_stdout(sys.stderr):
+            code = run_instructions(args)
+        if code == 0:
+            print(json.dumps(args.report))
+        return code
     if not args.json:
         return run_all(args)
     # Only the JSON object on stdout: the progress and the table go to stderr.
@@ -642,6 +659,66 @@ def run_all(args: argparse.Namespace) -> int:
             args.report["targets"][target].update(figures)
         if args.profile:
             profile_relay(workdir, db, creds, max(args.pairs), args.duration, args.profile)
+    return 0
+
+
+INSTRUCTIONS_BASE = 100  # round trips of the shorter of the two runs per target
+
+
+def relay_instructions(
+    target: str, workdir: Path, db: Path, creds: Path, extra: int
+) -> float:
+    """Instructions the relay process executes per light-load lock round trip, counted by
+    valgrind's callgrind (the same count for the same code and inputs, whatever else the
+    machine runs — unlike CPU time here, which moved ±30 % between runs). Two runs of the
+    server, one with ``extra`` more round trips than the other: start-up, connections
+    and shut-down cancel out in the difference."""
+    totals: list[int] = []
+    for n, round_trips in enumerate((INSTRUCTIONS_BASE, INSTRUCTIONS_BASE + extra)):
+        out = workdir / f"callgrind.{target}.{n}"
+        server = ServerProcess(
+            target,
+            workdir,
+            db,
+            prefix=("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"),
+            start_within=600.0,
+        )
+        try:
+            run_loadgen(target, server.url, creds, "--pairs", "1", "--mode", "latency",
+                        "--round-trips", str(round_trips), "--warmup-round-trips", "0",
+                        "--duration", "3600", timeout=3600)  # fmt: skip
+        finally:
+            server.stop(within=600.0)
+        totals.append(_callgrind_total(out))
+        print(f"  {target:8} {round_trips} round trips: {totals[-1]:,} instructions in all",
+              flush=True)
+    return (totals[1] - totals[0]) / extra
+
+
+def _callgrind_total(path: Path) -> int:
+    for line in path.read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise RuntimeError(f"no instruction total in {path}")
+
+
+def run_instructions(args: argparse.Namespace) -> int:
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed (Debian package valgrind)", file=sys.stderr)
+        return 2
+    targets = [t for t in args.targets if protocol_of(t) == "relay"]
+    with tempfile.TemporaryDirectory(prefix="btogether-bench-") as tmp:
+        workdir = Path(tmp)
+        db = workdir / "bench.sqlite3"
+        creds = workdir / "creds.json"
+        creds.write_text(json.dumps(asyncio.run(prepare(db, 1, 0))))
+        figures = {t: relay_instructions(t, workdir, db, creds, args.instructions)
+                   for t in targets}  # fmt: skip
+    first = targets[0]
+    for target, per in figures.items():
+        print(f"{target:10} {per:12,.0f} instructions per lock round trip"
+              f"   ({per / figures[first]:.3f} of {first}'s)")  # fmt: skip
+    args.report = {"instructions_per_round_trip": figures}
     return 0
 
 
@@ -792,6 +869,15 @@ def main() -> int:
                         choices=TARGETS)  # fmt: skip
     parser.add_argument(
         "--profile", type=Path, help="py-spy the relay at the largest P (collapsed stacks file)"
+    )
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of timing: count the relay's instructions per light-load lock round "
+        "trip under valgrind (two runs per relay target, N round trips apart; e.g. 500, "
+        "about 2 minutes a target)",
     )
     parser.add_argument("--quick", action="store_true", help="1 run, 3 s, 1000 idle")
     parser.add_argument(
