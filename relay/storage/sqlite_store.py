@@ -991,7 +991,8 @@ class SqliteStore:
         """Flush lock changes at the end of this loop iteration (they are answered once
         committed); acks alone up to ``ACK_FLUSH_S`` later, so that they usually ride in
         the transaction of the next lock change instead of paying one of their own (a
-        BEGIN, a COMMIT and a WAL write: about a sixth of a light-load round trip)."""
+        BEGIN, a COMMIT and a WAL write; measured at P=100, server CPU per round trip went
+        from about 206 to 147 µs, see the README)."""
         if self._lock_flush is not None and (self._lock_flush_soon or not soon):
             return
         if self._lock_flush is not None:
