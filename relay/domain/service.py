@@ -176,6 +176,9 @@ class SightingDescriptors:
     def __init__(self) -> None:
         self._bases: dict[str, tuple[Device, dict[str, Any]]] = {}
 
+    def __len__(self) -> int:
+        return len(self._bases)
+
     def fields(self, device: Device, eid: str, own: bool, rssi: int) -> dict[str, Any]:
         """The fields of ``device``'s :class:`wire.DeviceDescriptor`, in declaration order."""
         cached = self._bases.get(device.id)

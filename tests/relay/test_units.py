@@ -103,3 +103,24 @@ def test_a_trusted_message_is_the_validated_one_without_validating() -> None:
     )
     with pytest.raises(Exception, match="frozen"):
         trusted.name = "changed"  # type: ignore[misc]
+
+
+def test_the_sighting_descriptors_cache_is_bounded_and_follows_the_device_object() -> None:
+    from relay.domain.model import Device
+    from relay.domain.service import SightingDescriptors
+
+    def room(n: int, name: str = "Room") -> Device:
+        return Device(f"d{n}", "t", f"{name} {n}", "room_system", "meeting_room", bytes(16), 10)
+
+    descriptors = SightingDescriptors()
+    descriptors.MAX_DEVICES = 2
+    for n in range(3):
+        descriptors.fields(room(n), "00" * 8, False, -50)
+        assert len(descriptors) <= 2
+    first = room(7)
+    assert descriptors.fields(first, "aa" * 8, True, -40)["name"] == "Room 7"
+    renamed = room(7, "Hall")  # the directory's new object for a changed device
+    fields = descriptors.fields(renamed, "bb" * 8, False, -41)
+    assert (fields["name"], fields["eid"], fields["own"], fields["rssi"]) == (
+        "Hall 7", "bb" * 8, False, -41,
+    )
