@@ -84,6 +84,11 @@ from relay.domain.store import MAX_PAGE, StoreConflict, StoreUnavailable
 from relay.domain.verification import IssuedCode
 from relay.protocol.wire import DeviceMode, LockState
 from relay.storage import store_rows
+from relay.storage.sql_directory import (
+    CREDENTIAL_INSERT,
+    DirectoryWrites,
+    percent_placeholders,
+)
 
 log = structlog.get_logger("relay.store")
 
@@ -485,15 +490,7 @@ _LOCK_ACK = (
     " AND seq >= %(seq)s AND NOT EXISTS (SELECT 1 FROM acked)"
 )
 
-_DEVICE_INSERT = (
-    "INSERT INTO devices (id, tenant_id, name, kind, mode, identity_key, rotation_exponent,"
-    " location, mac, state, user_id, policy_id, capabilities)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-)
-_CREDENTIAL_INSERT = (
-    "INSERT INTO credentials (id, token_hash, subject_kind, subject_id, tenant_id,"
-    " created_at, revoked_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-)
+_PG_CREDENTIAL_INSERT = percent_placeholders(CREDENTIAL_INSERT)
 
 
 def _revoke_device_credentials(device_id: str, now: float) -> Stmt:
@@ -522,7 +519,7 @@ def _end_phone_session(phone_id: str, new_user_id: str | None = None) -> list[St
     ]
 
 
-class PostgresStore:
+class PostgresStore(DirectoryWrites):
     """PostgreSQL implementation of :class:`relay.domain.store.RelayStore`.
 
     ``url`` is a libpq connection URL (``postgresql://user@host:5432/dbname``). The pool
@@ -871,6 +868,11 @@ class PostgresStore:
     async def _write(self, *stmts: Stmt) -> list[Outcome]:
         return await self.run(*stmts)
 
+    def _statement(
+        self, sql: str, params: Any, *, many: bool = False, expect_one: str | None = None
+    ) -> Stmt:
+        return Stmt(percent_placeholders(sql), params, many=many, expect_one=expect_one)
+
     async def _directory_write(self, *stmts: Stmt) -> list[Outcome]:
         """A transaction that changes directory tables: the version row locked first."""
         return (await self.run(LOCK_DIRECTORY, *stmts))[1:]
@@ -947,46 +949,6 @@ class PostgresStore:
             )
         )
 
-    async def _update_one(self, sql: str, params: tuple[Any, ...], what: str) -> None:
-        await self._directory_write(Stmt(sql, params, expect_one=f"no such {what}"))
-
-    async def set_default_policy(self, tenant_id: str, policy_id: str | None) -> None:
-        await self._update_one(
-            "UPDATE tenants SET default_policy_id = %s WHERE id = %s",
-            (policy_id, tenant_id),
-            "tenant",
-        )
-
-    async def add_user(self, user: User) -> None:
-        await self.add_users([user])
-
-    async def add_users(self, users: Sequence[User]) -> None:
-        await self._directory_write(
-            Stmt(
-                "INSERT INTO users (id, tenant_id, name, policy_id) VALUES (%s, %s, %s, %s)",
-                [(u.id, u.tenant_id, u.name, u.policy_id) for u in users],
-                many=True,
-            )
-        )
-
-    async def set_user_policy(self, user_id: str, policy_id: str | None) -> None:
-        await self._update_one(
-            "UPDATE users SET policy_id = %s WHERE id = %s", (policy_id, user_id), "user"
-        )
-
-    async def add_device(self, device: Device) -> None:
-        await self.add_devices([device])
-
-    async def add_devices(self, devices: Sequence[Device]) -> None:
-        await self._directory_write(
-            Stmt(_DEVICE_INSERT, [store_rows.device_values(d) for d in devices], many=True)
-        )
-
-    async def set_device_policy(self, device_id: str, policy_id: str | None) -> None:
-        await self._update_one(
-            "UPDATE devices SET policy_id = %s WHERE id = %s", (policy_id, device_id), "device"
-        )
-
     async def sign_in_device(self, device_id: str, user_id: str | None, state: DeviceState) -> None:
         await self._directory_write(
             *_end_phone_session(device_id, user_id),
@@ -996,35 +958,6 @@ class PostgresStore:
                 expect_one="no such device",
             ),
         )
-
-    async def add_credentials(self, credentials: Sequence[Credential]) -> None:
-        await self._directory_write(
-            Stmt(
-                _CREDENTIAL_INSERT,
-                [
-                    (
-                        c.id,
-                        c.token_hash,
-                        c.subject_kind,
-                        c.subject_id,
-                        c.tenant_id,
-                        c.created_at,
-                        c.revoked_at,
-                    )
-                    for c in credentials
-                ],
-                many=True,
-            )
-        )
-
-    async def revoke_credential(self, credential_id: str, now: float) -> bool:
-        (count,) = await self._directory_write(
-            Stmt(
-                "UPDATE credentials SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL",
-                (now, credential_id),
-            )
-        )
-        return count == 1
 
     async def tenant(self, tenant_id: str) -> Tenant | None:
         row = await self.one("SELECT * FROM tenants WHERE id = %s", tenant_id)
@@ -1350,7 +1283,7 @@ class PostgresStore:
                 expect_one="the device is no longer waiting for activation",
             ),
             _revoke_device_credentials(device_id, now),
-            Stmt(_CREDENTIAL_INSERT, store_rows.credential_values(credential)),
+            Stmt(_PG_CREDENTIAL_INSERT, store_rows.credential_values(credential)),
         )
 
     async def reset_device(self, device_id: str, now: float) -> None:
@@ -1497,26 +1430,6 @@ class PostgresStore:
         ]
 
     # --- renaming and deleting (relay.admin.edits) ---------------------------------------
-    async def rename_tenant(self, tenant_id: str, name: str) -> None:
-        await self._update_one(
-            "UPDATE tenants SET name = %s WHERE id = %s", (name, tenant_id), "tenant"
-        )
-
-    async def rename_user(self, user_id: str, name: str) -> None:
-        await self._update_one("UPDATE users SET name = %s WHERE id = %s", (name, user_id), "user")
-
-    async def rename_device(self, device_id: str, name: str, location: str | None) -> None:
-        await self._update_one(
-            "UPDATE devices SET name = %s, location = coalesce(%s, location) WHERE id = %s",
-            (name, location, device_id),
-            "device",
-        )
-
-    async def rename_policy(self, policy_id: str, name: str) -> None:
-        await self._update_one(
-            "UPDATE policies SET name = %s WHERE id = %s", (name, policy_id), "policy"
-        )
-
     async def devices_signed_in_as(self, user_id: str) -> list[str]:
         rows = await self.all("SELECT id FROM devices WHERE user_id = %s ORDER BY id", user_id)
         return [r["id"] for r in rows]

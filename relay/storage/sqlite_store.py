@@ -57,6 +57,7 @@ from relay.domain.store import MAX_PAGE, StoreConflict, StoreUnavailable
 from relay.domain.verification import IssuedCode
 from relay.protocol.wire import DeviceMode, LockState
 from relay.storage import store_rows
+from relay.storage.sql_directory import CREDENTIAL_INSERT, DirectoryWrites
 from relay.storage.sqlite_writer import (
     Op,
     Outcome,
@@ -406,17 +407,6 @@ _LOCK_ACK = "UPDATE lock_states SET acked_seq = MAX(acked_seq, ?) WHERE phone_id
 # ignores; this process's own reads see them at once (``_unflushed_acks``).
 ACK_FLUSH_S = 0.05
 
-_DEVICE_INSERT = (
-    "INSERT INTO devices (id, tenant_id, name, kind, mode, identity_key, rotation_exponent,"
-    " location, mac, state, user_id, policy_id, capabilities)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_CREDENTIAL_INSERT = (
-    "INSERT INTO credentials (id, token_hash, subject_kind, subject_id, tenant_id,"
-    " created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-
-
 def _revoke_device_credentials(device_id: str, now: float) -> Op:
     return Op(
         "UPDATE credentials SET revoked_at = ? WHERE subject_kind = 'device'"
@@ -500,7 +490,7 @@ def _settle_lock_change(
     future.set_result(records)
 
 
-class SqliteStore:
+class SqliteStore(DirectoryWrites):
     """SQLite implementation of :class:`relay.domain.store.RelayStore` (``":memory:"`` is not
     supported).
 
@@ -646,6 +636,14 @@ class SqliteStore:
         """Run ops as one job; the row count of the first."""
         return cast(int, (await self._write(*ops))[0])
 
+    def _statement(
+        self, sql: str, params: Any, *, many: bool = False, expect_one: str | None = None
+    ) -> Op:
+        return Op(sql, params, many=many, expect_one=expect_one)
+
+    async def _directory_write(self, *statements: Any) -> list[Outcome]:
+        return await self._write(*statements)
+
     def _one(self, sql: str, *params: Any) -> sqlite3.Row | None:
         return cast(sqlite3.Row | None, self._db.execute(sql, params).fetchone())
 
@@ -696,46 +694,6 @@ class SqliteStore:
             )
         )
 
-    async def _update_one(self, sql: str, params: tuple[Any, ...], what: str) -> None:
-        await self._write(Op(sql, params, expect_one=f"no such {what}"))
-
-    async def set_default_policy(self, tenant_id: str, policy_id: str | None) -> None:
-        await self._update_one(
-            "UPDATE tenants SET default_policy_id = ? WHERE id = ?",
-            (policy_id, tenant_id),
-            "tenant",
-        )
-
-    async def add_user(self, user: User) -> None:
-        await self.add_users([user])
-
-    async def add_users(self, users: Sequence[User]) -> None:
-        await self._write(
-            Op(
-                "INSERT INTO users (id, tenant_id, name, policy_id) VALUES (?, ?, ?, ?)",
-                [(u.id, u.tenant_id, u.name, u.policy_id) for u in users],
-                many=True,
-            )
-        )
-
-    async def set_user_policy(self, user_id: str, policy_id: str | None) -> None:
-        await self._update_one(
-            "UPDATE users SET policy_id = ? WHERE id = ?", (policy_id, user_id), "user"
-        )
-
-    async def add_device(self, device: Device) -> None:
-        await self.add_devices([device])
-
-    async def add_devices(self, devices: Sequence[Device]) -> None:
-        await self._write(
-            Op(_DEVICE_INSERT, [store_rows.device_values(d) for d in devices], many=True)
-        )
-
-    async def set_device_policy(self, device_id: str, policy_id: str | None) -> None:
-        await self._update_one(
-            "UPDATE devices SET policy_id = ? WHERE id = ?", (policy_id, device_id), "device"
-        )
-
     async def sign_in_device(self, device_id: str, user_id: str | None, state: DeviceState) -> None:
         await self._write(
             *_end_phone_session(device_id, user_id),
@@ -745,35 +703,6 @@ class SqliteStore:
                 expect_one="no such device",
             ),
         )
-
-    async def add_credentials(self, credentials: Sequence[Credential]) -> None:
-        await self._write(
-            Op(
-                _CREDENTIAL_INSERT,
-                [
-                    (
-                        c.id,
-                        c.token_hash,
-                        c.subject_kind,
-                        c.subject_id,
-                        c.tenant_id,
-                        c.created_at,
-                        c.revoked_at,
-                    )
-                    for c in credentials
-                ],
-                many=True,
-            )
-        )
-
-    async def revoke_credential(self, credential_id: str, now: float) -> bool:
-        count = await self._count(
-            Op(
-                "UPDATE credentials SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                (now, credential_id),
-            )
-        )
-        return count == 1
 
     async def tenant(self, tenant_id: str) -> Tenant | None:
         row = self._one("SELECT * FROM tenants WHERE id = ?", tenant_id)
@@ -1166,7 +1095,7 @@ class SqliteStore:
                 expect_one="the device is no longer waiting for activation",
             ),
             _revoke_device_credentials(device_id, now),
-            Op(_CREDENTIAL_INSERT, store_rows.credential_values(credential)),
+            Op(CREDENTIAL_INSERT, store_rows.credential_values(credential)),
         )
 
     async def reset_device(self, device_id: str, now: float) -> None:
@@ -1316,26 +1245,6 @@ class SqliteStore:
         return outcome
 
     # --- renaming and deleting (relay.admin.edits) ---------------------------------------
-    async def rename_tenant(self, tenant_id: str, name: str) -> None:
-        await self._update_one(
-            "UPDATE tenants SET name = ? WHERE id = ?", (name, tenant_id), "tenant"
-        )
-
-    async def rename_user(self, user_id: str, name: str) -> None:
-        await self._update_one("UPDATE users SET name = ? WHERE id = ?", (name, user_id), "user")
-
-    async def rename_device(self, device_id: str, name: str, location: str | None) -> None:
-        await self._update_one(
-            "UPDATE devices SET name = ?, location = coalesce(?, location) WHERE id = ?",
-            (name, location, device_id),
-            "device",
-        )
-
-    async def rename_policy(self, policy_id: str, name: str) -> None:
-        await self._update_one(
-            "UPDATE policies SET name = ? WHERE id = ?", (name, policy_id), "policy"
-        )
-
     async def devices_signed_in_as(self, user_id: str) -> list[str]:
         rows = self._all("SELECT id FROM devices WHERE user_id = ? ORDER BY id", user_id)
         return [r["id"] for r in rows]
