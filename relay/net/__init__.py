@@ -4,6 +4,8 @@
   its endpoint; health and metrics on the same port;
 * :mod:`~relay.net.admin_endpoint` — the ``/admin`` and ``/provision`` endpoints;
 * :mod:`~relay.net.connection` — one connection's session and request loop;
+* :mod:`~relay.net.websocket` — a device's or laptop's socket after the handshake,
+  served on websockets' Sans-I/O protocol (no task per idle connection);
 * :mod:`~relay.net.pipeline` — the one request pipeline of every endpoint;
 * :mod:`~relay.net.outbox` and :mod:`~relay.net.fastsend` — a connection's bounded
   outbox and its writes;

@@ -3,10 +3,13 @@
 Shared by every endpoint. :class:`WsSession` is the :class:`~relay.domain.sessions.Session` the
 router and the session index see: messages are pushed into its bounded
 :class:`~relay.net.outbox.Outbox` and it can be told to end at any moment, from anywhere.
-:func:`serve_requests` is the loop every endpoint runs: read a message, apply the
+:class:`RequestLoop` serves one message the way every endpoint does: apply the
 connection's flood control, check that the principal still stands (if the endpoint
 says how), run the :class:`~relay.net.pipeline.RequestPipeline`, and hand the reply, the
-events and the session ends out in that order.
+events and the session ends out in that order. Devices and laptops, served on an
+:class:`~relay.net.websocket.OpenWebsocket`, get their messages through an
+:class:`Inbox`; the administrator and provisioning endpoints, on websockets' own
+connection, through :func:`serve_requests`.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -33,10 +37,13 @@ from relay.net.pipeline import (
     unavailable,
 )
 from relay.net.ratelimit import TokenBucket, Verdict
+from relay.net.websocket import OpenWebsocket
 from relay.protocol.wire import CloseCode
 
 P = TypeVar("P")
 SESSION_CHANGED_GRACE_S = 0.2
+INBOX_PAUSE_AT = 16  # messages waiting before a connection is read no more (websockets: 16)
+INBOX_RESUME_AT = 4
 CLOSE_TIMEOUT_S = 2.0
 
 
@@ -47,7 +54,7 @@ class WsSession:
 
     def __init__(
         self,
-        conn: ServerConnection,
+        conn: ServerConnection | OpenWebsocket,
         keys: SessionKeys,
         principal: Any,
         limit: int,
@@ -103,6 +110,150 @@ class WsSession:
                 await asyncio.shield(self._closing)
 
 
+class RequestLoop(Generic[P]):
+    """How one connection's requests are served, one message at a time: its flood
+    control, the check that its principal still stands (if the endpoint says how), the
+    pipeline, and the reply, events and session ends handed out in that order."""
+
+    __slots__ = (
+        "bucket",
+        "clock",
+        "clog",
+        "one_request",
+        "pipeline",
+        "principal",
+        "requests",
+        "router",
+        "session",
+        "verdict",
+        "version",
+    )
+
+    def __init__(
+        self,
+        session: WsSession,
+        principal: P,
+        pipeline: RequestPipeline[P],
+        router: Router,
+        bucket: TokenBucket,
+        requests: RequestLog,
+        clock: Callable[[], float],
+        clog: Any,
+        *,
+        verdict: Callable[[P, float], Awaitable[int | None]] | None = None,
+        one_request: bool = False,
+        version: int | None = None,
+    ) -> None:
+        self.session = session
+        self.principal = principal
+        self.pipeline = pipeline
+        self.router = router
+        self.bucket = bucket
+        self.requests = requests
+        self.clock = clock
+        self.clog = clog
+        self.verdict = verdict
+        self.one_request = one_request
+        self.version = version
+
+    async def serve(self, raw: str | bytes) -> bool:
+        """Serve one message; False once the connection must take no more."""
+        session = self.session
+        now = self.clock()
+        started = time.perf_counter()
+        if session.ending:
+            return False
+        clog = self.clog
+        if isinstance(raw, bytes):
+            clog.warning("binary_frame_closed")
+            session.end(CloseCode.POLICY_VIOLATION, "binary frames are not accepted")
+            return False
+        allowed = self.bucket.take(now)
+        if allowed is Verdict.CLOSE:
+            clog.warning("flood_closed")
+            session.end(CloseCode.POLICY_VIOLATION, "too many requests")
+            return False
+        if self.verdict is not None:
+            try:
+                code = await self.verdict(self.principal, now)
+            except StoreUnavailable as exc:  # not judged, so not carried out
+                clog.warning("store_unavailable", error=str(exc))
+                refused = unavailable(raw, exc)
+                await carry_out(refused, session, self.router)
+                self.requests.record(refused, started, clog)
+                return True
+            if code is not None:
+                clog.info("session_no_longer_valid", code=code)
+                session.end(code, "this connection's credential or device changed")
+                return False
+        reply: Reply
+        if allowed is Verdict.REFUSE:
+            reply = rate_limited(raw)
+        else:
+            reply = await self.pipeline.process(self.principal, raw, now, clog, self.version)
+        await carry_out(reply, session, self.router)
+        self.requests.record(reply, started, clog)
+        if self.one_request:
+            session.end(CloseCode.IDLE, "one request per provisioning connection")
+            return False
+        return True
+
+
+class Inbox:
+    """The messages an :class:`~relay.net.websocket.OpenWebsocket` received, served in
+    order by a :class:`RequestLoop`, one at a time. The task that serves them exists only
+    while some wait (an idle connection costs none); a peer that sends faster than it is
+    served is read no more until the backlog is down again, as websockets does."""
+
+    __slots__ = ("_queue", "_read_paused", "_serve", "_stopped", "_task", "_transport")
+
+    def __init__(
+        self, serve: Callable[[str | bytes], Awaitable[bool]], transport: asyncio.Transport
+    ) -> None:
+        self._serve = serve
+        self._transport = transport
+        self._queue: deque[str | bytes] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._read_paused = False
+        self._stopped = False
+
+    def put(self, message: str | bytes) -> None:
+        if self._stopped:
+            return
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        queue.append(message)
+        if len(queue) >= INBOX_PAUSE_AT and not self._read_paused:
+            self._read_paused = True
+            self._transport.pause_reading()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(queue))
+
+    async def _run(self, queue: deque[str | bytes]) -> None:
+        try:
+            while queue:
+                message = queue.popleft()
+                if self._read_paused and len(queue) <= INBOX_RESUME_AT:
+                    self._read_paused = False
+                    if not self._transport.is_closing():
+                        self._transport.resume_reading()
+                if not await self._serve(message):
+                    self._stopped = True
+                    queue.clear()
+        finally:
+            self._task = None
+            if not queue:
+                self._queue = None
+
+    async def finished(self) -> None:
+        """Wait until what was received has been served (the connection is gone)."""
+        task = self._task
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(task)
+
+
 async def serve_requests(
     conn: ServerConnection,
     session: WsSession,
@@ -118,48 +269,24 @@ async def serve_requests(
     one_request: bool = False,
     version: int | None = None,
 ) -> None:
-    """Serve a connection's requests until it closes (or after one, with ``one_request``);
-    ``version``: the protocol version negotiated, for requests it leaves unanswered."""
+    """Serve a websockets connection's requests until it closes (or after one, with
+    ``one_request``); ``version``: the protocol version negotiated."""
+    loop = RequestLoop(
+        session,
+        principal,
+        pipeline,
+        router,
+        bucket,
+        requests,
+        clock,
+        clog,
+        verdict=verdict,
+        one_request=one_request,
+        version=version,
+    )
     try:
-        while True:
-            # recv() itself, not ``async for``: one coroutine frame less held per idle
-            # connection (a close ends the loop by ConnectionClosed, as it ends the other).
-            raw = await conn.recv()
-            now = clock()
-            started = time.perf_counter()
-            if session.ending:
-                break
-            if isinstance(raw, bytes):
-                clog.warning("binary_frame_closed")
-                session.end(CloseCode.POLICY_VIOLATION, "binary frames are not accepted")
-                break
-            allowed = bucket.take(now)
-            if allowed is Verdict.CLOSE:
-                clog.warning("flood_closed")
-                session.end(CloseCode.POLICY_VIOLATION, "too many requests")
-                break
-            if verdict is not None:
-                try:
-                    code = await verdict(principal, now)
-                except StoreUnavailable as exc:  # not judged, so not carried out
-                    clog.warning("store_unavailable", error=str(exc))
-                    refused = unavailable(raw, exc)
-                    await carry_out(refused, session, router)
-                    requests.record(refused, started, clog)
-                    continue
-                if code is not None:
-                    clog.info("session_no_longer_valid", code=code)
-                    session.end(code, "this connection's credential or device changed")
-                    break
-            reply: Reply
-            if allowed is Verdict.REFUSE:
-                reply = rate_limited(raw)
-            else:
-                reply = await pipeline.process(principal, raw, now, clog, version)
-            await carry_out(reply, session, router)
-            requests.record(reply, started, clog)
-            if one_request:
-                session.end(CloseCode.IDLE, "one request per provisioning connection")
-                break
+        # recv() itself, not ``async for``: one coroutine frame less held per connection.
+        while await loop.serve(await conn.recv()):
+            pass
     except ConnectionClosed:
         pass

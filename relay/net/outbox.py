@@ -16,18 +16,23 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
 from relay.net.fastsend import is_open, send_now
+from relay.net.websocket import OpenWebsocket
 
 
 class Outbox:
-    __slots__ = ("_conn", "_limit", "_on_overflow", "_queue", "_writer", "closed")
+    __slots__ = ("_conn", "_limit", "_on_overflow", "_queue", "_send_now", "_writer", "closed")
 
     def __init__(self, conn: Any, limit: int, on_overflow: Callable[[], None]) -> None:
         self._conn = conn
+        self._send_now: Callable[[str], bool] = (
+            conn.send_now if isinstance(conn, OpenWebsocket) else partial(send_now, conn)
+        )
         self._limit = limit
         self._on_overflow = on_overflow
         # Made when something must wait (an empty deque is ~600 bytes; most connections
@@ -43,7 +48,7 @@ class Outbox:
         """Queue (or write) ``message``; False if dropped (closed, or the queue overflowed)."""
         if self.closed or not is_open(self._conn):
             return False
-        if self._writer is None and send_now(self._conn, message):
+        if self._writer is None and self._send_now(message):
             return True
         queue = self._queue
         if queue is None:

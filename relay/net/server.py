@@ -22,12 +22,14 @@ import ipaddress
 import time
 import weakref
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import structlog
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from relay.config import RelaySettings
@@ -39,9 +41,10 @@ from relay.domain.service import DevicePrincipal, LaptopPrincipal, Principal
 from relay.domain.sessions import SelectorKind, SessionKeys
 from relay.domain.store import RelayStore, StoreUnavailable
 from relay.net import admin_endpoint
-from relay.net.connection import WsSession, serve_requests
+from relay.net.connection import Inbox, RequestLoop, WsSession
 from relay.net.pipeline import RequestLog, RequestPipeline
 from relay.net.ratelimit import TokenBucket
+from relay.net.websocket import OpenWebsocket
 from relay.node import RelayNode, build_node, display_db
 from relay.protocol import admin_wire as aw
 from relay.protocol import wire
@@ -174,6 +177,7 @@ class RelayServer:
             weakref.WeakKeyDictionary()
         )
         self._sessions: weakref.WeakSet[WsSession] = weakref.WeakSet()
+        self._endings: set[asyncio.Task[None]] = set()
         self._ready = False
         self._pipeline: RequestPipeline[Principal] = RequestPipeline(
             wire.REQUEST_ADAPTER, _REQUEST_TYPES.__contains__, self.service.handle, log
@@ -231,6 +235,13 @@ class RelayServer:
             self._server.close(close_connections=True)
             await self._server.wait_closed()
             self._server = None
+        # The devices' and laptops' sockets are the relay's own (not websockets'): closed
+        # here the same way, 1001, and what each one's end entails done before the store goes.
+        for session in list(self._sessions):
+            if isinstance(session.conn, OpenWebsocket):
+                session.end(CloseCode.GOING_AWAY, "")
+        while self._endings:
+            await asyncio.gather(*list(self._endings), return_exceptions=True)
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -253,9 +264,7 @@ class RelayServer:
             try:
                 now = self.clock()
                 for delivery in await self.service.tick(now):
-                    await self.router.deliver(
-                        delivery.address, delivery.event.model_dump_json()
-                    )
+                    await self.router.deliver(delivery.address, delivery.event.model_dump_json())
                 await self.node.directory.refresh(now)
                 if now - pruned_at >= 60.0:
                     pruned_at = now
@@ -340,9 +349,7 @@ class RelayServer:
             # with a 500 and a traceback; clients retry with their usual backoff.
             return self._refuse(conn, http.HTTPStatus.SERVICE_UNAVAILABLE, "database unavailable")
 
-    async def _answer_handshake(
-        self, conn: ServerConnection, request: Request
-    ) -> Response | None:
+    async def _answer_handshake(self, conn: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path == "/healthz":
             return self._respond(conn, http.HTTPStatus.OK, "ok\n")
@@ -441,66 +448,82 @@ class RelayServer:
         await self._serve_principal(conn, handshake)
 
     async def _serve_principal(self, conn: ServerConnection, principal: Principal) -> None:
+        if not OpenWebsocket.can_take_over(conn):
+            # Closed by the peer before its first message (nothing to serve), or a
+            # connection this relay never makes (an extension was negotiated).
+            if conn.protocol.state is State.OPEN:
+                await conn.close(CloseCode.INTERNAL_ERROR, "unsupported connection")
+            return
+        version = wire.SUBPROTOCOLS.get(conn.subprotocol or "", wire.PROTOCOL_VERSION)
+        # From here the socket is the relay's, served without websockets' per-connection
+        # tasks and queues (relay/net/websocket.py); this handler returns once it is set up.
+        ws = OpenWebsocket.take_over(conn, self.settings.ping_interval_s)
         if isinstance(principal, LaptopPrincipal):
             clog = log.bind(
                 role="laptop",
                 tenant=principal.tenant_id,
                 user=principal.user_id,
                 laptop=principal.laptop_id,
+                conn=str(ws.id)[:8],
             )
             keys = SessionKeys(
                 principal.credential_id, principal.tenant_id, user_id=principal.user_id
             )
         else:
-            clog = log.bind(role="device", tenant=principal.tenant_id, device=principal.device_id)
+            clog = log.bind(
+                role="device",
+                tenant=principal.tenant_id,
+                device=principal.device_id,
+                conn=str(ws.id)[:8],
+            )
             keys = SessionKeys(
                 principal.credential_id, principal.tenant_id, device_id=principal.device_id
             )
-        clog = clog.bind(conn=str(conn.id)[:8])
-        # The handshake's headers (~4 KB) are not read again once the principal is known:
-        # an idle connection keeps only what it uses. (websockets tells the handshake from
-        # later frames by ``conn.request`` being set, so the request itself stays.)
-        if conn.request is not None:
-            conn.request.headers.clear()
-        conn.response = None
-
-        async def detach(ending: WsSession) -> bool:
-            return await self.router.detach(principal.address, ending)
-
-        session = WsSession(conn, keys, principal, self.settings.outbox_messages, detach)
-        self._sessions.add(session)
-        await self.router.attach(principal.address, session)
-        gauge = self.metrics.connections.labels(principal.role)
-        gauge.inc()
-        clog.info("connected", peer=_peer(conn))
         settings = self.settings
-        version = wire.SUBPROTOCOLS.get(conn.subprotocol or "", wire.PROTOCOL_VERSION)
-        try:
-            await self._welcome(session, principal, version)
-            await serve_requests(
-                conn,
-                session,
-                principal,
-                self._pipeline,
-                self.router,
-                TokenBucket(settings.rate_per_second, settings.rate_burst, settings.rate_strikes),
-                self._requests,
-                self.clock,
-                clog,
-                verdict=self.service.session_verdict,
-                version=version,
-            )
-        finally:
-            detached = await self.router.detach(principal.address, session) or session.ending
-            await session.finished()  # a close it was told to make goes out before we return
-            session.outbox.stop()
-            gauge.dec()
-            clog.info("disconnected", code=conn.close_code)
+        router = self.router
+        detach = partial(router.detach, principal.address)
+        session = WsSession(ws, keys, principal, settings.outbox_messages, detach)
+        requests = RequestLoop(
+            session,
+            principal,
+            self._pipeline,
+            router,
+            TokenBucket(settings.rate_per_second, settings.rate_burst, settings.rate_strikes),
+            self._requests,
+            self.clock,
+            clog,
+            verdict=self.service.session_verdict,
+            version=version,
+        )
+        inbox = Inbox(requests.serve, ws.transport)
+        served = _Served(self, ws, session, inbox, clog)
+        ws.on_lost = served.lost
+        self._sessions.add(session)
+        await router.attach(principal.address, session)
+        self.metrics.connections.labels(principal.role).inc()
+        clog.info("connected", peer=_peer(ws))
+        await self._welcome(session, principal, version)
+        ws.start(inbox.put)
+
+    def _spawn_ending(self, served: _Served) -> None:
+        task = asyncio.get_running_loop().create_task(self._served_ended(served))
+        self._endings.add(task)
+        task.add_done_callback(self._endings.discard)
+
+    async def _served_ended(self, served: _Served) -> None:
+        """What follows a device's or laptop's connection once its socket is gone."""
+        session = served.session
+        principal = session.principal
+        await served.inbox.finished()  # what it sent before it went is still served
+        detached = await self.router.detach(principal.address, session) or session.ending
+        await session.finished()  # a close it was told to make went out first
+        session.outbox.stop()
+        self.metrics.connections.labels(principal.role).dec()
+        served.clog.info("disconnected", code=served.ws.close_code)
         # A connection replaced by a newer one leaves its hand-offs to the newcomer.
         if detached and not await self.router.is_online(principal.address):
             for delivery in await self.service.disconnected(principal, self.clock()):
                 await self.router.deliver(delivery.address, delivery.event.model_dump_json())
-
 
     async def _welcome(self, session: WsSession, principal: Principal, version: int) -> None:
         # (A function of its own: a loop variable left in the connection's frame would
@@ -511,6 +534,24 @@ class RelayServer:
             session.push(event.model_dump_json())
 
 
-def _peer(conn: ServerConnection) -> str:
+class _Served:
+    """A device's or laptop's connection as the server follows it to its end."""
+
+    __slots__ = ("clog", "inbox", "server", "session", "ws")
+
+    def __init__(
+        self, server: RelayServer, ws: OpenWebsocket, session: WsSession, inbox: Inbox, clog: Any
+    ) -> None:
+        self.server = server
+        self.ws = ws
+        self.session = session
+        self.inbox = inbox
+        self.clog = clog
+
+    def lost(self, ws: OpenWebsocket) -> None:
+        self.server._spawn_ending(self)
+
+
+def _peer(conn: ServerConnection | OpenWebsocket) -> str:
     address = conn.remote_address
     return f"{address[0]}:{address[1]}" if address else "?"

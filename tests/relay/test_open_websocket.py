@@ -1,0 +1,199 @@
+"""Devices' and laptops' sockets after the handshake (relay/net/websocket.py): framing,
+keepalive, closing and read back-pressure, against websockets' own client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from relay.net.connection import INBOX_PAUSE_AT, INBOX_RESUME_AT, Inbox
+from relay.net.websocket import OpenWebsocket
+from relay.protocol import wire
+from tests.relay.conftest import RelayHarness, StartRelay, World, build_world
+
+
+async def _raw_laptop(relay: RelayHarness, world: World, **kw: Any) -> ClientConnection:
+    headers = {
+        "Authorization": f"Bearer {world.alice.credential.token}",
+        wire.CLIENT_ID_HEADER: "raw-laptop",
+    }
+    conn = await connect(
+        relay.url, additional_headers=headers, subprotocols=list(wire.SUBPROTOCOLS), **kw
+    )
+    welcome = json.loads(await asyncio.wait_for(conn.recv(), 5))
+    assert welcome["type"] == "welcome"
+    return conn
+
+
+async def _reply_to(conn: ClientConnection, request_id: int) -> dict[str, Any]:
+    while True:
+        message = json.loads(await asyncio.wait_for(conn.recv(), 5))
+        if message.get("id") == request_id:
+            return message
+
+
+async def _eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "did not happen in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_laptops_socket_is_served_by_the_relay_not_by_websockets_connection(
+    relay: RelayHarness, world: World
+) -> None:
+    conn = await _raw_laptop(relay, world)
+    served = [s.conn for s in relay.server._sessions]
+    assert len(served) == 1 and isinstance(served[0], OpenWebsocket)
+    # websockets' server no longer counts it: its connection was let go after the handshake.
+    assert relay.server._server is not None
+    assert not relay.server._server.connections
+    await conn.close()
+
+
+async def test_requests_sent_back_to_back_are_answered_in_order(
+    relay: RelayHarness, world: World
+) -> None:
+    conn = await _raw_laptop(relay, world)
+    for n in range(1, 41):  # more than the inbox holds before it stops reading
+        await conn.send(json.dumps({"type": "ping", "id": n}))
+    ids = []
+    while len(ids) < 40:
+        message = json.loads(await asyncio.wait_for(conn.recv(), 5))
+        if message["type"] == "result":
+            ids.append(message["id"])
+    assert ids == list(range(1, 41))
+    await conn.close()
+
+
+async def test_a_fragmented_message_is_served_whole(relay: RelayHarness, world: World) -> None:
+    conn = await _raw_laptop(relay, world)
+    text = json.dumps({"type": "ping", "id": 5})
+    await conn.send(iter([text[:3], text[3:9], text[9:]]))  # three frames, one message
+    reply = await _reply_to(conn, 5)
+    assert reply["type"] == "result"
+    await conn.close()
+
+
+async def test_invalid_utf8_text_closes_with_1007(relay: RelayHarness, world: World) -> None:
+    conn = await _raw_laptop(relay, world)
+    conn.protocol.send_text(b"\xff\xfe not utf-8")
+    conn.send_data()
+    with pytest.raises(ConnectionClosed):
+        while True:
+            await asyncio.wait_for(conn.recv(), 5)
+    assert conn.close_code == 1007
+
+
+async def test_a_peer_that_stops_answering_pings_is_closed_and_goes_offline(
+    start_relay: StartRelay,
+) -> None:
+    relay = await start_relay(ping_interval_s=0.2)
+    world = await build_world(relay.admin)
+    # The client's own keepalive off, and then it reads nothing: no pong ever comes back.
+    conn = await _raw_laptop(relay, world, ping_interval=None)
+    address = f"laptop/{world.alice.user.id}/raw-laptop"
+    assert await relay.server.router.is_online(address)
+    conn.transport.pause_reading()
+
+    async def offline() -> bool:
+        return not await relay.server.router.is_online(address)
+
+    await _eventually(offline, within=5.0)
+    conn.transport.resume_reading()
+    with pytest.raises(ConnectionClosed):
+        while True:
+            await asyncio.wait_for(conn.recv(), 5)
+    assert conn.close_code == 1011 and "keepalive" in (conn.close_reason or "")
+
+
+async def test_a_peer_that_answers_pings_stays_connected(start_relay: StartRelay) -> None:
+    relay = await start_relay(ping_interval_s=0.1)
+    world = await build_world(relay.admin)
+    conn = await _raw_laptop(relay, world, ping_interval=None)
+    await asyncio.sleep(0.6)  # six pings, each answered by websockets' client
+    await conn.send(json.dumps({"type": "ping", "id": 9}))
+    assert (await _reply_to(conn, 9))["type"] == "result"
+    await conn.close()
+
+
+async def test_a_peer_closing_gets_the_closing_handshake_and_is_forgotten(
+    relay: RelayHarness, world: World
+) -> None:
+    conn = await _raw_laptop(relay, world)
+    address = f"laptop/{world.alice.user.id}/raw-laptop"
+    await conn.close(1000, "bye")
+    assert conn.close_code == 1000  # the relay echoed the close frame
+
+    async def offline() -> bool:
+        return not await relay.server.router.is_online(address)
+
+    await _eventually(offline)
+    assert not relay.server._endings or await _settled(relay)
+
+
+async def _settled(relay: RelayHarness) -> bool:
+    await asyncio.gather(*relay.server._endings)
+    return True
+
+
+class _Transport:
+    """The part of an asyncio transport an inbox uses, recording what it was told."""
+
+    def __init__(self) -> None:
+        self.reading = True
+        self.pauses = 0
+
+    def pause_reading(self) -> None:
+        self.reading = False
+        self.pauses += 1
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_closing(self) -> bool:
+        return False
+
+
+async def test_an_inbox_stops_reading_while_its_backlog_is_long_and_serves_in_order() -> None:
+    transport = _Transport()
+    served: list[str | bytes] = []
+    release = asyncio.Event()
+
+    async def serve(message: str | bytes) -> bool:
+        await release.wait()
+        served.append(message)
+        return True
+
+    inbox = Inbox(serve, transport)  # type: ignore[arg-type]
+    for n in range(INBOX_PAUSE_AT + 4):
+        inbox.put(str(n))
+    await asyncio.sleep(0)
+    assert not transport.reading and transport.pauses == 1
+    release.set()
+    await inbox.finished()
+    assert served == [str(n) for n in range(INBOX_PAUSE_AT + 4)]
+    assert transport.reading
+    assert INBOX_RESUME_AT < INBOX_PAUSE_AT
+
+
+async def test_an_inbox_serves_nothing_more_once_a_message_ends_the_connection() -> None:
+    served: list[str | bytes] = []
+
+    async def serve(message: str | bytes) -> bool:
+        served.append(message)
+        return message != "last"
+
+    inbox = Inbox(serve, _Transport())  # type: ignore[arg-type]
+    for message in ("a", "last", "b"):
+        inbox.put(message)
+    await inbox.finished()
+    inbox.put("c")
+    await inbox.finished()
+    assert served == ["a", "last"]
