@@ -92,10 +92,7 @@ class AdminEndpoint:
         address = f"admin/{admin.id}/{conn.id}"
         router = self.node.router
 
-        async def detach(ending: WsSession) -> bool:
-            return await router.detach(address, ending)
-
-        session = WsSession(conn, keys, who, settings.outbox_messages, detach)
+        session = WsSession(conn, keys, who, settings.outbox_messages, router, address)
         clog = log.bind(role="admin", admin=admin.id, peer=peer_host(conn))
         await router.attach(address, session)
         clog.info("connected")

@@ -50,7 +50,16 @@ CLOSE_TIMEOUT_S = 2.0
 class WsSession:
     """A live websocket connection as the router sees it."""
 
-    __slots__ = ("__weakref__", "_closing", "_detach", "conn", "keys", "outbox", "principal")
+    __slots__ = (
+        "__weakref__",
+        "_address",
+        "_closing",
+        "_router",
+        "conn",
+        "keys",
+        "outbox",
+        "principal",
+    )
 
     def __init__(
         self,
@@ -58,14 +67,17 @@ class WsSession:
         keys: SessionKeys,
         principal: Any,
         limit: int,
-        detach: Callable[[WsSession], Awaitable[object]] | None = None,
+        router: Router | None = None,
+        address: str = "",
     ):
         self.conn = conn
         self.keys = keys
         self.principal = principal
         self.outbox = Outbox(conn, limit, self._overflowed)
         self._closing: asyncio.Task[None] | None = None
-        self._detach = detach  # forget it in the router as soon as it is ending
+        # Forgotten at ``address`` in the router as soon as it is ending.
+        self._router = router
+        self._address = address
 
     def push(self, message: str) -> bool:
         return self.outbox.push(message)
@@ -84,9 +96,9 @@ class WsSession:
         if grace:
             await asyncio.sleep(grace)
             self.outbox.closed = True
-        if self._detach is not None:
+        if self._router is not None:
             # Gone for everyone at once: no more deliveries, not online.
-            await self._detach(self)
+            await self._router.detach(self._address, self)
         with contextlib.suppress(TimeoutError, ConnectionClosed):
             await asyncio.wait_for(self.outbox.flush(), timeout=1.0)
         try:

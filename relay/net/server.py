@@ -22,7 +22,6 @@ import ipaddress
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from functools import partial
 from typing import Any
 
 import structlog
@@ -176,7 +175,7 @@ class RelayServer:
         self._handshakes: weakref.WeakKeyDictionary[ServerConnection, Any] = (
             weakref.WeakKeyDictionary()
         )
-        self._sessions: weakref.WeakSet[WsSession] = weakref.WeakSet()
+        self._sessions: set[WsSession] = set()  # devices' and laptops', until their end
         self._endings: set[asyncio.Task[None]] = set()
         self._ready = False
         self._pipeline: RequestPipeline[Principal] = RequestPipeline(
@@ -481,8 +480,9 @@ class RelayServer:
             )
         settings = self.settings
         router = self.router
-        detach = partial(router.detach, principal.address)
-        session = WsSession(ws, keys, principal, settings.outbox_messages, detach)
+        session = WsSession(
+            ws, keys, principal, settings.outbox_messages, router, principal.address
+        )
         requests = RequestLoop(
             session,
             principal,
@@ -499,11 +499,18 @@ class RelayServer:
         served = _Served(self, ws, session, inbox, clog)
         ws.on_lost = served.lost
         self._sessions.add(session)
-        await router.attach(principal.address, session)
         self.metrics.connections.labels(principal.role).inc()
-        clog.info("connected", peer=_peer(ws))
-        await self._welcome(session, principal, version)
-        ws.start(inbox.put)
+        try:
+            await router.attach(principal.address, session)
+            clog.info("connected", peer=_peer(ws))
+            await self._welcome(session, principal, version)
+        except BaseException:
+            # (Redis or the database gone at this very moment.) Closed as websockets would
+            # close a connection whose handler failed; its end is followed as any other.
+            ws.fail(CloseCode.INTERNAL_ERROR, "")
+            raise
+        finally:
+            ws.start(inbox.put)
 
     def _spawn_ending(self, served: _Served) -> None:
         task = asyncio.get_running_loop().create_task(self._served_ended(served))
@@ -518,6 +525,7 @@ class RelayServer:
         detached = await self.router.detach(principal.address, session) or session.ending
         await session.finished()  # a close it was told to make went out first
         session.outbox.stop()
+        self._sessions.discard(session)
         self.metrics.connections.labels(principal.role).dec()
         served.clog.info("disconnected", code=served.ws.close_code)
         # A connection replaced by a newer one leaves its hand-offs to the newcomer.

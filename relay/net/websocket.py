@@ -23,6 +23,7 @@ relay offers none).
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +38,7 @@ from relay.net.fastsend import text_frame
 
 CLOSE_TIMEOUT_S = 10.0  # websockets' default: a peer gets this long to finish a close
 KEEPALIVE_PAYLOAD = b"btogether"
+_PROTOCOL_LOGGER = logging.getLogger("websockets.server")
 
 
 class _Released(asyncio.Transport):
@@ -164,6 +166,9 @@ class OpenWebsocket(asyncio.Protocol):
         # are read by nobody from here on.
         if conn.request is not None:
             conn.request.headers.clear()
+        # Its logger (an adapter naming websockets' connection, now gone) for the library's
+        # own, shared by every connection.
+        protocol.logger = _PROTOCOL_LOGGER
         conn.protocol = _spent_protocol()
         conn.transport = _Released()
         conn.connection_lost(None)
