@@ -521,17 +521,25 @@ class RelayServer:
         """What follows a device's or laptop's connection once its socket is gone."""
         session = served.session
         principal = session.principal
-        await served.inbox.finished()  # what it sent before it went is still served
-        detached = await self.router.detach(principal.address, session) or session.ending
-        await session.finished()  # a close it was told to make went out first
-        session.outbox.stop()
-        self._sessions.discard(session)
-        self.metrics.connections.labels(principal.role).dec()
-        served.clog.info("disconnected", code=served.ws.close_code)
+        detached = False
+        try:
+            await served.inbox.finished()  # what it sent before it went is still served
+            detached = await self.router.detach(principal.address, session) or session.ending
+            await session.finished()  # a close it was told to make went out first
+        except Exception:  # (Redis gone at this moment): the local end still happens
+            served.clog.exception("disconnect_failed")
+        finally:
+            session.outbox.stop()
+            self._sessions.discard(session)
+            self.metrics.connections.labels(principal.role).dec()
+            served.clog.info("disconnected", code=served.ws.close_code)
         # A connection replaced by a newer one leaves its hand-offs to the newcomer.
-        if detached and not await self.router.is_online(principal.address):
-            for delivery in await self.service.disconnected(principal, self.clock()):
-                await self.router.deliver(delivery.address, delivery.event.model_dump_json())
+        try:
+            if detached and not await self.router.is_online(principal.address):
+                for delivery in await self.service.disconnected(principal, self.clock()):
+                    await self.router.deliver(delivery.address, delivery.event.model_dump_json())
+        except Exception:
+            served.clog.exception("disconnect_failed")
 
     async def _welcome(self, session: WsSession, principal: Principal, version: int) -> None:
         # (A function of its own: a loop variable left in the connection's frame would
