@@ -107,6 +107,10 @@ class Directory:
     def version(self) -> int:
         return self._version
 
+    def refresh_due(self, now: float) -> bool:
+        """Whether the next read will first check the database for changes."""
+        return now - self._checked_at >= self._check_interval
+
     async def refresh(self, now: float, force: bool = False) -> None:
         if not force and now - self._checked_at < self._check_interval:
             return
@@ -135,8 +139,14 @@ class Directory:
             self._policies.clear()
             self._credentials.clear()
             return
-        caches: dict[str, dict[str, Device] | dict[str, User] | dict[str, Tenant]
-                     | dict[str, Policy] | dict[str, Credential]] = {
+        caches: dict[
+            str,
+            dict[str, Device]
+            | dict[str, User]
+            | dict[str, Tenant]
+            | dict[str, Policy]
+            | dict[str, Credential],
+        ] = {
             "devices": self._devices,
             "users": self._users,
             "tenants": self._tenants,

@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from relay.domain.directory import Directory
 from relay.domain.routing import Router
 from relay.domain.sessions import SessionKeys
 from relay.domain.store import StoreUnavailable
@@ -131,12 +132,14 @@ class RequestLoop(Generic[P]):
         "bucket",
         "clock",
         "clog",
+        "directory",
         "one_request",
         "pipeline",
         "principal",
         "requests",
         "router",
         "session",
+        "stood_at",
         "verdict",
         "version",
     )
@@ -155,6 +158,7 @@ class RequestLoop(Generic[P]):
         verdict: Callable[[P, float], Awaitable[int | None]] | None = None,
         one_request: bool = False,
         version: int | None = None,
+        directory: Directory | None = None,
     ) -> None:
         self.session = session
         self.principal = principal
@@ -167,6 +171,11 @@ class RequestLoop(Generic[P]):
         self.verdict = verdict
         self.one_request = one_request
         self.version = version
+        # With the directory the verdict depends on, a verdict that let the principal
+        # stand holds until the directory moves (or is due to be read again): judged
+        # once per directory version, not once per request.
+        self.directory = directory
+        self.stood_at = -2  # no directory version is -2
 
     async def serve(self, raw: str | bytes) -> bool:
         """Serve one message; False once the connection must take no more."""
@@ -185,7 +194,11 @@ class RequestLoop(Generic[P]):
             clog.warning("flood_closed")
             session.end(CloseCode.POLICY_VIOLATION, "too many requests")
             return False
-        if self.verdict is not None:
+        directory = self.directory
+        if self.verdict is not None and (
+            directory is None or directory.version != self.stood_at or directory.refresh_due(now)
+        ):
+            judged_at = directory.version if directory is not None else -2
             try:
                 code = await self.verdict(self.principal, now)
             except StoreUnavailable as exc:  # not judged, so not carried out
@@ -198,6 +211,7 @@ class RequestLoop(Generic[P]):
                 clog.info("session_no_longer_valid", code=code)
                 session.end(code, "this connection's credential or device changed")
                 return False
+            self.stood_at = judged_at
         reply: Reply
         if allowed is Verdict.REFUSE:
             reply = rate_limited(raw)

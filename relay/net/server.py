@@ -494,6 +494,7 @@ class RelayServer:
             clog,
             verdict=self.service.session_verdict,
             version=version,
+            directory=self.node.directory,
         )
         inbox = Inbox(requests.serve, ws.transport)
         served = _Served(self, ws, session, inbox, clog)

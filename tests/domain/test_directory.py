@@ -106,6 +106,21 @@ async def test_the_store_is_checked_again_once_the_interval_has_passed(setup: An
     assert store.reads["directory_version"] == 2
 
 
+async def test_a_refresh_is_due_exactly_when_the_next_read_checks_the_store(setup: Any) -> None:
+    store, directory, admin, clock = setup
+    tenant = await admin.create_tenant("T")
+    device = await admin.create_device(tenant.id, "d", "desk_phone", "personal")
+    assert directory.refresh_due(clock())  # never read
+    await directory.device(device.id, clock())
+    assert not directory.refresh_due(clock() + 0.999)
+    assert directory.refresh_due(clock() + 1.0)  # the interval, to the end
+    checks = store.reads["directory_version"]
+    await directory.device(device.id, clock() + 0.999)
+    assert store.reads["directory_version"] == checks  # not due: not checked
+    await directory.device(device.id, clock() + 1.0)
+    assert store.reads["directory_version"] == checks + 1  # due: checked
+
+
 async def test_a_forced_refresh_reads_the_version_at_once(setup: Any) -> None:
     store, directory, _admin, clock = setup
     await directory.refresh(clock())

@@ -197,3 +197,37 @@ async def test_an_inbox_serves_nothing_more_once_a_message_ends_the_connection()
     inbox.put("c")
     await inbox.finished()
     assert served == ["a", "last"]
+
+
+async def test_a_standing_verdict_is_reused_until_the_directory_moves(
+    start_relay: StartRelay,
+) -> None:
+    relay = await start_relay(directory_check_s=3600.0)  # refreshed only when told here
+    world = await build_world(relay.admin)
+    service = relay.server.service
+    judged: list[str] = []
+    real_verdict = service.session_verdict
+
+    async def counting_verdict(principal: Any, now: float) -> Any:
+        judged.append(principal.address)
+        return await real_verdict(principal, now)
+
+    service.session_verdict = counting_verdict  # type: ignore[method-assign]
+    directory = relay.server.node.directory
+    await directory.refresh(relay.clock(), force=True)
+    conn = await _raw_laptop(relay, world)
+    for n in range(1, 6):
+        await conn.send(json.dumps({"type": "ping", "id": n}))
+        assert (await _reply_to(conn, n))["type"] == "result"
+    assert len(judged) == 1  # judged on the first request only
+    await relay.admin.create_user(world.fabrikam.id, "someone else")  # the directory moves
+    await directory.refresh(relay.clock(), force=True)
+    await conn.send(json.dumps({"type": "ping", "id": 6}))
+    assert (await _reply_to(conn, 6))["type"] == "result"
+    assert len(judged) == 2  # judged again, and still stands
+    await relay.admin.revoke_credential(world.alice.credential.credential_id)
+    await directory.refresh(relay.clock(), force=True)
+    with pytest.raises(ConnectionClosed):
+        while True:
+            await asyncio.wait_for(conn.recv(), 5)
+    assert conn.close_code == wire.CloseCode.REVOKED
