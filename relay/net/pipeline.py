@@ -147,18 +147,12 @@ class RequestLog:
     """Counts and logs requests of one endpoint (one event per request)."""
 
     def __init__(self, metrics: RelayMetrics, event: str) -> None:
-        self._metrics = metrics
+        self._tally = metrics.requests
         self._event = event
-        self._counters: dict[tuple[str, str], Any] = {}
 
     def record(self, reply: Reply, started: float, clog: Any) -> None:
         elapsed = time.perf_counter() - started
-        key = (reply.kind, reply.outcome)
-        counter = self._counters.get(key)
-        if counter is None:
-            counter = self._counters[key] = self._metrics.requests.labels(*key)
-        counter.inc()
-        self._metrics.latency.observe(elapsed)
+        self._tally.record(reply.kind, reply.outcome, elapsed)
         clog.info(
             self._event,
             type=reply.kind,
