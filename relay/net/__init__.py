@@ -8,7 +8,7 @@
   served on websockets' Sans-I/O protocol (no task per idle connection);
 * :mod:`~relay.net.pipeline` — the one request pipeline of every endpoint;
 * :mod:`~relay.net.outbox` and :mod:`~relay.net.fastsend` — a connection's bounded
-  outbox and its writes;
+  outbox and its writes; :mod:`~relay.net.fastread` — a client's frames, cut and read;
 * :mod:`~relay.net.ratelimit` — per-connection flood control (pure).
 
 May import :mod:`relay.node` (the node it serves), :mod:`relay.config`,

@@ -12,8 +12,10 @@ socket's asyncio protocol this small object instead and lets websockets' connect
 (as :mod:`relay.web.frontdoor` does for the web pages).
 
 The library's :class:`~websockets.protocol.Protocol` — the same object, already open
-— still parses every frame, checks sizes and fragmentation, answers pings and runs the
-closing handshake; this module only moves bytes between it and the socket, hands each
+— still checks sizes and fragmentation, answers pings and runs the closing handshake
+for every frame but the common one: this module cuts what arrives into whole frames
+and reads a final, masked text frame itself (:mod:`relay.net.fastread`, checked against
+the library's parser), feeding every other frame whole to the protocol. It hands each
 whole message to ``on_message``, sends the keepalive pings (a timer, not a task),
 closes a connection whose peer stopped answering, and follows the transport's write
 flow control. Connections whose protocol uses an extension are not taken over (the
@@ -33,7 +35,9 @@ from websockets.exceptions import ConnectionClosedError
 from websockets.frames import CloseCode, Opcode
 from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
+from websockets.streams import StreamReader
 
+from relay.net.fastread import INCOMPLETE, TOO_LONG, frame_length, text_payload
 from relay.net.fastsend import text_frame
 
 CLOSE_TIMEOUT_S = 10.0  # websockets' default: a peer gets this long to finish a close
@@ -81,11 +85,13 @@ class OpenWebsocket(asyncio.Protocol):
         "_early",
         "_fragment_opcode",
         "_fragments",
+        "_framing",
         "_keepalive",
         "_lost",
         "_lost_early",
         "_ping_interval",
         "_started",
+        "_tail",
         "_writable",
         "id",
         "on_lost",
@@ -115,6 +121,12 @@ class OpenWebsocket(asyncio.Protocol):
         self.paused = paused
         self.on_lost: Callable[[OpenWebsocket], None] = _ignore
         self._fragments: list[bytes] | None = None
+        # Whether this object cuts what it receives into frames (relay/net/fastread.py):
+        # only while the library's parser is known to stand at a frame boundary.
+        self._framing = (
+            at_frame_boundary(protocol) and getattr(protocol, "max_message_size", None) is not None
+        )
+        self._tail: bytes | bytearray = b""  # the beginning of a frame not all here yet
         self._fragment_opcode = Opcode.TEXT
         self._early: list[str | bytes] = []  # messages that came before start()
         self.on_message: Callable[[str | bytes], None] = self._early.append
@@ -158,6 +170,7 @@ class OpenWebsocket(asyncio.Protocol):
         # right after the handshake): they are this object's now, in order.
         pending = getattr(getattr(conn.recv_messages, "frames", None), "queue", None)
         if pending:
+            ws._framing = False  # data came early: leave the framing to the library
             for frame in list(pending):
                 ws._frame(frame)
             pending.clear()
@@ -196,6 +209,50 @@ class OpenWebsocket(asyncio.Protocol):
         pass  # made by websockets' server; this object arrives later (take_over)
 
     def data_received(self, data: bytes) -> None:
+        if not self._framing:
+            self._feed(data)
+            return
+        buffer: bytes | bytearray = data
+        if self._tail:
+            self._tail += data
+            buffer = self._tail
+        protocol = self.protocol
+        max_size = protocol.max_message_size
+        offset = 0
+        end = len(buffer)
+        while offset < end:
+            length = frame_length(buffer, offset, max_size)
+            if length == INCOMPLETE:
+                break
+            if length == TOO_LONG:  # the library refuses it (1009); it has the rest
+                self._framing = False
+                self._tail = b""
+                self._feed(bytes(buffer[offset:]))
+                return
+            frame = buffer[offset : offset + length]
+            offset += length
+            payload = text_payload(frame)
+            if (
+                payload is not None
+                and protocol.current_size is None  # not inside a fragmented message
+                and protocol.state is State.OPEN
+            ):
+                self._text(payload)
+            else:
+                self._feed(bytes(frame))
+                if protocol.state is not State.OPEN:  # closing: the library has the rest
+                    self._framing = False
+                    self._tail = b""
+                    if offset < end:
+                        self._feed(bytes(buffer[offset:]))
+                    return
+        if offset < end:
+            self._tail = bytearray(buffer[offset:])  # a frame's beginning: wait for the rest
+        elif self._tail:
+            self._tail = b""
+
+    def _feed(self, data: bytes) -> None:
+        """Hand bytes to the library's protocol (whole frames, while the relay frames)."""
         protocol = self.protocol
         protocol.receive_data(data)
         events = protocol.events_received()
@@ -263,6 +320,9 @@ class OpenWebsocket(asyncio.Protocol):
         if opcode is Opcode.BINARY:
             self.on_message(data)
             return
+        self._text(data)
+
+    def _text(self, data: bytes) -> None:
         try:
             text = data.decode()
         except UnicodeDecodeError as exc:
@@ -354,6 +414,26 @@ class OpenWebsocket(asyncio.Protocol):
         self.protocol.send_ping(KEEPALIVE_PAYLOAD)
         self._send_data()
         self._schedule_keepalive()
+
+
+def at_frame_boundary(protocol: Protocol) -> bool:
+    """Whether the library's parser waits for the first byte of a frame, with nothing
+    buffered (its parser generator suspended in the reader's end-of-stream check between
+    frames); False if unsure (another websockets version: the library frames everything)."""
+    try:
+        inner: Any = protocol.parser
+        while inner.gi_yieldfrom is not None:
+            inner = inner.gi_yieldfrom
+        return (
+            inner.gi_code is _AT_EOF_CODE
+            and not protocol.reader.buffer
+            and protocol.current_size is None
+        )
+    except AttributeError:
+        return False
+
+
+_AT_EOF_CODE = getattr(getattr(StreamReader, "at_eof", None), "__code__", None)
 
 
 def _ignore(*_: Any) -> None:

@@ -51,6 +51,7 @@ async def test_a_laptops_socket_is_served_by_the_relay_not_by_websockets_connect
     conn = await _raw_laptop(relay, world)
     served = [s.conn for s in relay.server._sessions]
     assert len(served) == 1 and isinstance(served[0], OpenWebsocket)
+    assert served[0]._framing  # it reads its text frames itself (relay/net/fastread.py)
     # websockets' server no longer counts it: its connection was let go after the handshake.
     assert relay.server._server is not None
     assert not relay.server._server.connections
