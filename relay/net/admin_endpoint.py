@@ -24,7 +24,7 @@ from relay.domain.credentials import bearer_token, hash_token
 from relay.domain.model import AdminRecord
 from relay.domain.service import Delivery, device_address, laptop_address
 from relay.domain.sessions import SessionEnd, SessionKeys
-from relay.net.connection import WsSession, serve_requests
+from relay.net.connection import RequestLoop, WsSession, serve_requests
 from relay.net.pipeline import RequestLog, RequestPipeline
 from relay.net.ratelimit import TokenBucket
 from relay.node import RelayNode
@@ -99,15 +99,19 @@ class AdminEndpoint:
         try:
             await serve_requests(
                 conn,
-                session,
-                who,
-                self._pipeline,
-                router,
-                TokenBucket(settings.rate_per_second, settings.rate_burst, settings.rate_strikes),
-                self._requests,
-                self.node.clock,
-                clog,
-                verdict=self.verdict,
+                RequestLoop(
+                    session,
+                    who,
+                    self._pipeline,
+                    router,
+                    TokenBucket(
+                        settings.rate_per_second, settings.rate_burst, settings.rate_strikes
+                    ),
+                    self._requests,
+                    self.node.clock,
+                    clog,
+                    verdict=self.verdict,
+                ),
             )
         finally:
             await router.detach(address, session)
@@ -173,15 +177,17 @@ class ProvisionEndpoint:
             async with asyncio.timeout(settings.provision_idle_s):
                 await serve_requests(
                     conn,
-                    session,
-                    source,
-                    self._pipeline,
-                    self.node.router,
-                    TokenBucket(1.0, 1.0, 0),
-                    self._requests,
-                    self.node.clock,
-                    clog,
-                    one_request=True,
+                    RequestLoop(
+                        session,
+                        source,
+                        self._pipeline,
+                        self.node.router,
+                        TokenBucket(1.0, 1.0, 0),
+                        self._requests,
+                        self.node.clock,
+                        clog,
+                        one_request=True,
+                    ),
                 )
         except TimeoutError:
             clog.info("provision_idle_closed")

@@ -280,39 +280,12 @@ class Inbox:
                 await asyncio.shield(task)
 
 
-async def serve_requests(
-    conn: ServerConnection,
-    session: WsSession,
-    principal: P,
-    pipeline: RequestPipeline[P],
-    router: Router,
-    bucket: TokenBucket,
-    requests: RequestLog,
-    clock: Callable[[], float],
-    clog: Any,
-    *,
-    verdict: Callable[[P, float], Awaitable[int | None]] | None = None,
-    one_request: bool = False,
-    version: int | None = None,
-) -> None:
-    """Serve a websockets connection's requests until it closes (or after one, with
-    ``one_request``); ``version``: the protocol version negotiated."""
-    loop = RequestLoop(
-        session,
-        principal,
-        pipeline,
-        router,
-        bucket,
-        requests,
-        clock,
-        clog,
-        verdict=verdict,
-        one_request=one_request,
-        version=version,
-    )
+async def serve_requests(conn: ServerConnection, requests: RequestLoop[Any]) -> None:
+    """Serve a websockets connection's requests with ``requests`` until it closes (or
+    until one of them ends the connection)."""
     try:
         # recv() itself, not ``async for``: one coroutine frame less held per connection.
-        while await loop.serve(await conn.recv()):
+        while await requests.serve(await conn.recv()):
             pass
     except ConnectionClosed:
         pass
