@@ -112,7 +112,7 @@ class Directory:
         return now - self._checked_at >= self._check_interval
 
     async def refresh(self, now: float, force: bool = False) -> None:
-        if not force and now - self._checked_at < self._check_interval:
+        if not force and not self.refresh_due(now):
             return
         self._checked_at = now
         version = await self._store.directory_version()
@@ -161,7 +161,7 @@ class Directory:
         self._laptop_pairings.clear()
 
     async def _maybe_refresh(self, now: float) -> None:
-        if now - self._checked_at >= self._check_interval:
+        if self.refresh_due(now):
             await self.refresh(now)
 
     async def laptop_pairings(self, user_id: str, laptop_id: str, now: float) -> list[Pairing]:
