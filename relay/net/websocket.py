@@ -332,10 +332,6 @@ class OpenWebsocket(asyncio.Protocol):
 
     # --- frames out ---------------------------------------------------------------------
     @property
-    def open(self) -> bool:
-        return self.protocol.state is State.OPEN
-
-    @property
     def close_code(self) -> int | None:
         return self.protocol.close_code
 

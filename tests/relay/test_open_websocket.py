@@ -232,3 +232,95 @@ async def test_a_standing_verdict_is_reused_until_the_directory_moves(
         while True:
             await asyncio.wait_for(conn.recv(), 5)
     assert conn.close_code == wire.CloseCode.REVOKED
+
+
+async def test_messages_that_came_before_the_hand_over_are_served_first_in_order() -> None:
+    from websockets.asyncio.server import ServerConnection, serve
+
+    received: list[str | bytes] = []
+    taken: list[OpenWebsocket] = []
+    done = asyncio.Event()
+
+    async def handler(conn: ServerConnection) -> None:
+        await asyncio.sleep(0.3)  # the client has written meanwhile: websockets parsed it
+        ws = OpenWebsocket.take_over(conn, None)
+        taken.append(ws)
+
+        def collect(message: str | bytes) -> None:
+            received.append(message)
+            if len(received) == 3:
+                done.set()
+
+        ws.start(collect)
+
+    async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}/", compression=None) as client:
+            await client.send("first")
+            await client.send("second")
+            await asyncio.sleep(0.6)  # taken over by now
+            await client.send("third")
+            await asyncio.wait_for(done.wait(), 5)
+            assert received == ["first", "second", "third"]
+            assert not taken[0]._framing  # data came early: the library frames it all
+            await client.close()
+        assert client.close_code == 1000
+
+
+class _SocketSide(asyncio.Transport):
+    """A transport that records writes (for an OpenWebsocket driven by hand)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+
+    def write(self, data: Any) -> None:
+        self.written += data
+
+    def is_reading(self) -> bool:
+        return True
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+def _open_websocket() -> OpenWebsocket:
+    from tests.relay.test_fastread import _open_protocol
+
+    return OpenWebsocket(_open_protocol(), _SocketSide(), subprotocol=None, ping_interval=None)
+
+
+async def test_a_socket_lost_before_it_was_started_is_reported_at_start_and_serves_nothing() -> (
+    None
+):
+    from tests.relay.test_fastread import raw_frame
+
+    ws = _open_websocket()
+    lost: list[OpenWebsocket] = []
+    ws.on_lost = lost.append
+    ws.data_received(raw_frame(0x1, b"early", True, 0, b"abcd"))
+    ws.connection_lost(None)
+    assert lost == []  # the server has not finished setting it up: told at start
+    served: list[str | bytes] = []
+    ws.start(served.append)
+    assert lost == [ws] and served == []
+
+
+async def test_writes_wait_while_the_socket_is_paused_and_fail_once_it_is_gone() -> None:
+    ws = _open_websocket()
+    transport = ws.transport
+    assert isinstance(transport, _SocketSide)
+    ws.pause_writing()
+    assert not ws.send_now("now")  # paused: the outbox queues it instead
+    sending = asyncio.create_task(ws.send("later"))
+    await asyncio.sleep(0.01)
+    assert not sending.done() and not transport.written
+    ws.resume_writing()
+    await asyncio.wait_for(sending, 1)
+    assert transport.written.endswith(b"later")
+    ws.connection_lost(None)
+    with pytest.raises(ConnectionClosed):
+        await ws.send("after")
