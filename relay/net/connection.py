@@ -52,7 +52,6 @@ class WsSession:
     """A live websocket connection as the router sees it."""
 
     __slots__ = (
-        "__weakref__",
         "_address",
         "_closing",
         "_router",

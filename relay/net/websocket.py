@@ -79,7 +79,6 @@ class OpenWebsocket(asyncio.Protocol):
     """The socket of one open websocket, and the library protocol that frames it."""
 
     __slots__ = (
-        "__weakref__",
         "_awaiting_pong",
         "_closer",
         "_early",
