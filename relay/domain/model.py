@@ -117,6 +117,13 @@ class LockRecord:
     def pending(self) -> bool:
         return self.acked_seq < self.seq
 
+    def acked(self, seq: int) -> LockRecord:
+        """This record with ``seq`` acknowledged (``dataclasses.replace`` looks the fields
+        up on every call: this is on every lock round trip)."""
+        return LockRecord(
+            self.phone_id, self.seq, self.state, self.user_id, self.laptop_id, self.updated_at, seq
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class AdminRecord:

@@ -129,6 +129,6 @@ async def route(
 ) -> None:
     """Deliver events, then end sessions (for what is carried out outside a request)."""
     for delivery in deliveries:
-        await router.deliver(delivery.address, delivery.event.model_dump_json())
+        await router.deliver(delivery.address, delivery.event.to_wire())
     for end in ends:
         await router.end_sessions(end.selector, end.code, end.reason)

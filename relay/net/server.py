@@ -263,7 +263,7 @@ class RelayServer:
             try:
                 now = self.clock()
                 for delivery in await self.service.tick(now):
-                    await self.router.deliver(delivery.address, delivery.event.model_dump_json())
+                    await self.router.deliver(delivery.address, delivery.event.to_wire())
                 await self.node.directory.refresh(now)
                 if now - pruned_at >= 60.0:
                     pruned_at = now
@@ -313,7 +313,7 @@ class RelayServer:
             if session.ending or not isinstance(principal, DevicePrincipal):
                 continue
             command = await self.service.pending_lock(principal.device_id, now)
-            if command is not None and session.push(command.model_dump_json()):
+            if command is not None and session.push(command.to_wire()):
                 resent += 1
         if resent:
             log.info("pending_locks_resent", count=resent)
@@ -538,7 +538,7 @@ class RelayServer:
         try:
             if detached and not await self.router.is_online(principal.address):
                 for delivery in await self.service.disconnected(principal, self.clock()):
-                    await self.router.deliver(delivery.address, delivery.event.model_dump_json())
+                    await self.router.deliver(delivery.address, delivery.event.to_wire())
         except Exception:
             served.clog.exception("disconnect_failed")
 

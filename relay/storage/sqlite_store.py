@@ -32,7 +32,6 @@ import os
 import sqlite3
 import stat
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -869,7 +868,7 @@ class SqliteStore(DirectoryWrites):
     def _with_unflushed_ack(self, record: LockRecord) -> LockRecord:
         acked = self._unflushed_acks.get(record.phone_id)
         if acked is not None and record.seq >= acked > record.acked_seq:
-            return replace(record, acked_seq=acked)
+            return record.acked(acked)
         return record
 
     async def set_desired_lock(
@@ -893,7 +892,7 @@ class SqliteStore(DirectoryWrites):
         self._lock_acks.append((seq, phone_id, seq))
         self._unflushed_acks[phone_id] = max(seq, self._unflushed_acks.get(phone_id, 0))
         self._schedule_lock_flush(soon=False)
-        acked = replace(record, acked_seq=seq)
+        acked = record.acked(seq)
         cache = self._cached_locks()
         if cache is not None:
             cache[phone_id] = acked
@@ -946,14 +945,18 @@ class SqliteStore(DirectoryWrites):
                 if not future.done():
                     future.set_exception(StoreUnavailable("store is closed"))
             return
-        for phone_ids, state, user_id, laptop_id, now, future in calls:
-            job = self._writer.submit(
-                [
-                    Op(_LOCK_UPSERT, (phone_id, state, user_id, laptop_id, now), rows=True)
-                    for phone_id in phone_ids
-                ]
+        changes = [
+            (
+                future,
+                self._writer.submit(
+                    [
+                        Op(_LOCK_UPSERT, (phone_id, state, user_id, laptop_id, now), rows=True)
+                        for phone_id in phone_ids
+                    ]
+                ),
             )
-            job.add_done_callback(functools.partial(self._lock_change_done, future))
+            for phone_ids, state, user_id, laptop_id, now, future in calls
+        ]
         if acks:
             ack_job = self._writer.submit([Op(_LOCK_ACK, acks, many=True)])
             self._pending_ack_jobs.add(ack_job)
@@ -970,6 +973,16 @@ class SqliteStore(DirectoryWrites):
                     log.error("store_write_failed", error=str(job.exception()))
 
             ack_job.add_done_callback(acked)
+        if self._writer.inline:
+            # This is already the end of the loop iteration the changes came in: commit
+            # now rather than one iteration later, and hand the records over at once
+            # rather than in another (a light-load round trip waits for both).
+            self._writer.commit_waiting()
+        for future, job in changes:
+            if job.done():
+                self._lock_change_done(future, job)
+            else:
+                job.add_done_callback(functools.partial(self._lock_change_done, future))
 
     # --- administrators ------------------------------------------------------------------
     async def add_admin(self, admin: AdminRecord, token_hash: bytes, credential_id: str) -> None:

@@ -85,20 +85,22 @@ class Writer:
         future: asyncio.Future[list[Outcome]] = self.loop.create_future()
         if self.inline:
             if not self._inline_batch:
-                self.loop.call_soon(self._commit_inline)
+                self.loop.call_soon(self.commit_waiting)
             self._inline_batch.append(_Job(ops, future))
         else:
             self.jobs.put(_Job(ops, future))
         return future
 
-    def _commit_inline(self) -> None:
+    def commit_waiting(self) -> None:
+        """Inline: commit the jobs submitted so far now, in one transaction, and settle
+        their futures (otherwise done at the end of the loop iteration they came in)."""
         batch, self._inline_batch = self._inline_batch, []
         if batch:
             _settle(batch, self._commit(batch))
 
     def stop(self) -> None:
         if self.inline:
-            self._commit_inline()
+            self.commit_waiting()
         else:
             self.jobs.put(None)
             if self.thread is not None:

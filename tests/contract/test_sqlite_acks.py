@@ -46,3 +46,28 @@ async def test_an_ack_rides_in_the_next_lock_change_or_is_written_within_a_momen
     await store.ack_lock("ph-alice", third.seq)
     await store.close()  # a stop does not wait out the delay, nor lose the ack
     assert _acked_in_file(path, "ph-alice") == third.seq
+
+
+async def test_lock_changes_are_answered_once_committed_by_either_writer(
+    tmp_path: Path,
+) -> None:
+    """The default writer commits in the event loop and answers at once; with
+    ``synchronous="full"`` a thread commits (and fsyncs) and the answer comes back to the
+    loop: either way the answer carries the committed records, after the commit."""
+    for synchronous in ("normal", "full"):
+        path = tmp_path / f"{synchronous}.sqlite3"
+        store = SqliteStore(path, synchronous=synchronous)
+        await store.open()
+        await tenant_with_people(store)
+        changes = await asyncio.gather(
+            store.set_desired_lock(["ph-alice"], "locked", "alice", "L1", NOW),
+            store.set_desired_lock(["ph-alice"], "unlocked", "alice", "L1", NOW + 1),
+        )
+        assert [(r.seq, r.state) for (r,) in changes] == [(1, "locked"), (2, "unlocked")]
+        with sqlite3.connect(path) as conn:  # another process sees what was answered
+            row = conn.execute(
+                "SELECT seq, state FROM lock_states WHERE phone_id = 'ph-alice'"
+            ).fetchone()
+        assert tuple(row) == (2, "unlocked")
+        assert await store.lock_record("ph-alice") == changes[1][0]
+        await store.close()
