@@ -126,6 +126,16 @@ class LockRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Acknowledged:
+    """What a phone's acknowledgement of a lock command found: the phone's record after
+    it, and whether it was news (it raised ``acked_seq``) rather than a repeated or late
+    ack. Read and written at once, so no other change can come in between."""
+
+    record: LockRecord
+    news: bool
+
+
+@dataclass(frozen=True, slots=True)
 class AdminRecord:
     """An administrator: an owner (every tenant) or a device administrator of one tenant."""
 

@@ -738,12 +738,12 @@ class RelayService:
     @handles(wire.LockAck)
     async def _lock_ack(self, principal: Principal, request: wire.LockAck, now: float) -> Outcome:
         phone = self._device(principal)
-        record = await self.store.lock_record(phone.device_id)
-        if record is None or request.seq > record.seq:
+        ack = await self.store.ack_lock(phone.device_id, request.seq)
+        if ack is None:
             raise RelayError(ErrorCode.WRONG_STATE, f"no lock command with seq {request.seq}")
-        if request.seq <= record.acked_seq:
+        if not ack.news:
             return Outcome(wire.Done())  # a repeated ack changes nothing
-        await self.store.ack_lock(phone.device_id, request.seq)
+        record = ack.record
         if request.seq != record.seq:
             return Outcome(wire.Done())  # acked a superseded command; the newer one is pending
         applied = wire.LockApplied(phone_id=phone.device_id, seq=record.seq, state=record.state)

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from relay.domain.model import (
+    Acknowledged,
     AdminCredential,
     AdminRecord,
     AuditRecord,
@@ -143,10 +144,11 @@ class LockStore(Protocol):
         """Record a new desired state for each phone, its ``seq`` one more than the stored
         one (computed by the database, so concurrent writers never share a seq), durably."""
 
-    async def ack_lock(self, phone_id: str, seq: int) -> LockRecord | None:
-        """Record that the phone applied ``seq`` (None if the phone has no state up to
-        ``seq``). May return before it is durable: losing an ack only causes a redundant
-        re-delivery, which the phone ignores by its seq."""
+    async def ack_lock(self, phone_id: str, seq: int) -> Acknowledged | None:
+        """Record that the phone applied ``seq`` and return its record after that, with
+        whether the ack was news (None if the phone has no state up to ``seq``). May
+        return before it is durable: losing an ack only causes a redundant re-delivery,
+        which the phone ignores by its seq."""
 
     async def lock_record(self, phone_id: str) -> LockRecord | None:
         """The phone's stored lock record, as the database holds it now."""

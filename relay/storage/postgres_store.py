@@ -66,6 +66,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from relay.domain.model import (
+    Acknowledged,
     AdminCredential,
     AdminRecord,
     AuditRecord,
@@ -477,16 +478,17 @@ _LOCK_UPSERT = (
     " RETURNING phone_id, seq, state, user_id, laptop_id, updated_at, acked_seq"
 )
 
-# One statement: record the ack if it is news, and return the phone's record either way
-# (none if the phone has no state up to ``seq``). Losing an ack costs a redundant
-# re-delivery, never a wrong state, so this commit does not wait for the WAL flush
-# (synchronous_commit off for this statement's transaction only).
+# One statement: record the ack if it is news, and return the phone's record either way,
+# with whether it was (none if the phone has no state up to ``seq``). Losing an ack costs a
+# redundant re-delivery, never a wrong state, so this commit does not wait for the WAL
+# flush (synchronous_commit off for this statement's transaction only).
 _LOCK_ACK = (
     "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)),"
     " acked AS (UPDATE lock_states SET acked_seq = %(seq)s WHERE phone_id = %(phone)s"
     " AND seq >= %(seq)s AND acked_seq < %(seq)s AND EXISTS (SELECT 1 FROM relaxed)"
     " RETURNING *)"
-    " SELECT * FROM acked UNION ALL SELECT * FROM lock_states WHERE phone_id = %(phone)s"
+    " SELECT *, true AS news FROM acked UNION ALL SELECT *, false AS news FROM lock_states"
+    " WHERE phone_id = %(phone)s"
     " AND seq >= %(seq)s AND NOT EXISTS (SELECT 1 FROM acked)"
 )
 
@@ -1155,9 +1157,12 @@ class PostgresStore(DirectoryWrites):
             else:
                 future.set_result(cast(list[DictRow], outcome))
 
-    async def ack_lock(self, phone_id: str, seq: int) -> LockRecord | None:
+    async def ack_lock(self, phone_id: str, seq: int) -> Acknowledged | None:
         (rows,) = await self.run(Stmt(_LOCK_ACK, {"phone": phone_id, "seq": seq}, rows=True))
-        return store_rows.lock(cast(list[DictRow], rows)[0]) if rows else None
+        if not rows:
+            return None
+        row = cast(list[DictRow], rows)[0]
+        return Acknowledged(store_rows.lock(row), news=bool(row["news"]))
 
     # --- administrators ------------------------------------------------------------------
     async def add_admin(self, admin: AdminRecord, token_hash: bytes, credential_id: str) -> None:

@@ -38,6 +38,7 @@ from typing import Any, cast
 import structlog
 
 from relay.domain.model import (
+    Acknowledged,
     AdminCredential,
     AdminRecord,
     AuditRecord,
@@ -881,12 +882,12 @@ class SqliteStore(DirectoryWrites):
         self._schedule_lock_flush()
         return await future
 
-    async def ack_lock(self, phone_id: str, seq: int) -> LockRecord | None:
+    async def ack_lock(self, phone_id: str, seq: int) -> Acknowledged | None:
         record = await self.lock_record(phone_id)
         if record is None or seq > record.seq:
             return None
         if seq <= record.acked_seq:
-            return record
+            return Acknowledged(record, news=False)
         # Not awaited: a lost ack only means the phone is sent a command it has already
         # applied (it ignores seq <= its last), so the ack need not wait for an fsync.
         self._lock_acks.append((seq, phone_id, seq))
@@ -896,7 +897,7 @@ class SqliteStore(DirectoryWrites):
         cache = self._cached_locks()
         if cache is not None:
             cache[phone_id] = acked
-        return acked
+        return Acknowledged(acked, news=True)
 
     def _lock_change_done(
         self, future: asyncio.Future[list[LockRecord]], job: asyncio.Future[list[Outcome]]

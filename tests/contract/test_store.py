@@ -344,10 +344,19 @@ async def test_lock_seq_grows_by_one_per_change_and_acks_never_go_back(store: Re
 
     assert await store.ack_lock("ph-alice", 3) is None  # never sent
     assert await store.ack_lock("room", 1) is None  # no lock state at all
+    superseded = await store.ack_lock("ph-alice", 1)  # applied, but a newer one is pending
+    assert superseded is not None and superseded.news
+    assert (superseded.record.seq, superseded.record.acked_seq, superseded.record.pending) == (
+        2, 1, True)
     acked = await store.ack_lock("ph-alice", 2)
-    assert acked is not None and (acked.seq, acked.acked_seq, acked.pending) == (2, 2, False)
+    assert acked is not None and acked.news
+    assert (acked.record.seq, acked.record.acked_seq, acked.record.pending) == (2, 2, False)
+    assert (acked.record.state, acked.record.user_id, acked.record.laptop_id) == (
+        "unlocked", "alice", "L1")
+    again = await store.ack_lock("ph-alice", 2)  # the same ack repeated
+    assert again is not None and not again.news and again.record == acked.record
     stale = await store.ack_lock("ph-alice", 1)  # a late ack of an older command
-    assert stale is not None and stale.acked_seq == 2
+    assert stale is not None and not stale.news and stale.record.acked_seq == 2
     record = await store.lock_record("ph-alice")
     assert record is not None and (record.seq, record.acked_seq, record.updated_at) == (2, 2, NOW + 1)
     (third,) = await store.set_desired_lock(["ph-alice"], "locked", "alice", "L2", NOW + 2)

@@ -174,10 +174,10 @@ async def test_a_phone_changing_account_ends_its_other_pairings_and_pending_lock
     (again,) = await store.set_desired_lock(["ph-a"], "unlocked", "bob", "l2", NOW + 1)
     assert (again.seq, again.acked_seq, again.user_id) == (2, 1, "bob")
     acked = await store.ack_lock("ph-a", 2)
-    assert acked is not None and acked.acked_seq == 2
+    assert acked is not None and acked.news and acked.record.acked_seq == 2
     assert await store.ack_lock("ph-a", 3) is None
     stale = await store.ack_lock("ph-a", 1)
-    assert stale is not None and stale.acked_seq == 2
+    assert stale is not None and not stale.news and stale.record.acked_seq == 2
 
 
 async def test_reset_and_removal(store: RelayStore) -> None:

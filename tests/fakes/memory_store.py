@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from relay.domain.model import (
+    Acknowledged,
     AdminCredential,
     AdminRecord,
     AuditRecord,
@@ -408,16 +409,16 @@ class MemoryStore:
             records.append(record)
         return records
 
-    async def ack_lock(self, phone_id: str, seq: int) -> LockRecord | None:
+    async def ack_lock(self, phone_id: str, seq: int) -> Acknowledged | None:
         record = self.locks_.get(phone_id)
         if record is None or seq > record.seq:
             return None
         if seq <= record.acked_seq:
-            return record
+            return Acknowledged(record, news=False)
         self._write()
         acked = replace(record, acked_seq=seq)
         self.locks_[phone_id] = acked
-        return acked
+        return Acknowledged(acked, news=True)
 
     async def lock_record(self, phone_id: str) -> LockRecord | None:
         return self.locks_.get(phone_id)
