@@ -21,6 +21,12 @@ acknowledgement comes back, then sends the next:
             version 1 (``relay-v1``, the same server) it gets a reply as well.
 * bare:     laptop → forwarder → phone → forwarder → laptop.
 * socketio: the same as bare, over Socket.IO (``fwd``/``msg`` events).
+* relay-cluster: the relay as a cluster (two ``btogether relay serve`` nodes on PostgreSQL
+            and Redis, started by :mod:`btogether.cluster`): every laptop on the first node,
+            every phone on the second, so each event crosses nodes through Redis; server
+            CPU is the two nodes', Redis' and PostgreSQL's (its backends included), memory
+            per idle connection the second node's. Skipped with a note where Redis or
+            PostgreSQL is not installed.
 
 Printed, each as min / median / max of the runs: round trips per second at each P,
 server CPU per round trip at each P, p50 / p99 round-trip latency at light load (one
@@ -55,7 +61,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SOCKETIO_DIR = ROOT / "bench" / "forwarders" / "socketio"
-TARGETS = ("bare", "relay", "relay-v1", "relay-full", "socketio")
+TARGETS = ("bare", "relay", "relay-v1", "relay-full", "socketio", "relay-cluster")
 
 
 def protocol_of(target: str) -> str:
@@ -200,6 +206,8 @@ async def _round_trip(target: str, ws: Any, n: int, phone_id: str, laptop_id: st
 
 async def loadgen(args: argparse.Namespace) -> dict[str, Any]:
     endpoint = Endpoint(args.target, args.url, args.source)
+    # Phones on another node than their laptops, for the cluster.
+    phone_endpoint = Endpoint(args.target, args.phone_url or args.url, args.source)
     args.target = endpoint.target
     creds = json.loads(Path(args.creds).read_text()) if args.creds else {}
     if args.mode == "idle":
@@ -229,7 +237,7 @@ async def loadgen(args: argparse.Namespace) -> dict[str, Any]:
         laptop_specs.append((laptop_id, laptop_token, laptop_id))
         phone_specs.append((phone_id, phone_token, None))
         ids.append((laptop_id, phone_id))
-    phones = await _open_all(endpoint, phone_specs)
+    phones = await _open_all(phone_endpoint, phone_specs)
     laptops = await _open_all(endpoint, laptop_specs)
     phone_tasks = [
         asyncio.create_task(_phone_loop(args.target, ws, laptop_id))
@@ -262,11 +270,11 @@ async def loadgen(args: argparse.Namespace) -> dict[str, Any]:
     async def sample_server_cpu() -> None:
         for moment in (window_start, window_end):
             await asyncio.sleep(max(0.0, moment - clock()))
-            cpu_window.append(cpu_seconds(args.server_pid))
+            cpu_window.append(servers_cpu_seconds(args.server_pid, args.server_group))
 
     sampler = (
         asyncio.create_task(sample_server_cpu())
-        if args.server_pid and args.mode == "throughput"
+        if (args.server_pid or args.server_group) and args.mode == "throughput"
         else None
     )
     if args.mode == "latency":
@@ -331,6 +339,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def servers_cpu_seconds(pids: str, groups: str = "") -> float:
+    """CPU time of the processes ``pids`` (comma-separated) and of the leaders ``groups``
+    and their children as they are now (PostgreSQL's postmaster and its backends)."""
+    total = 0.0
+    wanted = [int(p) for p in pids.split(",") if p]
+    for leader in (int(g) for g in groups.split(",") if g):
+        wanted.append(leader)
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(stat[1]) == leader:
+                    wanted.append(int(entry.name))
+    for pid in wanted:
+        with contextlib.suppress(OSError):  # a backend that ended meanwhile
+            total += cpu_seconds(pid)
+    return total
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -338,12 +367,14 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-async def prepare(db: Path, pairs: int, idle: int) -> dict[str, Any]:
+async def prepare(db: Path | str, pairs: int, idle: int) -> dict[str, Any]:
+    """Paired users, phones and laptops, and idle devices, in the database ``db`` (a
+    SQLite file or a PostgreSQL URL); their credentials."""
     sys.path.insert(0, str(ROOT))
     from relay.admin.store_admin import Admin
-    from relay.storage.sqlite_store import SqliteStore
+    from relay.node import store_for
 
-    store = SqliteStore(db)
+    store = store_for(str(db))
     await store.open()
     admin = Admin(store)
     tenant = await admin.create_tenant("Bench")
@@ -400,6 +431,11 @@ class ServerProcess:
             time.sleep(0.05)
         self.port = int(port_file.read_text())
         self.url = f"ws://127.0.0.1:{self.port}/"
+        self.phone_url = self.url
+        self.pids = str(self.process.pid)  # whose CPU is the server's
+        self.group = ""
+        self.idle_pid = self.process.pid  # whose memory holds the idle connections
+        self.creds: Path | None = None  # None: the run's own credentials file
 
     def stop(self, within: float = 30.0) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -408,6 +444,89 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+CLUSTER_SETTINGS = {  # BENCH_ENV, in the nodes' settings file (the cluster drops BTOGETHER_*)
+    "rate_per_second": 1_000_000.0,
+    "rate_burst": 1_000_000.0,
+    "max_unauthenticated": 1_000_000,
+    "max_unauthenticated_per_address": 1_000_000,
+    "max_connections_per_credential": 1_000_000,
+}
+
+
+def cluster_available() -> str | None:
+    """Why the cluster target cannot run here (None: it can)."""
+    sys.path.insert(0, str(ROOT))
+    from btogether.cluster import postgres_store_installed
+
+    if shutil.which("redis-server") is None:
+        return "redis-server not found (Debian package redis-server; ./dev.sh installs it)"
+    if not postgres_store_installed() or not list(Path("/usr/lib/postgresql").glob("*/bin")):
+        return "PostgreSQL or its store not installed (./dev.sh installs both)"
+    return None
+
+
+class ClusterServer:
+    """The relay as a cluster: two nodes on PostgreSQL and Redis, started by
+    :mod:`btogether.cluster` in ``workdir``, with a database of its own (``creds`` is its
+    credentials file). Laptops connect to the first node, phones and idle devices to the
+    second; the server CPU is both nodes', Redis' and PostgreSQL's."""
+
+    def __init__(self, workdir: Path, pairs: int, idle: int) -> None:
+        sys.path.insert(0, str(ROOT))
+        from btogether.cluster import LocalCluster
+
+        settings = workdir / "cluster-bench.toml"
+        settings.write_text(
+            "[relay]\n" + "".join(f"{k} = {v}\n" for k, v in CLUSTER_SETTINGS.items())
+        )
+        self.cluster = LocalCluster(
+            workdir / "cluster", nodes=2, database="postgres", log_level="warning",
+            extra_args=["--config", str(settings)],
+        )  # fmt: skip
+        try:
+            self.cluster.workdir.mkdir(parents=True, exist_ok=True)
+            self.cluster.start_redis()
+            db_url = self.cluster.start_database()
+            self.creds: Path | None = workdir / "cluster-creds.json"
+            self.creds.write_text(json.dumps(asyncio.run(prepare(db_url, pairs, idle))))
+            self.cluster.start_nodes()
+        except BaseException:
+            self.cluster.close()
+            raise
+        first, second = self.cluster.relays
+        assert first.process and second.process and self.cluster.redis
+        assert self.cluster.redis.process and self.cluster.postgres
+        self.url = first.url + "/"
+        self.phone_url = second.url + "/"
+        self._steady = [first.process.pid, self.cluster.redis.process.pid]
+        self.group = str(self.cluster.postgres.process.pid)
+        self.idle_pid = second.process.pid
+
+    @property
+    def pids(self) -> str:
+        return ",".join(str(pid) for pid in [*self._steady, self.idle_pid])
+
+    def restart_idle_node(self) -> None:
+        """A fresh second node, so that each idle run measures a process's growth from its
+        start (as every other target does), not memory freed by the run before."""
+        second = self.cluster.relays[1]
+        second.stop()
+        second.start()
+        assert second.process is not None
+        self.idle_pid = second.process.pid
+
+    def stop(self) -> None:
+        self.cluster.close()
+
+
+def start_server(
+    target: str, workdir: Path, db: Path, pairs: int, idle: int
+) -> ServerProcess | ClusterServer:
+    if target == "relay-cluster":
+        return ClusterServer(workdir, pairs, idle)
+    return ServerProcess(target, workdir, db)
 
 
 def run_loadgen(target: str, url: str, creds: Path, *extra: str, timeout: float = 300) -> Any:
@@ -419,13 +538,21 @@ def run_loadgen(target: str, url: str, creds: Path, *extra: str, timeout: float 
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure_idle(target: str, workdir: Path, db: Path, creds: Path, count: int) -> float:
-    server = ServerProcess(target, workdir, db)
+def measure_idle(
+    target: str, workdir: Path, db: Path, creds: Path, count: int,
+    cluster: ClusterServer | None = None,
+) -> float:
+    """Server memory per idle authenticated connection: RSS growth over ``count`` of them,
+    on a server started for it (or on the cluster's second node, restarted for it)."""
+    if cluster is not None:
+        cluster.restart_idle_node()
+    server = cluster or ServerProcess(target, workdir, db)
     try:
         time.sleep(1.0)
-        before = rss_kib(server.process.pid)
-        cmd = [sys.executable, __file__, "loadgen", "--target", target, "--url", server.url,
-               "--creds", str(creds), "--mode", "idle", "--connections", str(count)]  # fmt: skip
+        before = rss_kib(server.idle_pid)
+        cmd = [sys.executable, __file__, "loadgen", "--target", target, "--url", server.phone_url,
+               "--creds", str(server.creds or creds), "--mode", "idle",
+               "--connections", str(count)]  # fmt: skip
         gen = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert gen.stdout is not None and gen.stdin is not None
         line = gen.stdout.readline()
@@ -433,12 +560,13 @@ def measure_idle(target: str, workdir: Path, db: Path, creds: Path, count: int) 
             gen.kill()
             raise RuntimeError("idle load generator failed")
         time.sleep(2.0)
-        after = rss_kib(server.process.pid)
+        after = rss_kib(server.idle_pid)
         gen.stdin.close()
         gen.wait(60)
         return (after - before) * 1024 / count
     finally:
-        server.stop()
+        if cluster is None:
+            server.stop()
 
 
 HOLD_PER_SOURCE = 20_000  # connections per generator process and loopback source address
@@ -607,6 +735,11 @@ def run_all(args: argparse.Namespace) -> int:
             print("installing socket.io for the Socket.IO forwarder (npm install)...")
             subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=SOCKETIO_DIR,
                            check=True, capture_output=True)  # fmt: skip
+    if "relay-cluster" in targets:
+        missing = cluster_available()
+        if missing is not None:
+            print(f"note: {missing}; skipping the cluster")
+            targets.remove("relay-cluster")
     with tempfile.TemporaryDirectory(prefix="btogether-bench-") as tmp:
         workdir = Path(tmp)
         db = workdir / "bench.sqlite3"
@@ -618,13 +751,25 @@ def run_all(args: argparse.Namespace) -> int:
               f"in {time.monotonic() - started:.1f} s")  # fmt: skip
         results: dict[str, dict[str, list[float]]] = {t: {} for t in targets}
         for target in targets:
-            server = ServerProcess(target, workdir, db)
+            if target == "relay-cluster":
+                print("starting the cluster (Redis, PostgreSQL, two relay nodes) and its "
+                      "database...", flush=True)  # fmt: skip
+            server = start_server(target, workdir, db, max(args.pairs),
+                                  max(args.idle, args.hold))  # fmt: skip
+            cluster = server if isinstance(server, ClusterServer) else None
+            where = ["--phone-url", server.phone_url]
+            # A cluster node's part of opening 2,000 connections (the credential read from
+            # PostgreSQL, presence in Redis, pending lock commands looked up) runs for
+            # seconds after the handshakes: the window starts once it is done.
+            warmup = ["--warmup", "5" if cluster is not None else "1"]
+            own = server.creds or creds
             try:
                 for p in args.pairs:
                     for _ in range(args.runs):
-                        r = run_loadgen(target, server.url, creds, "--pairs", str(p),
-                                        "--duration", str(args.duration),
-                                        "--server-pid", str(server.process.pid))  # fmt: skip
+                        r = run_loadgen(target, server.url, own, "--pairs", str(p),
+                                        "--duration", str(args.duration), *where, *warmup,
+                                        "--server-pid", server.pids,
+                                        "--server-group", server.group)  # fmt: skip
                         results[target].setdefault(f"rt/s P={p}", []).append(r["per_second"])
                         results[target].setdefault(f"cpu us/rt P={p}", []).append(
                             r["server_cpu_us"]
@@ -632,23 +777,28 @@ def run_all(args: argparse.Namespace) -> int:
                         print(f"  {target:8} P={p:<5} {r['per_second']:9.0f} round trips/s, "
                               f"server CPU {r['server_cpu_us']:.0f} us per round trip")  # fmt: skip
                 for _ in range(args.runs):
-                    r = run_loadgen(target, server.url, creds, "--pairs", "1", "--mode",
+                    r = run_loadgen(target, server.url, own, "--pairs", "1", "--mode",
                                     "latency", "--round-trips", str(args.latency_round_trips),
-                                    "--duration", "60")  # fmt: skip
+                                    "--duration", "60", *where)  # fmt: skip
                     results[target].setdefault("p50 ms", []).append(r["p50_ms"])
                     results[target].setdefault("p99 ms", []).append(r["p99_ms"])
                     print(f"  {target:8} light load p50 {r['p50_ms']:.3f} ms "
                           f"p99 {r['p99_ms']:.3f} ms")  # fmt: skip
+                if args.idle and cluster is not None:
+                    for _ in range(args.runs):
+                        per_conn = measure_idle(target, workdir, db, creds, args.idle, cluster)
+                        results[target].setdefault("bytes/idle conn", []).append(per_conn)
+                        print(f"  {target:8} {per_conn / 1024:.1f} KiB per idle connection")
             finally:
                 server.stop()
-            if args.idle:
+            if args.idle and cluster is None:
                 for _ in range(args.runs):
                     per_conn = measure_idle(target, workdir, db, creds, args.idle)
                     results[target].setdefault("bytes/idle conn", []).append(per_conn)
                     print(f"  {target:8} {per_conn / 1024:.1f} KiB per idle connection")
         held: dict[str, dict[str, float]] = {}
         if args.hold:
-            for target in targets:
+            for target in (t for t in targets if t != "relay-cluster"):  # one process's
                 held[target] = measure_hold(target, workdir, db, creds, args.hold,
                                             args.latency_round_trips)  # fmt: skip
         print_table(args, targets, results)
@@ -706,7 +856,7 @@ def run_instructions(args: argparse.Namespace) -> int:
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (Debian package valgrind)", file=sys.stderr)
         return 2
-    targets = [t for t in args.targets if protocol_of(t) == "relay"]
+    targets = [t for t in args.targets if protocol_of(t) == "relay" and t != "relay-cluster"]
     with tempfile.TemporaryDirectory(prefix="btogether-bench-") as tmp:
         workdir = Path(tmp)
         db = workdir / "bench.sqlite3"
@@ -837,7 +987,10 @@ def main() -> int:
         parser.add_argument("--duration", type=float, default=5.0)
         parser.add_argument("--warmup", type=float, default=1.0)
         parser.add_argument("--round-trips", type=int, default=0)
-        parser.add_argument("--server-pid", type=int, default=0)
+        parser.add_argument("--phone-url", help="where phones connect (default: --url)")
+        parser.add_argument("--server-pid", default="", help="server processes, comma-separated")
+        parser.add_argument("--server-group", default="",
+                            help="process group leaders whose children count too")
         parser.add_argument("--warmup-round-trips", type=int, default=200)
         args = parser.parse_args()
         raise_fd_limit(args.connections + 1000)

@@ -52,6 +52,10 @@ T = TypeVar("T")
 # Redis calls fail fast while the server is away: a request waits at most about this long.
 CONNECT_TIMEOUT_S = 1.0
 COMMAND_TIMEOUT_S = 2.0
+# Connections a node's client keeps to Redis; more calls at once wait for one (at most
+# COMMAND_TIMEOUT_S). redis-py's default pool refuses the 101st call in flight instead
+# ("Too many connections"): at a thousand lock round trips at once, deliveries failed.
+REDIS_CONNECTIONS = 64
 STOP_WAIT_S = 3.0  # how long stop() waits for the node's own tasks to end
 
 
@@ -61,8 +65,10 @@ def connect(url: str) -> aioredis.Redis:
     scheme = urlsplit(url).scheme
     if scheme not in ("redis", "rediss", "unix"):
         raise ValueError(f"not a Redis URL: {url!r} (use redis://host:port/db)")
-    client: aioredis.Redis = aioredis.Redis.from_url(
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=REDIS_CONNECTIONS,
+        timeout=COMMAND_TIMEOUT_S,
         decode_responses=True,
         socket_connect_timeout=CONNECT_TIMEOUT_S,
         socket_timeout=COMMAND_TIMEOUT_S,
@@ -70,6 +76,7 @@ def connect(url: str) -> aioredis.Redis:
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         health_check_interval=0,
     )
+    client: aioredis.Redis = aioredis.Redis.from_pool(pool)  # closes the pool with it
     return client
 
 

@@ -241,3 +241,20 @@ async def test_redis_down_is_unavailable_then_works_again_after_restart(
     finally:
         await state.close()
         server.stop()
+
+
+async def test_more_calls_at_once_than_the_node_keeps_connections_all_succeed(
+    redis_server: RedisServer, namespace: str
+) -> None:
+    """A busy node has more Redis calls in flight than connections to Redis (a thousand
+    lock round trips at once): they wait their turn for a connection, none fails."""
+    from relay.storage.redis_state import REDIS_CONNECTIONS, RedisEphemeral
+
+    state = RedisEphemeral(redis_server.url, namespace=namespace)
+    try:
+        calls = 5 * REDIS_CONNECTIONS
+        await asyncio.gather(*(state.set(f"k{n}", str(n), 60.0, now()) for n in range(calls)))
+        values = await asyncio.gather(*(state.get(f"k{n}", now()) for n in range(calls)))
+        assert values == [str(n) for n in range(calls)]
+    finally:
+        await state.close()
