@@ -33,6 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import cpu_seconds, group_pids  # noqa: E402
 from btogether.cluster import LocalCluster, RelayNodeProcess, free_port  # noqa: E402
 from relay.admin.store_admin import Admin  # noqa: E402
 from relay.node import store_for  # noqa: E402
@@ -42,32 +43,6 @@ from relay.protocol.link import RelayLink  # noqa: E402
 WARMUP = 30
 IDLE_S = 3.0
 LAPTOP_ID = "bench-laptop"
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # a PostgreSQL backend that ended meanwhile
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
-
-
-def group_pids(leader: int) -> list[int]:
-    """PostgreSQL's postmaster and its children (each backend calls setsid(), so they
-    are found by parent, not by process group)."""
-    pids = [leader]
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(stat[1]) == leader:
-                pids.append(int(entry.name))
-    return pids
 
 
 async def make_world(db_url: str) -> dict[str, str]:

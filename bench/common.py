@@ -1,5 +1,6 @@
 """What a benchmark prints around its figures: when, on which machine, under what load, and
-each distribution with its spread (never one median alone).
+each distribution with its spread (never one median alone); and the CPU time of the
+server processes it measures.
 
 Used by ``bench/client.py``, ``bench/provisioning.py`` and ``bench/desktop.py``; every
 figure they print stands next to a baseline measured in the same run.
@@ -57,3 +58,31 @@ def line(name: str, samples: Sequence[float], baseline: Sequence[float], **kw: o
         f"{name:<28} {spread(samples, **kw)}\n"  # type: ignore[arg-type]
         f"{'  baseline':<28} {spread(baseline, **kw)}"  # type: ignore[arg-type]
     )
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """CPU time (user + system, all threads) the processes ``pids`` have used so far; one
+    that has ended meanwhile (a PostgreSQL backend) counts for nothing."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def group_pids(leader: int) -> list[int]:
+    """PostgreSQL's postmaster and its children (each backend calls setsid(), so they
+    are found by parent, not by process group)."""
+    pids = [leader]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == leader:
+                pids.append(int(entry.name))
+    return pids

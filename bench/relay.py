@@ -333,31 +333,16 @@ def raise_fd_limit(wanted: int = 0) -> int:
     return hard
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system, all threads) a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def servers_cpu_seconds(pids: str, groups: str = "") -> float:
     """CPU time of the processes ``pids`` (comma-separated) and of the leaders ``groups``
     and their children as they are now (PostgreSQL's postmaster and its backends)."""
-    total = 0.0
+    sys.path.insert(0, str(ROOT))
+    from bench.common import cpu_seconds, group_pids
+
     wanted = [int(p) for p in pids.split(",") if p]
     for leader in (int(g) for g in groups.split(",") if g):
-        wanted.append(leader)
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                if int(stat[1]) == leader:
-                    wanted.append(int(entry.name))
-    for pid in wanted:
-        with contextlib.suppress(OSError):  # a backend that ended meanwhile
-            total += cpu_seconds(pid)
-    return total
+        wanted += group_pids(leader)
+    return cpu_seconds(wanted)
 
 
 def rss_kib(pid: int) -> int:
