@@ -29,14 +29,14 @@ import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 import structlog
 from redis import asyncio as aioredis
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -251,6 +251,9 @@ end
 return {2, redis.call('PUBLISH', ARGV[3] .. node, ARGV[4])}
 """
 
+# A delivery waiting to be sent: address, message, and the script's answer to come.
+_Outgoing = tuple[str, str, asyncio.Future[list[Any]]]
+
 HEARTBEAT_S = 1.0  # how often a node says it is alive
 NODE_TTL_S = 3.0  # a node silent this long is dead: its connections are forgotten
 REGISTRY_TTL_S = 86_400.0
@@ -335,6 +338,8 @@ class RedisRouter:
         self._detach = self.redis.register_script(_DETACH)
         self._lookup = self.redis.register_script(_LOOKUP)
         self._deliver = self.redis.register_script(_DELIVER)
+        self._outgoing: list[_Outgoing] = []  # deliveries of this loop iteration, in order
+        self._sending: set[asyncio.Task[None]] = set()
         self._callbacks: list[Callable[[], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = asyncio.Event()
@@ -368,7 +373,11 @@ class RedisRouter:
     async def stop(self) -> None:
         # Bounded: a node asked to stop stops, even if a task is stuck in the Redis client
         # (a full test run hung here once, after a Redis restart).
-        tasks = [*self._tasks, *(t for t in (self._resync_pending, self._ask_pending) if t)]
+        tasks = [
+            *self._tasks,
+            *(t for t in (self._resync_pending, self._ask_pending) if t),
+            *self._sending,  # deliveries in flight: their callers fall back to this node
+        ]
         for task in tasks:
             task.cancel()
         if tasks:
@@ -620,10 +629,7 @@ class RedisRouter:
 
     async def deliver(self, address: str, message: str) -> bool:
         try:
-            answer = await self._deliver(
-                keys=[self._p + address],
-                args=[self._n, self.node_id, self._c, f"{address}\n{message}"],
-            )
+            answer = await self._queue_delivery(address, message)
         except (RedisError, OSError) as exc:
             self._failed("delivery", exc)
             session = self.sessions.at(address)  # what this node can still do by itself
@@ -646,6 +652,81 @@ class RedisRouter:
             self._ask_soon()
         self._count_failed(address, "offline" if kind == 0 else "unreachable")
         return False
+
+    def _queue_delivery(self, address: str, message: str) -> asyncio.Future[list[Any]]:
+        """The delivery script's answer for ``address``, once the deliveries of this loop
+        iteration have been sent together (one pipelined round trip for all of them)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        self._outgoing.append((address, message, future))
+        if len(self._outgoing) == 1:
+            loop.call_soon(self._send_outgoing)
+        return future
+
+    def _send_outgoing(self) -> None:
+        batch, self._outgoing = self._outgoing, []
+        task = asyncio.get_running_loop().create_task(self._send_deliveries(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send_deliveries(self, batch: list[_Outgoing]) -> None:
+        """Run the delivery script for each of ``batch``, in order, and answer each: one
+        call for one delivery, one pipeline for several (redis-py's cost is per round
+        trip far more than per command). A failure of the round trip fails them all;
+        a script Redis no longer has (a restart, SCRIPT FLUSH) is loaded and the
+        deliveries it refused run again (a refused EVALSHA ran nothing)."""
+        answers: list[Any]
+        try:
+            if len(batch) == 1:
+                address, message, _ = batch[0]
+                answers = [
+                    await self._deliver(
+                        keys=[self._p + address], args=self._deliver_args(address, message)
+                    )
+                ]
+            else:
+                answers = await self._deliver_pipelined(batch)
+        except BaseException as exc:
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(
+                        exc if isinstance(exc, Exception) else RedisError("cancelled")
+                    )
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (*_, future), answer in zip(batch, answers, strict=True):
+            if future.done():  # the caller stopped waiting
+                continue
+            if isinstance(answer, Exception):
+                future.set_exception(answer)
+            else:
+                future.set_result(answer)
+
+    def _deliver_args(self, address: str, message: str) -> list[str]:
+        return [self._n, self.node_id, self._c, f"{address}\n{message}"]
+
+    async def _deliver_pipelined(self, batch: list[_Outgoing]) -> list[Any]:
+        sha = self._deliver.sha
+        answers: list[Any] = [None] * len(batch)
+        todo = list(range(len(batch)))
+        for attempt in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            for index in todo:
+                address, message, _ = batch[index]
+                pipe.evalsha(sha, 1, self._p + address, *self._deliver_args(address, message))
+            results = await pipe.execute(raise_on_error=False)
+            missing = []
+            for index, result in zip(todo, results, strict=True):
+                if isinstance(result, NoScriptError) and attempt == 0:
+                    missing.append(index)
+                else:
+                    answers[index] = result
+            if not missing:
+                break
+            await self.redis.script_load(_DELIVER)
+            todo = missing
+        return answers
 
     async def end_sessions(self, selector: SessionSelector, code: int, reason: str) -> int:
         here = self._end_matching(selector, code, reason)

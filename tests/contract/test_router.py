@@ -428,3 +428,94 @@ async def test_a_message_a_live_node_did_not_hear_makes_every_node_resync(
         await eventually(lambda: bool(resynced), 5)
     finally:
         await deaf.aclose()
+
+
+# --- deliveries made in one loop iteration share one round trip ----------------------------
+
+
+@redis_only
+async def test_deliveries_made_at_once_are_each_answered_and_arrive_in_order(
+    routers: Factory,
+) -> None:
+    """Many requests route at the same moment (a node under load): their deliveries go to
+    Redis as one pipeline, and each is still answered for itself — held on another node,
+    held here, or nobody — with the messages for one address in the order they were made."""
+    metrics = RelayMetrics()
+    node_a, node_b = await routers(metrics), await routers()
+    remote = {f"device/r{n}": phone(f"r{n}") for n in range(20)}
+    local = {f"device/l{n}": phone(f"l{n}") for n in range(5)}
+    for address, session in remote.items():
+        await node_b.attach(address, session)
+    for address, session in local.items():
+        await node_a.attach(address, session)
+    offline = [f"device/gone{n}" for n in range(5)]
+    deliveries = [
+        *((address, f"{address} #{k}") for k in range(3) for address in remote),
+        *((address, f"{address} #0") for address in local),
+        *((address, "lost") for address in offline),
+    ]
+    answers = await asyncio.gather(*(node_a.deliver(a, m) for a, m in deliveries))
+    assert answers == [not a.startswith("device/gone") for a, _ in deliveries]
+    assert failed(metrics, "offline") == len(offline)
+    for address, session in local.items():
+        assert session.received == [f"{address} #0"]
+    await eventually(lambda: all(len(s.received) == 3 for s in remote.values()))
+    for address, session in remote.items():
+        assert session.received == [f"{address} #{k}" for k in range(3)]
+
+
+@redis_only
+async def test_a_batch_of_deliveries_survives_redis_forgetting_the_script(
+    routers: Factory, request: pytest.FixtureRequest
+) -> None:
+    """SCRIPT FLUSH (or a restart) between batches: the refused EVALSHAs ran nothing, so
+    the node loads the script and runs exactly those again — each message arrives once."""
+    from redis import asyncio as aioredis
+
+    node_a, node_b = await routers(), await routers()
+    sessions = {f"device/d{n}": phone(f"d{n}") for n in range(8)}
+    for address, session in sessions.items():
+        await node_b.attach(address, session)
+    server: RedisServer = request.getfixturevalue("redis_server")
+    admin = aioredis.Redis.from_url(server.url, decode_responses=True)
+    try:
+        await admin.script_flush()
+    finally:
+        await admin.aclose()
+    answers = await asyncio.gather(*(node_a.deliver(a, f"to {a}") for a in sessions))
+    assert answers == [True] * len(sessions)
+    await eventually(lambda: all(s.received for s in sessions.values()))
+    for address, session in sessions.items():
+        assert session.received == [f"to {address}"]
+
+
+async def test_a_batch_of_deliveries_while_redis_is_away_falls_back_to_this_node(
+    tmp_path: Path, namespace: str
+) -> None:
+    """Redis is away when a batch goes out: the deliveries to this node's own sessions are
+    still made, the others fail as unreachable, one by one and counted."""
+    from relay.storage.redis_state import RedisRouter
+
+    server = RedisServer(tmp_path / "redis").start()
+    metrics = RelayMetrics()
+    node_a = RedisRouter(server.url, namespace=namespace, metrics=metrics)
+    node_b = RedisRouter(server.url, namespace=namespace)
+    await node_a.start()
+    await node_b.start()
+    try:
+        here = {f"laptop/u{n}/l": laptop(f"u{n}") for n in range(3)}
+        there = {f"device/d{n}": phone(f"d{n}") for n in range(3)}
+        for address, session in here.items():
+            await node_a.attach(address, session)
+        for address, session in there.items():
+            await node_b.attach(address, session)
+        server.stop()
+        targets = [*here, *there]
+        answers = await asyncio.gather(*(node_a.deliver(a, "m") for a in targets))
+        assert answers == [True] * len(here) + [False] * len(there)
+        assert all(s.received == ["m"] for s in here.values())
+        assert failed(metrics, "unreachable") == len(there)
+    finally:
+        await node_a.stop()
+        await node_b.stop()
+        server.stop()
