@@ -125,7 +125,8 @@ async def test_a_room_added_to_a_meeting_opens_it_through_the_daemon(
     result = await link.join_request(world.room.id, "https://meet.jit.si/AllHands")
     assert result.outcome == "accepted"
     async with asyncio.timeout(10):
-        while not record.exists():
+        # The opener creates the file before it writes its line: wait for the whole line.
+        while not (record.exists() and record.read_text().endswith("\n")):
             await asyncio.sleep(0.05)
     assert json.loads(record.read_text()) == ["https://meet.jit.si/AllHands"]
     await running.console.wait_for("join meeting=")
