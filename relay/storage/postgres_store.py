@@ -469,27 +469,77 @@ _BUMP_PAIRINGS_VERSION = Stmt("UPDATE meta SET value = value + 1 WHERE key = 'pa
 
 # One statement for every phone of a lock change, in phone order (so two changes for the
 # same phones lock their rows in the same order).
+# The lock changes of one event-loop iteration, one row per (phone, change): each phone at
+# most once (ON CONFLICT DO UPDATE cannot change a row twice in one statement), rows locked
+# in phone order (no deadlock with another node's statement).
 _LOCK_UPSERT = (
     "INSERT INTO lock_states AS l (phone_id, seq, state, user_id, laptop_id, updated_at,"
-    " acked_seq) SELECT p, 1, %s, %s, %s, %s, 0 FROM unnest(%s::text[]) AS p ORDER BY p"
+    " acked_seq) SELECT c.p, 1, c.s, c.u, c.l, c.t, 0"
+    " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::float8[])"
+    " AS c(p, s, u, l, t) ORDER BY c.p"
     " ON CONFLICT (phone_id) DO UPDATE SET seq = l.seq + 1, state = excluded.state,"
     " user_id = excluded.user_id, laptop_id = excluded.laptop_id,"
     " updated_at = excluded.updated_at"
     " RETURNING phone_id, seq, state, user_id, laptop_id, updated_at, acked_seq"
 )
 
-# One statement: record the ack if it is news, and return the phone's record either way,
-# with whether it was (none if the phone has no state up to ``seq``). Losing an ack costs a
+
+class _LockChange(NamedTuple):
+    phones: list[str]  # each once
+    state: LockState
+    user_id: str
+    laptop_id: str
+    now: float
+
+
+def _lock_rounds(phone_lists: Sequence[Sequence[str]]) -> list[list[int]]:
+    """The lock changes (or acks) of a batch, each naming ``phone_lists[i]``, grouped by
+    index into as few statements as can be: a phone at most once per statement, and a
+    phone named twice in the batch written in call order (later in a later statement)."""
+    last: dict[str, int] = {}
+    rounds: list[list[int]] = []
+    for index, phones in enumerate(phone_lists):
+        at = 1 + max((last[phone] for phone in phones if phone in last), default=-1)
+        for phone in phones:
+            last[phone] = at
+        if at == len(rounds):
+            rounds.append([])
+        rounds[at].append(index)
+    return rounds
+
+
+def _lock_upsert(changes: Sequence[_LockChange]) -> Stmt:
+    """One statement making ``changes`` (no phone in two of them)."""
+    columns: tuple[list[Any], ...] = ([], [], [], [], [])
+    for change in changes:
+        for phone in change.phones:
+            for column, value in zip(
+                columns,
+                (phone, change.state, change.user_id, change.laptop_id, change.now),
+                strict=True,
+            ):
+                column.append(value)
+    return Stmt(_LOCK_UPSERT, columns, rows=True)
+
+
+# The acks of one event-loop iteration in one statement: record each that is news, and
+# return each phone's record either way, with whether it was (none for a phone with no
+# state up to its ack's seq); each phone at most once. Rows are locked in phone order first,
+# as the lock changes lock them (no deadlock between the two). Losing an ack costs a
 # redundant re-delivery, never a wrong state, so this commit does not wait for the WAL
 # flush (synchronous_commit off for this statement's transaction only).
-_LOCK_ACK = (
+_LOCK_ACKS = (
     "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)),"
-    " acked AS (UPDATE lock_states SET acked_seq = %(seq)s WHERE phone_id = %(phone)s"
-    " AND seq >= %(seq)s AND acked_seq < %(seq)s AND EXISTS (SELECT 1 FROM relaxed)"
-    " RETURNING *)"
-    " SELECT *, true AS news FROM acked UNION ALL SELECT *, false AS news FROM lock_states"
-    " WHERE phone_id = %(phone)s"
-    " AND seq >= %(seq)s AND NOT EXISTS (SELECT 1 FROM acked)"
+    " ack AS (SELECT * FROM unnest(%s::text[], %s::bigint[]) AS a(phone, seq)),"
+    " locked AS (SELECT l.phone_id FROM lock_states l JOIN ack ON l.phone_id = ack.phone"
+    " WHERE l.seq >= ack.seq AND l.acked_seq < ack.seq ORDER BY l.phone_id FOR UPDATE OF l),"
+    " acked AS (UPDATE lock_states l SET acked_seq = ack.seq FROM ack"
+    " WHERE l.phone_id = ack.phone AND l.phone_id IN (SELECT phone_id FROM locked)"
+    " AND l.seq >= ack.seq AND l.acked_seq < ack.seq AND EXISTS (SELECT 1 FROM relaxed)"
+    " RETURNING l.*)"
+    " SELECT *, true AS news FROM acked UNION ALL"
+    " SELECT l.*, false AS news FROM lock_states l JOIN ack ON l.phone_id = ack.phone"
+    " WHERE l.seq >= ack.seq AND l.phone_id NOT IN (SELECT phone_id FROM acked)"
 )
 
 _PG_CREDENTIAL_INSERT = percent_placeholders(CREDENTIAL_INSERT)
@@ -566,7 +616,8 @@ class PostgresStore(DirectoryWrites):
         self._node_alone: bool | None = None
         self._node_claim: psycopg.AsyncConnection[DictRow] | None = None
         # Lock changes waiting for the end of this event-loop iteration, and their writers.
-        self._lock_queue: list[tuple[Stmt, asyncio.Future[list[DictRow]]]] = []
+        self._lock_queue: list[tuple[_LockChange, asyncio.Future[list[DictRow]]]] = []
+        self._ack_queue: list[tuple[str, int, asyncio.Future[DictRow | None]]] = []
         self._lock_writers: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
@@ -1114,15 +1165,14 @@ class PostgresStore(DirectoryWrites):
         self, phone_ids: Sequence[str], state: LockState, user_id: str, laptop_id: str, now: float
     ) -> list[LockRecord]:
         """Committed before it returns. A phone named twice is changed once. The changes
-        of one event-loop iteration share a transaction (one WAL flush for all, as
-        SQLite's group commit), each still its own statement in call order."""
+        of one event-loop iteration are written together: one statement for all of them
+        (one round trip and one WAL flush, as SQLite's group commit), more only where a
+        phone is changed twice (in call order, in one transaction)."""
         unique = list(dict.fromkeys(phone_ids))
         if not unique:
             return []
         future: asyncio.Future[list[DictRow]] = asyncio.get_running_loop().create_future()
-        self._lock_queue.append(
-            (Stmt(_LOCK_UPSERT, (state, user_id, laptop_id, now, unique), rows=True), future)
-        )
+        self._lock_queue.append((_LockChange(unique, state, user_id, laptop_id, now), future))
         if len(self._lock_queue) == 1:
             asyncio.get_running_loop().call_soon(self._flush_lock_changes)
         records = {r.phone_id: r for r in map(store_rows.lock, await future)}
@@ -1136,11 +1186,14 @@ class PostgresStore(DirectoryWrites):
             task.add_done_callback(self._lock_writers.discard)
 
     async def _write_lock_changes(
-        self, batch: list[tuple[Stmt, asyncio.Future[list[DictRow]]]]
+        self, batch: list[tuple[_LockChange, asyncio.Future[list[DictRow]]]]
     ) -> None:
-        results: list[Outcome | BaseException]
+        rounds = _lock_rounds([change.phones for change, _ in batch])
+        results: list[list[DictRow] | BaseException]
         try:
-            results = list(await self.run(*(stmt for stmt, _ in batch)))
+            outcomes = await self.run(
+                *(_lock_upsert([batch[index][0] for index in indexes]) for indexes in rounds)
+            )
         except StoreConflict as exc:
             if len(batch) > 1:  # one bad change (an unknown phone) must not fail the others
                 for change in batch:  # one by one, in call order
@@ -1149,20 +1202,60 @@ class PostgresStore(DirectoryWrites):
             results = [exc]
         except Exception as exc:  # whatever it was, every caller is told
             results = [exc] * len(batch)
+        else:
+            results = [StoreUnavailable("lock write unreadable")] * len(batch)
+            for indexes, rows in zip(rounds, outcomes, strict=True):
+                written = {row["phone_id"]: row for row in cast(list[DictRow], rows)}
+                for index in indexes:
+                    phones = batch[index][0].phones
+                    if all(phone in written for phone in phones):
+                        results[index] = [written[phone] for phone in phones]
         for (_, future), outcome in zip(batch, results, strict=True):
             if future.done():  # the caller gave up (cancelled)
                 continue
             if isinstance(outcome, BaseException):
                 future.set_exception(outcome)
             else:
-                future.set_result(cast(list[DictRow], outcome))
+                future.set_result(outcome)
 
     async def ack_lock(self, phone_id: str, seq: int) -> Acknowledged | None:
-        (rows,) = await self.run(Stmt(_LOCK_ACK, {"phone": phone_id, "seq": seq}, rows=True))
-        if not rows:
+        """The acks of one event-loop iteration are written together, in one statement
+        (more only where a phone acked twice)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[DictRow | None] = loop.create_future()
+        self._ack_queue.append((phone_id, seq, future))
+        if len(self._ack_queue) == 1:
+            loop.call_soon(self._flush_acks)
+        row = await future
+        if row is None:
             return None
-        row = cast(list[DictRow], rows)[0]
         return Acknowledged(store_rows.lock(row), news=bool(row["news"]))
+
+    def _flush_acks(self) -> None:
+        batch, self._ack_queue = self._ack_queue, []
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._write_acks(batch))
+            self._lock_writers.add(task)
+            task.add_done_callback(self._lock_writers.discard)
+
+    async def _write_acks(
+        self, batch: list[tuple[str, int, asyncio.Future[DictRow | None]]]
+    ) -> None:
+        for indexes in _lock_rounds([[phone_id] for phone_id, _, _ in batch]):
+            acks = [batch[index] for index in indexes]
+            try:
+                (rows,) = await self.run(
+                    Stmt(_LOCK_ACKS, ([a[0] for a in acks], [a[1] for a in acks]), rows=True)
+                )
+            except Exception as exc:  # whatever it was, each caller is told
+                for *_, future in acks:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            found = {row["phone_id"]: row for row in cast(list[DictRow], rows)}
+            for phone_id, _, future in acks:
+                if not future.done():  # the caller gave up (cancelled)
+                    future.set_result(found.get(phone_id))
 
     # --- administrators ------------------------------------------------------------------
     async def add_admin(self, admin: AdminRecord, token_hash: bytes, credential_id: str) -> None:

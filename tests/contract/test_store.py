@@ -385,6 +385,36 @@ async def test_lock_changes_made_at_once_are_applied_in_order_and_fail_alone(
     assert record is not None and (record.seq, record.state) == (1, "unlocked")
 
 
+async def test_acks_made_at_once_are_each_answered_for_their_own_phone(
+    store: RelayStore,
+) -> None:
+    """A node under load acknowledges many phones in one moment (PostgreSQL: one
+    statement for all): each ack is answered as if alone — news, a repeat, an ack of a
+    command never sent, a phone with no lock state — and a phone acking twice at once
+    has both applied in order."""
+    await tenant_with_people(store)
+    await store.set_desired_lock(["ph-alice", "ph-bob"], "locked", "alice", "L1", NOW)
+    await store.set_desired_lock(["ph-alice"], "unlocked", "alice", "L1", NOW + 1)
+    alice_first, alice_second, bob, never_sent, no_state = await asyncio.gather(
+        store.ack_lock("ph-alice", 1),
+        store.ack_lock("ph-alice", 2),
+        store.ack_lock("ph-bob", 1),
+        store.ack_lock("ph-bob", 2),
+        store.ack_lock("room", 1),
+    )
+    assert alice_first is not None and alice_first.news
+    assert (alice_first.record.seq, alice_first.record.acked_seq) == (2, 1)
+    assert alice_second is not None and alice_second.news
+    assert (alice_second.record.acked_seq, alice_second.record.pending) == (2, False)
+    assert bob is not None and bob.news and not bob.record.pending
+    assert never_sent is None and no_state is None
+    again = await asyncio.gather(store.ack_lock("ph-alice", 2), store.ack_lock("ph-bob", 1))
+    assert [(a is not None and a.news) for a in again] == [False, False]
+    for phone_id, acked in (("ph-alice", 2), ("ph-bob", 1)):
+        record = await store.lock_record(phone_id)
+        assert record is not None and record.acked_seq == acked
+
+
 async def test_a_phone_signed_in_to_another_account_loses_its_pairings_and_pending_lock(
     store: RelayStore, store_factory: OpenStore
 ) -> None:
