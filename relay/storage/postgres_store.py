@@ -54,7 +54,7 @@ import asyncio
 import json
 import time
 import weakref
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, NamedTuple, cast
 
@@ -1191,9 +1191,13 @@ class PostgresStore(DirectoryWrites):
     def _flush_lock_changes(self) -> None:
         batch, self._lock_queue = self._lock_queue, []
         if batch:
-            task = asyncio.get_running_loop().create_task(self._write_lock_changes(batch))
-            self._lock_writers.add(task)
-            task.add_done_callback(self._lock_writers.discard)
+            self._write_soon(self._write_lock_changes(batch))
+
+    def _write_soon(self, write: Coroutine[Any, Any, None]) -> None:
+        """Run a batch's write as a task of its own (closing the store waits for it)."""
+        task = asyncio.get_running_loop().create_task(write)
+        self._lock_writers.add(task)
+        task.add_done_callback(self._lock_writers.discard)
 
     async def _write_lock_changes(
         self, batch: list[tuple[_LockChange, asyncio.Future[list[DictRow]]]]
@@ -1244,9 +1248,7 @@ class PostgresStore(DirectoryWrites):
     def _flush_acks(self) -> None:
         batch, self._ack_queue = self._ack_queue, []
         if batch:
-            task = asyncio.get_running_loop().create_task(self._write_acks(batch))
-            self._lock_writers.add(task)
-            task.add_done_callback(self._lock_writers.discard)
+            self._write_soon(self._write_acks(batch))
 
     async def _write_acks(
         self, batch: list[tuple[str, int, asyncio.Future[DictRow | None]]]

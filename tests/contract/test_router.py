@@ -433,6 +433,12 @@ async def test_a_message_a_live_node_did_not_hear_makes_every_node_resync(
 # --- deliveries made in one loop iteration share one round trip ----------------------------
 
 
+async def attach_all(router: Router, sessions: dict[str, FakeSession]) -> dict[str, FakeSession]:
+    for address, session in sessions.items():
+        await router.attach(address, session)
+    return sessions
+
+
 @redis_only
 async def test_deliveries_made_at_once_are_each_answered_and_arrive_in_order(
     routers: Factory,
@@ -442,12 +448,8 @@ async def test_deliveries_made_at_once_are_each_answered_and_arrive_in_order(
     held here, or nobody — with the messages for one address in the order they were made."""
     metrics = RelayMetrics()
     node_a, node_b = await routers(metrics), await routers()
-    remote = {f"device/r{n}": phone(f"r{n}") for n in range(20)}
-    local = {f"device/l{n}": phone(f"l{n}") for n in range(5)}
-    for address, session in remote.items():
-        await node_b.attach(address, session)
-    for address, session in local.items():
-        await node_a.attach(address, session)
+    remote = await attach_all(node_b, {f"device/r{n}": phone(f"r{n}") for n in range(20)})
+    local = await attach_all(node_a, {f"device/l{n}": phone(f"l{n}") for n in range(5)})
     offline = [f"device/gone{n}" for n in range(5)]
     deliveries = [
         *((address, f"{address} #{k}") for k in range(3) for address in remote),
@@ -473,9 +475,7 @@ async def test_a_batch_of_deliveries_survives_redis_forgetting_the_script(
     from redis import asyncio as aioredis
 
     node_a, node_b = await routers(), await routers()
-    sessions = {f"device/d{n}": phone(f"d{n}") for n in range(8)}
-    for address, session in sessions.items():
-        await node_b.attach(address, session)
+    sessions = await attach_all(node_b, {f"device/d{n}": phone(f"d{n}") for n in range(8)})
     server: RedisServer = request.getfixturevalue("redis_server")
     admin = aioredis.Redis.from_url(server.url, decode_responses=True)
     try:
@@ -503,12 +503,8 @@ async def test_a_batch_of_deliveries_while_redis_is_away_falls_back_to_this_node
     await node_a.start()
     await node_b.start()
     try:
-        here = {f"laptop/u{n}/l": laptop(f"u{n}") for n in range(3)}
-        there = {f"device/d{n}": phone(f"d{n}") for n in range(3)}
-        for address, session in here.items():
-            await node_a.attach(address, session)
-        for address, session in there.items():
-            await node_b.attach(address, session)
+        here = await attach_all(node_a, {f"laptop/u{n}/l": laptop(f"u{n}") for n in range(3)})
+        there = await attach_all(node_b, {f"device/d{n}": phone(f"d{n}") for n in range(3)})
         server.stop()
         targets = [*here, *there]
         answers = await asyncio.gather(*(node_a.deliver(a, "m") for a in targets))
