@@ -467,8 +467,6 @@ LOCK_DIRECTORY = Stmt("SELECT value FROM meta WHERE key = 'directory_version' FO
 # Pairings are cached by relays (see relay.domain.directory); any writer bumps this.
 _BUMP_PAIRINGS_VERSION = Stmt("UPDATE meta SET value = value + 1 WHERE key = 'pairings_version'")
 
-# One statement for every phone of a lock change, in phone order (so two changes for the
-# same phones lock their rows in the same order).
 # The lock changes of one event-loop iteration, one row per (phone, change): each phone at
 # most once (ON CONFLICT DO UPDATE cannot change a row twice in one statement), rows locked
 # in phone order (no deadlock with another node's statement).
