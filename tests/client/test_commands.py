@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from hw.control_socket import ControlError, call
+from hw.control_socket import ControlError, DaemonNotRunning, call
 from hw.standin.logind import LogindStandIn
 from relay.protocol import wire
 from relay.protocol.link import RelayLink
@@ -232,9 +232,10 @@ async def test_a_running_client_takes_a_new_login_and_keeps_its_meeting_across_r
     try:
 
         async def refused() -> Any:
-            if not (state / "control.sock").exists():
+            try:
+                status = await call(state / "control.sock", "status")
+            except DaemonNotRunning:  # not yet: the socket's file exists before it listens
                 return False
-            status = await call(state / "control.sock", "status")
             return "HTTP 401" in (status["relay"]["error"] or "") and status["relay"]["error"]
 
         why = await eventually(refused, within=20, what="the relay refusing the credential")
