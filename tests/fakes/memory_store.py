@@ -416,7 +416,7 @@ class MemoryStore:
         if seq <= record.acked_seq:
             return Acknowledged(record, news=False)
         self._write()
-        acked = replace(record, acked_seq=seq)
+        acked = record.acked(seq)
         self.locks_[phone_id] = acked
         return Acknowledged(acked, news=True)
 
