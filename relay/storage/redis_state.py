@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import os
 import secrets
@@ -195,7 +194,9 @@ class RedisEphemeral:
 # "resync"). Returns the previous holder's value if it is another live node's. In resync
 # mode another node's entry is compared by attach time whether or not its heartbeat is
 # back yet (after a Redis restart the nodes resync in any order): a newer one is kept
-# ("kept|" .. its value), an older one replaced and returned.
+# ("kept|" .. its value), an older one replaced and returned; and this node's own entry
+# with a later serial is left alone (the connection attached while the resync was on its
+# way, and the resync's value is its predecessor's).
 _ATTACH = """
 local old = redis.call('GET', KEYS[1])
 local live = false
@@ -209,6 +210,9 @@ if old then
     elseif redis.call('EXISTS', ARGV[3] .. node) == 1 then
       live = true
     end
+  elseif ARGV[5] == 'resync' then
+    local mine = string.match(ARGV[1], '^[^|]*|([^|]*)|')
+    if tonumber(serial) > tonumber(mine) then return false end
   end
 end
 redis.call('SET', KEYS[1], ARGV[1])
@@ -216,12 +220,18 @@ redis.call('SADD', KEYS[2], ARGV[2])
 if live then return old end
 return false
 """
-# KEYS: p:<address>, a:<me>. ARGV: value (or "" for "any of mine"), address, me.
+# KEYS: p:<address>, a:<me>. ARGV: value (or "" for "any of mine up to serial ARGV[4]"),
+# address, me, serial. An entry of mine with a later serial was written by a connection
+# that attached after the caller decided to drop the address: it stays, registered.
 _DETACH = """
 local current = redis.call('GET', KEYS[1])
+local node, serial
+if current then node, serial = string.match(current, '^([^|]*)|([^|]*)|') end
+if ARGV[1] == '' and node == ARGV[3] and tonumber(serial) > tonumber(ARGV[4]) then
+  return 0
+end
 redis.call('SREM', KEYS[2], ARGV[2])
-if current and (current == ARGV[1] or
-    (ARGV[1] == '' and string.match(current, '^([^|]*)|') == ARGV[3])) then
+if current and (current == ARGV[1] or (ARGV[1] == '' and node == ARGV[3])) then
   redis.call('DEL', KEYS[1])
   return 1
 end
@@ -333,7 +343,7 @@ class RedisRouter:
         self._all = prefix + "c:all"
         self._mine = self._c + self.node_id
         self._values: dict[str, str] = {}  # address -> the value this node wrote for it
-        self._serial = itertools.count(1)
+        self._last_serial = 0  # of the values this node wrote: later attaches have higher
         self._attach = self.redis.register_script(_ATTACH)
         self._detach = self.redis.register_script(_DETACH)
         self._lookup = self.redis.register_script(_LOOKUP)
@@ -392,18 +402,19 @@ class RedisRouter:
         self._tasks = []
         # Leave cleanly: other nodes see this node's connections offline at once.
         with contextlib.suppress(RedisError, OSError):
-            await self._detach_all(list(self._values.items()))
+            await self._detach_all(list(self._values.items()), self._last_serial)
             await self.redis.delete(self._n + self.node_id)
         if self._owns_client:
             await self.redis.aclose()
 
-    async def _detach_all(self, entries: Sequence[tuple[str, str]]) -> None:
-        """Drop presence entries of this node (value "" for "whatever of mine is there")."""
+    async def _detach_all(self, entries: Sequence[tuple[str, str]], up_to: int) -> None:
+        """Drop presence entries of this node (value "" for "whatever of mine is there",
+        written with a serial up to ``up_to``)."""
         for start in range(0, len(entries), self._batch):
             pipe = self.redis.pipeline(transaction=False)
             for address, value in entries[start : start + self._batch]:
                 await self._detach(keys=[self._p + address, self._a],
-                                   args=[value, address, self.node_id], client=pipe)
+                                   args=[value, address, self.node_id, up_to], client=pipe)
             await pipe.execute()
 
     def on_resync(self, callback: Callable[[], Awaitable[None]]) -> None:
@@ -496,6 +507,8 @@ class RedisRouter:
                         )
                     answers = await pipe.execute()
                     for (address, value), old in zip(batch, answers, strict=True):
+                        if self._values.get(address) != value:
+                            continue  # left or replaced meanwhile: that said what it had to
                         if isinstance(old, str) and old.startswith("kept|"):
                             kept += 1  # a newer connection on another node holds it
                             self._end_local(address, CloseCode.REPLACED,
@@ -503,7 +516,9 @@ class RedisRouter:
                         elif old:
                             await self._publish_replaced(address, value)
                 registered = cast("set[str]", await self.redis.smembers(self._a))
-                await self._detach_all([(a, "") for a in registered if a not in self._values])
+                # What attaches from here on has a later serial, and is not dropped.
+                gone = [(a, "") for a in registered if a not in self._values]
+                await self._detach_all(gone, self._last_serial)
             except (RedisError, OSError) as exc:
                 self._failed("resync", exc)
                 return
@@ -596,7 +611,8 @@ class RedisRouter:
         replaced = self.sessions.add(address, session)
         if replaced is not None:
             replaced.end(CloseCode.REPLACED, "replaced by a newer connection")
-        value = f"{self.node_id}|{next(self._serial)}|{int(time.time() * 1000)}"
+        self._last_serial += 1
+        value = f"{self.node_id}|{self._last_serial}|{int(time.time() * 1000)}"
         self._values[address] = value
         try:
             old = await self._attach(
@@ -615,7 +631,7 @@ class RedisRouter:
         if value is not None:
             try:
                 await self._detach(keys=[self._p + address, self._a],
-                                   args=[value, address, self.node_id])
+                                   args=[value, address, self.node_id, 0])
             except (RedisError, OSError) as exc:
                 self._failed("detach", exc)  # dropped when Redis is back
         return True

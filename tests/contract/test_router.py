@@ -515,3 +515,98 @@ async def test_a_batch_of_deliveries_while_redis_is_away_falls_back_to_this_node
         await node_a.stop()
         await node_b.stop()
         server.stop()
+
+
+# --- a resync racing the node's own connections ----------------------------------------------
+
+
+def before_the_next_pipeline(router: Router, step: Callable[[], Awaitable[None]]) -> None:
+    """Run ``step`` just before the router's next pipelined round trip goes to Redis: a
+    connection attaching or leaving while a resync has read what it will write."""
+    redis = router.redis  # type: ignore[attr-defined]
+    make = redis.pipeline
+
+    def pipeline(*args: object, **kwargs: object) -> object:
+        pipe = make(*args, **kwargs)
+        send = pipe.execute
+
+        async def execute(*a: object, **k: object) -> object:
+            redis.pipeline = make  # once
+            await step()
+            return await send(*a, **k)
+
+        pipe.execute = execute
+        return pipe
+
+    redis.pipeline = pipeline
+
+
+async def resync_now(router: Router, server: RedisServer, namespace: str) -> None:
+    """Ask the router to resync, as another node does after an outage, and wait for it."""
+    from redis import asyncio as aioredis
+
+    done = asyncio.Event()
+
+    async def resynced() -> None:
+        done.set()
+
+    router.on_resync(resynced)
+    other = aioredis.Redis.from_url(server.url, decode_responses=True)
+    try:
+        await other.publish(f"{namespace}:r:c:all", '{"op":"resync","origin":"other"}')
+    finally:
+        await other.aclose()
+    await asyncio.wait_for(done.wait(), 5)
+
+
+@redis_only
+async def test_a_phone_reconnecting_while_its_node_resyncs_stays_online_and_leaves_cleanly(
+    routers: Factory, request: pytest.FixtureRequest, namespace: str
+) -> None:
+    """The resync has read the old connection's presence; the old connection leaves and
+    the new one attaches before the resync writes: the resync must not put the old one's
+    entry back over the new one's (the new one, leaving, would leave a ghost behind)."""
+    node_a, node_b = await routers(), await routers()
+    old, new = phone(), phone()
+    await node_a.attach("device/d1", old)
+
+    async def reconnect() -> None:
+        await node_a.detach("device/d1", old)
+        await node_a.attach("device/d1", new)
+
+    before_the_next_pipeline(node_a, reconnect)
+    await resync_now(node_a, request.getfixturevalue("redis_server"), namespace)
+    assert new.ended is None
+    assert await node_b.deliver("device/d1", "after the resync")
+    await eventually(lambda: new.received == ["after the resync"])
+    await node_a.detach("device/d1", new)
+    assert not await node_b.is_online("device/d1")
+
+
+@redis_only
+async def test_a_phone_attaching_while_its_node_drops_stale_presence_stays_online(
+    routers: Factory, request: pytest.FixtureRequest, namespace: str
+) -> None:
+    """A detach lost during an outage leaves the address registered to the node; the
+    resync drops it — and must not drop the connection that attached meanwhile."""
+    from redis import asyncio as aioredis
+
+    server: RedisServer = request.getfixturevalue("redis_server")
+    node_a, node_b = await routers(), await routers()
+    gone, new = phone(), phone()
+    await node_a.attach("device/d1", gone)
+    await node_a.detach("device/d1", gone)
+    raw = aioredis.Redis.from_url(server.url, decode_responses=True)
+    try:  # the detach that Redis never saw
+        await raw.sadd(f"{namespace}:r:a:{node_a.node_id}", "device/d1")  # type: ignore[attr-defined]
+    finally:
+        await raw.aclose()
+
+    async def attach() -> None:
+        await node_a.attach("device/d1", new)
+
+    before_the_next_pipeline(node_a, attach)
+    await resync_now(node_a, server, namespace)
+    assert await node_b.is_online("device/d1")
+    assert await node_b.deliver("device/d1", "still here")
+    await eventually(lambda: new.received == ["still here"])
