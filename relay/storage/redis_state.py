@@ -300,8 +300,9 @@ class RedisRouter:
 
     **Replacement and session ends** go to every node on ``c:all``: a connection
     attached here while another node holds the address makes that node close its
-    session with :attr:`CloseCode.REPLACED`; :meth:`end_sessions` closes matching
-    sessions on every node.
+    session with :attr:`CloseCode.REPLACED` (unless Redis says that node's session
+    attached after this one: the news can arrive late); :meth:`end_sessions` closes
+    matching sessions on every node.
 
     **Redis outages.** A background task keeps the subscription; when Redis goes away
     and comes back (or this node's heartbeat lapsed) it resubscribes, writes its
@@ -350,6 +351,7 @@ class RedisRouter:
         self._deliver = self.redis.register_script(_DELIVER)
         self._outgoing: list[_Outgoing] = []  # deliveries of this loop iteration, in order
         self._sending: set[asyncio.Task[None]] = set()
+        self._checks: set[asyncio.Task[None]] = set()  # replacements announced by others
         self._callbacks: list[Callable[[], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = asyncio.Event()
@@ -387,6 +389,7 @@ class RedisRouter:
             *self._tasks,
             *(t for t in (self._resync_pending, self._ask_pending) if t),
             *self._sending,  # deliveries in flight: their callers fall back to this node
+            *self._checks,
         ]
         for task in tasks:
             task.cancel()
@@ -547,14 +550,32 @@ class RedisRouter:
             return
         if event.get("op") == "replaced":
             address = str(event.get("address"))
-            if address in self._values and self._values[address] != event.get("value"):
-                self._end_local(address, CloseCode.REPLACED, "replaced by a newer connection")
+            mine = self._values.get(address)
+            if mine is not None and mine != event.get("value"):
+                task = asyncio.get_running_loop().create_task(
+                    self._replaced_elsewhere(address, mine), name="redis-replaced"
+                )
+                self._checks.add(task)
+                task.add_done_callback(self._checks.discard)
         elif event.get("op") == "resync":
             self._resync_soon(f"asked by {event.get('origin')}")
         elif event.get("op") == "end":
             selector = cast(SessionSelector, (str(event.get("kind")), str(event.get("id"))))
             self._end_matching(selector, int(event.get("code", CloseCode.REVOKED)),
                                str(event.get("reason", "")))
+
+    async def _replaced_elsewhere(self, address: str, mine: str) -> None:
+        """Another node attached the address: close this node's session unless this one
+        attached after it. Redis ran the two attaches one after the other and holds the
+        later one's value (whose node then told the other); the news of the earlier one can
+        arrive after the later one has attached here, when a connection moves back fast."""
+        try:
+            holder = await self.redis.get(self._p + address)
+        except (RedisError, OSError) as exc:
+            self._failed("replacement", exc)
+            holder = None  # cannot tell: the other node's word stands
+        if holder != mine and self._values.get(address) == mine:
+            self._end_local(address, CloseCode.REPLACED, "replaced by a newer connection")
 
     def _end_local(self, address: str, code: int, reason: str) -> None:
         session = self.sessions.at(address)

@@ -610,3 +610,34 @@ async def test_a_phone_attaching_while_its_node_drops_stale_presence_stays_onlin
     assert await node_b.is_online("device/d1")
     assert await node_b.deliver("device/d1", "still here")
     await eventually(lambda: new.received == ["still here"])
+
+
+@redis_only
+async def test_news_of_an_earlier_connection_elsewhere_does_not_close_a_later_one(
+    routers: Factory, request: pytest.FixtureRequest, namespace: str
+) -> None:
+    """The phone attached on another node, then back here, before the other node's news
+    arrived: Redis holds this node's (later) attach, so the late news closes nothing;
+    news of a later attach elsewhere still closes the session here."""
+    from redis import asyncio as aioredis
+
+    server: RedisServer = request.getfixturevalue("redis_server")
+    node_a = await routers()
+    here = phone()
+    await node_a.attach("device/d1", here)
+    raw = aioredis.Redis.from_url(server.url, decode_responses=True)
+    channel = f"{namespace}:r:c:all"
+    try:
+        earlier = '{"op":"replaced","address":"device/d1","value":"b|1|0","origin":"b"}'
+        await raw.publish(channel, earlier)
+        await asyncio.sleep(0.3)
+        assert here.ended is None
+        assert await node_a.deliver("device/d1", "still here")
+        assert here.received == ["still here"]
+        # A later attach on node b: Redis holds b's value, and the news closes this one.
+        await raw.set(f"{namespace}:r:p:device/d1", "b|2|1")
+        await raw.publish(channel, earlier.replace("b|1|0", "b|2|1"))
+        await eventually(lambda: here.ended is not None)
+        assert here.ended is not None and here.ended[0] == CloseCode.REPLACED
+    finally:
+        await raw.aclose()
