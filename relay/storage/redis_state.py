@@ -221,17 +221,19 @@ if live then return old end
 return false
 """
 # KEYS: p:<address>, a:<me>. ARGV: value (or "" for "any of mine up to serial ARGV[4]"),
-# address, me, serial. An entry of mine with a later serial was written by a connection
-# that attached after the caller decided to drop the address: it stays, registered.
+# address, me, serial. Another entry of mine there (for "": one with a later serial) was
+# written by a connection that attached after the caller decided to drop the address: it
+# stays, and stays registered (it is that connection's to drop, or a resync's).
 _DETACH = """
 local current = redis.call('GET', KEYS[1])
 local node, serial
 if current then node, serial = string.match(current, '^([^|]*)|([^|]*)|') end
-if ARGV[1] == '' and node == ARGV[3] and tonumber(serial) > tonumber(ARGV[4]) then
+if node == ARGV[3] and current ~= ARGV[1] and
+    (ARGV[1] ~= '' or tonumber(serial) > tonumber(ARGV[4])) then
   return 0
 end
 redis.call('SREM', KEYS[2], ARGV[2])
-if current and (current == ARGV[1] or (ARGV[1] == '' and node == ARGV[3])) then
+if current and (current == ARGV[1] or ARGV[1] == '') and node == ARGV[3] then
   redis.call('DEL', KEYS[1])
   return 1
 end

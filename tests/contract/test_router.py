@@ -641,3 +641,48 @@ async def test_news_of_an_earlier_connection_elsewhere_does_not_close_a_later_on
         assert here.ended is not None and here.ended[0] == CloseCode.REPLACED
     finally:
         await raw.aclose()
+
+
+def on_the_next_script_call(router: Router, step: Callable[[], Awaitable[None]]) -> None:
+    """Run ``step`` just before the router's next script call goes to Redis (another
+    connection's call overtaking it on the way; or a step that raises, as redis-py does
+    when Redis cannot be reached)."""
+    redis = router.redis  # type: ignore[attr-defined]
+    call = redis.evalsha
+
+    async def evalsha(*args: object, **kwargs: object) -> object:
+        redis.evalsha = call  # once
+        await step()
+        return await call(*args, **kwargs)
+
+    redis.evalsha = evalsha
+
+
+@redis_only
+async def test_a_detach_overtaken_by_the_next_attach_leaves_it_registered_for_cleanup(
+    routers: Factory, request: pytest.FixtureRequest, namespace: str
+) -> None:
+    """The old connection's detach reaches Redis after the new connection's attach: the
+    new entry stays — and stays in the node's registry, so that when the new connection's
+    own detach is lost (Redis unreachable at that moment), the next resync drops it."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    node_a, node_b = await routers(), await routers()
+    old, new = phone(), phone()
+    await node_a.attach("device/d1", old)
+
+    async def reconnect() -> None:
+        await node_a.attach("device/d1", new)
+
+    on_the_next_script_call(node_a, reconnect)
+    await node_a.detach("device/d1", old)
+    assert await node_b.is_online("device/d1")
+
+    async def unreachable() -> None:
+        raise RedisConnectionError("Connection refused")
+
+    on_the_next_script_call(node_a, unreachable)
+    assert await node_a.detach("device/d1", new)
+    assert await node_b.is_online("device/d1")  # the lost detach's entry is still there
+    await resync_now(node_a, request.getfixturevalue("redis_server"), namespace)
+    assert not await node_b.is_online("device/d1")
