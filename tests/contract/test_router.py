@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -520,6 +521,18 @@ async def test_a_batch_of_deliveries_while_redis_is_away_falls_back_to_this_node
 # --- a resync racing the node's own connections ----------------------------------------------
 
 
+def once_before(owner: Any, name: str, step: Callable[[], Awaitable[None]]) -> None:
+    """The next call of the coroutine method ``owner.<name>`` runs ``step`` first."""
+    call = getattr(owner, name)
+
+    async def first(*args: object, **kwargs: object) -> object:
+        setattr(owner, name, call)  # once
+        await step()
+        return await call(*args, **kwargs)
+
+    setattr(owner, name, first)
+
+
 def before_the_next_pipeline(router: Router, step: Callable[[], Awaitable[None]]) -> None:
     """Run ``step`` just before the router's next pipelined round trip goes to Redis: a
     connection attaching or leaving while a resync has read what it will write."""
@@ -527,15 +540,9 @@ def before_the_next_pipeline(router: Router, step: Callable[[], Awaitable[None]]
     make = redis.pipeline
 
     def pipeline(*args: object, **kwargs: object) -> object:
+        redis.pipeline = make  # once
         pipe = make(*args, **kwargs)
-        send = pipe.execute
-
-        async def execute(*a: object, **k: object) -> object:
-            redis.pipeline = make  # once
-            await step()
-            return await send(*a, **k)
-
-        pipe.execute = execute
+        once_before(pipe, "execute", step)
         return pipe
 
     redis.pipeline = pipeline
@@ -647,15 +654,7 @@ def on_the_next_script_call(router: Router, step: Callable[[], Awaitable[None]])
     """Run ``step`` just before the router's next script call goes to Redis (another
     connection's call overtaking it on the way; or a step that raises, as redis-py does
     when Redis cannot be reached)."""
-    redis = router.redis  # type: ignore[attr-defined]
-    call = redis.evalsha
-
-    async def evalsha(*args: object, **kwargs: object) -> object:
-        redis.evalsha = call  # once
-        await step()
-        return await call(*args, **kwargs)
-
-    redis.evalsha = evalsha
+    once_before(router.redis, "evalsha", step)  # type: ignore[attr-defined]
 
 
 @redis_only
