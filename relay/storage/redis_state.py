@@ -27,7 +27,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
@@ -84,6 +84,13 @@ async def _guarded(call: Awaitable[T]) -> T:
         return await call
     except (RedisError, OSError) as exc:
         raise SharedStateUnavailable(f"Redis: {exc}") from exc
+
+
+def _spawn(tasks: set[asyncio.Task[None]], work: Coroutine[Any, Any, None], name: str) -> None:
+    """Run ``work`` as a task kept in ``tasks`` while it runs (stopping cancels them)."""
+    task = asyncio.get_running_loop().create_task(work, name=name)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
 
 
 def _ms(seconds: float) -> int:
@@ -554,11 +561,7 @@ class RedisRouter:
             address = str(event.get("address"))
             mine = self._values.get(address)
             if mine is not None and mine != event.get("value"):
-                task = asyncio.get_running_loop().create_task(
-                    self._replaced_elsewhere(address, mine), name="redis-replaced"
-                )
-                self._checks.add(task)
-                task.add_done_callback(self._checks.discard)
+                _spawn(self._checks, self._replaced_elsewhere(address, mine), "redis-replaced")
         elif event.get("op") == "resync":
             self._resync_soon(f"asked by {event.get('origin')}")
         elif event.get("op") == "end":
@@ -704,9 +707,7 @@ class RedisRouter:
 
     def _send_outgoing(self) -> None:
         batch, self._outgoing = self._outgoing, []
-        task = asyncio.get_running_loop().create_task(self._send_deliveries(batch))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        _spawn(self._sending, self._send_deliveries(batch), "redis-deliveries")
 
     async def _send_deliveries(self, batch: list[_Outgoing]) -> None:
         """Run the delivery script for each of ``batch``, in order, and answer each: one
